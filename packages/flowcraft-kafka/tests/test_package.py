@@ -1,0 +1,15 @@
+"""The distribution's public surface while it holds no behaviour yet."""
+
+import flowcraft.kafka
+from flowcraft.kafka.__about__ import __version__
+
+
+def test_facade_exports_only_the_version() -> None:
+    assert flowcraft.kafka.__all__ == ["__version__"]
+    assert flowcraft.kafka.__version__ == __version__
+
+
+def test_version_is_semver() -> None:
+    parts = __version__.split(".")
+    assert len(parts) == 3
+    assert all(part.isdigit() for part in parts)

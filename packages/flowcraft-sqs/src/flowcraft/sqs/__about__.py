@@ -1,0 +1,3 @@
+"""Version of the flowcraft-sqs distribution (read by hatch; bumped by tools/release)."""
+
+__version__ = "0.1.0"

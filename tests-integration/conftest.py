@@ -1,0 +1,114 @@
+"""Endpoints of the real backends, and the rule that a missing service never hides under CI.
+
+Defaults come from tools/services/services.toml (the same ports as docker-compose.yml); each can
+be overridden with an environment variable (FLOWCRAFT_REDIS_URL, ...). A test that needs a service
+asks for its fixture; when the service does not answer, the test is skipped with the service's
+name and the command that starts it, and under CI=true it fails instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CATALOG: dict[str, dict[str, Any]] = tomllib.loads(
+    (ROOT / "tools" / "services" / "services.toml").read_text()
+)
+
+
+def _setting(service: str, key: str) -> str:
+    env = f"FLOWCRAFT_{service.upper()}_{key.upper()}"
+    return os.environ.get(env, str(CATALOG[service][key]))
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or fail under CI=true) unless the service answers on host:port."""
+    if _port_open(host, port):
+        return
+    message = (
+        f"service {name!r} is not reachable on {host}:{port}; "
+        f"start it with: python tools/services start --only {name}"
+    )
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    require_service("redis", "127.0.0.1", int(CATALOG["redis"]["port"]))
+    return _setting("redis", "url")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    require_service("postgres", "127.0.0.1", int(CATALOG["postgres"]["port"]))
+    return _setting("postgres", "url")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    require_service("rabbitmq", "127.0.0.1", int(CATALOG["rabbitmq"]["port"]))
+    return _setting("rabbitmq", "url")
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> dict[str, str]:
+    """Keyword arguments for ``boto3.client(...)`` that reach the moto server."""
+    require_service("moto", "127.0.0.1", int(CATALOG["moto"]["port"]))
+    return {
+        "endpoint_url": _setting("moto", "url"),
+        "region_name": _setting("moto", "region"),
+        "aws_access_key_id": _setting("moto", "access_key_id"),
+        "aws_secret_access_key": _setting("moto", "secret_access_key"),
+    }
+
+
+@pytest.fixture(scope="session")
+def azure_queue_connection_string() -> str:
+    require_service("azurite", "127.0.0.1", int(CATALOG["azurite"]["port"]))
+    account = CATALOG["azurite"]["account"]
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={account};"
+        f"AccountKey={_setting('azurite', 'account_key')};"
+        f"QueueEndpoint={_setting('azurite', 'queue_url')};"
+    )
+
+
+@pytest.fixture(scope="session")
+def cosmos_endpoint() -> dict[str, str]:
+    """``url``, ``key`` and ``ca_file`` (the private CA the server's certificate is signed by)."""
+    require_service("cosmos", "127.0.0.1", int(CATALOG["cosmos"]["port"]))
+    default_ca = ROOT / ".services" / "cosmos" / "tls" / "ca.pem"
+    return {
+        "url": _setting("cosmos", "url"),
+        "key": _setting("cosmos", "key"),
+        "ca_file": os.environ.get("FLOWCRAFT_COSMOS_CA_FILE", str(default_ca)),
+    }
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    require_service("kafka", "127.0.0.1", int(CATALOG["kafka"]["port"]))
+    return _setting("kafka", "bootstrap")
+
+
+@pytest.fixture(scope="session")
+def cassandra_contact() -> tuple[str, int]:
+    port = int(os.environ.get("FLOWCRAFT_CASSANDRA_PORT", CATALOG["cassandra"]["port"]))
+    require_service("cassandra", "127.0.0.1", port)
+    return ("127.0.0.1", port)
