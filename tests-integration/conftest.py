@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,15 +68,20 @@ def rabbitmq_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def aws_endpoint() -> dict[str, str]:
-    """Keyword arguments for ``boto3.client(...)`` that reach the moto server."""
+def aws_endpoint_url() -> str:
+    """The moto server that answers SQS, DynamoDB and S3."""
     require_service("moto", "127.0.0.1", int(CATALOG["moto"]["port"]))
-    return {
-        "endpoint_url": _setting("moto", "url"),
-        "region_name": _setting("moto", "region"),
-        "aws_access_key_id": _setting("moto", "access_key_id"),
-        "aws_secret_access_key": _setting("moto", "secret_access_key"),
-    }
+    return _setting("moto", "url")
+
+
+@pytest.fixture(scope="session")
+def aws_session(aws_endpoint_url: str) -> boto3.session.Session:
+    """A boto3 session with the emulator's region and test credentials."""
+    return boto3.session.Session(
+        region_name=_setting("moto", "region"),
+        aws_access_key_id=_setting("moto", "access_key_id"),
+        aws_secret_access_key=_setting("moto", "secret_access_key"),
+    )
 
 
 @pytest.fixture(scope="session")

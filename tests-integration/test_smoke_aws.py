@@ -5,8 +5,8 @@ import uuid
 import boto3
 
 
-def test_sqs_send_receive_delete(aws_endpoint: dict[str, str]) -> None:
-    sqs = boto3.client("sqs", **aws_endpoint)
+def test_sqs_send_receive_delete(aws_session: boto3.session.Session, aws_endpoint_url: str) -> None:
+    sqs = aws_session.client("sqs", endpoint_url=aws_endpoint_url)
     url = sqs.create_queue(QueueName=f"smoke-{uuid.uuid4()}")["QueueUrl"]
     try:
         sqs.send_message(QueueUrl=url, MessageBody="hello")
@@ -17,8 +17,10 @@ def test_sqs_send_receive_delete(aws_endpoint: dict[str, str]) -> None:
         sqs.delete_queue(QueueUrl=url)
 
 
-def test_dynamodb_conditional_put(aws_endpoint: dict[str, str]) -> None:
-    ddb = boto3.client("dynamodb", **aws_endpoint)
+def test_dynamodb_conditional_put(
+    aws_session: boto3.session.Session, aws_endpoint_url: str
+) -> None:
+    ddb = aws_session.client("dynamodb", endpoint_url=aws_endpoint_url)
     table = f"smoke-{uuid.uuid4()}"
     ddb.create_table(
         TableName=table,
@@ -30,9 +32,7 @@ def test_dynamodb_conditional_put(aws_endpoint: dict[str, str]) -> None:
         item = {"pk": {"S": "run-1"}, "status": {"S": "running"}}
         ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
         try:
-            ddb.put_item(
-                TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-            )
+            ddb.put_item(TableName=table, Item=item, ConditionExpression="attribute_not_exists(pk)")
             raised = False
         except ddb.exceptions.ConditionalCheckFailedException:
             raised = True
@@ -43,8 +43,8 @@ def test_dynamodb_conditional_put(aws_endpoint: dict[str, str]) -> None:
         ddb.delete_table(TableName=table)
 
 
-def test_s3_put_get(aws_endpoint: dict[str, str]) -> None:
-    s3 = boto3.client("s3", **aws_endpoint)
+def test_s3_put_get(aws_session: boto3.session.Session, aws_endpoint_url: str) -> None:
+    s3 = aws_session.client("s3", endpoint_url=aws_endpoint_url)
     bucket = f"smoke-{uuid.uuid4()}"
     s3.create_bucket(Bucket=bucket)
     try:

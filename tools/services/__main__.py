@@ -4,14 +4,15 @@ Usage::
 
     python tools/services start  [--only redis,postgres]   # installs what is missing, then starts
     python tools/services stop   [--only ...]
-    python tools/services status [--only ...]              # one line per service; exit 1 if any is down
+    python tools/services status [--only ...]   # one line per service; exit 1 if any is down
     python tools/services install [--only ...]
     python tools/services restart [--only ...]
     python tools/services logs NAME                          # the tail of one service's log
 
 Ports and credentials: tools/services/services.toml (the same as docker-compose.yml).
 State (data, logs, pid files): ./.services/ (git-ignored; FLOWCRAFT_SERVICES_STATE overrides).
-Install cache (npm modules, Maven jars, venvs): ~/.cache/flowcraft-services (FLOWCRAFT_SERVICES_CACHE).
+Install cache (npm modules, Maven jars, venvs): ~/.cache/flowcraft-services
+(FLOWCRAFT_SERVICES_CACHE overrides).
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def _parallel(services: list[Service], work: Callable[[Service], str]) -> int:
 def _start_one(service: Service) -> str:
     started = _runner.start(service)
     if started.already:
-        return f"{service.name:<10} already up  port {service.port:<6} rss {started.rss_mib:.0f} MiB"
+        rss = started.rss_mib
+        return f"{service.name:<10} already up  port {service.port:<6} rss {rss:.0f} MiB"
     return (
         f"{service.name:<10} ready in {started.seconds:6.2f}s  port {service.port:<6} "
         f"rss {started.rss_mib:.0f} MiB"
@@ -91,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated services, e.g. redis,postgres")
     args = parser.parse_args(argv)
     if args.action == "logs":
-        (service,) = _build(_select(args.name or ""))[:1] or [None]
+        if not args.name:
+            parser.error("logs needs a service name")
+        (service,) = _build(_select(args.name))
         print(_runner.log_tail(service, lines=200))
         return 0
     services = _build(_select(args.only))

@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,21 +124,24 @@ def _run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
 
 
 _apt_updated = False
+#: dpkg takes one install at a time; parallel starts queue here.
+_apt_lock = threading.Lock()
 
 
 def apt_install(*packages: str) -> None:
     """Install Debian packages that are not installed yet (apt-get update once per process)."""
     global _apt_updated
-    missing = [p for p in packages if not _dpkg_installed(p)]
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise ServiceError(f"Debian packages missing and not root: {' '.join(missing)}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if not _apt_updated:
-        _run(["apt-get", "update", "-qq"], env=env)
-        _apt_updated = True
-    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
+    with _apt_lock:
+        missing = [p for p in packages if not _dpkg_installed(p)]
+        if not missing:
+            return
+        if os.geteuid() != 0:
+            raise ServiceError(f"Debian packages missing and not root: {' '.join(missing)}")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if not _apt_updated:
+            _run(["apt-get", "update", "-qq"], env=env)
+            _apt_updated = True
+        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=env)
 
 
 def _dpkg_installed(package: str) -> bool:
@@ -147,18 +151,22 @@ def _dpkg_installed(package: str) -> bool:
     return proc.returncode == 0 and "install ok installed" in proc.stdout
 
 
+_npm_lock = threading.Lock()
+
+
 def npm_install(prefix: Path, *specs: str) -> Path:
     """``npm install`` pinned specs into ``prefix`` unless already there; returns node_modules."""
     marker = prefix / ".installed"
     wanted = "\n".join(specs)
-    if marker.exists() and marker.read_text() == wanted:
-        return prefix / "node_modules"
-    if shutil.which("npm") is None:
-        apt_install("nodejs", "npm")
-    prefix.mkdir(parents=True, exist_ok=True)
-    (prefix / "package.json").write_text('{"name": "flowcraft-services", "private": true}\n')
-    _run(["npm", "install", "--no-audit", "--no-fund", "--silent", *specs], cwd=prefix)
-    marker.write_text(wanted)
+    with _npm_lock:  # azurite and cosmos share one prefix and may start together
+        if marker.exists() and marker.read_text() == wanted:
+            return prefix / "node_modules"
+        if shutil.which("npm") is None:
+            apt_install("nodejs", "npm")
+        prefix.mkdir(parents=True, exist_ok=True)
+        (prefix / "package.json").write_text('{"name": "flowcraft-services", "private": true}\n')
+        _run(["npm", "install", "--no-audit", "--no-fund", "--silent", *specs], cwd=prefix)
+        marker.write_text(wanted)
     return prefix / "node_modules"
 
 
@@ -178,6 +186,70 @@ def venv_install(venv: Path, *specs: str) -> Path:
     return venv / "bin"
 
 
+#: Debian's mvn defaults to an old dependency plugin: name a recent one.
+_MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+#: One Maven at a time: parallel starts share ~/.m2, whose writes are not safe across processes.
+_maven_lock = threading.Lock()
+
+
+def maven_install(folder: Path, *coordinates: str) -> Path:
+    """Copy pinned Maven Central artifacts and their runtime dependencies into ``folder/lib``.
+
+    ``coordinates`` are ``group:artifact:version``. Idempotent (a marker names what ``lib`` holds);
+    returns the lib folder, to be put on the class path as ``lib/*``.
+    """
+    lib = folder / "lib"
+    marker = folder / ".installed"
+    wanted = "\n".join(coordinates)
+    if marker.exists() and marker.read_text() == wanted:
+        return lib
+    pom = _throwaway_pom(coordinates)
+    with _maven_lock:
+        if shutil.which("java") is None:
+            apt_install("openjdk-17-jre-headless")
+        if shutil.which("mvn") is None:
+            apt_install("maven")
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(lib, ignore_errors=True)  # never two versions of a jar on lib/*
+        (folder / "pom.xml").write_text(pom)
+        goal = f"{_MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies"
+        _run(
+            ["mvn", "-B", "-q", goal, "-DoutputDirectory=lib", "-DincludeScope=runtime"],
+            cwd=folder,
+        )
+        marker.write_text(wanted)
+    return lib
+
+
+def _throwaway_pom(coordinates: tuple[str, ...]) -> str:
+    deps = []
+    for coordinate in coordinates:
+        parts = coordinate.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise ServiceError(f"not a pinned group:artifact:version: {coordinate!r}")
+        group, artifact, version = parts
+        deps.append(
+            f"    <dependency><groupId>{group}</groupId><artifactId>{artifact}</artifactId>"
+            f"<version>{version}</version></dependency>"
+        )
+    return "\n".join(
+        [
+            '<project xmlns="http://maven.apache.org/POM/4.0.0">',
+            "  <modelVersion>4.0.0</modelVersion>",
+            "  <groupId>flowcraft.services</groupId>",
+            "  <artifactId>jars</artifactId>",
+            "  <version>1</version>",
+            "  <packaging>pom</packaging>",
+            "  <dependencies>",
+            *deps,
+            "  </dependencies>",
+            "</project>",
+            "",
+        ]
+    )
+
+
 def chown_tree(path: Path, user: str) -> None:
     """Give ``path`` and everything under it to ``user`` (a no-op unless root)."""
     if os.geteuid() != 0:
@@ -193,7 +265,7 @@ def chown_tree(path: Path, user: str) -> None:
 
 
 def tcp_exchange(port: int, payload: bytes, *, timeout: float = 1.0, size: int = 64) -> bytes:
-    """Send ``payload`` to 127.0.0.1:port and return the first bytes of the answer (b'' on error)."""
+    """Send ``payload`` to 127.0.0.1:port; the first bytes of the answer (b'' on error)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(payload)

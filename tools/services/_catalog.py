@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from _azurite import Azurite
 from _base import Service
+from _cassandra import Cassandra
 from _cosmos import Cosmos
+from _kafka import Kafka
 from _moto import Moto
 from _postgres import Postgres
 from _rabbitmq import RabbitMq
@@ -17,4 +19,6 @@ SERVICES: dict[str, type[Service]] = {
     "moto": Moto,
     "azurite": Azurite,
     "cosmos": Cosmos,
+    "kafka": Kafka,
+    "cassandra": Cassandra,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import signal
@@ -152,10 +153,8 @@ def stop(service: Service) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def status_line(service: Service) -> tuple[bool, str]:
@@ -166,4 +165,5 @@ def status_line(service: Service) -> tuple[bool, str]:
     if not service.healthy():
         return False, f"{service.name:<10} unhealthy pid {pid} port {service.port}"
     rss = group_rss_mib(pid)
-    return True, f"{service.name:<10} up        pid {pid:<7} port {service.port:<6} rss {rss:.0f} MiB"
+    line = f"{service.name:<10} up        pid {pid:<7} port {service.port:<6} rss {rss:.0f} MiB"
+    return True, line
