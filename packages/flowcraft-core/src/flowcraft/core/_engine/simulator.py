@@ -1,0 +1,239 @@
+"""A deterministic, synchronous simulator of a runtime around the decision core.
+
+Virtual time, no threads, no I/O: node implementations are plain functions, timers are entries
+in a heap, child runs are simulated runs. It can deliver every event twice (duplicate delivery)
+to prove that duplicates change nothing. The unit and property tests of the core drive it; it is
+also the reference the real runtimes are compared with.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from flowcraft.core._engine.actions import (
+    Action,
+    CancelChildRun,
+    CancelNode,
+    Decision,
+    ResumeChildRun,
+    RunNode,
+    ScheduleTimer,
+    StartChildRun,
+)
+from flowcraft.core._engine.decide import apply, new_run
+from flowcraft.core._engine.events import (
+    CancelRequested,
+    ChildOutcome,
+    ChildRunChanged,
+    Event,
+    NodeFailed,
+    NodeResumed,
+    NodeSucceeded,
+    NodeSuspended,
+    RunStarted,
+    TimerFired,
+)
+from flowcraft.core._engine.plan import Plan
+from flowcraft.core._engine.state import ErrorInfo, NodeStatus, RunState, RunStatus
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """What a simulated node implementation receives."""
+
+    run_id: str
+    node_id: str
+    frame: str
+    attempt: int
+    input: object
+    params: Mapping[str, object]
+    context: Mapping[str, object]
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """A richer result than a bare output: an action, context writes, a duration, a suspension."""
+
+    output: object = None
+    action: str | None = None
+    writes: Mapping[str, object] = field(default_factory=dict)
+    duration: float = 0.0
+    suspend: bool = False
+
+
+#: How long after the first delivery a duplicate is delivered again (virtual seconds).
+LATE = 0.05
+
+#: A node implementation: returns an output or an :class:`Outcome`, or raises.
+Impl = Callable[[Call], object]
+
+
+@dataclass(slots=True)
+class SimRun:
+    """One simulated run and what happened in it."""
+
+    state: RunState
+    parent: tuple[str, str, str, int] | None = None  # (run id, node id, frame, attempt)
+    reported: ChildOutcome | None = None
+    decisions: list[Decision] = field(default_factory=list)
+
+
+class Simulator:
+    """Drives runs of the decision core in virtual time."""
+
+    def __init__(
+        self,
+        plans: Mapping[str, Plan],
+        registry: Mapping[str, Impl],
+        *,
+        duplicate: bool = False,
+    ) -> None:
+        self.plans = plans
+        self.registry = registry
+        self.duplicate = duplicate
+        self.now = 0.0
+        self.runs: dict[str, SimRun] = {}
+        self.calls: list[Call] = []
+        self._queue: list[tuple[float, int, str, Event]] = []
+        self._seq = itertools.count()
+        self._late: set[int] = set()
+
+    # ---------------------------------------------------------------- public API
+
+    def start(self, plan_id: str, input: object = None, *, run_id: str = "run") -> SimRun:
+        """Create a run and queue its start."""
+        run = SimRun(state=new_run(run_id, self.plans[plan_id]))
+        self.runs[run_id] = run
+        self.post(run_id, RunStarted(at=self.now, input=input))
+        return run
+
+    def post(self, run_id: str, event: Event, delay: float = 0.0) -> None:
+        """Queue ``event`` for ``run_id`` after ``delay`` virtual seconds."""
+        heapq.heappush(self._queue, (self.now + delay, next(self._seq), run_id, event))
+
+    def resume(self, run_id: str, node_id: str, *, output: object = None,
+               action: str | None = None, frame: str = "") -> Decision:  # fmt: skip
+        """Resume now (synchronously) and return the decision (its rejection, if any)."""
+        return self._apply(run_id, NodeResumed(at=self.now, node_id=node_id, frame=frame,
+                                               output=output, action=action))  # fmt: skip
+
+    def cancel(self, run_id: str) -> Decision:
+        """Cancel now (synchronously)."""
+        return self._apply(run_id, CancelRequested(at=self.now))
+
+    def run_until_idle(self, max_steps: int = 1_000_000) -> None:
+        """Process queued events in time order until none is left."""
+        self.run_until(float("inf"), max_steps=max_steps)
+
+    def run_until(self, time: float, *, max_steps: int = 1_000_000) -> None:
+        """Process queued events due at or before ``time`` (virtual seconds)."""
+        for _ in range(max_steps):
+            if not self._queue or self._queue[0][0] > time:
+                return
+            at, seq, run_id, event = heapq.heappop(self._queue)
+            self.now = max(self.now, at)
+            self._apply(run_id, event)
+            if self.duplicate and seq not in self._late:
+                self._apply(run_id, event)  # redelivered at once, and once more later
+                heapq.heappush(self._queue, (self.now + LATE, self._late_seq(), run_id, event))
+        raise RuntimeError("simulation did not settle")
+
+    # ---------------------------------------------------------------- internals
+
+    def _late_seq(self) -> int:
+        seq = next(self._seq)
+        self._late.add(seq)
+        return seq
+
+    def _apply(self, run_id: str, event: Event) -> Decision:
+        run = self.runs[run_id]
+        decision = apply(run.state, event)
+        run.decisions.append(decision)
+        for action in decision.actions:
+            self._carry_out(run, action)
+        self._report_to_parent(run)
+        return decision
+
+    def _carry_out(self, run: SimRun, action: Action) -> None:
+        run_id = run.state.run_id
+        if isinstance(action, RunNode):
+            self._run_node(run, action)
+        elif isinstance(action, ScheduleTimer):
+            self.post(run_id, TimerFired(at=self.now + action.delay, node_id=action.node_id,
+                                         frame=action.frame, attempt=action.attempt,
+                                         purpose=action.purpose), action.delay)  # fmt: skip
+        elif isinstance(action, StartChildRun):
+            self._start_child(run, action)
+        elif isinstance(action, CancelChildRun):
+            self.post(action.child_run_id, CancelRequested(at=self.now))
+        elif isinstance(action, ResumeChildRun):
+            self._resume_child(action)
+        elif isinstance(action, CancelNode):
+            pass  # simulated nodes finish instantly; their late events are ignored by the core
+
+    def _run_node(self, run: SimRun, action: RunNode) -> None:
+        call = Call(run_id=run.state.run_id, node_id=action.node_id, frame=action.frame,
+                    attempt=action.attempt, input=action.input, params=action.params,
+                    context=dict(run.state.context), now=self.now)  # fmt: skip
+        self.calls.append(call)
+        key = dict(node_id=action.node_id, frame=action.frame, attempt=action.attempt)
+        try:
+            result = self.registry[action.uses](call)
+        except Exception as exc:  # a node failure is data for the core
+            error = ErrorInfo(node_id=action.node_id, frame=action.frame, attempt=action.attempt,
+                              type=type(exc).__name__, message=str(exc))  # fmt: skip
+            self.post(run.state.run_id, NodeFailed(at=self.now, error=error, **key))  # type: ignore[arg-type]
+            return
+        outcome = result if isinstance(result, Outcome) else Outcome(output=result)
+        at = self.now + outcome.duration
+        event: Event
+        if outcome.suspend:
+            event = NodeSuspended(at=at, **key)  # type: ignore[arg-type]
+        else:
+            event = NodeSucceeded(at=at, output=outcome.output, action=outcome.action,
+                                  context_writes=outcome.writes, **key)  # type: ignore[arg-type]  # fmt: skip
+        self.post(run.state.run_id, event, outcome.duration)
+
+    def _start_child(self, run: SimRun, action: StartChildRun) -> None:
+        if action.child_run_id in self.runs:
+            return
+        child = self.start(action.blueprint, action.input, run_id=action.child_run_id)
+        child.parent = (run.state.run_id, action.node_id, action.frame, action.attempt)
+
+    def _resume_child(self, action: ResumeChildRun) -> None:
+        child = self.runs[action.child_run_id]
+        awaiting = [r for r in child.state.nodes.values() if r.status is NodeStatus.AWAITING]
+        if len(awaiting) == 1:
+            target = awaiting[0]
+            self.resume(child.state.run_id, target.node_id, output=action.output,
+                        action=action.action, frame=target.frame)  # fmt: skip
+
+    def _report_to_parent(self, run: SimRun) -> None:
+        if run.parent is None:
+            return
+        outcome = _outcome_of(run.state.status)
+        if outcome is None or outcome is run.reported:
+            return
+        run.reported = outcome
+        parent_id, node_id, frame, attempt = run.parent
+        error = run.state.errors[0] if run.state.errors else None
+        outputs = {r.node_id: r.output for r in run.state.nodes.values()
+                   if r.frame == "" and r.status is NodeStatus.SUCCEEDED}  # fmt: skip
+        self.post(parent_id, ChildRunChanged(at=self.now, node_id=node_id, frame=frame,
+                                             attempt=attempt, outcome=outcome,
+                                             output=run.state.output, outputs=outputs,
+                                             error=error))  # fmt: skip
+
+
+def _outcome_of(status: RunStatus) -> ChildOutcome | None:
+    return {
+        RunStatus.COMPLETED: ChildOutcome.COMPLETED,
+        RunStatus.FAILED: ChildOutcome.FAILED,
+        RunStatus.CANCELLED: ChildOutcome.CANCELLED,
+        RunStatus.AWAITING: ChildOutcome.AWAITING,
+        RunStatus.RUNNING: ChildOutcome.RUNNING,
+    }.get(status)
