@@ -157,6 +157,7 @@ auto_snapshot: false
             f"-Dcassandra.config=file://{self._conf / 'cassandra.yaml'}",
             f"-Dlogback.configurationFile={self._conf / 'logback.xml'}",
             f"-Dcassandra.jmx.local.port={self.jmx_port}",
+            f"-Dcom.sun.management.jmxremote.rmi.port={self.jmx_port}",  # not a random port
             f"-Dcassandra.logdir={self.data_dir / 'logs'}",
             f"-Dcassandra.storagedir={self.data_dir}",
             "-cp", f"{self._conf}:{self._lib}/*",

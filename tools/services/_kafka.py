@@ -42,6 +42,7 @@ JVM_OPTIONS = (
 
 LOG4J2_PROPERTIES = """\
 status = warn
+shutdownHook = disable
 appender.out.type = Console
 appender.out.name = out
 appender.out.layout.type = PatternLayout

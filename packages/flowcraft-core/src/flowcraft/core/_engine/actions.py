@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from flowcraft.core._engine.events import TimerPurpose
 from flowcraft.core._engine.frames import ROOT
-from flowcraft.core._engine.state import ErrorInfo, NodeStatus, RunStatus
+from flowcraft.core._engine.state import NodeError, NodeStatus, RunStatus
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +87,7 @@ class NodeNotice:
     attempt: int
     status: NodeStatus
     retrying: bool = False
-    error: ErrorInfo | None = None
+    error: NodeError | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

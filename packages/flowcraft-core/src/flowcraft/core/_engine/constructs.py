@@ -15,7 +15,7 @@ from flowcraft.core._engine.plan import NodeKind, PlanNode
 from flowcraft.core._engine.scope import OutputsView, evaluate
 from flowcraft.core._engine.state import (
     ConstructState,
-    ErrorInfo,
+    NodeError,
     FrameState,
     NodeRecord,
     NodeStatus,
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from flowcraft.core._engine.decide import Machine
 
 
-def _error(record: NodeRecord, kind: str, message: str) -> ErrorInfo:
-    return ErrorInfo(
+def _error(record: NodeRecord, kind: str, message: str) -> NodeError:
+    return NodeError(
         node_id=record.node_id, frame=record.frame, attempt=record.attempt, type=kind,
         message=message,
     )  # fmt: skip
@@ -151,7 +151,7 @@ def body_done(machine: Machine, frame: FrameState, result: object) -> None:
         _loop_next(machine, record, node, cs)
 
 
-def body_failed(machine: Machine, frame: FrameState, error: ErrorInfo) -> None:
+def body_failed(machine: Machine, frame: FrameState, error: NodeError) -> None:
     """A failure escaped a body frame: abandon the attempt's frames and fail the attempt."""
     assert frame.owner is not None
     record = machine.state.nodes[frame.owner]

@@ -47,7 +47,7 @@ from flowcraft.core._engine.retry import backoff_delay
 from flowcraft.core._engine.scope import OutputsView, evaluate, resolve_inputs, resolve_reference
 from flowcraft.core._engine.state import (
     Arrival,
-    ErrorInfo,
+    NodeError,
     FrameState,
     NodeRecord,
     NodeStatus,
@@ -79,7 +79,7 @@ def apply(state: RunState, event: Event) -> Decision:
 class RoutingError(Exception):
     """An edge expression failed while routing; carries the structured error."""
 
-    def __init__(self, error: ErrorInfo) -> None:
+    def __init__(self, error: NodeError) -> None:
         super().__init__(error.message)
         self.error = error
 
@@ -347,7 +347,7 @@ class Machine:
         else:
             self._resolve(frame, record)
 
-    def attempt_failed(self, record: NodeRecord, error: ErrorInfo, *, retryable: bool) -> None:
+    def attempt_failed(self, record: NodeRecord, error: NodeError, *, retryable: bool) -> None:
         """An attempt failed: retry after the backoff delay, or fail the instance for good."""
         node = self.node_of(record)
         record.error = error
@@ -371,7 +371,7 @@ class Machine:
             )
         )  # fmt: skip
 
-    def _failed_for_good(self, record: NodeRecord, node: PlanNode, error: ErrorInfo) -> None:
+    def _failed_for_good(self, record: NodeRecord, node: PlanNode, error: NodeError) -> None:
         set_node_status(self.state, record, _S.FAILED)
         self.notify(record)
         frame = self.state.frames[record.frame]
@@ -388,7 +388,7 @@ class Machine:
         handler.fallback_for = record.node_id
         self._dispatch(handler, frame.plan.nodes[node.fallback])
 
-    def escalate(self, frame: FrameState, error: ErrorInfo) -> None:
+    def escalate(self, frame: FrameState, error: NodeError) -> None:
         """A failure nothing in ``frame`` absorbs: fail the run, or the construct owning it."""
         if frame.owner is None:
             self.state.errors.append(error)
@@ -560,8 +560,8 @@ def _evaluate_edge(edge: PlanEdge, expr: Any, what: str, scope: Mapping[str, obj
         raise RoutingError(_edge_error(edge, what, str(exc), type(exc).__name__)) from exc
 
 
-def _edge_error(edge: PlanEdge, what: str, message: str, kind: str = "ExpressionError") -> ErrorInfo:
-    return ErrorInfo(
+def _edge_error(edge: PlanEdge, what: str, message: str, kind: str = "ExpressionError") -> NodeError:
+    return NodeError(
         node_id=edge.source, frame="", attempt=0, type=kind,
         message=f"edge {edge.source} -> {edge.target}: {what} failed: {message}",
     )  # fmt: skip
@@ -578,8 +578,8 @@ def _join_input(incoming: tuple[PlanEdge, ...], arrivals: Mapping[int, Arrival])
     }
 
 
-def _shared_fallback(record: NodeRecord, handler: str, cause: ErrorInfo) -> ErrorInfo:
-    return ErrorInfo(
+def _shared_fallback(record: NodeRecord, handler: str, cause: NodeError) -> NodeError:
+    return NodeError(
         node_id=record.node_id, frame=record.frame, attempt=record.attempt,
         type="FallbackConflict",
         message=f"fallback handler {handler!r} already ran in this frame; node "

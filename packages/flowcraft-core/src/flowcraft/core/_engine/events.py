@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from flowcraft.core._engine.frames import ROOT
-from flowcraft.core._engine.state import ErrorInfo
+from flowcraft.core._engine.state import NodeError
 
 
 class _Deleted:
@@ -66,7 +66,7 @@ class NodeFailed:
     node_id: str
     frame: str = ROOT
     attempt: int
-    error: ErrorInfo
+    error: NodeError
     retryable: bool = True
 
 
@@ -124,7 +124,7 @@ class ChildRunChanged:
     outcome: ChildOutcome
     output: object = None
     outputs: Mapping[str, object] = field(default_factory=dict)
-    error: ErrorInfo | None = None
+    error: NodeError | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

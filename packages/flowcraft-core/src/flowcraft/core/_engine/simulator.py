@@ -37,7 +37,7 @@ from flowcraft.core._engine.events import (
     TimerFired,
 )
 from flowcraft.core._engine.plan import Plan
-from flowcraft.core._engine.state import ErrorInfo, NodeStatus, RunState, RunStatus
+from flowcraft.core._engine.state import NodeError, NodeStatus, RunState, RunStatus
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,7 +184,7 @@ class Simulator:
         try:
             result = self.registry[action.uses](call)
         except Exception as exc:  # a node failure is data for the core
-            error = ErrorInfo(node_id=action.node_id, frame=action.frame, attempt=action.attempt,
+            error = NodeError(node_id=action.node_id, frame=action.frame, attempt=action.attempt,
                               type=type(exc).__name__, message=str(exc))  # fmt: skip
             self.post(run.state.run_id, NodeFailed(at=self.now, error=error, **key))  # type: ignore[arg-type]
             return

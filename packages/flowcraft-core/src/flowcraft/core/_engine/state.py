@@ -64,7 +64,7 @@ BUSY = frozenset({_S.PENDING, _S.RUNNING, _S.SLEEPING})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ErrorInfo:
+class NodeError:
     """A structured node error. The original exception type and message are never lost."""
 
     node_id: str
@@ -97,7 +97,7 @@ class NodeRecord:
     input: object = None
     output: object = None
     action: str | None = None
-    error: ErrorInfo | None = None
+    error: NodeError | None = None
     token: str | None = None
     child_run_id: str | None = None
     #: Set on a failed node whose fallback handler stands in for it.
@@ -164,7 +164,7 @@ class RunState:
     frames: dict[str, FrameState] = field(default_factory=dict)
     constructs: dict[InstanceKey, ConstructState] = field(default_factory=dict)
     tokens: dict[str, InstanceKey] = field(default_factory=dict)
-    errors: list[ErrorInfo] = field(default_factory=list)
+    errors: list[NodeError] = field(default_factory=list)
     output: object = None
     busy: int = 0
     awaiting: int = 0
