@@ -154,8 +154,7 @@ class Machine:
         key = self._resume_key(event)
         record = None if key is None else self.state.nodes.get(key)
         if record is None:
-            what = event.token if event.token is not None else f"{event.node_id}@{event.frame!r}"
-            self._reject("unknown-node", f"no node instance {what} in run {self.state.run_id}")
+            self._reject_missing(event)
         elif record.status is _S.AWAITING and not self.state.status.terminal:
             self._resume(record, event)
         elif record.resumed:
@@ -166,6 +165,16 @@ class Machine:
                 f"node {record.node_id!r} (frame {record.frame!r}) is not awaiting: "
                 f"it is {record.status.value} in a {self.state.status.value} run",
             )
+
+    def _reject_missing(self, event: NodeResumed) -> None:
+        frame = self.state.frames.get(event.frame)
+        if event.token is None and frame is not None and event.node_id in frame.plan.nodes:
+            self._reject("not-awaiting", f"node {event.node_id!r} (frame {event.frame!r}) is "
+                         "not awaiting: it has not started")  # fmt: skip
+            return
+        what = f"token {event.token!r}" if event.token else f"node {event.node_id!r}"
+        where = f" in frame {event.frame!r}" if event.token is None else ""
+        self._reject("unknown-node", f"run {self.state.run_id} has no {what}{where}")
 
     def _on_timer(self, event: TimerFired) -> None:
         if event.purpose is TimerPurpose.RETRY:

@@ -1,0 +1,1 @@
+"""The in-memory runtime: node forms, node context, middleware, events and FlowRuntime."""

@@ -1,0 +1,126 @@
+"""What a node sees while it runs, and what it may return."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowcraft.core._engine.events import DELETED
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A node result with an action (routing) next to its output."""
+
+    output: object = None
+    action: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    """Returned by a node to wait for a human: the run awaits until ``resume`` names this node."""
+
+    reason: str | None = None
+
+
+class RunContext:
+    """The run-scoped key-value context, as one node attempt sees it.
+
+    Reads see the run's committed context plus this attempt's own writes. Writes are buffered
+    and committed atomically with the node's success; a failed attempt leaves nothing behind.
+    """
+
+    __slots__ = ("_base", "_writes")
+
+    def __init__(self, base: Mapping[str, object]) -> None:
+        self._base = base
+        self._writes: dict[str, object] = {}
+
+    def get(self, key: str, default: object = None) -> object:
+        """The value of ``key`` (this attempt's write wins), or ``default``."""
+        value = self._writes.get(key, _MISSING)
+        if value is _MISSING:
+            return self._base.get(key, default)
+        return default if value is DELETED else value
+
+    def __getitem__(self, key: str) -> object:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key, _MISSING) is not _MISSING
+
+    def set(self, key: str, value: object) -> None:
+        """Buffer a write of ``key``."""
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"context keys are non-empty strings, got {key!r}")
+        self._writes[key] = value
+
+    def delete(self, key: str) -> None:
+        """Buffer a deletion of ``key``."""
+        self._writes[key] = DELETED
+
+    def keys(self) -> Iterator[str]:
+        """Keys visible to this attempt."""
+        seen = {k for k, v in self._writes.items() if v is not DELETED}
+        yield from seen
+        yield from (k for k in self._base if k not in self._writes)
+
+    def to_dict(self) -> dict[str, object]:
+        """A snapshot of what this attempt sees."""
+        return {k: self[k] for k in self.keys()}
+
+    @property
+    def writes(self) -> Mapping[str, object]:
+        """The buffered writes (``DELETED`` marks a deletion)."""
+        return self._writes
+
+
+@dataclass(slots=True, kw_only=True)
+class NodeContext:
+    """Everything a node attempt receives.
+
+    Attributes:
+        input: The node's input (see DESIGN §4 "Inputs").
+        params: The node's static ``params`` from the blueprint.
+        context: The run context (buffered reads/writes, committed on success).
+        outputs: Outputs of the nodes that ran before, by node id.
+        run_id: The run.
+        node_id: This node.
+        frame: The frame of this instance (``""`` at top level; ``"L#2"`` in loop iteration 2).
+        attempt: 1-based attempt number.
+        max_attempts: How many attempts the retry policy allows.
+        idempotency_key: Stable for this node instance and attempt: use it for side effects.
+        deps: User dependencies given to the runtime.
+        logger: A logger named after the node.
+    """
+
+    input: Any
+    params: Mapping[str, Any]
+    context: RunContext
+    outputs: Mapping[str, Any]
+    run_id: str
+    node_id: str
+    frame: str
+    attempt: int
+    max_attempts: int
+    idempotency_key: str
+    deps: Mapping[str, Any] = field(default_factory=dict)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("flowcraft.node"))
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether the run (or this attempt) was cancelled: long nodes should check and stop."""
+        return self.cancelled.is_set()
+
+    def suspend(self, reason: str | None = None) -> Suspend:
+        """Return this from a node to wait for ``resume``."""
+        return Suspend(reason)

@@ -1,0 +1,322 @@
+"""One run in memory: feeds events to the decision core and carries out its actions.
+
+Everything happens on the event loop thread: events are applied one at a time from a queue (so a
+child run reporting to its parent never re-enters a decision), node attempts are tasks, timers
+are ``loop.call_later`` handles. The driver never branches on node state: the core decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flowcraft.core._engine import events as ev
+from flowcraft.core._engine.actions import (
+    Action,
+    CancelChildRun,
+    CancelNode,
+    Decision,
+    NodeNotice,
+    ResumeChildRun,
+    RunNode,
+    RunNotice,
+    ScheduleTimer,
+    StartChildRun,
+)
+from flowcraft.core._engine.decide import apply, new_run
+from flowcraft.core._engine.plan import Plan
+from flowcraft.core._engine.scope import OutputsView
+from flowcraft.core._engine.state import NodeError, NodeStatus, RunState, RunStatus
+from flowcraft.core._runtime import events as public
+from flowcraft.core._runtime.context import NodeContext, Result, RunContext, Suspend
+from flowcraft.core._runtime.result import RunResult, result_of
+from flowcraft.core.errors import NonRetryableError
+
+if TYPE_CHECKING:
+    from flowcraft.core._runtime.runtime import FlowRuntime
+
+_log = logging.getLogger("flowcraft.runtime")
+_AttemptKey = tuple[str, str, int]
+
+
+@dataclass(slots=True)
+class ParentLink:
+    """Where a child run reports to."""
+
+    driver: RunDriver
+    node_id: str
+    frame: str
+    attempt: int
+
+
+class RunDriver:
+    """Drives one run of ``plan`` on the running event loop."""
+
+    def __init__(self, runtime: FlowRuntime, run_id: str, plan: Plan,
+                 parent: ParentLink | None = None) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.state: RunState = new_run(run_id, plan)
+        self.parent = parent
+        self.done: asyncio.Future[RunResult] = asyncio.get_running_loop().create_future()
+        self._queue: deque[ev.Event] = deque()
+        self._draining = False
+        self._tasks: dict[_AttemptKey, asyncio.Task[None]] = {}
+        self._cancels: dict[_AttemptKey, asyncio.Event] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._reported: ev.ChildOutcome | None = None
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.state.run_id
+
+    # ---------------------------------------------------------------- events in
+
+    def post(self, event: ev.Event) -> Decision | None:
+        """Apply ``event`` (queued behind any event being applied); its decision if applied now."""
+        self._queue.append(event)
+        if self._draining:
+            return None
+        self._draining = True
+        first: Decision | None = None
+        try:
+            while self._queue:
+                decision = self._apply(self._queue.popleft())
+                first = first or decision
+        finally:
+            self._draining = False
+        return first
+
+    def _apply(self, event: ev.Event) -> Decision:
+        decision = apply(self.state, event)
+        if self.runtime.events.has_listeners:
+            self._emit(decision, first=isinstance(event, ev.RunStarted))
+        for action in decision.actions:
+            self._carry_out(action)
+        if decision.finished is not None:
+            self._finish()
+        self._report_to_parent()
+        return decision
+
+    # ---------------------------------------------------------------- actions out
+
+    def _carry_out(self, action: Action) -> None:
+        handler = _ACTIONS[type(action)]
+        handler(self, action)
+
+    def _run_node(self, action: RunNode) -> None:
+        key = (action.node_id, action.frame, action.attempt)
+        cancelled = asyncio.Event()
+        self._cancels[key] = cancelled
+        task = asyncio.get_running_loop().create_task(self._attempt(action, cancelled))
+        self._tasks[key] = task
+        task.add_done_callback(lambda _t: self._forget(key))
+
+    def _forget(self, key: _AttemptKey) -> None:
+        self._tasks.pop(key, None)
+        self._cancels.pop(key, None)
+
+    def _schedule(self, action: ScheduleTimer) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.post(ev.TimerFired(at=time.time(), node_id=action.node_id, frame=action.frame,
+                                    attempt=action.attempt, purpose=action.purpose))  # fmt: skip
+
+        handle = loop.call_later(action.delay, fire)
+        self._timers.add(handle)
+
+    def _start_child(self, action: StartChildRun) -> None:
+        link = ParentLink(self, action.node_id, action.frame, action.attempt)
+        self.runtime._start_child(action, link)
+
+    def _cancel_child(self, action: CancelChildRun) -> None:
+        child = self.runtime._drivers.get(action.child_run_id)
+        if child is not None:
+            asyncio.get_running_loop().call_soon(child.post, ev.CancelRequested(at=time.time()))
+
+    def _resume_child(self, action: ResumeChildRun) -> None:
+        child = self.runtime._drivers.get(action.child_run_id)
+        if child is None:
+            return
+        awaiting = [r for r in child.state.nodes.values() if r.status is NodeStatus.AWAITING]
+        if len(awaiting) != 1:
+            _log.error("resume of %s is ambiguous: %d awaiting nodes", child.run_id, len(awaiting))
+            return
+        target = awaiting[0]
+        event = ev.NodeResumed(at=time.time(), node_id=target.node_id, frame=target.frame,
+                               output=action.output, action=action.action)  # fmt: skip
+        asyncio.get_running_loop().call_soon(child.post, event)
+
+    def _cancel_node(self, action: CancelNode) -> None:
+        key = (action.node_id, action.frame, action.attempt)
+        flag = self._cancels.get(key)
+        if flag is not None:
+            flag.set()
+        task = self._tasks.get(key)
+        if task is not None:
+            task.cancel()
+
+    # ---------------------------------------------------------------- node attempts
+
+    async def _attempt(self, action: RunNode, cancelled: asyncio.Event) -> None:
+        ctx = self._node_context(action, cancelled)
+        common: dict[str, Any] = {"node_id": action.node_id, "frame": action.frame,
+                                  "attempt": action.attempt}  # fmt: skip
+        try:
+            fn = self.runtime._node_fn(action.uses)
+            async with asyncio.timeout(action.timeout):
+                value = await fn(ctx)
+        except asyncio.CancelledError:
+            if cancelled.is_set():
+                return  # cancelled on purpose: the core already recorded it
+            raise
+        except TimeoutError:
+            message = f"node {action.node_id} attempt {action.attempt} timed out after {action.timeout}s"
+            self.post(ev.NodeFailed(at=time.time(), error=self._error(action, "TimeoutError", message), **common))
+            return
+        except Exception as exc:  # a node's failure is data for the core
+            self.post(ev.NodeFailed(at=time.time(), error=self._exception(action, exc),
+                                    retryable=not isinstance(exc, NonRetryableError), **common))  # fmt: skip
+            return
+        self.post(self._success(action, value, ctx, common))
+
+    def _success(self, action: RunNode, value: object, ctx: NodeContext,
+                 common: dict[str, Any]) -> ev.Event:  # fmt: skip
+        if isinstance(value, Suspend):
+            return ev.NodeSuspended(at=time.time(), **common)
+        output, route = (value.output, value.action) if isinstance(value, Result) else (value, None)
+        try:
+            output = self.runtime._roundtrip(output)
+            writes = {k: self.runtime._roundtrip(v) if v is not ev.DELETED else v
+                      for k, v in ctx.context.writes.items()}  # fmt: skip
+        except (TypeError, ValueError) as exc:
+            message = f"node {action.node_id} produced a value the serializer refuses: {exc}"
+            error = self._error(action, "SerializationError", message)
+            return ev.NodeFailed(at=time.time(), error=error, retryable=False, **common)
+        return ev.NodeSucceeded(at=time.time(), output=output, action=route,
+                                context_writes=writes, **common)  # fmt: skip
+
+    def _node_context(self, action: RunNode, cancelled: asyncio.Event) -> NodeContext:
+        frame = self.state.frames[action.frame]
+        node = frame.plan.nodes[action.node_id]
+        return NodeContext(
+            input=action.input, params=action.params, context=RunContext(self.state.context),
+            outputs=OutputsView(self.state, frame), run_id=self.run_id, node_id=action.node_id,
+            frame=action.frame, attempt=action.attempt, max_attempts=node.retry.max_attempts,
+            idempotency_key=action.idempotency_key, deps=self.runtime.dependencies,
+            logger=logging.getLogger(f"flowcraft.node.{action.node_id}"), cancelled=cancelled,
+        )  # fmt: skip
+
+    def _error(self, action: RunNode, kind: str, message: str) -> NodeError:
+        return NodeError(node_id=action.node_id, frame=action.frame, attempt=action.attempt,
+                         type=kind, message=message)  # fmt: skip
+
+    def _exception(self, action: RunNode, exc: BaseException) -> NodeError:
+        kind = type(exc).__qualname__
+        module = type(exc).__module__
+        if module not in ("builtins", "__main__"):
+            kind = f"{module}.{kind}"
+        return NodeError(node_id=action.node_id, frame=action.frame, attempt=action.attempt,
+                         type=kind, message=str(exc),
+                         traceback="".join(traceback.format_exception(exc)))  # fmt: skip
+
+    # ---------------------------------------------------------------- run end and parents
+
+    def _finish(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        if not self.done.done():
+            self.done.set_result(result_of(self.state))
+
+    def _report_to_parent(self) -> None:
+        if self.parent is None:
+            return
+        outcome = _OUTCOMES.get(self.state.status)
+        if outcome is None or outcome is self._reported:
+            return
+        self._reported = outcome
+        result = result_of(self.state)
+        link = self.parent
+        event = ev.ChildRunChanged(
+            at=time.time(), node_id=link.node_id, frame=link.frame, attempt=link.attempt,
+            outcome=outcome, output=result.output, outputs=result.outputs,
+            error=result.errors[0] if result.errors else None,
+        )  # fmt: skip
+        asyncio.get_running_loop().call_soon(link.driver.post, event)
+
+    # ---------------------------------------------------------------- events to the bus
+
+    def _emit(self, decision: Decision, *, first: bool) -> None:
+        now = time.time()
+        for notice in decision.notices:
+            event = self._public_event(notice, now, first)
+            if event is not None:
+                self.runtime.events.emit(event)
+
+    def _public_event(
+        self, notice: NodeNotice | RunNotice, now: float, first: bool
+    ) -> public.FlowEvent | None:
+        if isinstance(notice, RunNotice):
+            return self._run_event(notice.status, now, first)
+        common: dict[str, Any] = {"run_id": self.run_id, "at": now, "node_id": notice.node_id,
+                                  "frame": notice.frame, "attempt": notice.attempt}  # fmt: skip
+        if notice.status is NodeStatus.PENDING:
+            return public.NodeRetrying(error=notice.error, **common) if notice.retrying else None
+        if notice.status is NodeStatus.SUCCEEDED:
+            record = self.state.nodes.get((notice.node_id, notice.frame))
+            resumed = record is not None and record.resumed
+            return public.NodeResumed(**common) if resumed else public.NodeSucceeded(**common)
+        if notice.status is NodeStatus.FAILED:
+            return public.NodeFailed(error=notice.error, **common)
+        if notice.status is NodeStatus.AWAITING:
+            record = self.state.nodes.get((notice.node_id, notice.frame))
+            return public.NodeAwaiting(token=record.token if record else None, **common)
+        factory: Callable[..., public.FlowEvent] = _NODE_EVENTS[notice.status]
+        return factory(**common)
+
+    def _run_event(self, status: RunStatus, now: float, first: bool) -> public.FlowEvent:
+        if status is RunStatus.COMPLETED:
+            return public.RunCompleted(run_id=self.run_id, at=now, output=self.state.output)
+        if status is RunStatus.FAILED:
+            return public.RunFailed(run_id=self.run_id, at=now, errors=tuple(self.state.errors))
+        if status is RunStatus.RUNNING and not first:
+            return public.RunResumed(run_id=self.run_id, at=now)
+        factory: Callable[..., public.FlowEvent] = _RUN_EVENTS[status]
+        return factory(run_id=self.run_id, at=now)
+
+
+_ACTIONS: dict[type, Callable[[RunDriver, Any], None]] = {
+    RunNode: RunDriver._run_node,
+    ScheduleTimer: RunDriver._schedule,
+    StartChildRun: RunDriver._start_child,
+    CancelChildRun: RunDriver._cancel_child,
+    ResumeChildRun: RunDriver._resume_child,
+    CancelNode: RunDriver._cancel_node,
+}
+_NODE_EVENTS: dict[NodeStatus, Callable[..., public.FlowEvent]] = {
+    NodeStatus.RUNNING: public.NodeStarted,
+    NodeStatus.SKIPPED: public.NodeSkipped,
+    NodeStatus.SLEEPING: public.NodeSleeping,
+    NodeStatus.CANCELLED: public.NodeCancelled,
+}
+_RUN_EVENTS: dict[RunStatus, Callable[..., public.FlowEvent]] = {
+    RunStatus.RUNNING: public.RunStarted,
+    RunStatus.AWAITING: public.RunAwaiting,
+    RunStatus.CANCELLED: public.RunCancelled,
+}
+_OUTCOMES = {
+    RunStatus.COMPLETED: ev.ChildOutcome.COMPLETED,
+    RunStatus.FAILED: ev.ChildOutcome.FAILED,
+    RunStatus.CANCELLED: ev.ChildOutcome.CANCELLED,
+    RunStatus.AWAITING: ev.ChildOutcome.AWAITING,
+    RunStatus.RUNNING: ev.ChildOutcome.RUNNING,
+}

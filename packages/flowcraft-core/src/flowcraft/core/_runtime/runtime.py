@@ -1,0 +1,249 @@
+"""FlowRuntime: runs blueprints in memory, in one process, with every semantic of the core."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flowcraft.core._engine import events as ev
+from flowcraft.core._engine.actions import StartChildRun
+from flowcraft.core._engine.plan import Plan
+from flowcraft.core._engine.state import RunStatus
+from flowcraft.core._runtime.driver import ParentLink, RunDriver
+from flowcraft.core._runtime.events import EventBus
+from flowcraft.core._runtime.middleware import compose
+from flowcraft.core._runtime.nodes import NodeFn, NodeForms
+from flowcraft.core._runtime.result import RunResult, result_of
+from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
+from flowcraft.core.errors import (
+    ResumeError,
+    RunNotFoundError,
+    UnknownBlueprintError,
+    UnknownNodeError,
+)
+
+#: Something the runtime can turn into a plan: a Blueprint, a Plan, or a registered id.
+PlanSource = Any
+
+
+class RunHandle:
+    """A started run: await its result, look at its status, cancel or resume it."""
+
+    def __init__(self, runtime: FlowRuntime, run_id: str) -> None:
+        self._runtime = runtime
+        self.run_id = run_id
+
+    async def result(self, timeout: float | None = None) -> RunResult:
+        """Wait for the final result (``TimeoutError`` after ``timeout`` seconds)."""
+        driver = self._runtime._driver(self.run_id)
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(driver.done)
+
+    def status(self) -> RunStatus:
+        """The run's status now."""
+        return self._runtime._driver(self.run_id).state.status
+
+    def snapshot(self) -> RunResult:
+        """The run's result as it stands now (not necessarily final)."""
+        return result_of(self._runtime._driver(self.run_id).state)
+
+    async def cancel(self) -> None:
+        """Cancel the run (idempotent); committed work and context are kept."""
+        await self._runtime.cancel(self.run_id)
+
+    async def resume(self, node: str | None = None, *, output: object = None,
+                     action: str | None = None, frame: str = "",
+                     token: str | None = None) -> None:  # fmt: skip
+        """Resume an awaiting node (by id and frame, or by token) with an output and action."""
+        await self._runtime.resume(self.run_id, node, output=output, action=action,
+                                   frame=frame, token=token)  # fmt: skip
+
+
+class FlowRuntime:
+    """Runs blueprints in memory.
+
+    Args:
+        registry: ``uses`` key -> implementation (function, ``async def`` function or class).
+        blueprints: Blueprints (or plans) that subflows and ``run("id")`` may name.
+        middleware: Wrappers around every node attempt (see ``Middleware``), outermost first.
+        dependencies: User objects handed to every node as ``ctx.deps``.
+        serializer: Round-trips outputs and context writes (JSON by default), so in-memory
+            runs behave like distributed ones.
+        max_threads: Size of the thread pool that runs plain (sync) functions.
+        inline_sync: Call sync functions on the event loop (only for nodes that never block).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Mapping[str, object] | None = None,
+        blueprints: Iterable[PlanSource] = (),
+        middleware: Sequence[object] = (),
+        dependencies: Mapping[str, Any] | None = None,
+        serializer: Serializer | None = None,
+        max_threads: int = 16,
+        inline_sync: bool = False,
+    ) -> None:
+        self.registry: dict[str, object] = dict(registry or {})
+        self.dependencies: Mapping[str, Any] = dict(dependencies or {})
+        self.events = EventBus()
+        self._middleware = tuple(middleware)
+        self._serializer: Serializer = serializer or JsonSerializer()
+        self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="flowcraft-node")
+        self._forms = NodeForms(self._executor, inline_sync=inline_sync)
+        self._fns: dict[str, NodeFn] = {}
+        self._plans: dict[str, Plan] = {}
+        self._drivers: dict[str, RunDriver] = {}
+        self._idempotency: dict[str, str] = {}
+        for source in blueprints:
+            self.add_blueprint(source)
+
+    # ---------------------------------------------------------------- registration
+
+    def add_blueprint(self, source: PlanSource) -> Plan:
+        """Register a blueprint (or plan) so runs and subflows can name it by id."""
+        plan = to_plan(source)
+        self._plans[plan.id] = plan
+        return plan
+
+    def register(self, uses: str, implementation: object) -> None:
+        """Register (or replace) the implementation behind ``uses``."""
+        self.registry[uses] = implementation
+        self._fns.pop(uses, None)
+
+    # ---------------------------------------------------------------- running
+
+    async def run(self, blueprint: PlanSource, input: object = None, *,
+                  run_id: str | None = None, idempotency_key: str | None = None,
+                  timeout: float | None = None) -> RunResult:  # fmt: skip
+        """Run to a final result (completed, failed or cancelled) and return it.
+
+        A run that awaits a human never finishes by itself: use :meth:`start` and
+        :meth:`RunHandle.resume` for those, or pass ``timeout``.
+        """
+        handle = await self.start(blueprint, input, run_id=run_id,
+                                  idempotency_key=idempotency_key)  # fmt: skip
+        return await handle.result(timeout)
+
+    def run_sync(self, blueprint: PlanSource, input: object = None, **kwargs: Any) -> RunResult:
+        """:meth:`run` from synchronous code (starts and closes its own event loop)."""
+        return asyncio.run(self.run(blueprint, input, **kwargs))
+
+    async def start(self, blueprint: PlanSource, input: object = None, *,
+                    run_id: str | None = None,
+                    idempotency_key: str | None = None) -> RunHandle:  # fmt: skip
+        """Start a run and return its handle at once; a repeated idempotency key returns the
+        existing run."""
+        if idempotency_key is not None and idempotency_key in self._idempotency:
+            return RunHandle(self, self._idempotency[idempotency_key])
+        plan = self._resolve(blueprint)
+        run_id = run_id or uuid.uuid4().hex
+        if run_id in self._drivers:
+            return RunHandle(self, run_id)
+        if idempotency_key is not None:
+            self._idempotency[idempotency_key] = run_id
+        driver = RunDriver(self, run_id, plan)
+        self._drivers[run_id] = driver
+        driver.post(ev.RunStarted(at=time.time(), input=self._roundtrip(input)))
+        return RunHandle(self, run_id)
+
+    def handle(self, run_id: str) -> RunHandle:
+        """The handle of a known run."""
+        self._driver(run_id)
+        return RunHandle(self, run_id)
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a run (idempotent)."""
+        self._driver(run_id).post(ev.CancelRequested(at=time.time()))
+
+    async def resume(self, run_id: str, node: str | None = None, *, output: object = None,
+                     action: str | None = None, frame: str = "",
+                     token: str | None = None) -> None:  # fmt: skip
+        """Resume an awaiting node. A duplicate resume is a no-op; a wrong one raises."""
+        if node is None and token is None:
+            raise TypeError("resume needs a node id or a token")
+        driver = self._token_owner(token) if token else self._driver(run_id)
+        event = ev.NodeResumed(at=time.time(), node_id=node, frame=frame, token=token,
+                               output=self._roundtrip(output), action=action)  # fmt: skip
+        decision = driver.post(event)
+        if decision is not None and decision.rejection is not None:
+            rejection = decision.rejection
+            raise ResumeError(driver.run_id, rejection.code, rejection.message)
+
+    def close(self) -> None:
+        """Release the thread pool."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ---------------------------------------------------------------- internals
+
+    def _driver(self, run_id: str) -> RunDriver:
+        driver = self._drivers.get(run_id)
+        if driver is None:
+            raise RunNotFoundError(run_id, f"no run {run_id!r} in this runtime")
+        return driver
+
+    def _token_owner(self, token: str) -> RunDriver:
+        """The run (parent or child) that issued ``token``."""
+        for driver in self._drivers.values():
+            if token in driver.state.tokens:
+                return driver
+        raise RunNotFoundError(token, f"no awaiting node has the token {token!r}")
+
+    def _resolve(self, source: PlanSource) -> Plan:
+        if isinstance(source, str):
+            if source not in self._plans:
+                raise UnknownBlueprintError(_unknown(source, self._plans))
+            return self._plans[source]
+        plan = to_plan(source)
+        self._plans.setdefault(plan.id, plan)
+        return plan
+
+    def _node_fn(self, uses: str) -> NodeFn:
+        fn = self._fns.get(uses)
+        if fn is None:
+            if uses not in self.registry:
+                raise UnknownNodeError(_unknown(uses, self.registry, what="implementation for uses"))
+            fn = compose(self._middleware, self._forms.wrap(self.registry[uses]))
+            self._fns[uses] = fn
+        return fn
+
+    def _roundtrip(self, value: object) -> object:
+        if value is None or isinstance(value, bool | int | str):
+            return value
+        return self._serializer.loads(self._serializer.dumps(value))
+
+    def _start_child(self, action: StartChildRun, link: ParentLink) -> None:
+        if action.child_run_id in self._drivers:
+            return
+        plan = self._resolve(action.blueprint)
+        driver = RunDriver(self, action.child_run_id, plan, parent=link)
+        self._drivers[action.child_run_id] = driver
+        asyncio.get_running_loop().call_soon(
+            driver.post, ev.RunStarted(at=time.time(), input=action.input)
+        )
+
+
+def _unknown(name: str, known: Iterable[str], what: str = "blueprint") -> str:
+    import difflib
+
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"no {what} {name!r}{suffix}"
+
+
+_compilers: list[Callable[[object], Plan | None]] = []
+
+
+def to_plan(source: PlanSource) -> Plan:
+    """A plan from a Plan or a Blueprint model."""
+    if isinstance(source, Plan):
+        return source
+    for compiler in _compilers:
+        plan = compiler(source)
+        if plan is not None:
+            return plan
+    raise TypeError(f"cannot run {type(source).__name__}: pass a Blueprint or a blueprint id")
