@@ -20,7 +20,7 @@ from typing import Any
 from _base import Paths, Service, ServiceError, maven_install, tcp_exchange
 
 KAFKA_VERSION = "4.1.1"
-LOG4J_VERSION = "2.24.3"  # the log4j2 the Kafka 4.1 distribution ships
+LOG4J_VERSION = "2.24.3"  # Kafka 4 logs to log4j2; its pom names no backend
 ARTIFACTS = (
     f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}",
     f"org.apache.logging.log4j:log4j-core:{LOG4J_VERSION}",
@@ -42,6 +42,7 @@ JVM_OPTIONS = (
 
 LOG4J2_PROPERTIES = """\
 status = warn
+# Kafka's own shutdown hook logs the controlled shutdown; log4j's would stop logging first.
 shutdownHook = disable
 appender.out.type = Console
 appender.out.name = out
