@@ -10,15 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from flowcraft.core._engine.actions import NodeNotice
 from flowcraft.core._engine.plan import EdgeSpec, Join, Plan, PlanNode, RetryPolicy, build_plan
 from flowcraft.core._engine.simulator import Call, Outcome, Simulator
 from flowcraft.core._engine.state import NodeStatus, RunStatus
-
-from .conftest import PyExpr
+from flowcraft.core.testing import PyExpression as PyExpr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 ACTIONS = (None, "a", "b")
 TRUE = PyExpr("true", lambda s: True)
@@ -40,15 +38,23 @@ class Graph:
 
     def plan(self) -> Plan:
         nodes = [
-            PlanNode(id=f"n{i}", uses=f"n{i}", join=spec.join,
-                     retry=RetryPolicy(max_attempts=spec.attempts, delay=0.01, backoff=2))
+            PlanNode(
+                id=f"n{i}",
+                uses=f"n{i}",
+                join=spec.join,
+                retry=RetryPolicy(max_attempts=spec.attempts, delay=0.01, backoff=2),
+            )
             for i, spec in enumerate(self.nodes)
-        ]  # fmt: skip
+        ]
         edges = [
-            EdgeSpec(source=f"n{s}", target=f"n{t}", action=a,
-                     condition=None if c is None else (TRUE if c else FALSE))
+            EdgeSpec(
+                source=f"n{s}",
+                target=f"n{t}",
+                action=a,
+                condition=None if c is None else (TRUE if c else FALSE),
+            )
             for s, t, a, c in self.edges
-        ]  # fmt: skip
+        ]
         return build_plan(id="g", version="1", nodes=nodes, edges=edges)
 
 
@@ -123,8 +129,8 @@ def test_invariants_hold(graph: Graph) -> None:
     assert all(count == 1 for count in succeeded.values())
     skipped = {k for k, r in run.state.nodes.items() if r.status is NodeStatus.SKIPPED}
     assert not skipped & {(c.node_id, c.frame) for c in sim.calls}
-    assert run.state.busy == 0 or run.state.status is RunStatus.FAILED
-    if run.state.status is RunStatus.FAILED:
+    assert run.state.busy == 0 or sim.status() is RunStatus.FAILED
+    if sim.status() is RunStatus.FAILED:
         assert len(run.state.errors) == 1
 
 

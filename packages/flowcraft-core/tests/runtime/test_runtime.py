@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from typing import Any
 
 import pytest
-
 from flowcraft.core._engine.plan import (
     EdgeSpec,
     MapSpec,
@@ -27,7 +27,7 @@ from flowcraft.core.errors import NonRetryableError, ResumeError
 
 
 def chain(*nodes: PlanNode, id: str = "bp") -> Plan:
-    edges = [EdgeSpec(source=a.id, target=b.id) for a, b in zip(nodes, nodes[1:], strict=False)]
+    edges = [EdgeSpec(source=a.id, target=b.id) for a, b in itertools.pairwise(nodes)]
     return build_plan(id=id, version="1", nodes=list(nodes), edges=edges)
 
 
@@ -58,14 +58,19 @@ async def test_sync_nodes_run_in_parallel_without_blocking_the_loop() -> None:
             ticks.append(time.monotonic())
             await asyncio.sleep(0.05)
 
-    plan = build_plan(id="par", version="1", nodes=[
-        PlanNode(id="a", uses="slow"), PlanNode(id="b", uses="slow")], edges=[])  # fmt: skip
+    plan = build_plan(
+        id="par",
+        version="1",
+        nodes=[PlanNode(id="a", uses="slow"), PlanNode(id="b", uses="slow")],
+        edges=[],
+    )
     rt = FlowRuntime(registry={"slow": slow})
     began = time.monotonic()
     result, _ = await asyncio.gather(rt.run(plan), ticker())
     assert result.output == {"a": "a", "b": "b"}
     assert time.monotonic() - began < 0.55  # both slept at once, not one after the other
-    assert len(ticks) == 5 and ticks[1] - ticks[0] < 0.2  # the loop kept turning
+    assert len(ticks) == 5
+    assert ticks[1] - ticks[0] < 0.2  # the loop kept turning
 
 
 async def test_timeout_cancels_the_attempt_and_counts_as_failure() -> None:
@@ -78,8 +83,7 @@ async def test_timeout_cancels_the_attempt_and_counts_as_failure() -> None:
             finished.set()
 
     rt = FlowRuntime(registry={"hang": hang})
-    plan = chain(PlanNode(id="h", uses="hang", timeout=0.05,
-                          retry=RetryPolicy(max_attempts=2)))  # fmt: skip
+    plan = chain(PlanNode(id="h", uses="hang", timeout=0.05, retry=RetryPolicy(max_attempts=2)))
     result = await rt.run(plan)
     assert result.status is RunStatus.FAILED
     (error,) = result.errors
@@ -102,22 +106,23 @@ async def test_failed_attempt_leaves_no_context_writes() -> None:
 
 
 async def test_error_keeps_type_and_message_and_non_retryable_stops_retries() -> None:
-    class Boom(NonRetryableError):
+    class BoomError(NonRetryableError):
         pass
 
     calls: list[int] = []
 
     async def fail(ctx: NodeContext) -> None:
         calls.append(ctx.attempt)
-        raise Boom("no point retrying")
+        raise BoomError("no point retrying")
 
     rt = FlowRuntime(registry={"fail": fail})
     result = await rt.run(chain(PlanNode(id="f", uses="fail", retry=RetryPolicy(max_attempts=5))))
     assert calls == [1]
     (error,) = result.errors
-    assert error.type.endswith("Boom")
+    assert error.type.endswith("BoomError")
     assert error.message == "no point retrying"
-    assert error.traceback is not None and "no point retrying" in error.traceback
+    assert error.traceback is not None
+    assert "no point retrying" in error.traceback
 
 
 async def test_class_node_prep_once_exec_retried_post_once() -> None:
@@ -194,8 +199,15 @@ async def test_middleware_order_short_circuit_and_replacement() -> None:
 
     rt = FlowRuntime(registry={"n": node}, middleware=[Outer(), Inner()])
     assert (await rt.run(chain(PlanNode(id="a", uses="n")))).output == "[v]"
-    assert log == ["outer.before a", "inner.before", "outer.around>", "node", "outer.around<",
-                   "inner.after", "outer.after [v]"]  # fmt: skip
+    assert log == [
+        "outer.before a",
+        "inner.before",
+        "outer.around>",
+        "node",
+        "outer.around<",
+        "inner.after",
+        "outer.after [v]",
+    ]
     skipped = await rt.run(chain(PlanNode(id="b", uses="n", params={"skip": True}), id="bp2"))
     assert skipped.output == "[short]"
 
@@ -222,8 +234,14 @@ async def test_events_are_typed_ordered_and_listener_failures_never_fail_a_run(
     result = await rt.run(chain(PlanNode(id="f", uses="f", retry=RetryPolicy(max_attempts=2))))
     await asyncio.sleep(0)
     assert result.ok
-    assert seen == ["RunStarted", "NodeStarted", "NodeRetrying", "NodeStarted", "NodeSucceeded",
-                    "RunCompleted"]  # fmt: skip
+    assert seen == [
+        "RunStarted",
+        "NodeStarted",
+        "NodeRetrying",
+        "NodeStarted",
+        "NodeSucceeded",
+        "RunCompleted",
+    ]
     assert "listener bug" in caplog.text
 
 
@@ -242,17 +260,24 @@ async def test_unknown_uses_fails_the_run_naming_it() -> None:
         chain(PlanNode(id="x", uses="knwon"))
     )
     (error,) = result.errors
-    assert "knwon" in error.message and "did you mean 'known'" in error.message
+    assert "knwon" in error.message
+    assert "did you mean 'known'" in error.message
 
 
 def _wait_plan() -> Plan:
     return build_plan(
-        id="approval", version="1",
-        nodes=[PlanNode(id="W", kind=NodeKind.WAIT), PlanNode(id="ok", uses="echo"),
-               PlanNode(id="no", uses="echo")],
-        edges=[EdgeSpec(source="W", target="ok", action="approve"),
-               EdgeSpec(source="W", target="no", action="reject")],
-    )  # fmt: skip
+        id="approval",
+        version="1",
+        nodes=[
+            PlanNode(id="W", kind=NodeKind.WAIT),
+            PlanNode(id="ok", uses="echo"),
+            PlanNode(id="no", uses="echo"),
+        ],
+        edges=[
+            EdgeSpec(source="W", target="ok", action="approve"),
+            EdgeSpec(source="W", target="no", action="reject"),
+        ],
+    )
 
 
 async def _echo(ctx: NodeContext) -> object:
@@ -264,7 +289,7 @@ async def test_wait_resume_by_handle_and_token_and_errors() -> None:
     handle = await rt.start(_wait_plan())
     await asyncio.sleep(0)
     assert handle.status() is RunStatus.AWAITING
-    with pytest.raises(ResumeError, match="'ok'.*not awaiting") as info:
+    with pytest.raises(ResumeError, match=r"'ok'.*not awaiting") as info:
         await handle.resume("ok")
     assert info.value.code in ("not-awaiting", "unknown-node")
     await handle.resume("W", output={"by": "ann"}, action="approve")
@@ -298,10 +323,13 @@ async def test_cancel_keeps_committed_work() -> None:
 
 
 async def test_subflow_waits_resumes_by_child_token_and_cancel_propagates() -> None:
-    child = build_plan(id="child", version="1", nodes=[PlanNode(id="CW", kind=NodeKind.WAIT)],
-                       edges=[])  # fmt: skip
-    parent = chain(PlanNode(id="SF", kind=NodeKind.SUBFLOW, subflow=SubflowSpec(blueprint="child")),
-                   id="parent")  # fmt: skip
+    child = build_plan(
+        id="child", version="1", nodes=[PlanNode(id="CW", kind=NodeKind.WAIT)], edges=[]
+    )
+    parent = chain(
+        PlanNode(id="SF", kind=NodeKind.SUBFLOW, subflow=SubflowSpec(blueprint="child")),
+        id="parent",
+    )
     tokens: list[str] = []
     rt = FlowRuntime(blueprints=[child])
     rt.events.subscribe(lambda e: tokens.append(e.token or ""), fe.NodeAwaiting)  # type: ignore[attr-defined]
@@ -337,8 +365,9 @@ async def test_map_respects_concurrency_and_item_order() -> None:
         return int(ctx.input) * 10
 
     body = build_plan(id="body", version="1", nodes=[PlanNode(id="w", uses="work")], edges=[])
-    plan = chain(PlanNode(id="M", kind=NodeKind.MAP,
-                          map=MapSpec(body=body, items=None, concurrency=2)))  # fmt: skip
+    plan = chain(
+        PlanNode(id="M", kind=NodeKind.MAP, map=MapSpec(body=body, items=None, concurrency=2))
+    )
     result = await FlowRuntime(registry={"work": work}).run(plan, [1, 2, 3, 4, 5])
     assert result.output == [10, 20, 30, 40, 50]
     assert peak == 2

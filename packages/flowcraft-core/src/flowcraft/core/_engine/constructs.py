@@ -15,8 +15,8 @@ from flowcraft.core._engine.plan import NodeKind, PlanNode
 from flowcraft.core._engine.scope import OutputsView, evaluate
 from flowcraft.core._engine.state import (
     ConstructState,
-    NodeError,
     FrameState,
+    NodeError,
     NodeRecord,
     NodeStatus,
     set_node_status,
@@ -28,9 +28,12 @@ if TYPE_CHECKING:
 
 def _error(record: NodeRecord, kind: str, message: str) -> NodeError:
     return NodeError(
-        node_id=record.node_id, frame=record.frame, attempt=record.attempt, type=kind,
+        node_id=record.node_id,
+        frame=record.frame,
+        attempt=record.attempt,
+        type=kind,
         message=message,
-    )  # fmt: skip
+    )
 
 
 def start(machine: Machine, record: NodeRecord, node: PlanNode) -> None:
@@ -76,14 +79,22 @@ def _fill_map(machine: Machine, record: NodeRecord, node: PlanNode, cs: Construc
         cs.active.add(index)
         frame = map_frame(record.frame, node.id, cs.attempt, index)
         cs.frames.append(frame)
-        machine.open_frame(frame, node.map.body, owner=record.key, input=cs.items[index],
-                           index=index)  # fmt: skip
+        machine.open_frame(
+            frame, node.map.body, owner=record.key, input=cs.items[index], index=index
+        )
         if cs.done or record.status is not NodeStatus.RUNNING:
             return
 
 
-def _map_item_done(machine: Machine, record: NodeRecord, node: PlanNode,
-                   cs: ConstructState, frame: FrameState, result: object) -> None:  # fmt: skip
+def _map_item_done(
+    machine: Machine,
+    record: NodeRecord,
+    node: PlanNode,
+    cs: ConstructState,
+    *,
+    frame: FrameState,
+    result: object,
+) -> None:
     cs.results[frame.index] = result
     cs.active.discard(frame.index)
     if len(cs.results) == len(cs.items):
@@ -111,7 +122,9 @@ def _loop_next(machine: Machine, record: NodeRecord, node: PlanNode, cs: Constru
             machine.attempt_failed(record, fail, retryable=False)
             return
         if not isinstance(value, bool):
-            fail = _error(record, "TypeError", f"loop {node.id} condition gave {value!r}, not a bool")
+            fail = _error(
+                record, "TypeError", f"loop {node.id} condition gave {value!r}, not a bool"
+            )
             machine.attempt_failed(record, fail, retryable=False)
             return
         holds = value
@@ -123,7 +136,9 @@ def _loop_next(machine: Machine, record: NodeRecord, node: PlanNode, cs: Constru
             f"loop {node.id} reached max_iterations={spec.max_iterations} "
             "while its condition still held"
         )
-        machine.attempt_failed(record, _error(record, "LoopLimitExceeded", message), retryable=False)
+        machine.attempt_failed(
+            record, _error(record, "LoopLimitExceeded", message), retryable=False
+        )
     else:
         cs.next_index += 1
         frame = loop_frame(record.frame, node.id, cs.attempt, iteration)
@@ -145,7 +160,7 @@ def body_done(machine: Machine, frame: FrameState, result: object) -> None:
         return  # a frame of an earlier attempt
     node = machine.node_of(record)
     if node.kind is NodeKind.MAP:
-        _map_item_done(machine, record, node, cs, frame, result)
+        _map_item_done(machine, record, node, cs, frame=frame, result=result)
     else:
         cs.value = result
         _loop_next(machine, record, node, cs)
@@ -163,7 +178,9 @@ def body_failed(machine: Machine, frame: FrameState, error: NodeError) -> None:
     machine.attempt_failed(record, error, retryable=True)
 
 
-def _scope(machine: Machine, record: NodeRecord, node: PlanNode, input: object) -> dict[str, object]:
+def _scope(
+    machine: Machine, record: NodeRecord, node: PlanNode, input: object
+) -> dict[str, object]:
     frame = machine.state.frames[record.frame]
     return {
         "input": input,

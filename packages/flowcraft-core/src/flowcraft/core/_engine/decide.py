@@ -42,13 +42,19 @@ from flowcraft.core._engine.events import (
     TimerPurpose,
 )
 from flowcraft.core._engine.frames import ROOT, InstanceKey, attempt_id, instance_id
-from flowcraft.core._engine.plan import Join, NodeKind, Plan, PlanEdge, PlanNode
+from flowcraft.core._engine.plan import Expression, Join, NodeKind, Plan, PlanEdge, PlanNode
 from flowcraft.core._engine.retry import backoff_delay
-from flowcraft.core._engine.scope import OutputsView, evaluate, resolve_inputs, resolve_reference
+from flowcraft.core._engine.scope import (
+    OutputsView,
+    evaluate,
+    has_output,
+    resolve_inputs,
+    resolve_reference,
+)
 from flowcraft.core._engine.state import (
     Arrival,
-    NodeError,
     FrameState,
+    NodeError,
     NodeRecord,
     NodeStatus,
     RunState,
@@ -71,9 +77,12 @@ def decide(state: RunState, event: Event) -> tuple[RunState, Decision]:
     return new, apply(new, event)
 
 
-def apply(state: RunState, event: Event) -> Decision:
-    """Apply one event to ``state`` (in place) and return what to do next."""
-    return Machine(state, event.at).handle(event)
+def apply(state: RunState, event: Event, *, notices: bool = True) -> Decision:
+    """Apply one event to ``state`` (in place) and return what to do next.
+
+    ``notices=False`` leaves :attr:`Decision.notices` empty (nobody listens: saves the work).
+    """
+    return Machine(state, event.at, notices=notices).handle(event)
 
 
 class RoutingError(Exception):
@@ -87,9 +96,10 @@ class RoutingError(Exception):
 class Machine:
     """One event's worth of decisions over a run state."""
 
-    def __init__(self, state: RunState, now: float) -> None:
+    def __init__(self, state: RunState, now: float, *, notices: bool = True) -> None:
         self.state = state
         self.now = now
+        self._notices = notices
         self.decision = Decision()
         self._skips: deque[tuple[FrameState, str]] = deque()
 
@@ -108,7 +118,9 @@ class Machine:
     def _record(self, node_id: str | None, frame: str) -> NodeRecord | None:
         return None if node_id is None else self.state.nodes.get((node_id, frame))
 
-    def _current(self, node_id: str, frame: str, attempt: int, *ok: NodeStatus) -> NodeRecord | None:
+    def _current(
+        self, node_id: str, frame: str, attempt: int, *ok: NodeStatus
+    ) -> NodeRecord | None:
         """The record if this event is about its current attempt in one of the ``ok`` statuses."""
         record = self.state.nodes.get((node_id, frame))
         if record is None or record.attempt != attempt or record.status not in ok:
@@ -169,8 +181,11 @@ class Machine:
     def _reject_missing(self, event: NodeResumed) -> None:
         frame = self.state.frames.get(event.frame)
         if event.token is None and frame is not None and event.node_id in frame.plan.nodes:
-            self._reject("not-awaiting", f"node {event.node_id!r} (frame {event.frame!r}) is "
-                         "not awaiting: it has not started")  # fmt: skip
+            self._reject(
+                "not-awaiting",
+                f"node {event.node_id!r} (frame {event.frame!r}) is "
+                "not awaiting: it has not started",
+            )
             return
         what = f"token {event.token!r}" if event.token else f"node {event.node_id!r}"
         where = f" in frame {event.frame!r}" if event.token is None else ""
@@ -207,9 +222,13 @@ class Machine:
     ) -> FrameState:
         """Open a frame running ``plan`` and start its start nodes with ``input``."""
         state = FrameState(
-            frame=frame, plan=plan, owner=owner, input=input, index=index,
+            frame=frame,
+            plan=plan,
+            owner=owner,
+            input=input,
+            index=index,
             open=len(plan.nodes) - len(plan.fallback_handlers),
-        )  # fmt: skip
+        )
         self.state.frames[frame] = state
         if state.open == 0:
             self._frame_done(state)
@@ -279,10 +298,15 @@ class Machine:
 
     def _run_node(self, record: NodeRecord, node: PlanNode) -> RunNode:
         return RunNode(
-            node_id=record.node_id, frame=record.frame, attempt=record.attempt, uses=node.uses,
-            params=node.params, input=record.input, timeout=node.timeout,
+            node_id=record.node_id,
+            frame=record.frame,
+            attempt=record.attempt,
+            uses=node.uses,
+            params=node.params,
+            input=record.input,
+            timeout=node.timeout,
             idempotency_key=attempt_id(self.state.run_id, record.key, record.attempt),
-        )  # fmt: skip
+        )
 
     def _start_child(self, record: NodeRecord, node: PlanNode) -> None:
         assert node.subflow is not None
@@ -290,14 +314,20 @@ class Machine:
         spec = node.subflow
         child_input = record.input
         if spec.input is not None:
-            child_input = {k: resolve_reference(self.state, frame, r) for k, r in spec.input.items()}
+            child_input = {
+                k: resolve_reference(self.state, frame, r) for k, r in spec.input.items()
+            }
         record.child_run_id = attempt_id(self.state.run_id, record.key, record.attempt)
         self.decision.actions.append(
             StartChildRun(
-                node_id=record.node_id, frame=record.frame, attempt=record.attempt,
-                child_run_id=record.child_run_id, blueprint=spec.blueprint, input=child_input,
+                node_id=record.node_id,
+                frame=record.frame,
+                attempt=record.attempt,
+                child_run_id=record.child_run_id,
+                blueprint=spec.blueprint,
+                input=child_input,
             )
-        )  # fmt: skip
+        )
 
     def _await(self, record: NodeRecord) -> None:
         record.token = instance_id(self.state.run_id, record.key)
@@ -317,20 +347,27 @@ class Machine:
         self.notify(record)
         self.decision.actions.append(
             ScheduleTimer(
-                node_id=record.node_id, frame=record.frame, attempt=1,
-                purpose=TimerPurpose.SLEEP, delay=seconds,
+                node_id=record.node_id,
+                frame=record.frame,
+                attempt=1,
+                purpose=TimerPurpose.SLEEP,
+                delay=seconds,
             )
-        )  # fmt: skip
+        )
 
     def _resume(self, record: NodeRecord, event: NodeResumed) -> None:
         node = self.node_of(record)
         if node.kind is NodeKind.SUBFLOW and record.child_run_id is not None:
             self.decision.actions.append(
                 ResumeChildRun(
-                    child_run_id=record.child_run_id, node_id=None, frame=ROOT, token=None,
-                    output=event.output, action=event.action,
+                    child_run_id=record.child_run_id,
+                    node_id=None,
+                    frame=ROOT,
+                    token=None,
+                    output=event.output,
+                    action=event.action,
                 )
-            )  # fmt: skip
+            )
             return
         record.resumed = True
         self.succeed(record, event.output, event.action)
@@ -375,10 +412,13 @@ class Machine:
             return
         self.decision.actions.append(
             ScheduleTimer(
-                node_id=record.node_id, frame=record.frame, attempt=record.attempt + 1,
-                purpose=TimerPurpose.RETRY, delay=delay,
+                node_id=record.node_id,
+                frame=record.frame,
+                attempt=record.attempt + 1,
+                purpose=TimerPurpose.RETRY,
+                delay=delay,
             )
-        )  # fmt: skip
+        )
 
     def _failed_for_good(self, record: NodeRecord, node: PlanNode, error: NodeError) -> None:
         set_node_status(self.state, record, _S.FAILED)
@@ -392,8 +432,9 @@ class Machine:
         if (node.fallback, record.frame) in self.state.nodes:
             self.escalate(frame, _shared_fallback(record, node.fallback, error))
             return
-        handler = self._new_record(node.fallback, record.frame, {"error": error.as_dict(),
-                                                                 "input": record.input})
+        handler = self._new_record(
+            node.fallback, record.frame, {"error": error.as_dict(), "input": record.input}
+        )
         handler.fallback_for = record.node_id
         self._dispatch(handler, frame.plan.nodes[node.fallback])
 
@@ -439,6 +480,8 @@ class Machine:
         edges = frame.plan.outgoing[record.node_id]
         if not edges:
             return []
+        if record.action is None and record.node_id in frame.plan.plain_sources:
+            return [(e, Arrival(taken=True, source=e.source, value=record.output)) for e in edges]
         scope = self._edge_scope(frame, record)
         chosen: list[PlanEdge] = []
         if record.action is not None:
@@ -464,6 +507,15 @@ class Machine:
         }
 
     def _arrive(self, frame: FrameState, edge: PlanEdge, arrival: Arrival) -> None:
+        if edge.target in frame.fired:
+            return
+        if len(frame.plan.incoming[edge.target]) == 1:  # no join: decide at once
+            frame.fired.add(edge.target)
+            if arrival.taken:
+                self.activate(frame, edge.target, arrival.value)
+            else:
+                self._skips.append((frame, edge.target))
+            return
         arrivals = frame.arrivals.setdefault(edge.target, {})
         if edge.index in arrivals or edge.target in frame.fired:
             arrivals.setdefault(edge.index, arrival)
@@ -524,12 +576,18 @@ class Machine:
 
     def notify(self, record: NodeRecord, *, retrying: bool = False) -> None:
         """Add a node notice for the event bus."""
+        if not self._notices:
+            return
         self.decision.notices.append(
             NodeNotice(
-                node_id=record.node_id, frame=record.frame, attempt=record.attempt,
-                status=record.status, retrying=retrying, error=record.error,
+                node_id=record.node_id,
+                frame=record.frame,
+                attempt=record.attempt,
+                status=record.status,
+                retrying=retrying,
+                error=record.error,
             )
-        )  # fmt: skip
+        )
 
     def _reject(self, code: str, message: str) -> None:
         self.decision.rejection = Rejection(code=code, message=message)
@@ -562,18 +620,25 @@ def _transform(edge: PlanEdge, scope: Mapping[str, object], output: object) -> o
     return _evaluate_edge(edge, edge.transform, "transform", scope)
 
 
-def _evaluate_edge(edge: PlanEdge, expr: Any, what: str, scope: Mapping[str, object]) -> object:
+def _evaluate_edge(
+    edge: PlanEdge, expr: Expression, what: str, scope: Mapping[str, object]
+) -> object:
     try:
         return evaluate(expr, scope)
     except Exception as exc:  # an expression failure must fail loudly, with its origin
         raise RoutingError(_edge_error(edge, what, str(exc), type(exc).__name__)) from exc
 
 
-def _edge_error(edge: PlanEdge, what: str, message: str, kind: str = "ExpressionError") -> NodeError:
+def _edge_error(
+    edge: PlanEdge, what: str, message: str, kind: str = "ExpressionError"
+) -> NodeError:
     return NodeError(
-        node_id=edge.source, frame="", attempt=0, type=kind,
+        node_id=edge.source,
+        frame="",
+        attempt=0,
+        type=kind,
         message=f"edge {edge.source} -> {edge.target}: {what} failed: {message}",
-    )  # fmt: skip
+    )
 
 
 def _join_input(incoming: tuple[PlanEdge, ...], arrivals: Mapping[int, Arrival]) -> object:
@@ -589,20 +654,20 @@ def _join_input(incoming: tuple[PlanEdge, ...], arrivals: Mapping[int, Arrival])
 
 def _shared_fallback(record: NodeRecord, handler: str, cause: NodeError) -> NodeError:
     return NodeError(
-        node_id=record.node_id, frame=record.frame, attempt=record.attempt,
+        node_id=record.node_id,
+        frame=record.frame,
+        attempt=record.attempt,
         type="FallbackConflict",
         message=f"fallback handler {handler!r} already ran in this frame; node "
         f"{record.node_id!r} failed with {cause.type}: {cause.message}",
-    )  # fmt: skip
+    )
 
 
 def frame_result(state: RunState, frame: FrameState) -> object:
     """A frame's output: its one terminal's output, or terminal id -> output of those that ran."""
-    from flowcraft.core._engine.scope import has_output
-
     terminals = frame.plan.terminal_nodes
     records = {t: state.nodes.get((t, frame.frame)) for t in terminals}
     if len(terminals) == 1:
         only = records[terminals[0]]
-        return only.output if has_output(only) else None
-    return {t: r.output for t, r in records.items() if has_output(r) and r is not None}
+        return only.output if only is not None and has_output(only) else None
+    return {t: r.output for t, r in records.items() if r is not None and has_output(r)}

@@ -96,7 +96,7 @@ class SubflowSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SleepSpec:
-    """A durable timer: ``seconds`` from when the node starts, or an absolute ``until`` (epoch s)."""
+    """A durable timer: ``seconds`` after the node starts, or an absolute ``until`` (epoch s)."""
 
     seconds: float | None = None
     until: float | None = None
@@ -146,6 +146,8 @@ class Plan:
     start_nodes: tuple[str, ...]
     terminal_nodes: tuple[str, ...]
     fallback_handlers: frozenset[str]
+    #: Nodes whose outgoing edges carry no action, condition or transform (routing fast path).
+    plain_sources: frozenset[str] = frozenset()
 
     @property
     def graph_nodes(self) -> tuple[str, ...]:
@@ -170,10 +172,16 @@ def build_plan(
     """Index nodes and edges into a :class:`Plan` (the graph must already be validated)."""
     by_id = {node.id: node for node in nodes}
     indexed = tuple(
-        PlanEdge(index=i, source=e.source, target=e.target, action=e.action,
-                 condition=e.condition, transform=e.transform)
+        PlanEdge(
+            index=i,
+            source=e.source,
+            target=e.target,
+            action=e.action,
+            condition=e.condition,
+            transform=e.transform,
+        )
         for i, e in enumerate(edges)
-    )  # fmt: skip
+    )
     incoming: dict[str, list[PlanEdge]] = {n: [] for n in by_id}
     outgoing: dict[str, list[PlanEdge]] = {n: [] for n in by_id}
     for edge in indexed:
@@ -191,4 +199,9 @@ def build_plan(
         start_nodes=tuple(n for n in graph if not incoming[n]),
         terminal_nodes=tuple(n for n in graph if not outgoing[n]),
         fallback_handlers=handlers,
+        plain_sources=frozenset(
+            n
+            for n, out in outgoing.items()
+            if all(e.action is None and e.condition is None and e.transform is None for e in out)
+        ),
     )

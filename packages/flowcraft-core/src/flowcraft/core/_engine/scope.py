@@ -45,7 +45,9 @@ class OutputsView(Mapping[str, object]):
         seen: set[str] = set()
         for frame in self._frames:
             for node_id in frame.plan.nodes:
-                if node_id not in seen and has_output(self._state.nodes.get((node_id, frame.frame))):
+                if node_id not in seen and has_output(
+                    self._state.nodes.get((node_id, frame.frame))
+                ):
                     seen.add(node_id)
                     yield node_id
 

@@ -115,15 +115,28 @@ class Simulator:
         """Queue ``event`` for ``run_id`` after ``delay`` virtual seconds."""
         heapq.heappush(self._queue, (self.now + delay, next(self._seq), run_id, event))
 
-    def resume(self, run_id: str, node_id: str, *, output: object = None,
-               action: str | None = None, frame: str = "") -> Decision:  # fmt: skip
+    def resume(
+        self,
+        run_id: str,
+        node_id: str,
+        *,
+        output: object = None,
+        action: str | None = None,
+        frame: str = "",
+    ) -> Decision:
         """Resume now (synchronously) and return the decision (its rejection, if any)."""
-        return self._apply(run_id, NodeResumed(at=self.now, node_id=node_id, frame=frame,
-                                               output=output, action=action))  # fmt: skip
+        return self._apply(
+            run_id,
+            NodeResumed(at=self.now, node_id=node_id, frame=frame, output=output, action=action),
+        )
 
     def cancel(self, run_id: str) -> Decision:
         """Cancel now (synchronously)."""
         return self._apply(run_id, CancelRequested(at=self.now))
+
+    def status(self, run_id: str = "run") -> RunStatus:
+        """The status of a run now."""
+        return self.runs[run_id].state.status
 
     def run_until_idle(self, max_steps: int = 1_000_000) -> None:
         """Process queued events in time order until none is left."""
@@ -163,9 +176,17 @@ class Simulator:
         if isinstance(action, RunNode):
             self._run_node(run, action)
         elif isinstance(action, ScheduleTimer):
-            self.post(run_id, TimerFired(at=self.now + action.delay, node_id=action.node_id,
-                                         frame=action.frame, attempt=action.attempt,
-                                         purpose=action.purpose), action.delay)  # fmt: skip
+            self.post(
+                run_id,
+                TimerFired(
+                    at=self.now + action.delay,
+                    node_id=action.node_id,
+                    frame=action.frame,
+                    attempt=action.attempt,
+                    purpose=action.purpose,
+                ),
+                action.delay,
+            )
         elif isinstance(action, StartChildRun):
             self._start_child(run, action)
         elif isinstance(action, CancelChildRun):
@@ -176,26 +197,53 @@ class Simulator:
             pass  # simulated nodes finish instantly; their late events are ignored by the core
 
     def _run_node(self, run: SimRun, action: RunNode) -> None:
-        call = Call(run_id=run.state.run_id, node_id=action.node_id, frame=action.frame,
-                    attempt=action.attempt, input=action.input, params=action.params,
-                    context=dict(run.state.context), now=self.now)  # fmt: skip
+        call = Call(
+            run_id=run.state.run_id,
+            node_id=action.node_id,
+            frame=action.frame,
+            attempt=action.attempt,
+            input=action.input,
+            params=action.params,
+            context=dict(run.state.context),
+            now=self.now,
+        )
         self.calls.append(call)
-        key = dict(node_id=action.node_id, frame=action.frame, attempt=action.attempt)
         try:
             result = self.registry[action.uses](call)
         except Exception as exc:  # a node failure is data for the core
-            error = NodeError(node_id=action.node_id, frame=action.frame, attempt=action.attempt,
-                              type=type(exc).__name__, message=str(exc))  # fmt: skip
-            self.post(run.state.run_id, NodeFailed(at=self.now, error=error, **key))  # type: ignore[arg-type]
+            error = NodeError(
+                node_id=action.node_id,
+                frame=action.frame,
+                attempt=action.attempt,
+                type=type(exc).__name__,
+                message=str(exc),
+            )
+            failed = NodeFailed(
+                at=self.now,
+                node_id=action.node_id,
+                frame=action.frame,
+                attempt=action.attempt,
+                error=error,
+            )
+            self.post(run.state.run_id, failed)
             return
         outcome = result if isinstance(result, Outcome) else Outcome(output=result)
         at = self.now + outcome.duration
         event: Event
         if outcome.suspend:
-            event = NodeSuspended(at=at, **key)  # type: ignore[arg-type]
+            event = NodeSuspended(
+                at=at, node_id=action.node_id, frame=action.frame, attempt=action.attempt
+            )
         else:
-            event = NodeSucceeded(at=at, output=outcome.output, action=outcome.action,
-                                  context_writes=outcome.writes, **key)  # type: ignore[arg-type]  # fmt: skip
+            event = NodeSucceeded(
+                at=at,
+                output=outcome.output,
+                action=outcome.action,
+                context_writes=outcome.writes,
+                node_id=action.node_id,
+                frame=action.frame,
+                attempt=action.attempt,
+            )
         self.post(run.state.run_id, event, outcome.duration)
 
     def _start_child(self, run: SimRun, action: StartChildRun) -> None:
@@ -209,8 +257,13 @@ class Simulator:
         awaiting = [r for r in child.state.nodes.values() if r.status is NodeStatus.AWAITING]
         if len(awaiting) == 1:
             target = awaiting[0]
-            self.resume(child.state.run_id, target.node_id, output=action.output,
-                        action=action.action, frame=target.frame)  # fmt: skip
+            self.resume(
+                child.state.run_id,
+                target.node_id,
+                output=action.output,
+                action=action.action,
+                frame=target.frame,
+            )
 
     def _report_to_parent(self, run: SimRun) -> None:
         if run.parent is None:
@@ -221,12 +274,24 @@ class Simulator:
         run.reported = outcome
         parent_id, node_id, frame, attempt = run.parent
         error = run.state.errors[0] if run.state.errors else None
-        outputs = {r.node_id: r.output for r in run.state.nodes.values()
-                   if r.frame == "" and r.status is NodeStatus.SUCCEEDED}  # fmt: skip
-        self.post(parent_id, ChildRunChanged(at=self.now, node_id=node_id, frame=frame,
-                                             attempt=attempt, outcome=outcome,
-                                             output=run.state.output, outputs=outputs,
-                                             error=error))  # fmt: skip
+        outputs = {
+            r.node_id: r.output
+            for r in run.state.nodes.values()
+            if r.frame == "" and r.status is NodeStatus.SUCCEEDED
+        }
+        self.post(
+            parent_id,
+            ChildRunChanged(
+                at=self.now,
+                node_id=node_id,
+                frame=frame,
+                attempt=attempt,
+                outcome=outcome,
+                output=run.state.output,
+                outputs=outputs,
+                error=error,
+            ),
+        )
 
 
 def _outcome_of(status: RunStatus) -> ChildOutcome | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -83,6 +82,23 @@ class RunContext:
         return self._writes
 
 
+class CancelFlag:
+    """Set when the attempt is cancelled (run cancelled, attempt abandoned)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        """Mark cancelled."""
+        self._set = True
+
+    def is_set(self) -> bool:
+        """Whether cancelled."""
+        return self._set
+
+
 @dataclass(slots=True, kw_only=True)
 class NodeContext:
     """Everything a node attempt receives.
@@ -99,7 +115,7 @@ class NodeContext:
         max_attempts: How many attempts the retry policy allows.
         idempotency_key: Stable for this node instance and attempt: use it for side effects.
         deps: User dependencies given to the runtime.
-        logger: A logger named after the node.
+        cancelled: Set when the attempt is cancelled (coroutines are also cancelled).
     """
 
     input: Any
@@ -113,8 +129,15 @@ class NodeContext:
     max_attempts: int
     idempotency_key: str
     deps: Mapping[str, Any] = field(default_factory=dict)
-    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("flowcraft.node"))
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    cancelled: CancelFlag = field(default_factory=CancelFlag)
+    _logger: logging.Logger | None = None
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger named ``flowcraft.node.<node_id>``."""
+        if self._logger is None:
+            self._logger = logging.getLogger(f"flowcraft.node.{self.node_id}")
+        return self._logger
 
     @property
     def is_cancelled(self) -> bool:

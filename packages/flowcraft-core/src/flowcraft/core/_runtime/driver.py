@@ -34,7 +34,7 @@ from flowcraft.core._engine.plan import Plan
 from flowcraft.core._engine.scope import OutputsView
 from flowcraft.core._engine.state import NodeError, NodeStatus, RunState, RunStatus
 from flowcraft.core._runtime import events as public
-from flowcraft.core._runtime.context import NodeContext, Result, RunContext, Suspend
+from flowcraft.core._runtime.context import CancelFlag, NodeContext, Result, RunContext, Suspend
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core.errors import NonRetryableError
 
@@ -58,8 +58,9 @@ class ParentLink:
 class RunDriver:
     """Drives one run of ``plan`` on the running event loop."""
 
-    def __init__(self, runtime: FlowRuntime, run_id: str, plan: Plan,
-                 parent: ParentLink | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, runtime: FlowRuntime, run_id: str, plan: Plan, parent: ParentLink | None = None
+    ) -> None:
         self.runtime = runtime
         self.state: RunState = new_run(run_id, plan)
         self.parent = parent
@@ -67,7 +68,7 @@ class RunDriver:
         self._queue: deque[ev.Event] = deque()
         self._draining = False
         self._tasks: dict[_AttemptKey, asyncio.Task[None]] = {}
-        self._cancels: dict[_AttemptKey, asyncio.Event] = {}
+        self._cancels: dict[_AttemptKey, CancelFlag] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self._reported: ev.ChildOutcome | None = None
 
@@ -94,7 +95,7 @@ class RunDriver:
         return first
 
     def _apply(self, event: ev.Event) -> Decision:
-        decision = apply(self.state, event)
+        decision = apply(self.state, event, notices=self.runtime.events.has_listeners)
         if self.runtime.events.has_listeners:
             self._emit(decision, first=isinstance(event, ev.RunStarted))
         for action in decision.actions:
@@ -112,7 +113,7 @@ class RunDriver:
 
     def _run_node(self, action: RunNode) -> None:
         key = (action.node_id, action.frame, action.attempt)
-        cancelled = asyncio.Event()
+        cancelled = CancelFlag()
         self._cancels[key] = cancelled
         task = asyncio.get_running_loop().create_task(self._attempt(action, cancelled))
         self._tasks[key] = task
@@ -127,8 +128,15 @@ class RunDriver:
 
         def fire() -> None:
             self._timers.discard(handle)
-            self.post(ev.TimerFired(at=time.time(), node_id=action.node_id, frame=action.frame,
-                                    attempt=action.attempt, purpose=action.purpose))  # fmt: skip
+            self.post(
+                ev.TimerFired(
+                    at=time.time(),
+                    node_id=action.node_id,
+                    frame=action.frame,
+                    attempt=action.attempt,
+                    purpose=action.purpose,
+                )
+            )
 
         handle = loop.call_later(action.delay, fire)
         self._timers.add(handle)
@@ -151,8 +159,13 @@ class RunDriver:
             _log.error("resume of %s is ambiguous: %d awaiting nodes", child.run_id, len(awaiting))
             return
         target = awaiting[0]
-        event = ev.NodeResumed(at=time.time(), node_id=target.node_id, frame=target.frame,
-                               output=action.output, action=action.action)  # fmt: skip
+        event = ev.NodeResumed(
+            at=time.time(),
+            node_id=target.node_id,
+            frame=target.frame,
+            output=action.output,
+            action=action.action,
+        )
         asyncio.get_running_loop().call_soon(child.post, event)
 
     def _cancel_node(self, action: CancelNode) -> None:
@@ -166,67 +179,106 @@ class RunDriver:
 
     # ---------------------------------------------------------------- node attempts
 
-    async def _attempt(self, action: RunNode, cancelled: asyncio.Event) -> None:
+    async def _attempt(self, action: RunNode, cancelled: CancelFlag) -> None:
         ctx = self._node_context(action, cancelled)
-        common: dict[str, Any] = {"node_id": action.node_id, "frame": action.frame,
-                                  "attempt": action.attempt}  # fmt: skip
+        common: dict[str, Any] = {
+            "node_id": action.node_id,
+            "frame": action.frame,
+            "attempt": action.attempt,
+        }
         try:
             fn = self.runtime._node_fn(action.uses)
-            async with asyncio.timeout(action.timeout):
+            if action.timeout is None:
                 value = await fn(ctx)
+            else:
+                async with asyncio.timeout(action.timeout):
+                    value = await fn(ctx)
         except asyncio.CancelledError:
             if cancelled.is_set():
                 return  # cancelled on purpose: the core already recorded it
             raise
         except TimeoutError:
-            message = f"node {action.node_id} attempt {action.attempt} timed out after {action.timeout}s"
-            self.post(ev.NodeFailed(at=time.time(), error=self._error(action, "TimeoutError", message), **common))
+            message = (
+                f"node {action.node_id} attempt {action.attempt} timed out after {action.timeout}s"
+            )
+            self.post(
+                ev.NodeFailed(
+                    at=time.time(), error=self._error(action, "TimeoutError", message), **common
+                )
+            )
             return
         except Exception as exc:  # a node's failure is data for the core
-            self.post(ev.NodeFailed(at=time.time(), error=self._exception(action, exc),
-                                    retryable=not isinstance(exc, NonRetryableError), **common))  # fmt: skip
+            self.post(
+                ev.NodeFailed(
+                    at=time.time(),
+                    error=self._exception(action, exc),
+                    retryable=not isinstance(exc, NonRetryableError),
+                    **common,
+                )
+            )
             return
         self.post(self._success(action, value, ctx, common))
 
-    def _success(self, action: RunNode, value: object, ctx: NodeContext,
-                 common: dict[str, Any]) -> ev.Event:  # fmt: skip
+    def _success(
+        self, action: RunNode, value: object, ctx: NodeContext, common: dict[str, Any]
+    ) -> ev.Event:
         if isinstance(value, Suspend):
             return ev.NodeSuspended(at=time.time(), **common)
         output, route = (value.output, value.action) if isinstance(value, Result) else (value, None)
         try:
             output = self.runtime._roundtrip(output)
-            writes = {k: self.runtime._roundtrip(v) if v is not ev.DELETED else v
-                      for k, v in ctx.context.writes.items()}  # fmt: skip
+            writes = {
+                k: self.runtime._roundtrip(v) if v is not ev.DELETED else v
+                for k, v in ctx.context.writes.items()
+            }
         except (TypeError, ValueError) as exc:
             message = f"node {action.node_id} produced a value the serializer refuses: {exc}"
             error = self._error(action, "SerializationError", message)
             return ev.NodeFailed(at=time.time(), error=error, retryable=False, **common)
-        return ev.NodeSucceeded(at=time.time(), output=output, action=route,
-                                context_writes=writes, **common)  # fmt: skip
+        return ev.NodeSucceeded(
+            at=time.time(), output=output, action=route, context_writes=writes, **common
+        )
 
-    def _node_context(self, action: RunNode, cancelled: asyncio.Event) -> NodeContext:
+    def _node_context(self, action: RunNode, cancelled: CancelFlag) -> NodeContext:
         frame = self.state.frames[action.frame]
         node = frame.plan.nodes[action.node_id]
         return NodeContext(
-            input=action.input, params=action.params, context=RunContext(self.state.context),
-            outputs=OutputsView(self.state, frame), run_id=self.run_id, node_id=action.node_id,
-            frame=action.frame, attempt=action.attempt, max_attempts=node.retry.max_attempts,
-            idempotency_key=action.idempotency_key, deps=self.runtime.dependencies,
-            logger=logging.getLogger(f"flowcraft.node.{action.node_id}"), cancelled=cancelled,
-        )  # fmt: skip
+            input=action.input,
+            params=action.params,
+            context=RunContext(self.state.context),
+            outputs=OutputsView(self.state, frame),
+            run_id=self.run_id,
+            node_id=action.node_id,
+            frame=action.frame,
+            attempt=action.attempt,
+            max_attempts=node.retry.max_attempts,
+            idempotency_key=action.idempotency_key,
+            deps=self.runtime.dependencies,
+            cancelled=cancelled,
+        )
 
     def _error(self, action: RunNode, kind: str, message: str) -> NodeError:
-        return NodeError(node_id=action.node_id, frame=action.frame, attempt=action.attempt,
-                         type=kind, message=message)  # fmt: skip
+        return NodeError(
+            node_id=action.node_id,
+            frame=action.frame,
+            attempt=action.attempt,
+            type=kind,
+            message=message,
+        )
 
     def _exception(self, action: RunNode, exc: BaseException) -> NodeError:
         kind = type(exc).__qualname__
         module = type(exc).__module__
         if module not in ("builtins", "__main__"):
             kind = f"{module}.{kind}"
-        return NodeError(node_id=action.node_id, frame=action.frame, attempt=action.attempt,
-                         type=kind, message=str(exc),
-                         traceback="".join(traceback.format_exception(exc)))  # fmt: skip
+        return NodeError(
+            node_id=action.node_id,
+            frame=action.frame,
+            attempt=action.attempt,
+            type=kind,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+        )
 
     # ---------------------------------------------------------------- run end and parents
 
@@ -247,10 +299,15 @@ class RunDriver:
         result = result_of(self.state)
         link = self.parent
         event = ev.ChildRunChanged(
-            at=time.time(), node_id=link.node_id, frame=link.frame, attempt=link.attempt,
-            outcome=outcome, output=result.output, outputs=result.outputs,
+            at=time.time(),
+            node_id=link.node_id,
+            frame=link.frame,
+            attempt=link.attempt,
+            outcome=outcome,
+            output=result.output,
+            outputs=result.outputs,
             error=result.errors[0] if result.errors else None,
-        )  # fmt: skip
+        )
         asyncio.get_running_loop().call_soon(link.driver.post, event)
 
     # ---------------------------------------------------------------- events to the bus
@@ -267,8 +324,13 @@ class RunDriver:
     ) -> public.FlowEvent | None:
         if isinstance(notice, RunNotice):
             return self._run_event(notice.status, now, first)
-        common: dict[str, Any] = {"run_id": self.run_id, "at": now, "node_id": notice.node_id,
-                                  "frame": notice.frame, "attempt": notice.attempt}  # fmt: skip
+        common: dict[str, Any] = {
+            "run_id": self.run_id,
+            "at": now,
+            "node_id": notice.node_id,
+            "frame": notice.frame,
+            "attempt": notice.attempt,
+        }
         if notice.status is NodeStatus.PENDING:
             return public.NodeRetrying(error=notice.error, **common) if notice.retrying else None
         if notice.status is NodeStatus.SUCCEEDED:

@@ -135,7 +135,7 @@ class EventBus:
 
     def __init__(self) -> None:
         self._listeners: list[tuple[Listener, tuple[type[FlowEvent], ...]]] = []
-        self._tasks: set[asyncio.Task[object]] = set()
+        self._tasks: set[asyncio.Future[object]] = set()
 
     def subscribe(self, listener: Listener, *types: type[FlowEvent]) -> Callable[[], None]:
         """Call ``listener`` for every event (or only events of ``types``); returns unsubscribe."""
@@ -166,6 +166,6 @@ class EventBus:
             task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Future[object]) -> None:
-        self._tasks.discard(task)  # type: ignore[arg-type]
+        self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             _log.error("async event listener failed", exc_info=task.exception())

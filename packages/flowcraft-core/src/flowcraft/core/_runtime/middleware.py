@@ -55,12 +55,13 @@ def compose(middleware: Sequence[Any], node: NodeFn) -> NodeFn:
     return call
 
 
-def _around(item: Any, inner: NodeFn) -> NodeFn:
+def _around(item: object, inner: NodeFn) -> NodeFn:
     async def call(ctx: NodeContext) -> object:
         def call_next() -> Awaitable[object]:
             return inner(ctx)
 
-        return await _maybe_await(item.around(ctx, call_next))
+        around: Callable[..., object] = getattr(item, "around")  # noqa: B009
+        return await _maybe_await(around(ctx, call_next))
 
     return call
 

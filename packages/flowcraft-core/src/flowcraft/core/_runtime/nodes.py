@@ -41,7 +41,7 @@ class NodeForms:
         if inspect.isclass(impl):
             return self._class_node(impl)
         if inspect.iscoroutinefunction(impl):
-            return impl  # type: ignore[return-value]
+            return impl
         if hasattr(impl, "exec") and not callable(impl):
             raise TypeError(f"{impl!r} has exec() but is an instance: register the class")
         if callable(impl):
@@ -86,22 +86,29 @@ class NodeForms:
 
         return call
 
-    async def _prep(self, instance: Any, key: tuple[str, str, str], ctx: NodeContext) -> object:
+    async def _prep(self, instance: object, key: tuple[str, str, str], ctx: NodeContext) -> object:
         if key in self._prepared:
             return self._prepared[key]
-        prepared = await self._call(instance.prep, ctx) if hasattr(instance, "prep") else ctx.input
+        prep = getattr(instance, "prep", None)
+        prepared = ctx.input if prep is None else await self._call(prep, ctx)
         self._prepared[key] = prepared
         return prepared
 
     async def _exec_failed(
-        self, instance: Any, key: tuple[str, str, str], prepared: object, exc: Exception,
+        self,
+        instance: object,
+        key: tuple[str, str, str],
+        prepared: object,
+        exc: Exception,
         ctx: NodeContext,
-    ) -> object:  # fmt: skip
-        if hasattr(instance, "recover"):
-            await self._call(instance.recover, exc, ctx)
+    ) -> object:
+        recover = getattr(instance, "recover", None)
+        if recover is not None:
+            await self._call(recover, exc, ctx)
         last = ctx.attempt >= ctx.max_attempts
         if last:
             self._prepared.pop(key, None)
-        if last and hasattr(instance, "fallback"):
-            return await self._call(instance.fallback, prepared, exc, ctx)
+        fallback = getattr(instance, "fallback", None)
+        if last and fallback is not None:
+            return await self._call(fallback, prepared, exc, ctx)
         raise exc

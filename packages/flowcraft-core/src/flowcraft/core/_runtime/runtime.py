@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -55,12 +56,19 @@ class RunHandle:
         """Cancel the run (idempotent); committed work and context are kept."""
         await self._runtime.cancel(self.run_id)
 
-    async def resume(self, node: str | None = None, *, output: object = None,
-                     action: str | None = None, frame: str = "",
-                     token: str | None = None) -> None:  # fmt: skip
+    async def resume(
+        self,
+        node: str | None = None,
+        *,
+        output: object = None,
+        action: str | None = None,
+        frame: str = "",
+        token: str | None = None,
+    ) -> None:
         """Resume an awaiting node (by id and frame, or by token) with an output and action."""
-        await self._runtime.resume(self.run_id, node, output=output, action=action,
-                                   frame=frame, token=token)  # fmt: skip
+        await self._runtime.resume(
+            self.run_id, node, output=output, action=action, frame=frame, token=token
+        )
 
 
 class FlowRuntime:
@@ -117,27 +125,50 @@ class FlowRuntime:
 
     # ---------------------------------------------------------------- running
 
-    async def run(self, blueprint: PlanSource, input: object = None, *,
-                  run_id: str | None = None, idempotency_key: str | None = None,
-                  timeout: float | None = None) -> RunResult:  # fmt: skip
+    async def run(
+        self,
+        blueprint: PlanSource,
+        input: object = None,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> RunResult:
         """Run to a final result (completed, failed or cancelled) and return it.
 
         A run that awaits a human never finishes by itself: use :meth:`start` and
         :meth:`RunHandle.resume` for those, or pass ``timeout``.
         """
-        handle = await self.start(blueprint, input, run_id=run_id,
-                                  idempotency_key=idempotency_key)  # fmt: skip
+        handle = await self.start(blueprint, input, run_id=run_id, idempotency_key=idempotency_key)
         return await handle.result(timeout)
 
-    def run_sync(self, blueprint: PlanSource, input: object = None, **kwargs: Any) -> RunResult:
+    def run_sync(
+        self,
+        blueprint: PlanSource,
+        input: object = None,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+    ) -> RunResult:
         """:meth:`run` from synchronous code (starts and closes its own event loop)."""
-        return asyncio.run(self.run(blueprint, input, **kwargs))
+        run = self.run(
+            blueprint, input, run_id=run_id, idempotency_key=idempotency_key, timeout=timeout
+        )
+        return asyncio.run(run)
 
-    async def start(self, blueprint: PlanSource, input: object = None, *,
-                    run_id: str | None = None,
-                    idempotency_key: str | None = None) -> RunHandle:  # fmt: skip
-        """Start a run and return its handle at once; a repeated idempotency key returns the
-        existing run."""
+    async def start(
+        self,
+        blueprint: PlanSource,
+        input: object = None,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunHandle:
+        """Start a run and return its handle at once.
+
+        A repeated ``idempotency_key`` returns the existing run instead of starting another.
+        """
         if idempotency_key is not None and idempotency_key in self._idempotency:
             return RunHandle(self, self._idempotency[idempotency_key])
         plan = self._resolve(blueprint)
@@ -160,15 +191,28 @@ class FlowRuntime:
         """Cancel a run (idempotent)."""
         self._driver(run_id).post(ev.CancelRequested(at=time.time()))
 
-    async def resume(self, run_id: str, node: str | None = None, *, output: object = None,
-                     action: str | None = None, frame: str = "",
-                     token: str | None = None) -> None:  # fmt: skip
+    async def resume(
+        self,
+        run_id: str,
+        node: str | None = None,
+        *,
+        output: object = None,
+        action: str | None = None,
+        frame: str = "",
+        token: str | None = None,
+    ) -> None:
         """Resume an awaiting node. A duplicate resume is a no-op; a wrong one raises."""
         if node is None and token is None:
             raise TypeError("resume needs a node id or a token")
         driver = self._token_owner(token) if token else self._driver(run_id)
-        event = ev.NodeResumed(at=time.time(), node_id=node, frame=frame, token=token,
-                               output=self._roundtrip(output), action=action)  # fmt: skip
+        event = ev.NodeResumed(
+            at=time.time(),
+            node_id=node,
+            frame=frame,
+            token=token,
+            output=self._roundtrip(output),
+            action=action,
+        )
         decision = driver.post(event)
         if decision is not None and decision.rejection is not None:
             rejection = decision.rejection
@@ -206,7 +250,9 @@ class FlowRuntime:
         fn = self._fns.get(uses)
         if fn is None:
             if uses not in self.registry:
-                raise UnknownNodeError(_unknown(uses, self.registry, what="implementation for uses"))
+                raise UnknownNodeError(
+                    _unknown(uses, self.registry, what="implementation for uses")
+                )
             fn = compose(self._middleware, self._forms.wrap(self.registry[uses]))
             self._fns[uses] = fn
         return fn
@@ -228,8 +274,6 @@ class FlowRuntime:
 
 
 def _unknown(name: str, known: Iterable[str], what: str = "blueprint") -> str:
-    import difflib
-
     hint = difflib.get_close_matches(name, list(known), n=1)
     suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
     return f"no {what} {name!r}{suffix}"
