@@ -34,6 +34,7 @@ from flowcraft.core._engine.plan import Plan
 from flowcraft.core._engine.scope import OutputsView
 from flowcraft.core._engine.state import NodeError, NodeStatus, RunState, RunStatus
 from flowcraft.core._runtime import events as public
+from flowcraft.core._runtime.eager import start_eagerly
 from flowcraft.core._runtime.context import CancelFlag, NodeContext, Result, RunContext, Suspend
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core.errors import NonRetryableError
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger("flowcraft.runtime")
 _AttemptKey = tuple[str, str, int]
+#: Node attempts started eagerly in a row before one goes through the event loop (fairness).
+EAGER_STREAK = 64
 
 
 @dataclass(slots=True)
@@ -71,6 +74,7 @@ class RunDriver:
         self._cancels: dict[_AttemptKey, CancelFlag] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self._reported: ev.ChildOutcome | None = None
+        self._eager_streak = 0
 
     @property
     def run_id(self) -> str:
@@ -115,7 +119,16 @@ class RunDriver:
         key = (action.node_id, action.frame, action.attempt)
         cancelled = CancelFlag()
         self._cancels[key] = cancelled
-        task = asyncio.get_running_loop().create_task(self._attempt(action, cancelled))
+        coro = self._attempt(action, cancelled)
+        if action.timeout is None and self._eager_streak < EAGER_STREAK:
+            self._eager_streak += 1
+            task = start_eagerly(coro)
+            if task is None:
+                self._cancels.pop(key, None)
+                return
+        else:  # a real task turn lets the loop breathe between long eager streaks
+            self._eager_streak = 0
+            task = asyncio.get_running_loop().create_task(coro)
         self._tasks[key] = task
         task.add_done_callback(lambda _t: self._forget(key))
 
@@ -181,11 +194,6 @@ class RunDriver:
 
     async def _attempt(self, action: RunNode, cancelled: CancelFlag) -> None:
         ctx = self._node_context(action, cancelled)
-        common: dict[str, Any] = {
-            "node_id": action.node_id,
-            "frame": action.frame,
-            "attempt": action.attempt,
-        }
         try:
             fn = self.runtime._node_fn(action.uses)
             if action.timeout is None:
@@ -201,42 +209,50 @@ class RunDriver:
             message = (
                 f"node {action.node_id} attempt {action.attempt} timed out after {action.timeout}s"
             )
-            self.post(
-                ev.NodeFailed(
-                    at=time.time(), error=self._error(action, "TimeoutError", message), **common
-                )
-            )
+            self.post(self._failed(action, self._error(action, "TimeoutError", message)))
             return
         except Exception as exc:  # a node's failure is data for the core
-            self.post(
-                ev.NodeFailed(
-                    at=time.time(),
-                    error=self._exception(action, exc),
-                    retryable=not isinstance(exc, NonRetryableError),
-                    **common,
-                )
-            )
+            retryable = not isinstance(exc, NonRetryableError)
+            self.post(self._failed(action, self._exception(action, exc), retryable=retryable))
             return
-        self.post(self._success(action, value, ctx, common))
+        self.post(self._success(action, value, ctx))
 
-    def _success(
-        self, action: RunNode, value: object, ctx: NodeContext, common: dict[str, Any]
-    ) -> ev.Event:
+    def _success(self, action: RunNode, value: object, ctx: NodeContext) -> ev.Event:
         if isinstance(value, Suspend):
-            return ev.NodeSuspended(at=time.time(), **common)
+            return ev.NodeSuspended(
+                at=time.time(), node_id=action.node_id, frame=action.frame, attempt=action.attempt
+            )
         output, route = (value.output, value.action) if isinstance(value, Result) else (value, None)
+        writes = ctx.context.writes
         try:
             output = self.runtime._roundtrip(output)
-            writes = {
-                k: self.runtime._roundtrip(v) if v is not ev.DELETED else v
-                for k, v in ctx.context.writes.items()
-            }
+            if writes:
+                writes = {
+                    k: v if v is ev.DELETED else self.runtime._roundtrip(v)
+                    for k, v in writes.items()
+                }
         except (TypeError, ValueError) as exc:
             message = f"node {action.node_id} produced a value the serializer refuses: {exc}"
             error = self._error(action, "SerializationError", message)
-            return ev.NodeFailed(at=time.time(), error=error, retryable=False, **common)
+            return self._failed(action, error, retryable=False)
         return ev.NodeSucceeded(
-            at=time.time(), output=output, action=route, context_writes=writes, **common
+            at=time.time(),
+            node_id=action.node_id,
+            frame=action.frame,
+            attempt=action.attempt,
+            output=output,
+            action=route,
+            context_writes=writes,
+        )
+
+    def _failed(self, action: RunNode, error: NodeError, *, retryable: bool = True) -> ev.Event:
+        return ev.NodeFailed(
+            at=time.time(),
+            node_id=action.node_id,
+            frame=action.frame,
+            attempt=action.attempt,
+            error=error,
+            retryable=retryable,
         )
 
     def _node_context(self, action: RunNode, cancelled: CancelFlag) -> NodeContext:

@@ -1,0 +1,156 @@
+"""Per-node orchestration overhead of the in-memory FlowRuntime, against TypeScript Flowcraft.
+
+Shapes: a chain of n no-op nodes, and a fan-out/fan-in of n no-op nodes between a start and a
+join. Node forms: ``async def`` no-ops, plain sync no-ops (thread-pool dispatch) and sync no-ops
+marked inline. Every measurement runs in a fresh process (so peak RSS is its own); each figure is
+the median of ``--repeat`` runs. TypeScript Flowcraft 2.10.1 (npm ``flowcraft``, run with node)
+is measured on the same shapes in the same run, and the ratio is reported.
+
+    python tools/bench/bench_runtime.py                  # markdown table on stdout
+    python tools/bench/bench_runtime.py --sizes 1000,5000 --repeat 3 --no-ts
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TS_VERSION = "2.10.1"
+TS_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flowcraft-bench"
+TS_SCRIPT = """
+import { createFlow, FlowRuntime } from 'flowcraft'
+const [shape, n] = [process.argv[2], Number(process.argv[3])]
+async function noop() { return { output: null } }
+let flow = createFlow(`${shape}${n}`)
+if (shape === 'chain') {
+  for (let i = 0; i < n; i++) flow = flow.node(`n${i}`, noop)
+  for (let i = 0; i < n - 1; i++) flow = flow.edge(`n${i}`, `n${i + 1}`)
+} else {
+  flow = flow.node('s', noop).node('j', noop)
+  for (let i = 0; i < n; i++) flow = flow.node(`n${i}`, noop).edge('s', `n${i}`).edge(`n${i}`, 'j')
+}
+const runtime = new FlowRuntime({})
+const t0 = process.hrtime.bigint()
+const result = await flow.run(runtime, {})
+const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+if (result.status !== 'completed') { console.error(result.status); process.exit(1) }
+console.log(JSON.stringify({ seconds, rss: process.memoryUsage().rss }))
+"""
+
+
+def _plan(shape: str, n: int) -> object:
+    from flowcraft.core._engine.plan import EdgeSpec, PlanNode, build_plan
+
+    if shape == "chain":
+        nodes = [PlanNode(id=f"n{i}", uses="noop") for i in range(n)]
+        edges = [EdgeSpec(source=f"n{i}", target=f"n{i + 1}") for i in range(n - 1)]
+    else:
+        nodes = [PlanNode(id="s", uses="noop"), PlanNode(id="j", uses="noop")]
+        nodes += [PlanNode(id=f"n{i}", uses="noop") for i in range(n)]
+        edges = [EdgeSpec(source="s", target=f"n{i}") for i in range(n)]
+        edges += [EdgeSpec(source=f"n{i}", target="j") for i in range(n)]
+    return build_plan(id=f"{shape}{n}", version="1", nodes=nodes, edges=edges)
+
+
+def _one(shape: str, n: int, form: str) -> dict[str, float]:
+    """Run one measurement in this process; print seconds and peak RSS as JSON."""
+    from flowcraft.core._runtime.context import NodeContext
+    from flowcraft.core._runtime.runtime import FlowRuntime
+
+    async def anoop(ctx: NodeContext) -> None:
+        return None
+
+    def snoop(ctx: NodeContext) -> None:
+        return None
+
+    impl = anoop if form == "async" else snoop
+    runtime = FlowRuntime(registry={"noop": impl}, inline_sync=form == "inline")
+    plan = _plan(shape, n)
+
+    async def main() -> float:
+        began = time.perf_counter()
+        result = await runtime.run(plan)
+        elapsed = time.perf_counter() - began
+        assert result.ok, result
+        return elapsed
+
+    seconds = asyncio.run(main())
+    runtime.close()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"seconds": seconds, "rss": rss}
+
+
+def _spawn(args: list[str]) -> dict[str, float]:
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    data: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return data
+
+
+def _python(shape: str, n: int, form: str) -> dict[str, float]:
+    return _spawn([sys.executable, __file__, "--one", shape, str(n), form])
+
+
+def _ensure_ts() -> Path:
+    script = TS_DIR / "bench.mjs"
+    if not (TS_DIR / "node_modules" / "flowcraft").exists():
+        TS_DIR.mkdir(parents=True, exist_ok=True)
+        (TS_DIR / "package.json").write_text('{"private": true, "type": "module"}\n')
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent", f"flowcraft@{TS_VERSION}"],
+            cwd=TS_DIR,
+            check=True,
+        )
+    script.write_text(TS_SCRIPT)
+    return script
+
+
+def _ts(shape: str, n: int) -> dict[str, float]:
+    return _spawn(["node", str(_ensure_ts()), shape, str(n)])
+
+
+def _median(runs: list[dict[str, float]]) -> tuple[float, float]:
+    return statistics.median(r["seconds"] for r in runs), max(r["rss"] for r in runs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--one", nargs=3, metavar=("SHAPE", "N", "FORM"))
+    parser.add_argument("--sizes", default="1000,5000,10000,100000")
+    parser.add_argument("--ts-sizes", default="1000,5000,10000")
+    parser.add_argument("--forms", default="async,sync,inline")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-ts", action="store_true")
+    args = parser.parse_args()
+    if args.one:
+        shape, n, form = args.one
+        print(json.dumps(_one(shape, int(n), form)))
+        return 0
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ts_sizes = set() if args.no_ts else {int(s) for s in args.ts_sizes.split(",")}
+    print("| shape | nodes | form | µs/node (median) | peak RSS MiB | TS µs/node | TS/Python |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for shape in ("chain", "fan"):
+        for n in sizes:
+            ts = _median([_ts(shape, n) for _ in range(args.repeat)]) if n in ts_sizes else None
+            for form in args.forms.split(","):
+                seconds, rss = _median([_python(shape, n, form) for _ in range(args.repeat)])
+                per = seconds / n * 1e6
+                ts_cells = ("", "")
+                if ts is not None:
+                    ts_per = ts[0] / n * 1e6
+                    ts_cells = (f"{ts_per:.0f}", f"{ts_per / per:.1f}×")
+                print(f"| {shape} | {n} | {form} | {per:.1f} | {rss / 2**20:.0f} | "
+                      f"{ts_cells[0]} | {ts_cells[1]} |", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
