@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from flowcraft.core._engine.plan import EdgeSpec, Plan, PlanNode, build_plan
+
 TS_VERSION = "2.10.1"
 TS_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flowcraft-bench"
 TS_SCRIPT = """
@@ -46,8 +48,7 @@ console.log(JSON.stringify({ seconds, rss: process.memoryUsage().rss }))
 """
 
 
-def _plan(shape: str, n: int) -> object:
-    from flowcraft.core._engine.plan import EdgeSpec, PlanNode, build_plan
+def _plan(shape: str, n: int) -> Plan:
 
     if shape == "chain":
         nodes = [PlanNode(id=f"n{i}", uses="noop") for i in range(n)]
@@ -146,7 +147,7 @@ def main() -> int:
                 ts_cells = ("", "")
                 if ts is not None:
                     ts_per = ts[0] / n * 1e6
-                    ts_cells = (f"{ts_per:.0f}", f"{ts_per / per:.1f}×")
+                    ts_cells = (f"{ts_per:.0f}", f"{ts_per / per:.1f}x")
                 print(f"| {shape} | {n} | {form} | {per:.1f} | {rss / 2**20:.0f} | "
                       f"{ts_cells[0]} | {ts_cells[1]} |", flush=True)  # fmt: skip
     return 0

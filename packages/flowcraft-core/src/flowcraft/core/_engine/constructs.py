@@ -215,4 +215,6 @@ def _child_output(node: PlanNode, event: ChildRunChanged) -> object:
     mapping = node.subflow.output
     if mapping is None:
         return event.output
+    if isinstance(mapping, str):
+        return event.outputs.get(mapping)
     return {name: event.outputs.get(ref) for name, ref in mapping.items()}

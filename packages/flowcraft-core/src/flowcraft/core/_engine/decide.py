@@ -49,7 +49,6 @@ from flowcraft.core._engine.scope import (
     evaluate,
     has_output,
     resolve_inputs,
-    resolve_reference,
 )
 from flowcraft.core._engine.state import (
     Arrival,
@@ -314,9 +313,7 @@ class Machine:
         spec = node.subflow
         child_input = record.input
         if spec.input is not None:
-            child_input = {
-                k: resolve_reference(self.state, frame, r) for k, r in spec.input.items()
-            }
+            child_input = resolve_inputs(self.state, frame, spec.input)
         record.child_run_id = attempt_id(self.state.run_id, record.key, record.attempt)
         self.decision.actions.append(
             StartChildRun(

@@ -90,8 +90,8 @@ class SubflowSpec:
     """A subflow node: a child run of ``blueprint`` with optional input/output mappings."""
 
     blueprint: str
-    input: Mapping[str, str] | None = None
-    output: Mapping[str, str] | None = None
+    input: InputSpec = None
+    output: InputSpec = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

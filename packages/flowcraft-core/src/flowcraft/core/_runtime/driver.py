@@ -34,8 +34,8 @@ from flowcraft.core._engine.plan import Plan
 from flowcraft.core._engine.scope import OutputsView
 from flowcraft.core._engine.state import NodeError, NodeStatus, RunState, RunStatus
 from flowcraft.core._runtime import events as public
-from flowcraft.core._runtime.eager import start_eagerly
 from flowcraft.core._runtime.context import CancelFlag, NodeContext, Result, RunContext, Suspend
+from flowcraft.core._runtime.eager import start_eagerly
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core.errors import NonRetryableError
 

@@ -6,14 +6,16 @@ import asyncio
 import difflib
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.actions import StartChildRun
+from flowcraft.core._engine.compile import compile_blueprint
 from flowcraft.core._engine.plan import Plan
 from flowcraft.core._engine.state import RunStatus
+from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.driver import ParentLink, RunDriver
 from flowcraft.core._runtime.events import EventBus
 from flowcraft.core._runtime.middleware import compose
@@ -27,8 +29,8 @@ from flowcraft.core.errors import (
     UnknownNodeError,
 )
 
-#: Something the runtime can turn into a plan: a Blueprint, a Plan, or a registered id.
-PlanSource = Any
+#: Something the runtime can run: a Blueprint, a Plan, or the id of a registered one.
+PlanSource = Blueprint | Plan | str
 
 
 class RunHandle:
@@ -89,7 +91,7 @@ class FlowRuntime:
         self,
         *,
         registry: Mapping[str, object] | None = None,
-        blueprints: Iterable[PlanSource] = (),
+        blueprints: Iterable[Blueprint | Plan] = (),
         middleware: Sequence[object] = (),
         dependencies: Mapping[str, Any] | None = None,
         serializer: Serializer | None = None,
@@ -112,9 +114,9 @@ class FlowRuntime:
 
     # ---------------------------------------------------------------- registration
 
-    def add_blueprint(self, source: PlanSource) -> Plan:
+    def add_blueprint(self, source: Blueprint | Plan) -> Plan:
         """Register a blueprint (or plan) so runs and subflows can name it by id."""
-        plan = to_plan(source)
+        plan = self._to_plan(source)
         self._plans[plan.id] = plan
         return plan
 
@@ -242,9 +244,19 @@ class FlowRuntime:
             if source not in self._plans:
                 raise UnknownBlueprintError(_unknown(source, self._plans))
             return self._plans[source]
-        plan = to_plan(source)
+        plan = self._to_plan(source)
         self._plans.setdefault(plan.id, plan)
         return plan
+
+    def _to_plan(self, source: Blueprint | Plan) -> Plan:
+        if isinstance(source, Plan):
+            return source
+        if isinstance(source, Blueprint):
+            return compile_blueprint(source, self._resolve)
+        raise TypeError(
+            f"cannot run a {type(source).__name__}: pass a Blueprint (load_blueprint, "
+            "parse_blueprint or Flow(...).build()) or the id of a registered one"
+        )
 
     def _node_fn(self, uses: str) -> NodeFn:
         fn = self._fns.get(uses)
@@ -277,17 +289,3 @@ def _unknown(name: str, known: Iterable[str], what: str = "blueprint") -> str:
     hint = difflib.get_close_matches(name, list(known), n=1)
     suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
     return f"no {what} {name!r}{suffix}"
-
-
-_compilers: list[Callable[[object], Plan | None]] = []
-
-
-def to_plan(source: PlanSource) -> Plan:
-    """A plan from a Plan or a Blueprint model."""
-    if isinstance(source, Plan):
-        return source
-    for compiler in _compilers:
-        plan = compiler(source)
-        if plan is not None:
-            return plan
-    raise TypeError(f"cannot run {type(source).__name__}: pass a Blueprint or a blueprint id")

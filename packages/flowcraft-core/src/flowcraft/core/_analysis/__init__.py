@@ -1,0 +1,1 @@
+"""Static tooling over blueprints: graph facts, lint and Mermaid rendering."""

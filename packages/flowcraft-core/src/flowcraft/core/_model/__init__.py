@@ -1,0 +1,1 @@
+"""Blueprint models, loading (including the TypeScript dialect), validation and JSON Schema."""

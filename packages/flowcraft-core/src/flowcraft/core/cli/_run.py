@@ -1,0 +1,182 @@
+"""``flowcraft run FILE``: run a blueprint in memory, show progress, print the result as JSON.
+
+    flowcraft run etl.yaml --registry examples.etl.nodes:registry --input @input.json
+    flowcraft run approval.yaml --registry app:registry --resume 'review:approve={"by": "ann"}'
+
+Progress goes to stderr: a live status line on a terminal (``--watch``, the default there),
+one plain line per node event otherwise. The result (``{run_id, status, output, context,
+outputs, errors}``) goes to stdout. Exit code 0 when the run completed, 1 when it failed, was
+cancelled or is left awaiting, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowcraft.core._analysis.mermaid import to_mermaid
+from flowcraft.core._engine.frames import ROOT
+from flowcraft.core._engine.state import RunStatus
+from flowcraft.core._model.graph import Blueprint
+from flowcraft.core._runtime import events as fe
+from flowcraft.core._runtime.result import RunResult
+from flowcraft.core._runtime.runtime import FlowRuntime, RunHandle
+from flowcraft.core.cli._common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    UsageError,
+    add_file_arguments,
+    read_blueprint,
+    report,
+    write_output,
+)
+from flowcraft.core.cli._progress import Progress
+from flowcraft.core.cli._registry import import_implementations
+from flowcraft.core.errors import ResumeError
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the subcommand."""
+    parser = subcommands.add_parser("run", help="run a blueprint in memory and print the result")
+    add_file_arguments(parser)
+    parser.add_argument(
+        "--registry", metavar="MODULE:ATTR", required=True, help="node implementations"
+    )
+    parser.add_argument("--input", default="null", help="run input: JSON text or @FILE")
+    parser.add_argument(
+        "--blueprint", action="append", default=[], metavar="FILE",
+        help="another blueprint that subflows or loops name (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="append", default=[], metavar="NODE[:ACTION][=JSON]",
+        help="resume an awaiting node when the run waits (repeatable, applied in order)",
+    )  # fmt: skip
+    watch = parser.add_mutually_exclusive_group()
+    watch.add_argument("--watch", dest="watch", action="store_true", default=None)
+    watch.add_argument("--no-watch", dest="watch", action="store_false")
+    parser.add_argument("--mermaid", metavar="OUT.mmd", help="write the run's coloured diagram")
+    parser.add_argument("--timeout", type=float, help="give up (cancel) after SECONDS")
+    parser.set_defaults(run=run)
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeSpec:
+    """One ``--resume`` option."""
+
+    node: str
+    action: str | None
+    output: object
+
+
+def parse_resume(text: str) -> ResumeSpec:
+    """Parse ``NODE[:ACTION][=JSON]``."""
+    head, has_value, raw = text.partition("=")
+    node, _, action = head.partition(":")
+    if not node:
+        raise UsageError(f"--resume wants NODE[:ACTION][=JSON], got {text!r}")
+    return ResumeSpec(
+        node=node, action=action or None, output=_json(raw, "--resume") if has_value else None
+    )
+
+
+def _json(text: str, option: str) -> object:
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, run, report."""
+    registry = import_implementations(args.registry)
+    loaded = read_blueprint(args, registry)
+    if isinstance(loaded, list):
+        report(loaded, as_json=False)
+        return EXIT_PROBLEMS
+    others = [_load_other(path, args, registry) for path in args.blueprint]
+    resumes = [parse_resume(text) for text in args.resume]
+    input_value = _json(args.input, "--input")
+    watch = sys.stderr.isatty() if args.watch is None else args.watch
+    runtime = FlowRuntime(registry=registry, blueprints=others)
+    try:
+        result, states = asyncio.run(
+            _execute(
+                runtime, loaded, input_value, resumes=resumes, watch=watch, timeout=args.timeout
+            )
+        )
+    finally:
+        runtime.close()
+    print(json.dumps(result.to_dict(), indent=2, default=str))
+    if args.mermaid:
+        write_output(to_mermaid(loaded, states), args.mermaid)
+    return EXIT_OK if result.status is RunStatus.COMPLETED else EXIT_PROBLEMS
+
+
+def _load_other(path: str, args: argparse.Namespace, registry: Mapping[str, object]) -> Blueprint:
+    other = read_blueprint(argparse.Namespace(file=path, dialect=args.dialect), registry)
+    if isinstance(other, list):
+        report(other, as_json=False)
+        raise UsageError(f"{path}: invalid blueprint")
+    return other
+
+
+async def _execute(
+    runtime: FlowRuntime,
+    blueprint: Blueprint,
+    input_value: object,
+    *,
+    resumes: list[ResumeSpec],
+    watch: bool,
+    timeout: float | None,
+) -> tuple[RunResult, dict[str, str]]:
+    progress = Progress(live=watch)
+    awaiting = asyncio.Event()
+    runtime.events.subscribe(progress.on_event)
+    runtime.events.subscribe(lambda event: awaiting.set(), fe.RunAwaiting)
+    handle = await runtime.start(blueprint, input_value)
+    try:
+        result = await asyncio.wait_for(_drive(handle, awaiting, resumes), timeout)
+    except TimeoutError:
+        await handle.cancel()
+        result = await handle.result()
+    finally:
+        progress.close()
+    return result, _states(runtime, handle.run_id)
+
+
+async def _drive(
+    handle: RunHandle, awaiting: asyncio.Event, resumes: list[ResumeSpec]
+) -> RunResult:
+    done = asyncio.ensure_future(handle.result())
+    pending = list(resumes)
+    while True:
+        waiter = asyncio.ensure_future(awaiting.wait())
+        finished, _ = await asyncio.wait({done, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if done in finished:
+            waiter.cancel()
+            return done.result()
+        awaiting.clear()
+        if not pending:
+            done.cancel()
+            return handle.snapshot()
+        spec = pending.pop(0)
+        try:
+            await handle.resume(spec.node, output=spec.output, action=spec.action)
+        except ResumeError as exc:
+            done.cancel()
+            raise UsageError(f"--resume {spec.node}: {exc}") from None
+
+
+def _states(runtime: FlowRuntime, run_id: str) -> dict[str, str]:
+    state = runtime._driver(run_id).state
+    return {r.node_id: r.status.value for r in state.nodes.values() if r.frame == ROOT}

@@ -1,0 +1,53 @@
+"""Typed lifecycle events of runs and nodes (public): subscribe with ``runtime.events``.
+
+from flowcraft.core import events
+
+runtime.events.subscribe(print)                                  # every event
+runtime.events.subscribe(on_failure, events.NodeFailed, events.RunFailed)
+"""
+
+from flowcraft.core._runtime.events import (
+    EventBus,
+    FlowEvent,
+    Listener,
+    NodeAwaiting,
+    NodeCancelled,
+    NodeEvent,
+    NodeFailed,
+    NodeResumed,
+    NodeRetrying,
+    NodeSkipped,
+    NodeSleeping,
+    NodeStarted,
+    NodeSucceeded,
+    RunAwaiting,
+    RunCancelled,
+    RunCompleted,
+    RunEvent,
+    RunFailed,
+    RunResumed,
+    RunStarted,
+)
+
+__all__ = [
+    "EventBus",
+    "FlowEvent",
+    "Listener",
+    "NodeAwaiting",
+    "NodeCancelled",
+    "NodeEvent",
+    "NodeFailed",
+    "NodeResumed",
+    "NodeRetrying",
+    "NodeSkipped",
+    "NodeSleeping",
+    "NodeStarted",
+    "NodeSucceeded",
+    "RunAwaiting",
+    "RunCancelled",
+    "RunCompleted",
+    "RunEvent",
+    "RunFailed",
+    "RunResumed",
+    "RunStarted",
+]

@@ -1,0 +1,146 @@
+"""The ``flowcraft`` command: subcommands, output streams and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flowcraft.core import __version__
+from flowcraft.core.cli import main
+
+VALID = """id: demo
+nodes:
+  - {id: a, uses: fetch}
+  - {id: b, uses: store}
+edges:
+  - {source: a, target: b}
+"""
+INVALID = """id: demo
+nodes:
+  - {id: a, uses: fetch}
+  - {id: a, uses: fetch}
+edges:
+  - {source: a, target: ghost}
+"""
+REGISTRY = {"fetch": print, "store": print}
+
+
+@pytest.fixture
+def valid(tmp_path: Path) -> Path:
+    path = tmp_path / "valid.yaml"
+    path.write_text(VALID)
+    return path
+
+
+@pytest.fixture
+def invalid(tmp_path: Path) -> Path:
+    path = tmp_path / "invalid.yaml"
+    path.write_text(INVALID)
+    return path
+
+
+def test_validate_ok(valid: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(valid)]) == 0
+    assert "valid blueprint 'demo' (2 nodes, 1 edge)" in capsys.readouterr().out
+
+
+def test_validate_problems_go_to_stderr_with_paths(
+    invalid: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(invalid)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert lines[0] == "$.edges[0].target: FC202 edge-unknown-target: no node 'ghost' in this graph"
+    assert lines[1].startswith("$.nodes[1].id: FC102 duplicate-node-id:")
+    assert lines[-1].endswith("2 problems")
+
+
+def test_validate_json(invalid: Path, valid: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(invalid), "--json"]) == 1
+    problems = json.loads(capsys.readouterr().out)
+    assert [p["code"] for p in problems] == ["FC202", "FC102"]
+    assert set(problems[0]) == {"code", "name", "path", "message", "severity"}
+    assert main(["validate", str(valid), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_validate_with_registry(valid: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(valid), "--registry", f"{__name__}:REGISTRY"]) == 0
+    assert main(["validate", str(valid), "--registry", "json:dumps"]) == 2
+    assert "not a collection" in capsys.readouterr().err
+    assert main(["validate", str(valid), "--registry", "no.such.module:X"]) == 2
+    assert main(["validate", str(valid), "--registry", "nocolon"]) == 2
+
+
+@pytest.mark.parametrize("content", [None, "{broken: [", "just: [1, 2"])
+def test_unreadable_file_is_a_usage_error_without_traceback(
+    tmp_path: Path, content: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bp.yaml"
+    if content is not None:
+        path.write_text(content)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flowcraft: error: ")
+    assert "Traceback" not in err
+
+
+def test_lint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "lint.yaml"
+    path.write_text(VALID + "  - {source: a, target: b, action: x, condition: 'true'}\n")
+    assert main(["lint", str(path)]) == 0
+    assert "FC504 constant-condition" in capsys.readouterr().err
+    assert main(["lint", str(path), "--strict"]) == 1
+    assert main(["lint", str(path), "--json"]) == 0
+    assert [f["code"] for f in json.loads(capsys.readouterr().out)] == ["FC504"]
+
+
+def test_lint_of_an_invalid_file_reports_problems(
+    invalid: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["lint", str(invalid)]) == 1
+    assert "FC102" in capsys.readouterr().err
+
+
+def test_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "Flowcraft blueprint"
+    out = tmp_path / "schema.json"
+    assert main(["schema", "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["required"] == ["id"]
+
+
+def test_mermaid(valid: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mermaid", str(valid)]) == 0
+    assert capsys.readouterr().out.startswith("flowchart TD\n")
+    out = tmp_path / "out.mmd"
+    states = tmp_path / "states.json"
+    states.write_text(json.dumps({"a": "succeeded"}))
+    assert main(["mermaid", str(valid), "-o", str(out), "--states", str(states)]) == 0
+    assert "class n0 succeeded" in out.read_text()
+    states.write_text(json.dumps({"a": "exploded"}))
+    assert main(["mermaid", str(valid), "--states", str(states)]) == 2
+
+
+def test_mermaid_of_an_invalid_file(invalid: Path) -> None:
+    assert main(["mermaid", str(invalid)]) == 1
+
+
+def test_version_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"flowcraft {__version__}"
+    assert main([]) == 2
+    assert main(["frobnicate"]) == 2
+    assert main(["validate"]) == 2
+
+
+def test_typescript_dialect_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ts.json"
+    config = {"maxRetries": 0}
+    path.write_text(json.dumps({"id": "t", "nodes": [{"id": "a", "uses": "u", "config": config}]}))
+    assert main(["validate", str(path)]) == 1
+    assert "$.nodes[0].config.maxRetries: FC005" in capsys.readouterr().err
+    assert main(["validate", str(path), "--dialect", "python"]) == 1
+    assert "$.nodes[0].config.maxRetries: FC004 unknown-field" in capsys.readouterr().err

@@ -1,0 +1,110 @@
+"""The examples under examples/ run, through the CLI and through the Python API."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flowcraft.core import FlowRuntime, RunStatus, load_blueprint
+from flowcraft.core.cli import main
+
+ROOT = Path(__file__).resolve().parents[4]
+
+
+@pytest.fixture(autouse=True)
+def _repo_root() -> Iterator[None]:
+    previous = Path.cwd()
+    os.chdir(ROOT)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, object]]:
+    code = main(["run", *args, "--no-watch"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_etl_fan_out_fan_in_with_retries(capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = _run(
+        capsys, "examples/etl/etl.yaml", "--registry", "examples.etl.nodes:registry",
+        "--input", "@examples/etl/input.json",
+    )  # fmt: skip
+    assert code == 0
+    assert result["status"] == "completed"
+    assert result["output"] == {"rows": 3, "total_eur": 252.82}
+    assert result["context"] == {"loaded_rows": 3}
+
+
+def test_etl_progress_lines_show_the_retry(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["run", "examples/etl/etl.yaml", "--registry", "examples.etl.nodes:registry",
+          "--input", "@examples/etl/input.json", "--no-watch"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "fetch_rates retrying (attempt 1): ConnectionError: rates API unavailable" in err
+    assert "run completed" in err
+
+
+def test_approval_waits_then_resumes_with_an_action(capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = _run(
+        capsys, "examples/approval/approval.yaml", "--registry",
+        "examples.approval.nodes:registry", "--input", '{"title": "Q3 report"}',
+        "--resume", 'review:approve={"by": "ann"}',
+    )  # fmt: skip
+    assert code == 0
+    assert result["output"] == {"publish": {"published": "Q3 report", "approved_by": "ann"}}
+
+
+def test_approval_without_resume_is_left_awaiting(capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = _run(
+        capsys, "examples/approval/approval.yaml", "--registry",
+        "examples.approval.nodes:registry", "--input", '{"title": "Q3 report"}',
+    )  # fmt: skip
+    assert code == 1
+    assert result["status"] == "awaiting"
+
+
+def test_map_keeps_item_order(capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = _run(
+        capsys, "examples/map_items/map.yaml", "--registry", "examples.map_items.nodes:registry",
+        "--input", "[3, 1, 2]",
+    )  # fmt: skip
+    assert code == 0
+    assert result["output"] == {"scores": [30, 10, 20], "best": 30}
+
+
+def test_loop_runs_until_its_condition_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = _run(
+        capsys, "examples/loop/loop.yaml", "--registry", "examples.loop.nodes:registry",
+        "--input", "3",
+    )  # fmt: skip
+    assert code == 0
+    assert result["output"] == {"value": 192, "iterations": 6}
+
+
+def test_mermaid_of_a_run_colours_states(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "run.mmd"
+    main(["run", "examples/approval/approval.yaml", "--registry",
+          "examples.approval.nodes:registry", "--input", '{"title": "x"}', "--no-watch",
+          "--resume", "review:reject", "--mermaid", str(out)])  # fmt: skip
+    text = out.read_text()
+    assert "archive" in text
+    assert "skipped" in text
+    assert "succeeded" in text
+
+
+async def test_examples_through_the_python_api() -> None:
+    from examples.etl.nodes import registry
+
+    blueprint = load_blueprint(ROOT / "examples/etl/etl.yaml", registry=registry)
+    runtime = FlowRuntime(registry=registry)
+    orders = json.loads((ROOT / "examples/etl/input.json").read_text())
+    result = await runtime.run(blueprint, orders)
+    assert result.status is RunStatus.COMPLETED
+    assert result.outputs["fetch_rates"] == {"EUR": 1.0, "USD": 0.92, "GBP": 1.17}

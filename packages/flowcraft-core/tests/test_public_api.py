@@ -1,0 +1,83 @@
+"""The façade exports exactly the public names of the blueprint layer (and more as they come)."""
+
+import flowcraft.core
+
+BLUEPRINT_API = {
+    "ALL_CODES",
+    "BUILTIN_KINDS",
+    "SCOPE_NAMES",
+    "STATE_STYLES",
+    "Blueprint",
+    "BlueprintError",
+    "Code",
+    "CompiledExpression",
+    "ConstructSpec",
+    "Dialect",
+    "Edge",
+    "ExpressionError",
+    "Flow",
+    "FlowcraftError",
+    "Graph",
+    "GraphFacts",
+    "JoinStrategy",
+    "Limits",
+    "LoopSpec",
+    "MapSpec",
+    "Node",
+    "NodeConfig",
+    "Problem",
+    "RetryPolicy",
+    "SleepSpec",
+    "SubflowSpec",
+    "WaitSpec",
+    "__version__",
+    "analyze",
+    "blueprint_json_schema",
+    "compile_expression",
+    "dump_blueprint",
+    "lint",
+    "load_blueprint",
+    "loads_blueprint",
+    "node",
+    "parse_blueprint",
+    "to_mermaid",
+    "uses_key",
+    "validate_blueprint",
+}
+
+
+RUNTIME_API = {
+    "EventBus",
+    "FlowRuntime",
+    "JsonSerializer",
+    "NodeContext",
+    "NodeError",
+    "NodeStatus",
+    "NonRetryableError",
+    "Result",
+    "ResumeError",
+    "RunContext",
+    "RunError",
+    "RunHandle",
+    "RunNotFoundError",
+    "RunResult",
+    "RunStatus",
+    "Serializer",
+    "Suspend",
+    "UnknownBlueprintError",
+    "UnknownNodeError",
+}
+
+
+def test_exported_names() -> None:
+    assert set(flowcraft.core.__all__) == BLUEPRINT_API | RUNTIME_API
+    assert all(hasattr(flowcraft.core, name) for name in flowcraft.core.__all__)
+
+
+def test_errors_module_is_public_and_shaped() -> None:
+    from flowcraft.core import errors
+
+    assert issubclass(errors.BlueprintError, errors.FlowcraftError)
+    assert issubclass(errors.BlueprintError, ValueError)
+    assert issubclass(errors.ExpressionError, errors.FlowcraftError)
+    assert "FlowcraftError" in (errors.__doc__ or "")
