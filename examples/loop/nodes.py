@@ -10,7 +10,7 @@ from flowcraft.core import NodeContext, node
 @node
 async def double(ctx: NodeContext) -> int:
     """One iteration: the previous iteration's output is this one's input."""
-    ctx.context.set("iterations", int(ctx.context.get("iterations", 0) or 0) + 1)
+    ctx.context.set("iterations", ctx.context.get("iterations", 0) + 1)
     return int(ctx.input) * 2
 
 

@@ -40,14 +40,14 @@ class RunContext:
         self._base = base
         self._writes: dict[str, object] = {}
 
-    def get(self, key: str, default: object = None) -> object:
+    def get(self, key: str, default: Any = None) -> Any:  # noqa: ANN401 - user data
         """The value of ``key`` (this attempt's write wins), or ``default``."""
         value = self._writes.get(key, _MISSING)
         if value is _MISSING:
             return self._base.get(key, default)
         return default if value is DELETED else value
 
-    def __getitem__(self, key: str) -> object:
+    def __getitem__(self, key: str) -> Any:  # noqa: ANN401 - user data
         value = self.get(key, _MISSING)
         if value is _MISSING:
             raise KeyError(key)
