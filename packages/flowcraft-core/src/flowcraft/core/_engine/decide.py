@@ -340,6 +340,7 @@ class Machine:
         elif spec is not None and spec.seconds is not None:
             seconds = spec.seconds
         record.attempt = 1
+        record.due_at = self.now + seconds
         set_node_status(self.state, record, _S.SLEEPING)
         self.notify(record)
         self.decision.actions.append(
@@ -407,6 +408,7 @@ class Machine:
         if delay <= 0:
             self.start_attempt(record, node, record.attempt + 1)
             return
+        record.due_at = self.now + delay
         self.decision.actions.append(
             ScheduleTimer(
                 node_id=record.node_id,

@@ -104,6 +104,8 @@ class NodeRecord:
     fallback_for: str | None = None
     resolved: bool = False
     resumed: bool = False
+    #: When the pending timer of this instance (retry or sleep) is due (event time + delay).
+    due_at: float | None = None
 
     @property
     def key(self) -> InstanceKey:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,13 +30,11 @@ from flowcraft.core._engine.actions import (
 )
 from flowcraft.core._engine.decide import apply, new_run
 from flowcraft.core._engine.plan import Plan
-from flowcraft.core._engine.scope import OutputsView
-from flowcraft.core._engine.state import NodeError, NodeStatus, RunState, RunStatus
+from flowcraft.core._engine.state import NodeStatus, RunState, RunStatus
 from flowcraft.core._runtime import events as public
-from flowcraft.core._runtime.context import CancelFlag, NodeContext, Result, RunContext, Suspend
+from flowcraft.core._runtime.context import CancelFlag
 from flowcraft.core._runtime.eager import start_eagerly
 from flowcraft.core._runtime.result import RunResult, result_of
-from flowcraft.core.errors import NonRetryableError
 
 if TYPE_CHECKING:
     from flowcraft.core._runtime.runtime import FlowRuntime
@@ -193,108 +190,10 @@ class RunDriver:
     # ---------------------------------------------------------------- node attempts
 
     async def _attempt(self, action: RunNode, cancelled: CancelFlag) -> None:
-        ctx = self._node_context(action, cancelled)
-        try:
-            fn = self.runtime._node_fn(action.uses)
-            if action.timeout is None:
-                value = await fn(ctx)
-            else:
-                async with asyncio.timeout(action.timeout):
-                    value = await fn(ctx)
-        except asyncio.CancelledError:
-            if cancelled.is_set():
-                return  # cancelled on purpose: the core already recorded it
-            raise
-        except TimeoutError:
-            message = (
-                f"node {action.node_id} attempt {action.attempt} timed out after {action.timeout}s"
-            )
-            self.post(self._failed(action, self._error(action, "TimeoutError", message)))
-            return
-        except Exception as exc:  # a node's failure is data for the core
-            retryable = not isinstance(exc, NonRetryableError)
-            self.post(self._failed(action, self._exception(action, exc), retryable=retryable))
-            return
-        self.post(self._success(action, value, ctx))
-
-    def _success(self, action: RunNode, value: object, ctx: NodeContext) -> ev.Event:
-        if isinstance(value, Suspend):
-            return ev.NodeSuspended(
-                at=time.time(), node_id=action.node_id, frame=action.frame, attempt=action.attempt
-            )
-        output, route = (value.output, value.action) if isinstance(value, Result) else (value, None)
-        writes = ctx.context.writes
-        try:
-            output = self.runtime._roundtrip(output)
-            if writes:
-                writes = {
-                    k: v if v is ev.DELETED else self.runtime._roundtrip(v)
-                    for k, v in writes.items()
-                }
-        except (TypeError, ValueError) as exc:
-            message = f"node {action.node_id} produced a value the serializer refuses: {exc}"
-            error = self._error(action, "SerializationError", message)
-            return self._failed(action, error, retryable=False)
-        return ev.NodeSucceeded(
-            at=time.time(),
-            node_id=action.node_id,
-            frame=action.frame,
-            attempt=action.attempt,
-            output=output,
-            action=route,
-            context_writes=writes,
-        )
-
-    def _failed(self, action: RunNode, error: NodeError, *, retryable: bool = True) -> ev.Event:
-        return ev.NodeFailed(
-            at=time.time(),
-            node_id=action.node_id,
-            frame=action.frame,
-            attempt=action.attempt,
-            error=error,
-            retryable=retryable,
-        )
-
-    def _node_context(self, action: RunNode, cancelled: CancelFlag) -> NodeContext:
-        frame = self.state.frames[action.frame]
-        node = frame.plan.nodes[action.node_id]
-        return NodeContext(
-            input=action.input,
-            params=action.params,
-            context=RunContext(self.state.context),
-            outputs=OutputsView(self.state, frame),
-            run_id=self.run_id,
-            node_id=action.node_id,
-            frame=action.frame,
-            attempt=action.attempt,
-            max_attempts=node.retry.max_attempts,
-            idempotency_key=action.idempotency_key,
-            deps=self.runtime.dependencies,
-            cancelled=cancelled,
-        )
-
-    def _error(self, action: RunNode, kind: str, message: str) -> NodeError:
-        return NodeError(
-            node_id=action.node_id,
-            frame=action.frame,
-            attempt=action.attempt,
-            type=kind,
-            message=message,
-        )
-
-    def _exception(self, action: RunNode, exc: BaseException) -> NodeError:
-        kind = type(exc).__qualname__
-        module = type(exc).__module__
-        if module not in ("builtins", "__main__"):
-            kind = f"{module}.{kind}"
-        return NodeError(
-            node_id=action.node_id,
-            frame=action.frame,
-            attempt=action.attempt,
-            type=kind,
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
-        )
+        ctx = self.runtime.executor.context_for(action, self.state, cancelled)
+        event = await self.runtime.executor.execute(action, ctx)
+        if event is not None:
+            self.post(event)
 
     # ---------------------------------------------------------------- run end and parents
 

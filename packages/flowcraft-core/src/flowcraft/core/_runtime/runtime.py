@@ -18,15 +18,14 @@ from flowcraft.core._engine.state import RunStatus
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.driver import ParentLink, RunDriver
 from flowcraft.core._runtime.events import EventBus
-from flowcraft.core._runtime.middleware import compose
-from flowcraft.core._runtime.nodes import NodeFn, NodeForms
+from flowcraft.core._runtime.execute import NodeExecutor
+from flowcraft.core._runtime.nodes import NodeForms
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
 from flowcraft.core.errors import (
     ResumeError,
     RunNotFoundError,
     UnknownBlueprintError,
-    UnknownNodeError,
 )
 
 #: Something the runtime can run: a Blueprint, a Plan, or the id of a registered one.
@@ -99,13 +98,15 @@ class FlowRuntime:
         inline_sync: bool = False,
     ) -> None:
         self.registry: dict[str, object] = dict(registry or {})
-        self.dependencies: Mapping[str, Any] = dict(dependencies or {})
         self.events = EventBus()
-        self._middleware = tuple(middleware)
-        self._serializer: Serializer = serializer or JsonSerializer()
-        self._executor = ThreadPoolExecutor(max_threads, thread_name_prefix="flowcraft-node")
-        self._forms = NodeForms(self._executor, inline_sync=inline_sync)
-        self._fns: dict[str, NodeFn] = {}
+        self._threads = ThreadPoolExecutor(max_threads, thread_name_prefix="flowcraft-node")
+        self.executor = NodeExecutor(
+            registry=self.registry,
+            forms=NodeForms(self._threads, inline_sync=inline_sync),
+            serializer=serializer or JsonSerializer(),
+            middleware=middleware,
+            dependencies=dependencies,
+        )
         self._plans: dict[str, Plan] = {}
         self._drivers: dict[str, RunDriver] = {}
         self._idempotency: dict[str, str] = {}
@@ -123,7 +124,7 @@ class FlowRuntime:
     def register(self, uses: str, implementation: object) -> None:
         """Register (or replace) the implementation behind ``uses``."""
         self.registry[uses] = implementation
-        self._fns.pop(uses, None)
+        self.executor.forget(uses)
 
     # ---------------------------------------------------------------- running
 
@@ -181,7 +182,7 @@ class FlowRuntime:
             self._idempotency[idempotency_key] = run_id
         driver = RunDriver(self, run_id, plan)
         self._drivers[run_id] = driver
-        driver.post(ev.RunStarted(at=time.time(), input=self._roundtrip(input)))
+        driver.post(ev.RunStarted(at=time.time(), input=self.executor.roundtrip(input)))
         return RunHandle(self, run_id)
 
     def handle(self, run_id: str) -> RunHandle:
@@ -212,7 +213,7 @@ class FlowRuntime:
             node_id=node,
             frame=frame,
             token=token,
-            output=self._roundtrip(output),
+            output=self.executor.roundtrip(output),
             action=action,
         )
         decision = driver.post(event)
@@ -222,7 +223,7 @@ class FlowRuntime:
 
     def close(self) -> None:
         """Release the thread pool."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     # ---------------------------------------------------------------- internals
 
@@ -257,22 +258,6 @@ class FlowRuntime:
             f"cannot run a {type(source).__name__}: pass a Blueprint (load_blueprint, "
             "parse_blueprint or Flow(...).build()) or the id of a registered one"
         )
-
-    def _node_fn(self, uses: str) -> NodeFn:
-        fn = self._fns.get(uses)
-        if fn is None:
-            if uses not in self.registry:
-                raise UnknownNodeError(
-                    _unknown(uses, self.registry, what="implementation for uses")
-                )
-            fn = compose(self._middleware, self._forms.wrap(self.registry[uses]))
-            self._fns[uses] = fn
-        return fn
-
-    def _roundtrip(self, value: object) -> object:
-        if value is None or isinstance(value, bool | int | str):
-            return value
-        return self._serializer.loads(self._serializer.dumps(value))
 
     def _start_child(self, action: StartChildRun, link: ParentLink) -> None:
         if action.child_run_id in self._drivers:

@@ -1,0 +1,315 @@
+"""The ports an adapter implements: a job queue, a run store and a coordination store.
+
+Everything here is a narrow ``typing.Protocol``; each method's docstring states its guarantee
+(atomic? idempotent? who calls it?). Adapters need no base class. The runtime (worker, client,
+reconciler in ``flowcraft.core``) owns every sequence: claim -> run -> commit -> decide ->
+enqueue -> ack, lease renewal, retry maths, delay chaining and dedup ids. An adapter only talks
+to its server.
+
+Time: stores keep wall-clock timestamps (seconds since the epoch, float) and compare leases
+against their own clock. Bodies and documents are opaque bytes / JSON-ready values produced by
+core's codecs; adapters store them as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "DELETE",
+    "AttemptClaim",
+    "ClaimStatus",
+    "CoordinationStore",
+    "Delivery",
+    "JobQueue",
+    "Message",
+    "QueueCapabilities",
+    "RunPage",
+    "RunRecord",
+    "RunStore",
+    "StoredState",
+]
+
+#: The value of a context write that deletes the key (JSON-encoded form in ``save_state``).
+DELETE: Mapping[str, bool] = {"$flowcraft_delete": True}
+
+
+# --------------------------------------------------------------------------- queue
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueCapabilities:
+    """What a queue can do; the runtime and the conformance suite read these.
+
+    Attributes:
+        native_delay: ``enqueue(delay=...)`` is delivered no earlier than the delay.
+        max_delay: The longest delay one ``enqueue`` honours (seconds); longer delays are
+            chained by the runtime. ``None``: unlimited.
+        dead_letter: ``Delivery.dead_letter`` moves the message to a dead-letter queue.
+        dedup: ``enqueue`` drops a message whose id was enqueued before (within the queue's
+            dedup window). When False, duplicates are delivered and the runtime dedupes.
+    """
+
+    native_delay: bool = True
+    max_delay: float | None = None
+    dead_letter: bool = True
+    dedup: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A message to enqueue: a deterministic ``id`` (the dedup id) and an opaque ``body``."""
+
+    id: str
+    body: bytes
+
+
+@runtime_checkable
+class Delivery(Protocol):
+    """One delivery of a message to one consumer.
+
+    A delivery is settled exactly once by ``ack``, ``nack`` or ``dead_letter``. Until then the
+    message is invisible to other consumers for the queue's visibility timeout (extendable);
+    a consumer that dies without settling makes the message visible again (at-least-once).
+    """
+
+    @property
+    def message_id(self) -> str:
+        """The message's id (its dedup id)."""
+        ...
+
+    @property
+    def body(self) -> bytes:
+        """The message body, as enqueued."""
+        ...
+
+    @property
+    def delivery_count(self) -> int:
+        """How many times this message has been delivered, this delivery included (>= 1)."""
+        ...
+
+    async def ack(self) -> None:
+        """Remove the message for good. Called only after durable progress."""
+        ...
+
+    async def nack(self, delay: float = 0.0) -> None:
+        """Give the message back, to be delivered again after ``delay`` seconds."""
+        ...
+
+    async def extend(self, seconds: float) -> None:
+        """Keep the message invisible to others for ``seconds`` more (long-running nodes)."""
+        ...
+
+    async def dead_letter(self, reason: str) -> None:
+        """Move the message to the dead-letter queue with ``reason`` (poison messages)."""
+        ...
+
+
+class JobQueue(Protocol):
+    """The job transport of one namespace.
+
+    Delivery is at least once. ``enqueue`` is durable when it returns (publisher confirms or
+    equivalent). Order is not guaranteed.
+    """
+
+    @property
+    def capabilities(self) -> QueueCapabilities:
+        """What this queue can do."""
+        ...
+
+    async def enqueue(self, message: Message, *, delay: float = 0.0) -> None:
+        """Durably enqueue ``message``, deliverable after ``delay`` seconds (<= max_delay)."""
+        ...
+
+    async def receive(self, max_messages: int, wait: float) -> Sequence[Delivery]:
+        """Up to ``max_messages`` deliveries, waiting up to ``wait`` seconds for the first."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; unsettled deliveries become visible again."""
+        ...
+
+
+# --------------------------------------------------------------------------- run store
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """The durable record of one run (what ``status``, ``result`` and ``list_runs`` read).
+
+    ``status`` is one of pending, running, awaiting, completed, failed, cancelled.
+    ``parent`` is ``[run_id, node_id, frame, attempt]`` for a subflow's child run.
+    """
+
+    run_id: str
+    blueprint_id: str
+    blueprint_version: str
+    blueprint_digest: str
+    status: str = "pending"
+    input: object = None
+    output: object = None
+    errors: tuple[Mapping[str, object], ...] = ()
+    parent: tuple[str, str, str, int] | None = None
+    idempotency_key: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredState:
+    """A run's decision state as stored: the engine document, the context and the outbox.
+
+    ``version`` increases by one with every successful ``save_state`` (compare-and-set).
+    ``outbox`` holds messages a decision produced that may not have been enqueued yet.
+    """
+
+    version: int
+    document: Mapping[str, object]
+    context: Mapping[str, object]
+    outbox: tuple[Message, ...] = ()
+
+
+class ClaimStatus(StrEnum):
+    """The answer to ``claim_attempt``."""
+
+    CLAIMED = "claimed"  # the caller holds the lease now
+    BUSY = "busy"  # another owner holds a live lease
+    DONE = "done"  # an outcome is committed already (see ``outcome``)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptClaim:
+    """Result of ``claim_attempt``."""
+
+    status: ClaimStatus
+    lease_until: float = 0.0
+    outcome: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunPage:
+    """One page of ``list_runs``; pass ``cursor`` back for the next (None: last page)."""
+
+    runs: tuple[RunRecord, ...]
+    cursor: str | None = None
+
+
+class RunStore(Protocol):
+    """Durable run state of one namespace."""
+
+    async def create_run(self, record: RunRecord, document: Mapping[str, object]) -> RunRecord:
+        """Create the run with its initial state (version 1) unless it exists.
+
+        Atomic and idempotent: if ``record.run_id`` exists, or ``record.idempotency_key`` names
+        an existing run, nothing is written and the existing record is returned.
+        """
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None."""
+        ...
+
+    async def load_state(self, run_id: str) -> StoredState | None:
+        """The run's state, context and outbox as of the last ``save_state`` (consistent)."""
+        ...
+
+    async def save_state(
+        self,
+        run_id: str,
+        *,
+        expected_version: int,
+        document: Mapping[str, object],
+        context_writes: Mapping[str, object],
+        outbox: Sequence[Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+    ) -> bool:
+        """Compare-and-set the state: only if the stored version is ``expected_version``.
+
+        Atomically: store ``document`` as version ``expected_version + 1``, apply
+        ``context_writes`` key by key (``DELETE`` removes a key; other keys are untouched, never
+        a whole-document rewrite), append ``outbox`` to the outbox, and update the record's
+        status, output, errors and ``updated_at``. Returns False (and writes nothing) when the
+        version moved on.
+        """
+        ...
+
+    async def remove_outbox(self, run_id: str, message_ids: Sequence[str]) -> None:
+        """Drop these messages from the outbox after they were enqueued. Idempotent."""
+        ...
+
+    async def claim_attempt(
+        self, run_id: str, attempt: str, owner: str, lease: float
+    ) -> AttemptClaim:
+        """Take the lease on one node attempt (``attempt`` is its stable id).
+
+        Atomic: CLAIMED if no outcome is committed and no other owner holds a live lease (an
+        expired lease may be taken over; the same owner may re-claim); BUSY with the other
+        lease's expiry; DONE with the committed outcome.
+        """
+        ...
+
+    async def extend_attempt(self, run_id: str, attempt: str, owner: str, lease: float) -> bool:
+        """Extend ``owner``'s lease by ``lease`` seconds from now; False if it lost the lease or
+        the attempt is done."""
+        ...
+
+    async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
+        """Record the attempt's outcome, first writer wins; return the outcome that stands.
+
+        Atomic and idempotent: a second commit (duplicate or late worker) changes nothing and
+        gets the first outcome back.
+        """
+        ...
+
+    async def list_runs(
+        self, *, status: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> RunPage:
+        """Runs, newest first, optionally of one status."""
+        ...
+
+    async def stalled_runs(self, *, updated_before: float, limit: int = 100) -> Sequence[str]:
+        """Ids of non-terminal runs whose state was last saved before ``updated_before``."""
+        ...
+
+
+# --------------------------------------------------------------------------- coordination
+
+
+class CoordinationStore(Protocol):
+    """Small atomic primitives shared by workers. Keys are namespaced by the adapter."""
+
+    async def set_add(self, key: str, member: str, *, ttl: float | None = None) -> bool:
+        """Add ``member`` to the set ``key``; True if it was not there. Atomic."""
+        ...
+
+    async def compare_and_set(
+        self, key: str, expected: str | None, value: str, *, ttl: float | None = None
+    ) -> bool:
+        """Set ``key`` to ``value`` only if it currently is ``expected`` (None: absent). Atomic."""
+        ...
+
+    async def get(self, key: str) -> str | None:
+        """The value of ``key``, or None."""
+        ...
+
+    async def acquire_lock(self, name: str, *, ttl: float) -> int | None:
+        """Take the lock ``name`` for ``ttl`` seconds; a fencing token (strictly increasing per
+        name) or None if someone else holds it."""
+        ...
+
+    async def release_lock(self, name: str, token: int) -> bool:
+        """Release the lock if ``token`` still holds it; False otherwise."""
+        ...
+
+    async def expire_run(self, run_id: str, *, ttl: float) -> None:
+        """Let every key of ``run_id`` expire after ``ttl`` seconds (called when it ends)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
