@@ -255,7 +255,8 @@ class RunStore(Protocol):
 
     async def extend_attempt(self, run_id: str, attempt: str, owner: str, lease: float) -> bool:
         """Extend ``owner``'s lease by ``lease`` seconds from now; False if it lost the lease or
-        the attempt is done."""
+        the attempt is done.
+        """
         ...
 
     async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
@@ -299,7 +300,8 @@ class CoordinationStore(Protocol):
 
     async def acquire_lock(self, name: str, *, ttl: float) -> int | None:
         """Take the lock ``name`` for ``ttl`` seconds; a fencing token (strictly increasing per
-        name) or None if someone else holds it."""
+        name) or None if someone else holds it.
+        """
         ...
 
     async def release_lock(self, name: str, token: int) -> bool:
