@@ -254,8 +254,9 @@ class RunStore(Protocol):
         ...
 
     async def extend_attempt(self, run_id: str, attempt: str, owner: str, lease: float) -> bool:
-        """Extend ``owner``'s lease by ``lease`` seconds from now; False if it lost the lease or
-        the attempt is done.
+        """Extend ``owner``'s lease by ``lease`` seconds from now.
+
+        Returns False if the owner lost the lease or the attempt is done.
         """
         ...
 
@@ -299,8 +300,9 @@ class CoordinationStore(Protocol):
         ...
 
     async def acquire_lock(self, name: str, *, ttl: float) -> int | None:
-        """Take the lock ``name`` for ``ttl`` seconds; a fencing token (strictly increasing per
-        name) or None if someone else holds it.
+        """Take the lock ``name`` for ``ttl`` seconds.
+
+        Returns a fencing token (strictly increasing per name), or None if someone holds it.
         """
         ...
 
