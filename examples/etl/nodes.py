@@ -54,10 +54,13 @@ def transform(ctx: NodeContext) -> dict[str, Any]:
         ctx.input["load_customers"],
     )
     rows = [
-        {"id": o["id"], "customer": customers[o["customer"]],
-         "eur": round(o["amount"] * rates[o["currency"]], 2)}
+        {
+            "id": o["id"],
+            "customer": customers[o["customer"]],
+            "eur": round(o["amount"] * rates[o["currency"]], 2),
+        }
         for o in orders
-    ]  # fmt: skip
+    ]
     return {"rows": rows}
 
 

@@ -148,8 +148,11 @@ def main() -> int:
                 if ts is not None:
                     ts_per = ts[0] / n * 1e6
                     ts_cells = (f"{ts_per:.0f}", f"{ts_per / per:.1f}x")
-                print(f"| {shape} | {n} | {form} | {per:.1f} | {rss / 2**20:.0f} | "
-                      f"{ts_cells[0]} | {ts_cells[1]} |", flush=True)  # fmt: skip
+                print(
+                    f"| {shape} | {n} | {form} | {per:.1f} | {rss / 2**20:.0f} | "
+                    f"{ts_cells[0]} | {ts_cells[1]} |",
+                    flush=True,
+                )
     return 0
 
 

@@ -28,10 +28,16 @@ DELETE_MARKER: Mapping[str, bool] = {"$flowcraft_delete": True}
 _EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
     for cls in (
-        ev.RunStarted, ev.NodeSucceeded, ev.NodeFailed, ev.NodeSuspended, ev.NodeResumed,
-        ev.TimerFired, ev.ChildRunChanged, ev.CancelRequested,
+        ev.RunStarted,
+        ev.NodeSucceeded,
+        ev.NodeFailed,
+        ev.NodeSuspended,
+        ev.NodeResumed,
+        ev.TimerFired,
+        ev.ChildRunChanged,
+        ev.CancelRequested,
     )
-}  # fmt: skip
+}
 
 
 class CodecError(ValueError):
@@ -46,9 +52,13 @@ def error_to_dict(error: NodeError) -> dict[str, object]:
 def error_from_dict(data: Mapping[str, Any]) -> NodeError:
     """A node error from JSON."""
     return NodeError(
-        node_id=str(data["node_id"]), frame=str(data["frame"]), attempt=int(data["attempt"]),
-        type=str(data["type"]), message=str(data["message"]), traceback=data.get("traceback"),
-    )  # fmt: skip
+        node_id=str(data["node_id"]),
+        frame=str(data["frame"]),
+        attempt=int(data["attempt"]),
+        type=str(data["type"]),
+        message=str(data["message"]),
+        traceback=data.get("traceback"),
+    )
 
 
 def encode_writes(writes: Mapping[str, object]) -> dict[str, object]:
@@ -118,12 +128,21 @@ def state_to_document(state: RunState) -> dict[str, object]:
 
 def _record_to_dict(r: NodeRecord) -> dict[str, object]:
     return {
-        "node_id": r.node_id, "frame": r.frame, "status": r.status.value, "attempt": r.attempt,
-        "input": r.input, "output": r.output, "action": r.action,
-        "error": None if r.error is None else error_to_dict(r.error), "token": r.token,
-        "child_run_id": r.child_run_id, "fallback_for": r.fallback_for,
-        "resolved": r.resolved, "resumed": r.resumed, "due_at": r.due_at,
-    }  # fmt: skip
+        "node_id": r.node_id,
+        "frame": r.frame,
+        "status": r.status.value,
+        "attempt": r.attempt,
+        "input": r.input,
+        "output": r.output,
+        "action": r.action,
+        "error": None if r.error is None else error_to_dict(r.error),
+        "token": r.token,
+        "child_run_id": r.child_run_id,
+        "fallback_for": r.fallback_for,
+        "resolved": r.resolved,
+        "resumed": r.resumed,
+        "due_at": r.due_at,
+    }
 
 
 def _frame_to_dict(f: FrameState) -> dict[str, object]:
@@ -132,18 +151,29 @@ def _frame_to_dict(f: FrameState) -> dict[str, object]:
         for target, by_edge in f.arrivals.items()
     }
     return {
-        "frame": f.frame, "owner": None if f.owner is None else list(f.owner), "input": f.input,
-        "index": f.index, "arrivals": arrivals, "fired": sorted(f.fired), "open": f.open,
+        "frame": f.frame,
+        "owner": None if f.owner is None else list(f.owner),
+        "input": f.input,
+        "index": f.index,
+        "arrivals": arrivals,
+        "fired": sorted(f.fired),
+        "open": f.open,
         "dead": f.dead,
-    }  # fmt: skip
+    }
 
 
 def _construct_to_dict(c: ConstructState) -> dict[str, object]:
     return {
-        "key": list(c.key), "attempt": c.attempt, "items": c.items, "next_index": c.next_index,
-        "active": sorted(c.active), "results": {str(i): v for i, v in c.results.items()},
-        "value": c.value, "frames": c.frames, "done": c.done,
-    }  # fmt: skip
+        "key": list(c.key),
+        "attempt": c.attempt,
+        "items": c.items,
+        "next_index": c.next_index,
+        "active": sorted(c.active),
+        "results": {str(i): v for i, v in c.results.items()},
+        "value": c.value,
+        "frames": c.frames,
+        "done": c.done,
+    }
 
 
 def state_from_document(
@@ -152,12 +182,17 @@ def state_from_document(
     """Rebuild the run state from its document, its plan and its context."""
     try:
         state = RunState(
-            run_id=document["run_id"], plan=plan, status=RunStatus(document["status"]),
-            input=document["input"], context=dict(context), output=document["output"],
-            errors=[error_from_dict(e) for e in document["errors"]], busy=document["busy"],
+            run_id=document["run_id"],
+            plan=plan,
+            status=RunStatus(document["status"]),
+            input=document["input"],
+            context=dict(context),
+            output=document["output"],
+            errors=[error_from_dict(e) for e in document["errors"]],
+            busy=document["busy"],
             awaiting=document["awaiting"],
             tokens={t: (k[0], k[1]) for t, k in document["tokens"].items()},
-        )  # fmt: skip
+        )
         for raw in document["nodes"]:
             record = _record_from_dict(raw)
             state.nodes[record.key] = record
@@ -174,25 +209,40 @@ def state_from_document(
 
 def _record_from_dict(r: Mapping[str, Any]) -> NodeRecord:
     return NodeRecord(
-        node_id=r["node_id"], frame=r["frame"], status=NodeStatus(r["status"]),
-        attempt=r["attempt"], input=r["input"], output=r["output"], action=r["action"],
-        error=None if r["error"] is None else error_from_dict(r["error"]), token=r["token"],
-        child_run_id=r["child_run_id"], fallback_for=r["fallback_for"], resolved=r["resolved"],
-        resumed=r["resumed"], due_at=r.get("due_at"),
-    )  # fmt: skip
+        node_id=r["node_id"],
+        frame=r["frame"],
+        status=NodeStatus(r["status"]),
+        attempt=r["attempt"],
+        input=r["input"],
+        output=r["output"],
+        action=r["action"],
+        error=None if r["error"] is None else error_from_dict(r["error"]),
+        token=r["token"],
+        child_run_id=r["child_run_id"],
+        fallback_for=r["fallback_for"],
+        resolved=r["resolved"],
+        resumed=r["resumed"],
+        due_at=r.get("due_at"),
+    )
 
 
 def _restore_frame(state: RunState, raw: Mapping[str, Any]) -> None:
     owner = None if raw["owner"] is None else (raw["owner"][0], raw["owner"][1])
     plan = state.plan if owner is None else _body_plan(state, owner)
     state.frames[raw["frame"]] = FrameState(
-        frame=raw["frame"], plan=plan, owner=owner, input=raw["input"], index=raw["index"],
+        frame=raw["frame"],
+        plan=plan,
+        owner=owner,
+        input=raw["input"],
+        index=raw["index"],
         arrivals={
             target: {int(i): Arrival(taken=a[0], source=a[1], value=a[2]) for i, a in by.items()}
             for target, by in raw["arrivals"].items()
         },
-        fired=set(raw["fired"]), open=raw["open"], dead=raw["dead"],
-    )  # fmt: skip
+        fired=set(raw["fired"]),
+        open=raw["open"],
+        dead=raw["dead"],
+    )
 
 
 def _body_plan(state: RunState, owner: tuple[str, str]) -> Plan:
@@ -205,8 +255,13 @@ def _body_plan(state: RunState, owner: tuple[str, str]) -> Plan:
 
 def _construct_from_dict(c: Mapping[str, Any]) -> ConstructState:
     return ConstructState(
-        key=(c["key"][0], c["key"][1]), attempt=c["attempt"], items=list(c["items"]),
-        next_index=c["next_index"], active=set(c["active"]),
-        results={int(i): v for i, v in c["results"].items()}, value=c["value"],
-        frames=list(c["frames"]), done=c["done"],
-    )  # fmt: skip
+        key=(c["key"][0], c["key"][1]),
+        attempt=c["attempt"],
+        items=list(c["items"]),
+        next_index=c["next_index"],
+        active=set(c["active"]),
+        results={int(i): v for i, v in c["results"].items()},
+        value=c["value"],
+        frames=list(c["frames"]),
+        done=c["done"],
+    )

@@ -49,13 +49,19 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     parser.add_argument("--input", default="null", help="run input: JSON text or @FILE")
     parser.add_argument(
-        "--blueprint", action="append", default=[], metavar="FILE",
+        "--blueprint",
+        action="append",
+        default=[],
+        metavar="FILE",
         help="another blueprint that subflows or loops name (repeatable)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--resume", action="append", default=[], metavar="NODE[:ACTION][=JSON]",
+        "--resume",
+        action="append",
+        default=[],
+        metavar="NODE[:ACTION][=JSON]",
         help="resume an awaiting node when the run waits (repeatable, applied in order)",
-    )  # fmt: skip
+    )
     watch = parser.add_mutually_exclusive_group()
     watch.add_argument("--watch", dest="watch", action="store_true", default=None)
     watch.add_argument("--no-watch", dest="watch", action="store_false")

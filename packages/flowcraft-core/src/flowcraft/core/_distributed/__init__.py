@@ -1,0 +1,1 @@
+"""The distributed runtime: worker, client, reconciler and the in-memory backend."""

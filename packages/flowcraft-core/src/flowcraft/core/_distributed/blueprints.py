@@ -1,0 +1,67 @@
+"""The blueprints a worker or client knows, pinned by id, version and content digest."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flowcraft.core._engine.compile import compile_blueprint
+from flowcraft.core._engine.plan import Plan
+from flowcraft.core._model.graph import Blueprint
+from flowcraft.core.errors import UnknownBlueprintError
+
+
+def digest_of(blueprint: Blueprint) -> str:
+    """The content hash of a blueprint (SHA-256 of its canonical JSON)."""
+    return hashlib.sha256(blueprint.to_json(indent=None).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pinned:
+    """One blueprint version as a run records it."""
+
+    blueprint: Blueprint
+    plan: Plan
+    version: str
+    digest: str
+
+
+class BlueprintSet:
+    """Blueprints by id and version. A run pins ``(id, version, digest)`` when it starts."""
+
+    def __init__(self, blueprints: Iterable[Blueprint] = ()) -> None:
+        self._by_key: dict[tuple[str, str], Pinned] = {}
+        self._latest: dict[str, Pinned] = {}
+        for blueprint in blueprints:
+            self.add(blueprint)
+
+    def add(self, blueprint: Blueprint) -> Pinned:
+        """Register a blueprint; the last one added for an id is its latest."""
+        version = blueprint.version or "0"
+        plan = compile_blueprint(blueprint, self._resolve)
+        pinned = Pinned(
+            blueprint=blueprint, plan=plan, version=version, digest=digest_of(blueprint)
+        )
+        self._by_key[(blueprint.id, version)] = pinned
+        self._latest[blueprint.id] = pinned
+        return pinned
+
+    def latest(self, blueprint_id: str) -> Pinned:
+        """The latest version of ``blueprint_id``."""
+        try:
+            return self._latest[blueprint_id]
+        except KeyError:
+            raise UnknownBlueprintError(f"no blueprint {blueprint_id!r}") from None
+
+    def find(self, blueprint_id: str, version: str, digest: str) -> Pinned | None:
+        """The exact pinned version, or None when this process does not have it."""
+        pinned = self._by_key.get((blueprint_id, version))
+        return pinned if pinned is not None and pinned.digest == digest else None
+
+    def knows(self, blueprint_id: str) -> bool:
+        """Whether any version of ``blueprint_id`` is registered."""
+        return blueprint_id in self._latest
+
+    def _resolve(self, blueprint_id: str) -> Plan:
+        return self.latest(blueprint_id).plan

@@ -1,0 +1,186 @@
+"""The client: start runs, wait for results, look, cancel, resume, list. No worker needed.
+
+``start`` records the run (pinned to the blueprint's id, version and digest) and applies its
+start, which puts the first node attempts in the queue: a worker that comes later picks them
+up. ``result`` polls the run record with a bounded backoff (stores that can notify may offer
+faster paths later). ``resume`` and ``cancel`` go through the same decide step as workers, so a
+wrong resume fails at once with a clear error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+
+from flowcraft.core._distributed.blueprints import BlueprintSet
+from flowcraft.core._distributed.coordinator import Coordinator
+from flowcraft.core._engine import events as ev
+from flowcraft.core._engine.codec import error_from_dict, state_to_document
+from flowcraft.core._engine.decide import new_run
+from flowcraft.core._engine.state import RunState, RunStatus
+from flowcraft.core._model.graph import Blueprint
+from flowcraft.core._runtime.result import RunResult, result_of
+from flowcraft.core.errors import ResumeError, RunNotFoundError
+from flowcraft.core.ports import JobQueue, RunPage, RunRecord, RunStore
+
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+class DistributedRunHandle:
+    """A run on a distributed backend."""
+
+    def __init__(self, client: Client, run_id: str) -> None:
+        self._client = client
+        self.run_id = run_id
+
+    async def result(self, timeout: float | None = None) -> RunResult:
+        """Wait for the final result (``TimeoutError`` after ``timeout`` seconds)."""
+        return await self._client.result(self.run_id, timeout=timeout)
+
+    async def status(self) -> RunStatus:
+        """The run's status now."""
+        return await self._client.status(self.run_id)
+
+    async def cancel(self) -> None:
+        """Cancel the run (durable, idempotent)."""
+        await self._client.cancel(self.run_id)
+
+    async def resume(
+        self,
+        node: str | None = None,
+        *,
+        output: object = None,
+        action: str | None = None,
+        frame: str = "",
+        token: str | None = None,
+    ) -> None:
+        """Resume an awaiting node of this run (or of a child run, by token)."""
+        await self._client.resume(
+            self.run_id, node, output=output, action=action, frame=frame, token=token
+        )
+
+
+class Client:
+    """Starts and follows runs on a distributed backend."""
+
+    def __init__(
+        self, *, queue: JobQueue, store: RunStore, blueprints: Sequence[Blueprint] | BlueprintSet
+    ) -> None:
+        bset = blueprints if isinstance(blueprints, BlueprintSet) else BlueprintSet(blueprints)
+        self.coordinator = Coordinator(store=store, queue=queue, blueprints=bset)
+        self.store = store
+
+    async def start(
+        self,
+        blueprint_id: str,
+        input: object = None,
+        *,
+        idempotency_key: str | None = None,
+        run_id: str | None = None,
+    ) -> DistributedRunHandle:
+        """Record and start a run; a repeated idempotency key returns the existing run."""
+        pinned = self.coordinator.blueprints.latest(blueprint_id)
+        run_id = run_id or uuid.uuid4().hex
+        now = time.time()
+        record = RunRecord(
+            run_id=run_id,
+            blueprint_id=blueprint_id,
+            blueprint_version=pinned.version,
+            blueprint_digest=pinned.digest,
+            input=input,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            updated_at=now,
+        )
+        created = await self.store.create_run(
+            record, state_to_document(new_run(run_id, pinned.plan))
+        )
+        await self.coordinator.apply(created.run_id, ev.RunStarted(at=now, input=created.input))
+        return DistributedRunHandle(self, created.run_id)
+
+    def handle(self, run_id: str) -> DistributedRunHandle:
+        """The handle of an existing run."""
+        return DistributedRunHandle(self, run_id)
+
+    async def status(self, run_id: str) -> RunStatus:
+        """The run's status."""
+        return RunStatus((await self.coordinator.record(run_id)).status)
+
+    async def result(self, run_id: str, *, timeout: float | None = None) -> RunResult:
+        """Wait until the run is terminal and return its result (bounded polling)."""
+        delay = 0.02
+        async with asyncio.timeout(timeout):
+            while True:
+                record = await self.coordinator.record(run_id)
+                if record.status in _TERMINAL:
+                    return await self.snapshot(run_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.5)
+
+    async def snapshot(self, run_id: str) -> RunResult:
+        """The run's result as it stands now."""
+        record = await self.coordinator.record(run_id)
+        _stored, state = await self.coordinator.load(record)
+        result = result_of(state)
+        if result.status.value != record.status:  # the record is the source of truth
+            errors = tuple(error_from_dict(e) for e in record.errors)
+            return RunResult(
+                run_id=run_id,
+                status=RunStatus(record.status),
+                output=record.output,
+                context=result.context,
+                outputs=result.outputs,
+                errors=errors,
+            )
+        return result
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel the run (durable, idempotent)."""
+        await self.coordinator.apply(run_id, ev.CancelRequested(at=time.time()))
+
+    async def resume(
+        self,
+        run_id: str,
+        node: str | None = None,
+        *,
+        output: object = None,
+        action: str | None = None,
+        frame: str = "",
+        token: str | None = None,
+    ) -> None:
+        """Resume an awaiting node by id (and frame) or by token; a duplicate is a no-op."""
+        if node is None and token is None:
+            raise TypeError("resume needs a node id or a token")
+        target = await self._token_run(run_id, token) if token else run_id
+        event = ev.NodeResumed(
+            at=time.time(), node_id=node, frame=frame, token=token, output=output, action=action
+        )
+        applied = await self.coordinator.apply(target, event)
+        rejection = applied.decision.rejection
+        if rejection is not None:
+            raise ResumeError(target, rejection.code, rejection.message)
+
+    async def list_runs(
+        self, *, status: RunStatus | str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> RunPage:
+        """Runs, newest first, optionally of one status; pass the page's cursor for more."""
+        wanted = None if status is None else RunStatus(status).value
+        return await self.store.list_runs(status=wanted, limit=limit, cursor=cursor)
+
+    async def _token_run(self, run_id: str, token: str) -> str:
+        """The run (this one or a descendant) that issued ``token``."""
+        pending = [run_id]
+        while pending:
+            current = pending.pop()
+            record = await self.coordinator.record(current)
+            _stored, state = await self.coordinator.load(record)
+            if token in state.tokens:
+                return current
+            pending.extend(_children(state))
+        raise RunNotFoundError(token, f"no awaiting node of run {run_id} has the token {token!r}")
+
+
+def _children(state: RunState) -> list[str]:
+    return [r.child_run_id for r in state.nodes.values() if r.child_run_id]

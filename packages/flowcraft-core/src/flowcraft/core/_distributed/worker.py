@@ -1,0 +1,351 @@
+"""The worker: consumes jobs, runs node attempts under a lease, commits once, decides, acks.
+
+Order for a node attempt (the only order there is, for every backend):
+claim the attempt's lease -> run the node (renewing the lease and the delivery) -> commit the
+outcome (first writer wins) -> apply it to the run (compare-and-set; successors go out through
+the outbox) -> ack. Nothing is acked before durable progress; a crash anywhere makes the message
+come back, and every step is safe to repeat. Poison messages (undecodable, or still
+unprocessable after ``max_deliveries``) are dead-lettered with a logged reason, never dropped.
+A job pinned to a blueprint version this worker lacks is left for a worker that has it
+(nacked with a delay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flowcraft.core._distributed import jobs as j
+from flowcraft.core._distributed.blueprints import BlueprintSet
+from flowcraft.core._distributed.coordinator import Coordinator, VersionUnavailableError
+from flowcraft.core._engine import events as ev
+from flowcraft.core._engine.actions import RunNode
+from flowcraft.core._engine.codec import CodecError, event_from_dict, event_to_dict
+from flowcraft.core._engine.codec import state_to_document as _doc
+from flowcraft.core._engine.decide import new_run
+from flowcraft.core._engine.state import NodeStatus
+from flowcraft.core._model.graph import Blueprint
+from flowcraft.core._runtime.context import CancelFlag
+from flowcraft.core._runtime.execute import NodeExecutor
+from flowcraft.core._runtime.nodes import NodeForms
+from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
+from flowcraft.core.ports import (
+    ClaimStatus,
+    CoordinationStore,
+    Delivery,
+    JobQueue,
+    RunRecord,
+    RunStore,
+)
+
+_log = logging.getLogger("flowcraft.worker")
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+class Worker:
+    """Runs jobs from a queue against a run store.
+
+    Args:
+        queue, store: The backend ports (and ``coordination``, optional, for shared locks).
+        registry: ``uses`` -> implementation, as for ``FlowRuntime``.
+        blueprints: The blueprints (and versions) this worker can run.
+        concurrency: Jobs handled at once (node attempts included).
+        lease: Seconds an attempt's lease lasts; renewed every third of it while the node runs.
+        max_deliveries: Deliveries after which an unprocessable message is dead-lettered.
+        version_retry: Delay before a job pinned to an unknown blueprint version comes back.
+        poll: Seconds one ``receive`` waits for messages.
+    """
+
+    def __init__(
+        self,
+        *,
+        queue: JobQueue,
+        store: RunStore,
+        registry: Mapping[str, object],
+        blueprints: Sequence[Blueprint] | BlueprintSet,
+        coordination: CoordinationStore | None = None,
+        concurrency: int = 8,
+        lease: float = 30.0,
+        max_deliveries: int = 10,
+        version_retry: float = 2.0,
+        poll: float = 1.0,
+        middleware: Sequence[object] = (),
+        dependencies: Mapping[str, Any] | None = None,
+        serializer: Serializer | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
+        self.queue = queue
+        self.store = store
+        self.coordination = coordination
+        bset = blueprints if isinstance(blueprints, BlueprintSet) else BlueprintSet(blueprints)
+        self.coordinator = Coordinator(store=store, queue=queue, blueprints=bset)
+        self._threads = ThreadPoolExecutor(max(4, concurrency), thread_name_prefix="flowcraft-node")
+        self.executor = NodeExecutor(
+            registry=registry,
+            forms=NodeForms(self._threads),
+            serializer=serializer or JsonSerializer(),
+            middleware=middleware,
+            dependencies=dependencies,
+        )
+        self.concurrency = concurrency
+        self.lease = lease
+        self.max_deliveries = max_deliveries
+        self.version_retry = version_retry
+        self.poll = poll
+        self.stopping = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._killed = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def install_signal_handlers(self) -> None:
+        """Stop gracefully on SIGTERM and SIGINT (stop taking jobs, finish in-flight ones)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+
+    async def run(self, *, shutdown_timeout: float = 30.0) -> None:
+        """Consume until :attr:`stopping` is set, then drain in-flight work."""
+        slots = asyncio.Semaphore(self.concurrency)
+        try:
+            while not self.stopping.is_set():
+                await self._receive_batch(slots)
+        finally:
+            if not self._killed:
+                await self._drain(shutdown_timeout)
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+    def kill(self) -> None:
+        """Die like a SIGKILLed process (fault injection): settle nothing, renew nothing."""
+        self._killed = True
+        self.stopping.set()
+        for task in list(self._inflight):
+            task.cancel()
+
+    async def _receive_batch(self, slots: asyncio.Semaphore) -> None:
+        free = self.concurrency - len(self._inflight)
+        if free <= 0:
+            await asyncio.wait(self._inflight, return_when=asyncio.FIRST_COMPLETED)
+            return
+        try:
+            deliveries = await self.queue.receive(free, self.poll)
+        except Exception:  # a transient backend failure must not kill the worker
+            _log.exception("worker %s: receive failed; retrying", self.id)
+            await asyncio.sleep(min(self.poll, 1.0))
+            return
+        for delivery in deliveries:
+            task = asyncio.ensure_future(self._guarded(delivery, slots))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _drain(self, timeout: float) -> None:
+        if not self._inflight:
+            return
+        _done, pending = await asyncio.wait(self._inflight, timeout=timeout)
+        for task in pending:  # their deliveries are nacked by _guarded
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    async def _guarded(self, delivery: Delivery, slots: asyncio.Semaphore) -> None:
+        async with slots:
+            try:
+                await self.handle(delivery)
+            except asyncio.CancelledError:
+                if not self._killed:  # graceful shutdown: give the job back at once
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(delivery.nack(0.0))
+                raise
+            except Exception:  # never ack on failure: the message comes back
+                _log.exception(
+                    "worker %s: job %s failed; it will be redelivered", self.id, delivery.message_id
+                )
+                with contextlib.suppress(Exception):
+                    await delivery.nack(min(30.0, 0.5 * delivery.delivery_count))
+
+    # ---------------------------------------------------------------- dispatch
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Handle one delivery to the end (settled: acked, nacked or dead-lettered)."""
+        try:
+            job = j.decode_job(delivery.body)
+        except CodecError as exc:
+            await self._dead(delivery, f"undecodable message: {exc}")
+            return
+        if delivery.delivery_count > self.max_deliveries:
+            await self._dead(delivery, f"delivered {delivery.delivery_count} times")
+            return
+        if job.not_before is not None and job.not_before > time.time() + 0.05:
+            await self._chain(job, delivery)
+            return
+        try:
+            await _HANDLERS[job.kind](self, job, delivery)
+        except VersionUnavailableError as exc:
+            await self._version_missing(delivery, str(exc))
+        except CodecError as exc:
+            await self._dead(delivery, f"malformed job: {exc}")
+
+    async def _dead(self, delivery: Delivery, reason: str) -> None:
+        _log.error("worker %s: dead-lettering %s: %s", self.id, delivery.message_id, reason)
+        await delivery.dead_letter(reason)
+
+    async def _version_missing(self, delivery: Delivery, reason: str) -> None:
+        if delivery.delivery_count >= self.max_deliveries:
+            await self._dead(delivery, reason)
+            return
+        _log.warning(
+            "worker %s: leaving %s for another worker: %s", self.id, delivery.message_id, reason
+        )
+        await delivery.nack(self.version_retry)
+
+    async def _chain(self, job: j.Job, delivery: Delivery) -> None:
+        """A job received before its time: enqueue it again for the rest of the delay."""
+        chained = j.Job(
+            id=f"{job.id}~{delivery.delivery_count}",
+            kind=job.kind,
+            run_id=job.run_id,
+            blueprint=job.blueprint,
+            version=job.version,
+            digest=job.digest,
+            payload=job.payload,
+            not_before=job.not_before,
+        )
+        await self.coordinator.send(j.encode_job(chained))
+        await delivery.ack()
+
+    def _require_pin(self, job: j.Job) -> None:
+        if self.coordinator.blueprints.find(job.blueprint, job.version, job.digest) is None:
+            raise VersionUnavailableError(
+                f"job {job.id} needs blueprint {job.blueprint!r} version {job.version!r} "
+                f"({job.digest[:12]}), not known to this worker"
+            )
+
+    # ---------------------------------------------------------------- job kinds
+
+    async def _event(self, job: j.Job, delivery: Delivery) -> None:
+        event = event_from_dict(job.payload)
+        await self.coordinator.apply(job.run_id, event)
+        await delivery.ack()
+
+    async def _start_run(self, job: j.Job, delivery: Delivery) -> None:
+        self._require_pin(job)
+        pinned = self.coordinator.blueprints.find(job.blueprint, job.version, job.digest)
+        assert pinned is not None
+        parent = job.payload.get("parent")
+        now = time.time()
+        record = RunRecord(
+            run_id=job.run_id,
+            blueprint_id=job.blueprint,
+            blueprint_version=job.version,
+            blueprint_digest=job.digest,
+            input=job.payload.get("input"),
+            parent=None if parent is None else (parent[0], parent[1], parent[2], int(parent[3])),
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.create_run(record, _doc(new_run(job.run_id, pinned.plan)))
+        await self.coordinator.apply(job.run_id, ev.RunStarted(at=now, input=record.input))
+        await delivery.ack()
+
+    async def _resume_child(self, job: j.Job, delivery: Delivery) -> None:
+        record = await self.coordinator.record(job.run_id)
+        _stored, state = await self.coordinator.load(record)
+        awaiting = [r for r in state.nodes.values() if r.status is NodeStatus.AWAITING]
+        if len(awaiting) != 1:
+            await self._dead(
+                delivery, f"resume of {job.run_id} is ambiguous: {len(awaiting)} awaiting nodes"
+            )
+            return
+        target = awaiting[0]
+        event = ev.NodeResumed(
+            at=time.time(),
+            node_id=target.node_id,
+            frame=target.frame,
+            output=job.payload.get("output"),
+            action=job.payload.get("action"),
+        )
+        await self.coordinator.apply(job.run_id, event)
+        await delivery.ack()
+
+    async def _run_node(self, job: j.Job, delivery: Delivery) -> None:
+        self._require_pin(job)
+        action = j.run_node_action(job)
+        attempt = action.idempotency_key
+        claim = await self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
+        if claim.status is ClaimStatus.BUSY:
+            await delivery.nack(max(0.2, claim.lease_until - time.time()))
+            return
+        if claim.status is ClaimStatus.DONE:
+            assert claim.outcome is not None
+            await self._decide_outcome(job.run_id, claim.outcome)
+            await delivery.ack()
+            return
+        event = await self._execute(job, action, delivery)
+        if event is not None:
+            outcome = json.dumps(event_to_dict(event), separators=(",", ":")).encode()
+            stored = await self.store.commit_attempt(job.run_id, attempt, outcome)
+            await self._decide_outcome(job.run_id, stored)
+        await delivery.ack()
+
+    async def _decide_outcome(self, run_id: str, outcome: bytes) -> None:
+        try:
+            event = event_from_dict(json.loads(outcome))
+        except ValueError as exc:
+            raise CodecError(f"stored outcome is not an event: {exc}") from None
+        await self.coordinator.apply(run_id, event)
+
+    async def _execute(self, job: j.Job, action: RunNode, delivery: Delivery) -> ev.Event | None:
+        record = await self.coordinator.record(job.run_id)
+        _stored, state = await self.coordinator.load(record)
+        current = state.nodes.get((action.node_id, action.frame))
+        if (
+            current is None
+            or current.status is not NodeStatus.RUNNING
+            or current.attempt != action.attempt
+        ):
+            return None  # cancelled or superseded: nothing to run, nothing to commit
+        cancelled = CancelFlag()
+        ctx = self.executor.context_for(action, state, cancelled)
+        task = asyncio.ensure_future(self.executor.execute(action, ctx))
+        beat = asyncio.ensure_future(
+            self._heartbeat(job, action.idempotency_key, delivery, task, cancelled)
+        )
+        try:
+            return await task
+        finally:
+            beat.cancel()
+
+    async def _heartbeat(
+        self,
+        job: j.Job,
+        attempt: str,
+        delivery: Delivery,
+        task: asyncio.Future[Any],
+        cancelled: CancelFlag,
+    ) -> None:
+        while not task.done():
+            await asyncio.sleep(self.lease / 3)
+            with contextlib.suppress(Exception):
+                await self.store.extend_attempt(job.run_id, attempt, self.id, self.lease)
+                await delivery.extend(self.lease)
+                record = await self.store.get_run(job.run_id)
+                if record is not None and record.status == "cancelled":
+                    cancelled.set()
+                    task.cancel()
+
+
+_HANDLERS = {
+    j.JobKind.RUN_NODE: Worker._run_node,
+    j.JobKind.EVENT: Worker._event,
+    j.JobKind.START_RUN: Worker._start_run,
+    j.JobKind.RESUME_CHILD: Worker._resume_child,
+}

@@ -1,0 +1,10 @@
+"""The conformance suite: import it into a test module of the adapter to run it.
+
+from flowcraft.core.testing.suite import *  # noqa: F403
+"""
+
+from flowcraft.core.testing.suite.test_constructs import *  # noqa: F403
+from flowcraft.core.testing.suite.test_failures import *  # noqa: F403
+from flowcraft.core.testing.suite.test_faults import *  # noqa: F403
+from flowcraft.core.testing.suite.test_routing import *  # noqa: F403
+from flowcraft.core.testing.suite.test_wait_resume import *  # noqa: F403
