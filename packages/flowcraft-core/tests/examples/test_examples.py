@@ -32,9 +32,13 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str,
 
 def test_etl_fan_out_fan_in_with_retries(capsys: pytest.CaptureFixture[str]) -> None:
     code, result = _run(
-        capsys, "examples/etl/etl.yaml", "--registry", "examples.etl.nodes:registry",
-        "--input", "@examples/etl/input.json",
-    )  # fmt: skip
+        capsys,
+        "examples/etl/etl.yaml",
+        "--registry",
+        "examples.etl.nodes:registry",
+        "--input",
+        "@examples/etl/input.json",
+    )
     assert code == 0
     assert result["status"] == "completed"
     assert result["output"] == {"rows": 3, "total_eur": 252.82}
@@ -42,8 +46,17 @@ def test_etl_fan_out_fan_in_with_retries(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_etl_progress_lines_show_the_retry(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["run", "examples/etl/etl.yaml", "--registry", "examples.etl.nodes:registry",
-          "--input", "@examples/etl/input.json", "--no-watch"])  # fmt: skip
+    main(
+        [
+            "run",
+            "examples/etl/etl.yaml",
+            "--registry",
+            "examples.etl.nodes:registry",
+            "--input",
+            "@examples/etl/input.json",
+            "--no-watch",
+        ]
+    )
     err = capsys.readouterr().err
     assert "fetch_rates retrying (attempt 1): ConnectionError: rates API unavailable" in err
     assert "run completed" in err
@@ -51,37 +64,54 @@ def test_etl_progress_lines_show_the_retry(capsys: pytest.CaptureFixture[str]) -
 
 def test_approval_waits_then_resumes_with_an_action(capsys: pytest.CaptureFixture[str]) -> None:
     code, result = _run(
-        capsys, "examples/approval/approval.yaml", "--registry",
-        "examples.approval.nodes:registry", "--input", '{"title": "Q3 report"}',
-        "--resume", 'review:approve={"by": "ann"}',
-    )  # fmt: skip
+        capsys,
+        "examples/approval/approval.yaml",
+        "--registry",
+        "examples.approval.nodes:registry",
+        "--input",
+        '{"title": "Q3 report"}',
+        "--resume",
+        'review:approve={"by": "ann"}',
+    )
     assert code == 0
     assert result["output"] == {"publish": {"published": "Q3 report", "approved_by": "ann"}}
 
 
 def test_approval_without_resume_is_left_awaiting(capsys: pytest.CaptureFixture[str]) -> None:
     code, result = _run(
-        capsys, "examples/approval/approval.yaml", "--registry",
-        "examples.approval.nodes:registry", "--input", '{"title": "Q3 report"}',
-    )  # fmt: skip
+        capsys,
+        "examples/approval/approval.yaml",
+        "--registry",
+        "examples.approval.nodes:registry",
+        "--input",
+        '{"title": "Q3 report"}',
+    )
     assert code == 1
     assert result["status"] == "awaiting"
 
 
 def test_map_keeps_item_order(capsys: pytest.CaptureFixture[str]) -> None:
     code, result = _run(
-        capsys, "examples/map_items/map.yaml", "--registry", "examples.map_items.nodes:registry",
-        "--input", "[3, 1, 2]",
-    )  # fmt: skip
+        capsys,
+        "examples/map_items/map.yaml",
+        "--registry",
+        "examples.map_items.nodes:registry",
+        "--input",
+        "[3, 1, 2]",
+    )
     assert code == 0
     assert result["output"] == {"scores": [30, 10, 20], "best": 30}
 
 
 def test_loop_runs_until_its_condition_fails(capsys: pytest.CaptureFixture[str]) -> None:
     code, result = _run(
-        capsys, "examples/loop/loop.yaml", "--registry", "examples.loop.nodes:registry",
-        "--input", "3",
-    )  # fmt: skip
+        capsys,
+        "examples/loop/loop.yaml",
+        "--registry",
+        "examples.loop.nodes:registry",
+        "--input",
+        "3",
+    )
     assert code == 0
     assert result["output"] == {"value": 192, "iterations": 6}
 
@@ -90,9 +120,21 @@ def test_mermaid_of_a_run_colours_states(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "run.mmd"
-    main(["run", "examples/approval/approval.yaml", "--registry",
-          "examples.approval.nodes:registry", "--input", '{"title": "x"}', "--no-watch",
-          "--resume", "review:reject", "--mermaid", str(out)])  # fmt: skip
+    main(
+        [
+            "run",
+            "examples/approval/approval.yaml",
+            "--registry",
+            "examples.approval.nodes:registry",
+            "--input",
+            '{"title": "x"}',
+            "--no-watch",
+            "--resume",
+            "review:reject",
+            "--mermaid",
+            str(out),
+        ]
+    )
     text = out.read_text()
     assert "archive" in text
     assert "skipped" in text

@@ -5,8 +5,14 @@ Class tree::
     FlowcraftError                      root of every error this package raises on purpose
     ├── BlueprintError(ValueError)      a blueprint is invalid; ``.problems`` lists *every* problem,
     │                                   each with a stable code and a JSON path
-    └── ExpressionError(ValueError)     an expression does not compile, or failed to evaluate;
-                                        ``.source`` is the expression, the message says why
+    ├── ExpressionError(ValueError)     an expression does not compile, or failed to evaluate;
+    │                                   ``.source`` is the expression, the message says why
+    └── BackendError                    a backend (broker, database, cache) failed an operation;
+        │                               the driver's exception is chained as ``__cause__``
+        ├── TransientBackendError       connection lost, timeout, failover, lock conflict:
+        │                               retrying the same operation later may succeed
+        └── PermanentBackendError       authentication, bad configuration, schema mismatch:
+                                        retrying will not help until someone fixes it
 
 API misuse (wrong argument types, unknown names passed in code) raises the matching built-in
 (``TypeError``, ``ValueError``, ``KeyError``) rather than a Flowcraft error.
@@ -26,11 +32,14 @@ Severity = Literal["error", "warning", "info"]
 """How serious a problem is: errors make a blueprint invalid, the rest come from lint."""
 
 __all__ = [
+    "BackendError",
     "BlueprintError",
     "ExpressionError",
     "FlowcraftError",
+    "PermanentBackendError",
     "Problem",
     "Severity",
+    "TransientBackendError",
 ]
 
 
@@ -146,3 +155,19 @@ class UnknownNodeError(FlowcraftError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class BackendError(FlowcraftError):
+    """A backend (broker, database, cache) failed an operation.
+
+    Adapters raise it at their port edge in place of the driver's exception, which stays
+    chained as ``__cause__`` with its message kept in this one.
+    """
+
+
+class TransientBackendError(BackendError):
+    """The operation may succeed if retried later (connection lost, timeout, failover)."""
+
+
+class PermanentBackendError(BackendError):
+    """Retrying will not help (authentication, bad configuration, schema mismatch)."""

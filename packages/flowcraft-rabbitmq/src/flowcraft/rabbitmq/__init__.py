@@ -1,12 +1,31 @@
-"""flowcraft-rabbitmq: Flowcraft on RabbitMQ, PostgreSQL and Redis.
+"""flowcraft-rabbitmq: Flowcraft on RabbitMQ (jobs), PostgreSQL (state), Redis (coordination).
 
-Status: layout only. The distribution is published so that its dependency set (pika,
-psycopg[binary], redis) and its place in the ``flowcraft`` namespace are fixed; the adapter
-itself (`RabbitMqAdapter`, `PostgresContext`, `create_rabbitmq_reconciler`) arrives with its own
-issue. Until then this package exports only its version, on purpose: no placeholder classes that
-pretend to work.
+Components (names follow the original TypeScript adapter):
+
+* ``RabbitMqAdapter``: the job queue (``flowcraft.core.ports.JobQueue``) on RabbitMQ: durable
+  queues, persistent messages, publisher confirms, manual acks, prefetch, delays through a
+  ladder of TTL queues, a dead-letter queue, reconnection after broker restarts.
+* ``PostgresContext``: the run store (``flowcraft.core.ports.RunStore``) on PostgreSQL: the
+  original ``flowcraft_contexts``/``flowcraft_statuses`` tables plus runs, state documents,
+  outbox and attempts; every operation one atomic statement; ``ensure_schema()``.
+* ``RedisCoordinationStore``: the coordination store (``flowcraft.core.ports.CoordinationStore``)
+  on Redis, shared from ``flowcraft.core.redis``.
+
+Each module's docstring is its spec sheet (guarantees, limits, schema); the package README
+collects them. Driver errors surface as ``flowcraft.core.errors.TransientBackendError`` or
+``PermanentBackendError``.
 """
 
+from flowcraft.core.redis import RedisCoordinationStore
 from flowcraft.rabbitmq.__about__ import __version__
+from flowcraft.rabbitmq._delivery import RabbitMqDelivery
+from flowcraft.rabbitmq._queue import RabbitMqAdapter
+from flowcraft.rabbitmq._store import PostgresContext
 
-__all__ = ["__version__"]
+__all__ = [
+    "PostgresContext",
+    "RabbitMqAdapter",
+    "RabbitMqDelivery",
+    "RedisCoordinationStore",
+    "__version__",
+]
