@@ -69,8 +69,21 @@ RUNTIME_API = {
 }
 
 
+DISTRIBUTED_API = {
+    "BlueprintSet",
+    "Client",
+    "DistributedRunHandle",
+    "MemoryCoordinationStore",
+    "MemoryJobQueue",
+    "MemoryRunStore",
+    "ReconcileStats",
+    "Reconciler",
+    "Worker",
+}
+
+
 def test_exported_names() -> None:
-    assert set(flowcraft.core.__all__) == BLUEPRINT_API | RUNTIME_API
+    assert set(flowcraft.core.__all__) == BLUEPRINT_API | RUNTIME_API | DISTRIBUTED_API
     assert all(hasattr(flowcraft.core, name) for name in flowcraft.core.__all__)
 
 

@@ -23,6 +23,15 @@ from flowcraft.core._analysis.facts import GraphFacts, analyze
 from flowcraft.core._analysis.lint import lint
 from flowcraft.core._analysis.mermaid import STATE_STYLES, to_mermaid
 from flowcraft.core._builder import Flow, node, uses_key
+from flowcraft.core._distributed.blueprints import BlueprintSet
+from flowcraft.core._distributed.client import Client, DistributedRunHandle
+from flowcraft.core._distributed.memory import (
+    MemoryCoordinationStore,
+    MemoryJobQueue,
+    MemoryRunStore,
+)
+from flowcraft.core._distributed.reconciler import Reconciler, ReconcileStats
+from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._engine.state import NodeError, NodeStatus, RunStatus
 from flowcraft.core._expressions import SCOPE_NAMES, CompiledExpression, compile_expression
 from flowcraft.core._model.compat import Dialect
@@ -72,10 +81,13 @@ __all__ = [
     "STATE_STYLES",
     "Blueprint",
     "BlueprintError",
+    "BlueprintSet",
+    "Client",
     "Code",
     "CompiledExpression",
     "ConstructSpec",
     "Dialect",
+    "DistributedRunHandle",
     "Edge",
     "EventBus",
     "ExpressionError",
@@ -89,6 +101,9 @@ __all__ = [
     "Limits",
     "LoopSpec",
     "MapSpec",
+    "MemoryCoordinationStore",
+    "MemoryJobQueue",
+    "MemoryRunStore",
     "Node",
     "NodeConfig",
     "NodeContext",
@@ -96,6 +111,8 @@ __all__ = [
     "NodeStatus",
     "NonRetryableError",
     "Problem",
+    "ReconcileStats",
+    "Reconciler",
     "Result",
     "ResumeError",
     "RetryPolicy",
@@ -112,6 +129,7 @@ __all__ = [
     "UnknownBlueprintError",
     "UnknownNodeError",
     "WaitSpec",
+    "Worker",
     "__version__",
     "analyze",
     "blueprint_json_schema",

@@ -8,6 +8,9 @@ Subcommands (one module each, so later issues add ``run``, ``worker`` and ``reco
     flowcraft mermaid FILE [-o out.mmd] [--direction TD|LR|BT|RL] [--states STATES.json]
     flowcraft run FILE --registry MODULE:ATTR [--input JSON|@FILE] [--resume NODE[:ACTION][=JSON]]
                   [--watch|--no-watch] [--mermaid OUT.mmd] [--timeout S] [--blueprint FILE]
+    flowcraft worker --backend NAME [--option K=V] --registry MODULE:ATTR --blueprint FILE...
+    flowcraft reconcile --backend NAME [--option K=V] --blueprint FILE... [--interval S]
+    flowcraft conformance --backend NAME [--option K=V] [-- PYTEST ARGS]
     flowcraft --version
 
 Exit codes: 0 success, 1 the input was checked and has problems (``run``: the run failed, was
@@ -23,10 +26,10 @@ import sys
 from collections.abc import Sequence
 
 from flowcraft.core.__about__ import __version__
-from flowcraft.core.cli import _lint, _mermaid, _run, _schema, _validate
+from flowcraft.core.cli import _distributed, _lint, _mermaid, _run, _schema, _validate
 from flowcraft.core.cli._common import EXIT_PROBLEMS, EXIT_USAGE, UsageError
 
-_SUBCOMMANDS = (_validate, _lint, _schema, _mermaid, _run)
+_SUBCOMMANDS = (_validate, _lint, _schema, _mermaid, _run, _distributed)
 
 __all__ = ["main"]
 

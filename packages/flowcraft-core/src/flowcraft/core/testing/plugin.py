@@ -18,7 +18,11 @@ runs as a strict expected failure, so under-declaring fails too.
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
+from flowcraft.core._distributed.backends import load_backend_factory
 from flowcraft.core.testing.harness import BackendFactory, Harness
 from flowcraft.core.testing.memory import MemoryBackendFactory
 
@@ -33,9 +37,19 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+#: ``flowcraft conformance --backend NAME`` passes the backend and its options in these.
+BACKEND_ENV = "FLOWCRAFT_CONFORMANCE_BACKEND"
+OPTIONS_ENV = "FLOWCRAFT_CONFORMANCE_OPTIONS"
+
+
 @pytest.fixture
 def flowcraft_backend_factory() -> BackendFactory:
     """The backend under test (override in the adapter's conftest); in-memory by default."""
+    name = os.environ.get(BACKEND_ENV)
+    if name:
+        options = json.loads(os.environ.get(OPTIONS_ENV) or "{}")
+        factory: BackendFactory = load_backend_factory(name, options)
+        return factory
     return MemoryBackendFactory()
 
 

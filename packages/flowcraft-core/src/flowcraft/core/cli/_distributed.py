@@ -1,0 +1,154 @@
+"""``flowcraft worker``, ``flowcraft reconcile`` and ``flowcraft conformance``.
+
+    flowcraft worker --backend rabbitmq --option dsn=... --registry app:registry --blueprint a.yaml
+    flowcraft reconcile --backend rabbitmq --option dsn=... --blueprint a.yaml [--interval 30]
+    flowcraft conformance --backend rabbitmq --option dsn=... [-- -k joins]
+
+Backends are found by name in the ``flowcraft.backends`` entry-point group; ``--option
+key=value`` pairs go to the backend factory. The worker stops gracefully on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flowcraft.core._distributed.backends import UnknownBackendError, load_backend_factory
+from flowcraft.core._distributed.blueprints import BlueprintSet
+from flowcraft.core._distributed.reconciler import Reconciler
+from flowcraft.core._distributed.worker import Worker
+from flowcraft.core._model.graph import Blueprint
+from flowcraft.core.cli._common import EXIT_OK, EXIT_PROBLEMS, UsageError, read_blueprint, report
+from flowcraft.core.cli._registry import import_implementations
+from flowcraft.core.testing.plugin import BACKEND_ENV, OPTIONS_ENV
+
+
+def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the three subcommands."""
+    worker = subcommands.add_parser("worker", help="run a worker against a backend")
+    _backend_arguments(worker)
+    worker.add_argument("--registry", metavar="MODULE:ATTR", required=True)
+    worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument("--lease", type=float, default=30.0)
+    worker.add_argument("--namespace", default="flowcraft")
+    worker.set_defaults(run=run_worker)
+    reconcile = subcommands.add_parser("reconcile", help="re-enqueue the lost work of stalled runs")
+    _backend_arguments(reconcile)
+    reconcile.add_argument("--stalled-after", type=float, default=60.0)
+    reconcile.add_argument("--interval", type=float, help="repeat every SECONDS (default: once)")
+    reconcile.add_argument("--namespace", default="flowcraft")
+    reconcile.set_defaults(run=run_reconcile)
+    conformance = subcommands.add_parser("conformance", help="run the conformance suite")
+    conformance.add_argument("--backend", required=True)
+    conformance.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    conformance.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    conformance.set_defaults(run=run_conformance)
+
+
+def _backend_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", required=True, help="backend name (flowcraft.backends)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--blueprint", action="append", default=[], metavar="FILE")
+    parser.add_argument("--dialect", choices=["auto", "python", "typescript"], default="auto")
+
+
+def _options(pairs: Sequence[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--option wants KEY=VALUE, got {pair!r}")
+        options[key] = value
+    return options
+
+
+def _factory(args: argparse.Namespace) -> Any:  # noqa: ANN401 - an adapter's factory
+    try:
+        return load_backend_factory(args.backend, _options(args.option))
+    except UnknownBackendError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _blueprints(args: argparse.Namespace, registry: Mapping[str, object] | None) -> BlueprintSet:
+    loaded: list[Blueprint] = []
+    for path in args.blueprint:
+        found = read_blueprint(argparse.Namespace(file=path, dialect=args.dialect), registry)
+        if isinstance(found, list):
+            report(found, as_json=False)
+            raise UsageError(f"{path}: invalid blueprint")
+        loaded.append(found)
+    if not loaded:
+        raise UsageError("give at least one --blueprint FILE")
+    return BlueprintSet(loaded)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Consume jobs until SIGTERM/SIGINT."""
+    registry = import_implementations(args.registry)
+    blueprints = _blueprints(args, registry)
+    factory = _factory(args)
+
+    async def main() -> None:
+        backend = await factory.create(args.namespace)
+        worker = Worker(
+            queue=backend.queue,
+            store=backend.store,
+            registry=registry,
+            blueprints=blueprints,
+            coordination=backend.coordination,
+            concurrency=args.concurrency,
+            lease=args.lease,
+        )
+        worker.install_signal_handlers()
+        print(f"flowcraft worker {worker.id} on {args.backend}/{args.namespace}", file=sys.stderr)
+        try:
+            await worker.run()
+        finally:
+            await factory.destroy(backend)
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    """One pass (or passes every ``--interval``); prints the stats as JSON."""
+    blueprints = _blueprints(args, None)
+    factory = _factory(args)
+
+    async def main() -> None:
+        backend = await factory.create(args.namespace)
+        reconciler = Reconciler(
+            queue=backend.queue,
+            store=backend.store,
+            blueprints=blueprints,
+            stalled_after=args.stalled_after,
+        )
+        try:
+            if args.interval:
+                await reconciler.run_forever(args.interval)
+            else:
+                print(json.dumps((await reconciler.run()).as_dict()))
+        finally:
+            await factory.destroy(backend)
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def run_conformance(args: argparse.Namespace) -> int:
+    """Run the conformance suite against the named backend with pytest (a child process)."""
+    _factory(args)  # fail early with a clear message for unknown backends
+    env = {**os.environ, BACKEND_ENV: args.backend, OPTIONS_ENV: json.dumps(_options(args.option))}
+    extra = [a for a in args.pytest_args if a != "--"]
+    command = [
+        sys.executable, "-m", "pytest", "--pyargs", "flowcraft.core.testing.suite",
+        "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra,
+    ]  # fmt: skip
+    code = subprocess.run(command, env=env, check=False).returncode
+    return EXIT_OK if code == 0 else EXIT_PROBLEMS
