@@ -118,6 +118,8 @@ def test_invariants_hold(graph: Graph) -> None:
     run = sim.runs["run"]
     assert run.state.status in (RunStatus.COMPLETED, RunStatus.FAILED)
     assert [d.finished for d in run.decisions if d.finished] == [run.state.status]
+    assert sum(d.settled for d in run.decisions) == 1
+    assert run.state.busy == 0
     attempts = Counter((c.node_id, c.frame, c.attempt) for c in sim.calls)
     assert all(count == 1 for count in attempts.values())
     succeeded = Counter(

@@ -115,7 +115,9 @@ class Client:
             while True:
                 record = await self.coordinator.record(run_id)
                 if record.status in _TERMINAL:
-                    return await self.snapshot(run_id)
+                    _stored, state = await self.coordinator.load(record)
+                    if state.settled:  # running attempts finished: the result is final
+                        return result_of(state)
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.5)
 

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,12 @@ from flowcraft.core.ports import (
 )
 
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def _json(value: Mapping[str, object]) -> dict[str, object]:
+    """A JSON round trip: what a real store would give back."""
+    loaded: dict[str, object] = json.loads(json.dumps(value))
+    return loaded
 
 
 # --------------------------------------------------------------------------- queue
@@ -230,7 +237,7 @@ class MemoryRunStore:
                 return self._runs[self._keys[key]].record
             now = time.time()
             stamped = replace(record, created_at=record.created_at or now, updated_at=now)
-            self._runs[record.run_id] = _Run(record=stamped, version=1, document=document)
+            self._runs[record.run_id] = _Run(record=stamped, version=1, document=_json(document))
             if key is not None:
                 self._keys[key] = record.run_id
             return stamped
@@ -271,8 +278,8 @@ class MemoryRunStore:
             if run is None or run.version != expected_version:
                 return False
             run.version += 1
-            run.document = document
-            for key, value in context_writes.items():
+            run.document = _json(document)  # stored as JSON, like every real store
+            for key, value in _json(context_writes).items():
                 if value == DELETE:
                     run.context.pop(key, None)
                 else:

@@ -117,5 +117,7 @@ class Decision:
     rejection: Rejection | None = None
     #: The run's status changed to this terminal status with this event (exactly once per run).
     finished: RunStatus | None = None
+    #: The run is terminal and nothing runs any more: publish the final result (exactly once).
+    settled: bool = False
     #: Context keys this event wrote (DELETED values delete), for stores that write per key.
     context_writes: dict[str, object] = field(default_factory=dict)

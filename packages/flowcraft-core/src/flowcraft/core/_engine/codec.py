@@ -119,6 +119,7 @@ def state_to_document(state: RunState) -> dict[str, object]:
         "errors": [error_to_dict(e) for e in state.errors],
         "busy": state.busy,
         "awaiting": state.awaiting,
+        "settled": state.settled,
         "tokens": {t: list(k) for t, k in state.tokens.items()},
         "nodes": [_record_to_dict(r) for r in state.nodes.values()],
         "frames": [_frame_to_dict(f) for f in state.frames.values()],
@@ -191,6 +192,7 @@ def state_from_document(
             errors=[error_from_dict(e) for e in document["errors"]],
             busy=document["busy"],
             awaiting=document["awaiting"],
+            settled=document.get("settled", False),
             tokens={t: (k[0], k[1]) for t, k in document["tokens"].items()},
         )
         for raw in document["nodes"]:

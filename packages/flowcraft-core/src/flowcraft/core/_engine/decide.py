@@ -63,6 +63,8 @@ from flowcraft.core._engine.state import (
 
 _S = NodeStatus
 _LIVE = frozenset({_S.PENDING, _S.RUNNING, _S.SLEEPING, _S.AWAITING})
+#: Live instances that are not executing right now (cancelled when the run fails).
+_NOT_STARTED = frozenset({_S.PENDING, _S.SLEEPING, _S.AWAITING})
 
 
 def new_run(run_id: str, plan: Plan) -> RunState:
@@ -112,6 +114,9 @@ class Machine:
         handler(event)
         self._drain_skips()
         self._settle()
+        if self.state.status.terminal and self.state.busy == 0 and not self.state.settled:
+            self.state.settled = True
+            self.decision.settled = True
         return self.decision
 
     def _record(self, node_id: str | None, frame: str) -> NodeRecord | None:
@@ -438,9 +443,16 @@ class Machine:
         self._dispatch(handler, frame.plan.nodes[node.fallback])
 
     def escalate(self, frame: FrameState, error: NodeError) -> None:
-        """A failure nothing in ``frame`` absorbs: fail the run, or the construct owning it."""
+        """A failure nothing in ``frame`` absorbs: fail the run, or the construct owning it.
+
+        Failing the run is fail-fast: nothing new starts (waiting retries, sleeps and waits are
+        cancelled), attempts already running finish and are recorded, then the run settles.
+        """
         if frame.owner is None:
             self.state.errors.append(error)
+            for record in list(self.state.nodes.values()):
+                if record.status in _NOT_STARTED:
+                    self._cancel_record(record)
             self.finish(RunStatus.FAILED)
             return
         constructs.body_failed(self, frame, error)

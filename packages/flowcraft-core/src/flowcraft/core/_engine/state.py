@@ -170,6 +170,8 @@ class RunState:
     output: object = None
     busy: int = 0
     awaiting: int = 0
+    #: Terminal and nothing runs any more: the final result is published (once).
+    settled: bool = False
 
     @property
     def root(self) -> FrameState:

@@ -101,7 +101,7 @@ class RunDriver:
             self._emit(decision, first=isinstance(event, ev.RunStarted))
         for action in decision.actions:
             self._carry_out(action)
-        if decision.finished is not None:
+        if decision.settled:
             self._finish()
         self._report_to_parent()
         return decision

@@ -1,0 +1,76 @@
+"""The in-memory FlowRuntime and the distributed runtime (in-memory backend, 2 workers) give
+identical results on random blueprints."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flowcraft.core import Blueprint, FlowRuntime, RunResult, parse_blueprint
+from flowcraft.core.testing import nodes
+from flowcraft.core.testing.harness import Harness
+from flowcraft.core.testing.memory import MemoryBackendFactory
+
+CONDITIONS = (None, None, "true", "false", "result == null", "size(string(result)) > 1")
+
+
+@st.composite
+def blueprints(draw: st.DrawFn) -> Blueprint:
+    count = draw(st.integers(1, 7))
+    node_docs: list[dict[str, Any]] = []
+    for i in range(count):
+        kind = draw(st.sampled_from(["const", "act", "fail"]))
+        doc: dict[str, Any] = {"id": f"n{i}", "uses": f"suite.{kind}"}
+        if kind == "const":
+            doc["params"] = {"value": i * 11}
+        elif kind == "act":
+            doc["params"] = {"action": draw(st.sampled_from(["a", "b"])), "output": i}
+        else:
+            doc["params"] = {"times": draw(st.integers(0, 2))}
+            doc["config"] = {"retry": {"max_attempts": draw(st.integers(1, 3)), "delay": 0}}
+        if draw(st.booleans()):
+            doc.setdefault("config", {})["join"] = "any"
+        node_docs.append(doc)
+    pairs = [(s, t) for s in range(count) for t in range(s + 1, count)]
+    chosen = draw(st.lists(st.sampled_from(pairs), unique=True, max_size=10)) if pairs else []
+    edges = []
+    for s, t in sorted(chosen):
+        edge: dict[str, Any] = {"source": f"n{s}", "target": f"n{t}"}
+        action = draw(st.sampled_from([None, None, "a", "b"]))
+        condition = draw(st.sampled_from(CONDITIONS))
+        if action:
+            edge["action"] = action
+        if condition:
+            edge["condition"] = condition
+        edges.append(edge)
+    data = {"id": "random", "version": "1", "nodes": node_docs, "edges": edges}
+    return parse_blueprint(data, registry=nodes.registry())
+
+
+def _comparable(result: RunResult) -> dict[str, Any]:
+    return {
+        "status": result.status,
+        "output": result.output,
+        "outputs": result.outputs,
+        "context": result.context,
+        "errors": [(e.node_id, e.attempt, e.type, e.message) for e in result.errors],
+    }
+
+
+async def _both(blueprint: Blueprint) -> tuple[RunResult, RunResult]:
+    runtime = FlowRuntime(registry=nodes.registry())
+    in_memory = await runtime.run(blueprint, {"x": 1}, timeout=10)
+    runtime.close()
+    async with Harness(MemoryBackendFactory()).session(blueprint, workers=2) as session:
+        distributed = await session.run("random", {"x": 1}, timeout=20)
+    return in_memory, distributed
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blueprints())
+def test_same_results_in_memory_and_distributed(blueprint: Blueprint) -> None:
+    in_memory, distributed = asyncio.run(_both(blueprint))
+    assert _comparable(distributed) == _comparable(in_memory)
