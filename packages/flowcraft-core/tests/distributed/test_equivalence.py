@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from flowcraft.core import Blueprint, FlowRuntime, RunResult, parse_blueprint
 from flowcraft.core.testing import nodes
 from flowcraft.core.testing.harness import Harness
 from flowcraft.core.testing.memory import MemoryBackendFactory
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 CONDITIONS = (None, None, "true", "false", "result == null", "size(string(result)) > 1")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -93,8 +93,10 @@ class Session:
         *,
         duplicate: bool = False,
         worker_options: dict[str, Any],
+        registry: Mapping[str, object] | None = None,
     ) -> None:
         self.backend = backend
+        self.registry = dict(registry) if registry is not None else nodes.registry()
         self.blueprints = BlueprintSet(blueprints)
         self.queue: JobQueue = DuplicatingQueue(backend.queue) if duplicate else backend.queue
         self.client = Client(queue=self.queue, store=backend.store, blueprints=self.blueprints)
@@ -110,7 +112,7 @@ class Session:
                 queue=self.queue,
                 store=self.backend.store,
                 coordination=self.backend.coordination,
-                registry=nodes.registry(),
+                registry=self.registry,
                 blueprints=self.blueprints,
                 **{**self._options, **options},
             )
@@ -168,11 +170,18 @@ class Harness:
         *blueprints: Blueprint,
         workers: int = 2,
         duplicate: bool = False,
+        registry: Mapping[str, object] | None = None,
         **worker_options: Any,  # noqa: ANN401 - Worker keyword options
     ) -> AsyncIterator[Session]:
         """A session with ``workers`` workers already running."""
         backend = await self.factory.create(f"t{uuid.uuid4().hex[:10]}")
-        session = Session(backend, blueprints, duplicate=duplicate, worker_options=worker_options)
+        session = Session(
+            backend,
+            blueprints,
+            duplicate=duplicate,
+            worker_options=worker_options,
+            registry=registry,
+        )
         if workers:
             session.start_workers(workers)
         try:
