@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 import socket
 import tomllib
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+
+if TYPE_CHECKING:  # used by the flowcraft-rabbitmq block at the end
+    from flowcraft.core.redis import RedisCoordinationStore
+    from flowcraft.rabbitmq import PostgresContext, RabbitMqAdapter
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALOG: dict[str, dict[str, Any]] = tomllib.loads(
@@ -118,3 +123,58 @@ def cassandra_contact() -> tuple[str, int]:
     port = int(os.environ.get("FLOWCRAFT_CASSANDRA_PORT", CATALOG["cassandra"]["port"]))
     require_service("cassandra", "127.0.0.1", port)
     return ("127.0.0.1", port)
+
+
+# --------------------------------------------------------------------------------------------
+# flowcraft-rabbitmq port tests (tests-integration/rabbitmq/): one namespace per test.
+# Every test gets its own prefix (queues ``{ns}.jobs`` ..., tables ``{ns}_runs`` ..., Redis keys
+# ``{ns}:*``) and everything is removed afterwards, so tests can run in parallel.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh prefix for queue, table and key names."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def pg_store(postgres_url: str, namespace: str) -> AsyncIterator[PostgresContext]:
+    """A PostgresContext on fresh tables, dropped afterwards."""
+    from flowcraft.rabbitmq import PostgresContext
+
+    store = PostgresContext(postgres_url, table_prefix=namespace, max_size=4)
+    await store.ensure_schema()
+    yield store
+    await store.drop_schema()
+    await store.close()
+
+
+@pytest.fixture
+async def redis_store(redis_url: str, namespace: str) -> AsyncIterator[RedisCoordinationStore]:
+    """A RedisCoordinationStore on a fresh prefix, its keys deleted afterwards."""
+    from flowcraft.core.redis import RedisCoordinationStore
+
+    store = RedisCoordinationStore(redis_url, prefix=namespace)
+    yield store
+    client = store._client  # test cleanup only: the product never scans
+    keys = [key async for key in client.scan_iter(f"{namespace}:*")]
+    if keys:
+        await client.delete(*keys)
+    await store.close()
+
+
+@pytest.fixture
+async def queue(rabbitmq_url: str, namespace: str) -> AsyncIterator[RabbitMqAdapter]:
+    """A RabbitMqAdapter on fresh queues, deleted afterwards."""
+    from flowcraft.rabbitmq import RabbitMqAdapter
+
+    adapter = RabbitMqAdapter(rabbitmq_url, prefix=namespace, connect_timeout=30.0)
+    yield adapter
+    await adapter.close()
+    await adapter.delete_queues()
+
+
+# ---------------------------------------------------------------- end of flowcraft-rabbitmq block

@@ -1,0 +1,10 @@
+"""Redis implementations of core ports, shared by the adapters (``flowcraft-core[redis]``).
+
+``RedisCoordinationStore`` implements ``flowcraft.core.ports.CoordinationStore``; its spec sheet
+(key layout, atomicity, TTLs, limits) is the docstring of ``flowcraft.core.redis._store``.
+Importing this package needs the ``redis`` distribution (``pip install flowcraft-core[redis]``).
+"""
+
+from flowcraft.core.redis._store import RedisCoordinationStore, default_run_of_key
+
+__all__ = ["RedisCoordinationStore", "default_run_of_key"]

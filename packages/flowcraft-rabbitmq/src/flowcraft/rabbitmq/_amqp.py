@@ -1,0 +1,158 @@
+"""pika's ``AsyncioConnection`` as awaitables: one connection with one channel (a ``Link``).
+
+pika is callback based; its asyncio adapter runs the protocol on the running event loop (no
+thread, never blocks the loop). ``Link`` turns its callbacks into futures:
+
+* ``open()`` connects and opens a channel within ``timeout``;
+* ``rpc(method, **kwargs)`` calls a channel method that takes ``callback=`` and awaits the
+  broker's reply frame;
+* when the channel or the connection closes for any reason, every pending future fails with a
+  ``TransientBackendError`` (or ``PermanentBackendError`` for refusals such as a queue
+  re-declared with other arguments), ``is_open`` turns False and ``on_lost`` is called once.
+
+A closed ``Link`` is never reused: the owner opens a new one (with a new ``generation``), so a
+delivery tag of an old channel can be recognised as stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import pika
+from flowcraft.core.errors import BackendError, TransientBackendError
+from flowcraft.rabbitmq._errors import amqp_errors, classify_amqp
+from pika.adapters.asyncio_connection import AsyncioConnection
+
+__all__ = ["Link", "Untyped"]
+
+#: pika ships no type information: frames, methods and properties it hands back are this.
+Untyped: TypeAlias = Any
+
+_generations = itertools.count(1)
+
+
+class Link:
+    """One AMQP connection with one channel, driven by the running event loop."""
+
+    def __init__(self, parameters: pika.URLParameters, *, on_lost: Callable[[], None]) -> None:
+        self.generation = next(_generations)
+        self._parameters = parameters
+        self._on_lost = on_lost
+        self._connection: Any = None
+        self.channel: Any = None
+        self._pending: set[asyncio.Future[Any]] = set()
+        self._closed: asyncio.Future[None] | None = None
+        self.is_open = False
+        self.failure: BackendError | None = None
+
+    async def open(self, timeout: float) -> None:
+        """Connect and open the channel, or raise a backend error."""
+        loop = asyncio.get_running_loop()
+        self._closed = loop.create_future()
+        opened = self._track(loop.create_future())
+        with amqp_errors("connect"):
+            self._connection = AsyncioConnection(
+                parameters=self._parameters,
+                on_open_callback=lambda conn: _resolve(opened, conn),
+                on_open_error_callback=self._on_open_error,
+                on_close_callback=self._on_connection_closed,
+                custom_ioloop=loop,
+            )
+        await self._await(opened, timeout, "connect")
+        channel_opened = self._track(loop.create_future())
+        self.channel = self._connection.channel(
+            on_open_callback=lambda ch: _resolve(channel_opened, ch)
+        )
+        self.channel.add_on_close_callback(self._on_channel_closed)
+        await self._await(channel_opened, timeout, "open channel")
+        self.is_open = True
+
+    async def rpc(self, name: str, timeout: float, **kwargs: object) -> Untyped:
+        """Call ``channel.<name>(**kwargs, callback=...)`` and await the reply frame."""
+        self.check(name)
+        future = self._track(asyncio.get_running_loop().create_future())
+        with amqp_errors(name):
+            getattr(self.channel, name)(callback=lambda frame: _resolve(future, frame), **kwargs)
+        return await self._await(future, timeout, name)
+
+    def check(self, what: str) -> None:
+        """Raise the link's failure (or a transient error) unless it is open."""
+        if not self.is_open:
+            raise self.failure or TransientBackendError(f"{what}: the AMQP channel is closed")
+
+    def track(self, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        """Fail ``future`` too when the link goes down."""
+        return self._track(future)
+
+    async def close(self) -> None:
+        """Close the connection (unsettled deliveries go back to their queue)."""
+        if self._connection is None or self._closed is None:
+            return
+        if not (self._connection.is_closed or self._connection.is_closing):
+            self._connection.close()
+        await asyncio.shield(self._closed)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _track(self, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        self._pending.add(future)
+        future.add_done_callback(self._pending.discard)
+        if self.failure is not None:
+            _fail(future, self.failure)
+        return future
+
+    async def _await(self, future: asyncio.Future[Any], timeout: float, what: str) -> Untyped:
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError as exc:
+            self._lose(TransientBackendError(f"{what}: no answer from RabbitMQ in {timeout} s"))
+            raise TransientBackendError(f"{what}: no answer from RabbitMQ in {timeout} s") from exc
+
+    def _on_open_error(self, _connection: object, reason: BaseException) -> None:
+        self._lose(_as_error(reason))
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    def _on_channel_closed(self, _channel: object, reason: BaseException) -> None:
+        self._lose(_as_error(reason))
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+
+    def _on_connection_closed(self, _connection: object, reason: BaseException) -> None:
+        self._lose(_as_error(reason))
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+
+    def _lose(self, error: BackendError) -> None:
+        if self.failure is None:
+            self.failure = error
+        was_open = self.is_open
+        self.is_open = False
+        for future in list(self._pending):
+            _fail(future, self.failure)
+        if was_open:
+            self._on_lost()
+
+
+def _resolve(future: asyncio.Future[Any], value: object) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+        future.exception()  # consumed here: an unawaited failure is not an error
+
+
+def _as_error(reason: object) -> BackendError:
+    if isinstance(reason, BackendError):
+        return reason
+    if isinstance(reason, BaseException):
+        error = classify_amqp(reason)(f"RabbitMQ: {type(reason).__name__}: {reason}")
+        error.__cause__ = reason
+        return error
+    return TransientBackendError(f"RabbitMQ: {reason}")

@@ -1,0 +1,322 @@
+"""The PostgreSQL schema of the run store and the SQL that reads and writes it (pure).
+
+Nothing here performs I/O: these functions build ``psycopg.sql.Composed`` statements from a
+``TableNames`` (every identifier goes through ``sql.Identifier``; every value is a ``%s``
+parameter). ``_store.py`` executes them.
+
+Tables (default names with ``table_prefix="flowcraft"``)::
+
+    flowcraft_contexts  (run_id text PK, context_data jsonb)        the original adapter's table
+    flowcraft_statuses  (run_id text PK, status_data jsonb,         the original adapter's table;
+                         updated_at timestamptz)                     status_data = {"status": ...}
+    flowcraft_runs      run records: status, blueprint id/version/digest, input, output, errors,
+                        parent, idempotency_key UNIQUE (NULLs allowed), created_at, updated_at
+    flowcraft_states    (run_id PK, version int, document jsonb)    the engine document, CAS'd
+    flowcraft_outbox    (run_id, message_id, body bytea, position)  PK (run_id, message_id)
+    flowcraft_attempts  (run_id, attempt, owner, lease_until,       PK (run_id, attempt)
+                         outcome bytea NULL)
+
+Indexes: runs (status, updated_at) for ``stalled_runs``; runs (created_at, run_id) for
+``list_runs``; statuses ((status_data->>'status'), updated_at) for the original reconciler query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from psycopg import sql
+
+__all__ = [
+    "RUN_COLUMNS",
+    "TERMINAL_STATUSES",
+    "TableNames",
+    "active_statuses",
+    "attempt_sql",
+    "claim_sql",
+    "commit_sql",
+    "create_run_sql",
+    "ddl",
+    "extend_sql",
+    "find_run_sql",
+    "list_runs_sql",
+    "load_state_sql",
+    "remove_outbox_sql",
+    "save_state_sql",
+    "stalled_runs_sql",
+]
+
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+_ACTIVE_STATUSES = ["pending", "running", "awaiting"]
+
+#: Columns of a run record as selected, in ``RunRecord`` order plus the raw created_at.
+RUN_COLUMNS = sql.SQL(
+    "run_id, blueprint_id, blueprint_version, blueprint_digest, status, input, output, errors, "
+    "parent, idempotency_key, extract(epoch FROM created_at)::float8, "
+    "extract(epoch FROM updated_at)::float8, created_at"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableNames:
+    """The six table names of one store (unquoted; quoted by ``sql.Identifier`` when used)."""
+
+    contexts: str
+    statuses: str
+    runs: str
+    states: str
+    outbox: str
+    attempts: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str, **overrides: str | None) -> TableNames:
+        """``{prefix}_contexts`` etc., with any name given in ``overrides`` taking precedence."""
+        names = {f.name: _pick(overrides.get(f.name), f"{prefix}_{f.name}") for f in fields(cls)}
+        for name in names.values():
+            _check_name(name)
+        return cls(**names)
+
+    def ident(self, table: str) -> sql.Identifier:
+        """The quoted identifier of one table, by field name (``"runs"``)."""
+        return sql.Identifier(getattr(self, table))
+
+    def index(self, table: str, suffix: str) -> sql.Identifier:
+        """The identifier of an index on ``table`` (``{table}_{suffix}``)."""
+        return sql.Identifier(f"{getattr(self, table)}_{suffix}")
+
+
+def _pick(given: str | None, default: str) -> str:
+    return default if given is None else given
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name) > 50 or "\x00" in name:
+        raise ValueError(f"invalid table name {name!r}: 1 to 50 characters, no NUL")
+
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS {contexts} (
+    run_id TEXT PRIMARY KEY,
+    context_data JSONB NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS {statuses} (
+    run_id TEXT PRIMARY KEY,
+    status_data JSONB NOT NULL,
+    updated_at TIMESTAMPTZ DEFAULT NOW()
+)""",
+    """CREATE INDEX IF NOT EXISTS {statuses_status_idx}
+    ON {statuses} ((status_data->>'status'), updated_at)""",
+    """CREATE TABLE IF NOT EXISTS {runs} (
+    run_id TEXT PRIMARY KEY,
+    blueprint_id TEXT NOT NULL,
+    blueprint_version TEXT NOT NULL,
+    blueprint_digest TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input JSONB,
+    output JSONB,
+    errors JSONB NOT NULL DEFAULT '[]',
+    parent JSONB,
+    idempotency_key TEXT UNIQUE,
+    created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+)""",
+    "CREATE INDEX IF NOT EXISTS {runs_status_idx} ON {runs} (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS {runs_created_idx} ON {runs} (created_at, run_id)",
+    """CREATE TABLE IF NOT EXISTS {states} (
+    run_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    document JSONB NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS {outbox} (
+    run_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    position BIGINT GENERATED ALWAYS AS IDENTITY,
+    PRIMARY KEY (run_id, message_id)
+)""",
+    """CREATE TABLE IF NOT EXISTS {attempts} (
+    run_id TEXT NOT NULL,
+    attempt TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    lease_until TIMESTAMPTZ NOT NULL,
+    outcome BYTEA,
+    PRIMARY KEY (run_id, attempt)
+)""",
+)
+
+
+def _names(t: TableNames) -> dict[str, sql.Identifier]:
+    names = {f.name: t.ident(f.name) for f in fields(t)}
+    names["statuses_status_idx"] = t.index("statuses", "status_idx")
+    names["runs_status_idx"] = t.index("runs", "status_idx")
+    names["runs_created_idx"] = t.index("runs", "created_idx")
+    return names
+
+
+def ddl(t: TableNames) -> list[sql.Composed]:
+    """Every ``CREATE ... IF NOT EXISTS`` statement, in order (idempotent)."""
+    names = _names(t)
+    return [sql.SQL(text).format(**names) for text in _DDL]
+
+
+def create_run_sql(t: TableNames) -> sql.Composed:
+    """Insert the run and its state, context and status rows, unless the id or key exists.
+
+    Params: run_id, blueprint_id, blueprint_version, blueprint_digest, status, input, output,
+    errors, parent, idempotency_key, created_at (epoch or NULL), document, status_data.
+    Returns the new record's columns, or no row when nothing was written.
+    """
+    return sql.SQL(
+        """WITH r AS (
+    INSERT INTO {runs} (run_id, blueprint_id, blueprint_version, blueprint_digest, status,
+                        input, output, errors, parent, idempotency_key, created_at, updated_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+            COALESCE(to_timestamp(%s), now()), now())
+    ON CONFLICT DO NOTHING
+    RETURNING *
+), s AS (
+    INSERT INTO {states} (run_id, version, document) SELECT run_id, 1, %s FROM r
+), c AS (
+    INSERT INTO {contexts} (run_id, context_data) SELECT run_id, '{{}}'::jsonb FROM r
+    ON CONFLICT (run_id) DO UPDATE SET context_data = '{{}}'::jsonb
+), st AS (
+    INSERT INTO {statuses} (run_id, status_data, updated_at) SELECT run_id, %s, now() FROM r
+    ON CONFLICT (run_id) DO UPDATE SET status_data = EXCLUDED.status_data, updated_at = now()
+)
+SELECT {columns} FROM r"""
+    ).format(**_names(t), columns=RUN_COLUMNS)
+
+
+def find_run_sql(t: TableNames) -> sql.Composed:
+    """The record whose id is the first param, else whose idempotency key is the second."""
+    return sql.SQL(
+        "SELECT {columns} FROM {runs} WHERE run_id = %s OR idempotency_key = %s "
+        "ORDER BY run_id = %s DESC LIMIT 1"
+    ).format(columns=RUN_COLUMNS, runs=t.ident("runs"))
+
+
+def load_state_sql(t: TableNames) -> sql.Composed:
+    """Version, document, context and outbox (ids, bodies in order) in one snapshot."""
+    return sql.SQL(
+        """SELECT s.version, s.document, COALESCE(c.context_data, '{{}}'::jsonb),
+    ARRAY(SELECT o.message_id FROM {outbox} o WHERE o.run_id = s.run_id ORDER BY o.position),
+    ARRAY(SELECT o.body FROM {outbox} o WHERE o.run_id = s.run_id ORDER BY o.position)
+FROM {states} s LEFT JOIN {contexts} c ON c.run_id = s.run_id
+WHERE s.run_id = %s"""
+    ).format(**_names(t))
+
+
+def save_state_sql(t: TableNames) -> sql.Composed:
+    """The whole compare-and-set of ``save_state`` as one statement (atomic, one round trip).
+
+    Every write hangs off the versioned UPDATE of the state row: when the version moved on,
+    that UPDATE matches nothing and so does everything else. Params: document, run_id,
+    expected_version, context sets (jsonb), context deletes (text[]), outbox ids (text[]),
+    outbox bodies (bytea[]), status, output, errors, status_data. Returns the count of
+    updated state rows (0 or 1).
+    """
+    return sql.SQL(
+        """WITH s AS (
+    UPDATE {states} SET version = version + 1, document = %s
+    WHERE run_id = %s AND version = %s
+    RETURNING run_id
+), c AS (
+    UPDATE {contexts} SET context_data = (context_data || %s::jsonb) - %s::text[]
+    WHERE run_id IN (SELECT run_id FROM s)
+), o AS (
+    INSERT INTO {outbox} (run_id, message_id, body)
+    SELECT s.run_id, m.id, m.body
+    FROM s, unnest(%s::text[], %s::bytea[]) WITH ORDINALITY AS m(id, body, n)
+    ORDER BY m.n
+    ON CONFLICT (run_id, message_id) DO NOTHING
+), r AS (
+    UPDATE {runs} SET status = %s, output = %s, errors = %s, updated_at = now()
+    WHERE run_id IN (SELECT run_id FROM s)
+), st AS (
+    UPDATE {statuses} SET status_data = %s, updated_at = now()
+    WHERE run_id IN (SELECT run_id FROM s)
+)
+SELECT count(*) FROM s"""
+    ).format(**_names(t))
+
+
+def remove_outbox_sql(t: TableNames) -> sql.Composed:
+    """Delete outbox rows. Params: run_id, message ids (text[])."""
+    return sql.SQL(
+        "DELETE FROM {outbox} WHERE run_id = %s AND message_id = ANY(%s::text[])"
+    ).format(outbox=t.ident("outbox"))
+
+
+def claim_sql(t: TableNames) -> sql.Composed:
+    """Take the lease if free, expired or already ours, and no outcome is committed.
+
+    Params: run_id, attempt, owner, lease seconds. Returns the new lease expiry (epoch) or no
+    row. Leases are measured on the database clock (``clock_timestamp()``).
+    """
+    return sql.SQL(
+        """INSERT INTO {attempts} AS a (run_id, attempt, owner, lease_until)
+VALUES (%s, %s, %s, clock_timestamp() + make_interval(secs => %s))
+ON CONFLICT (run_id, attempt) DO UPDATE
+    SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
+    WHERE a.outcome IS NULL AND (a.owner = EXCLUDED.owner OR a.lease_until <= clock_timestamp())
+RETURNING extract(epoch FROM lease_until)::float8"""
+    ).format(attempts=t.ident("attempts"))
+
+
+def attempt_sql(t: TableNames) -> sql.Composed:
+    """The lease expiry (epoch) and outcome of one attempt. Params: run_id, attempt."""
+    return sql.SQL(
+        "SELECT extract(epoch FROM lease_until)::float8, outcome FROM {attempts} "
+        "WHERE run_id = %s AND attempt = %s"
+    ).format(attempts=t.ident("attempts"))
+
+
+def extend_sql(t: TableNames) -> sql.Composed:
+    """Move the owner's lease to now + seconds. Params: lease seconds, run_id, attempt, owner."""
+    return sql.SQL(
+        """UPDATE {attempts} SET lease_until = clock_timestamp() + make_interval(secs => %s)
+WHERE run_id = %s AND attempt = %s AND owner = %s AND outcome IS NULL"""
+    ).format(attempts=t.ident("attempts"))
+
+
+def commit_sql(t: TableNames) -> sql.Composed:
+    """Record the outcome if none is; returns it when this call wrote it.
+
+    Params: run_id, attempt, outcome.
+    """
+    return sql.SQL(
+        """INSERT INTO {attempts} AS a (run_id, attempt, owner, lease_until, outcome)
+VALUES (%s, %s, '', clock_timestamp(), %s)
+ON CONFLICT (run_id, attempt) DO UPDATE SET outcome = EXCLUDED.outcome
+    WHERE a.outcome IS NULL
+RETURNING outcome"""
+    ).format(attempts=t.ident("attempts"))
+
+
+def list_runs_sql(t: TableNames, *, status: bool, after: bool) -> sql.Composed:
+    """Newest first, keyset-paginated on (created_at, run_id).
+
+    Params, in order: status (if ``status``), created_at and run_id of the last row seen (if
+    ``after``), limit.
+    """
+    where: list[sql.Composable] = []
+    if status:
+        where.append(sql.SQL("status = %s"))
+    if after:
+        where.append(sql.SQL("(created_at, run_id) < (%s, %s)"))
+    clause = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
+    return sql.SQL(
+        "SELECT {columns} FROM {runs}{where} ORDER BY created_at DESC, run_id DESC LIMIT %s"
+    ).format(columns=RUN_COLUMNS, runs=t.ident("runs"), where=clause)
+
+
+def stalled_runs_sql(t: TableNames) -> sql.Composed:
+    """Ids of active runs not saved since a time. Params: active statuses, epoch, limit."""
+    return sql.SQL(
+        "SELECT run_id FROM {runs} WHERE status = ANY(%s::text[]) "
+        "AND updated_at < to_timestamp(%s) ORDER BY updated_at LIMIT %s"
+    ).format(runs=t.ident("runs"))
+
+
+def active_statuses() -> list[str]:
+    """The statuses ``stalled_runs`` looks at (every non-terminal one)."""
+    return list(_ACTIVE_STATUSES)

@@ -1,0 +1,380 @@
+"""``PostgresContext``: the run store (``flowcraft.core.ports.RunStore``) on PostgreSQL.
+
+Spec sheet
+----------
+* Driver: psycopg 3 (async) through a ``psycopg_pool.AsyncConnectionPool`` in autocommit
+  mode. Pass a DSN (the store owns and closes its pool) or your own pool (you close it).
+* Atomicity: every port method is ONE SQL statement (data-modifying CTEs where several tables
+  change), so each is atomic by itself and costs one round trip. ``save_state`` hangs every
+  write (context patch, outbox rows, run record, status row) off the versioned
+  ``UPDATE states ... WHERE version = expected``: a stale version matches no row and writes
+  nothing. ``claim_attempt`` and ``commit_attempt`` are ``INSERT ... ON CONFLICT DO UPDATE
+  ... WHERE ... RETURNING`` (plus a read when nothing was returned).
+* Context: ``context_data = (context_data || sets) - deletes``: writes are per key and never a
+  read-modify-write of the whole document; concurrent writers of different keys lose nothing.
+* Clock: leases use the database clock (``clock_timestamp()``); ``updated_at`` is ``now()``.
+  ``stalled_runs(updated_before=...)`` compares a caller's epoch with the database clock.
+* ``flowcraft_statuses.status_data`` mirrors the run status as ``{"status": ...}`` with
+  ``updated_at`` so the original adapter's schema (and its reconciler query) stays meaningful.
+* Errors: psycopg errors leave as ``TransientBackendError`` / ``PermanentBackendError``.
+  Idempotent operations retry once on a transient error (a pooled connection that died while
+  idle, e.g. after a server restart or ``pg_terminate_backend``); ``save_state`` does not
+  (its first attempt may have committed) and raises ``TransientBackendError``.
+* Schema: ``ensure_schema()`` runs the DDL of ``_schema.py`` idempotently under an advisory
+  lock (safe from many processes at once); ``drop_schema()`` drops the tables (tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import zlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from flowcraft.core import ports
+from flowcraft.core.errors import TransientBackendError
+from flowcraft.rabbitmq import _schema as q
+from flowcraft.rabbitmq._errors import postgres_errors
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+__all__ = ["PostgresContext"]
+
+_T = TypeVar("_T")
+_Row = tuple[Any, ...]
+_SCHEMA_LOCK = zlib.crc32(b"flowcraft.rabbitmq.schema")
+
+
+class PostgresContext:
+    """The run store of one namespace on PostgreSQL (implements ``ports.RunStore``).
+
+    Args:
+        dsn_or_pool: A libpq connection string / URL, or an ``AsyncConnectionPool`` whose
+            connections are in autocommit mode.
+        table_prefix: Prefix of the default table names (``{prefix}_contexts`` ...).
+        context_table: Name of the context table (default ``{prefix}_contexts``).
+        status_table: Name of the status table (default ``{prefix}_statuses``).
+        run_table: Name of the run record table (default ``{prefix}_runs``).
+        state_table: Name of the state document table (default ``{prefix}_states``).
+        outbox_table: Name of the outbox table (default ``{prefix}_outbox``).
+        attempt_table: Name of the attempt table (default ``{prefix}_attempts``).
+        min_size: Connections the owned pool keeps open.
+        max_size: Most connections the owned pool opens.
+        connect_timeout: Seconds to wait for a connection before a ``TransientBackendError``.
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | AsyncConnectionPool[Any],
+        *,
+        table_prefix: str = "flowcraft",
+        context_table: str | None = None,
+        status_table: str | None = None,
+        run_table: str | None = None,
+        state_table: str | None = None,
+        outbox_table: str | None = None,
+        attempt_table: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.tables = q.TableNames.with_prefix(
+            table_prefix,
+            contexts=context_table,
+            statuses=status_table,
+            runs=run_table,
+            states=state_table,
+            outbox=outbox_table,
+            attempts=attempt_table,
+        )
+        self._owns_pool = isinstance(dsn_or_pool, str)
+        self._pool = _make_pool(dsn_or_pool, min_size, max_size, connect_timeout)
+        self._connect_timeout = connect_timeout
+        self._opened = not self._owns_pool
+        self._open_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def ensure_schema(self) -> None:
+        """Create every table and index if missing (idempotent; safe concurrently)."""
+        with postgres_errors("ensure_schema"):
+            async with (await self._ready()).connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                for statement in q.ddl(self.tables):
+                    await conn.execute(statement)
+
+    async def drop_schema(self) -> None:
+        """Drop the six tables (for tests and throwaway namespaces)."""
+        names = [self.tables.ident(field) for field in _TABLE_FIELDS]
+        statement = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(names))
+        await self._execute("drop_schema", statement, (), retry=True)
+
+    async def close(self) -> None:
+        """Close the pool if this store created it."""
+        if self._owns_pool and self._opened:
+            await self._pool.close()
+
+    async def _ready(self) -> AsyncConnectionPool[Any]:
+        if not self._opened:
+            async with self._open_lock:
+                if not self._opened:
+                    await self._pool.open(wait=True, timeout=self._connect_timeout)
+                    self._opened = True
+        return self._pool
+
+    # ------------------------------------------------------------------ runs
+
+    async def create_run(
+        self, record: ports.RunRecord, document: Mapping[str, object]
+    ) -> ports.RunRecord:
+        """Create the run (state version 1, empty context) unless its id or key exists."""
+        params = (*_record_params(record), Jsonb(document), Jsonb({"status": record.status}))
+        row = await self._fetchone("create_run", q.create_run_sql(self.tables), params, retry=True)
+        if row is None:
+            find = (record.run_id, record.idempotency_key, record.run_id)
+            row = await self._fetchone("create_run", q.find_run_sql(self.tables), find, retry=True)
+        if row is None:  # pragma: no cover - the conflicting row was deleted meanwhile
+            raise TransientBackendError(f"create_run: run {record.run_id!r} vanished, retry")
+        return _record(row)
+
+    async def get_run(self, run_id: str) -> ports.RunRecord | None:
+        """The run's record, or None."""
+        params = (run_id, None, run_id)
+        row = await self._fetchone("get_run", q.find_run_sql(self.tables), params, retry=True)
+        return None if row is None else _record(row)
+
+    async def list_runs(
+        self, *, status: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> ports.RunPage:
+        """Runs, newest first (keyset pagination on created_at, run_id)."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        params: list[object] = [] if status is None else [status]
+        if cursor is not None:
+            params.extend(_decode_cursor(cursor))
+        params.append(limit + 1)
+        query = q.list_runs_sql(self.tables, status=status is not None, after=cursor is not None)
+        rows = await self._fetchall("list_runs", query, tuple(params))
+        page = rows[:limit]
+        more = len(rows) > limit
+        return ports.RunPage(
+            runs=tuple(_record(row) for row in page),
+            cursor=_encode_cursor(page[-1]) if more else None,
+        )
+
+    async def stalled_runs(self, *, updated_before: float, limit: int = 100) -> Sequence[str]:
+        """Ids of pending/running/awaiting runs saved before ``updated_before``, oldest first."""
+        params = (q.active_statuses(), updated_before, limit)
+        rows = await self._fetchall("stalled_runs", q.stalled_runs_sql(self.tables), params)
+        return [str(row[0]) for row in rows]
+
+    # ------------------------------------------------------------------ state
+
+    async def load_state(self, run_id: str) -> ports.StoredState | None:
+        """Document, context and outbox as of the last ``save_state`` (one snapshot)."""
+        row = await self._fetchone("load_state", q.load_state_sql(self.tables), (run_id,), True)
+        if row is None:
+            return None
+        version, document, context, ids, bodies = row
+        outbox = tuple(ports.Message(id=i, body=bytes(b)) for i, b in zip(ids, bodies, strict=True))
+        return ports.StoredState(version=version, document=document, context=context, outbox=outbox)
+
+    async def save_state(
+        self,
+        run_id: str,
+        *,
+        expected_version: int,
+        document: Mapping[str, object],
+        context_writes: Mapping[str, object],
+        outbox: Sequence[ports.Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+    ) -> bool:
+        """Compare-and-set the state and apply everything else in the same statement."""
+        sets, deletes = split_context_writes(context_writes)
+        params = (
+            Jsonb(document),
+            run_id,
+            expected_version,
+            Jsonb(sets),
+            deletes,
+            [m.id for m in outbox],
+            [m.body for m in outbox],
+            status,
+            Jsonb(output),
+            Jsonb([dict(e) for e in errors]),
+            Jsonb({"status": status}),
+        )
+        row = await self._fetchone("save_state", q.save_state_sql(self.tables), params, False)
+        return row is not None and row[0] == 1
+
+    async def remove_outbox(self, run_id: str, message_ids: Sequence[str]) -> None:
+        """Drop these outbox messages (idempotent)."""
+        if message_ids:
+            params = (run_id, list(message_ids))
+            await self._execute("remove_outbox", q.remove_outbox_sql(self.tables), params, True)
+
+    # ------------------------------------------------------------------ attempts
+
+    async def claim_attempt(
+        self, run_id: str, attempt: str, owner: str, lease: float
+    ) -> ports.AttemptClaim:
+        """CLAIMED (new, expired or own lease), BUSY (live foreign lease) or DONE."""
+        params = (run_id, attempt, owner, lease)
+        row = await self._fetchone("claim_attempt", q.claim_sql(self.tables), params, True)
+        if row is not None:
+            return ports.AttemptClaim(status=ports.ClaimStatus.CLAIMED, lease_until=row[0])
+        row = await self._fetchone("claim_attempt", q.attempt_sql(self.tables), params[:2], True)
+        if row is None:  # pragma: no cover - attempts are never deleted
+            raise TransientBackendError(f"claim_attempt: {run_id}/{attempt} vanished, retry")
+        lease_until, outcome = row
+        if outcome is not None:
+            return ports.AttemptClaim(status=ports.ClaimStatus.DONE, outcome=bytes(outcome))
+        return ports.AttemptClaim(status=ports.ClaimStatus.BUSY, lease_until=lease_until)
+
+    async def extend_attempt(self, run_id: str, attempt: str, owner: str, lease: float) -> bool:
+        """Move ``owner``'s lease to now + ``lease``; False if lost or done."""
+        params = (lease, run_id, attempt, owner)
+        count = await self._execute("extend_attempt", q.extend_sql(self.tables), params, True)
+        return count == 1
+
+    async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
+        """Record the outcome, first writer wins; the outcome that stands."""
+        params = (run_id, attempt, outcome)
+        row = await self._fetchone("commit_attempt", q.commit_sql(self.tables), params, True)
+        if row is None:
+            row = await self._fetchone(
+                "commit_attempt", q.attempt_sql(self.tables), params[:2], True
+            )
+            if row is None or row[1] is None:  # pragma: no cover - outcomes are never removed
+                raise TransientBackendError(f"commit_attempt: {run_id}/{attempt} vanished")
+            return bytes(row[1])
+        return bytes(row[0])
+
+    # ------------------------------------------------------------------ execution
+
+    async def _fetchone(
+        self, what: str, query: sql.Composed, params: Sequence[object], retry: bool
+    ) -> _Row | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> _Row | None:
+            cur = await conn.execute(query, params)
+            return await cur.fetchone()
+
+        return await self._run(what, run, retry)
+
+    async def _fetchall(
+        self, what: str, query: sql.Composed, params: Sequence[object]
+    ) -> list[_Row]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[_Row]:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+        return await self._run(what, run, True)
+
+    async def _execute(
+        self, what: str, query: sql.Composed, params: Sequence[object], retry: bool
+    ) -> int:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> int:
+            cur = await conn.execute(query, params)
+            return cur.rowcount
+
+        return await self._run(what, run, retry)
+
+    async def _run(
+        self,
+        what: str,
+        work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[_T]],
+        retry: bool,
+    ) -> _T:
+        try:
+            return await self._once(what, work)
+        except TransientBackendError:
+            if not retry:
+                raise
+        return await self._once(what, work)
+
+    async def _once(
+        self, what: str, work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[_T]]
+    ) -> _T:
+        with postgres_errors(what):
+            async with (await self._ready()).connection() as conn:
+                return await work(conn)
+
+
+_TABLE_FIELDS = ("contexts", "statuses", "runs", "states", "outbox", "attempts")
+
+
+def _make_pool(
+    dsn_or_pool: str | AsyncConnectionPool[Any], min_size: int, max_size: int, timeout: float
+) -> AsyncConnectionPool[Any]:
+    if not isinstance(dsn_or_pool, str):
+        return dsn_or_pool
+    return AsyncConnectionPool(
+        dsn_or_pool,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        open=False,
+        kwargs={"autocommit": True},
+    )
+
+
+def split_context_writes(writes: Mapping[str, object]) -> tuple[dict[str, object], list[str]]:
+    """Split context writes into the keys to set and the keys to delete (``ports.DELETE``)."""
+    sets = {key: value for key, value in writes.items() if value != ports.DELETE}
+    deletes = [key for key, value in writes.items() if value == ports.DELETE]
+    return sets, deletes
+
+
+def _record_params(record: ports.RunRecord) -> tuple[object, ...]:
+    return (
+        record.run_id,
+        record.blueprint_id,
+        record.blueprint_version,
+        record.blueprint_digest,
+        record.status,
+        Jsonb(record.input),
+        Jsonb(record.output),
+        Jsonb([dict(e) for e in record.errors]),
+        None if record.parent is None else Jsonb(list(record.parent)),
+        record.idempotency_key,
+        record.created_at or None,
+    )
+
+
+def _record(row: _Row) -> ports.RunRecord:
+    parent = row[8]
+    return ports.RunRecord(
+        run_id=row[0],
+        blueprint_id=row[1],
+        blueprint_version=row[2],
+        blueprint_digest=row[3],
+        status=row[4],
+        input=row[5],
+        output=row[6],
+        errors=tuple(row[7] or ()),
+        parent=None if parent is None else (parent[0], parent[1], parent[2], int(parent[3])),
+        idempotency_key=row[9],
+        created_at=row[10],
+        updated_at=row[11],
+    )
+
+
+def _encode_cursor(row: _Row) -> str:
+    created: datetime = row[12]
+    raw = json.dumps([created.isoformat(), row[0]]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), str(run_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid list_runs cursor {cursor!r}") from exc

@@ -1,0 +1,166 @@
+"""RabbitMqAdapter (the job queue) against the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pika
+import pytest
+from flowcraft.core import ports
+from flowcraft.core.errors import TransientBackendError
+from flowcraft.rabbitmq import RabbitMqAdapter
+
+
+def message(i: int | str) -> ports.Message:
+    return ports.Message(id=f"m{i}", body=f"body-{i}".encode())
+
+
+def get_dead(url: str, queue: str) -> tuple[bytes, dict[str, Any], str] | None:
+    """One message from the dead-letter queue (blocking pika, run in a thread)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        method, properties, body = connection.channel().basic_get(queue, auto_ack=True)
+        if method is None:
+            return None
+        return bytes(body), dict(properties.headers or {}), str(properties.message_id)
+    finally:
+        connection.close()
+
+
+async def test_enqueue_receive_ack(queue: RabbitMqAdapter, rabbitmq_url: str) -> None:
+    for i in range(5):
+        await queue.enqueue(message(i))
+    got = list(await queue.receive(10, wait=2.0))  # prefetch is now 10
+    while len(got) < 5:
+        got += await queue.receive(10, wait=2.0)
+    assert sorted(d.message_id for d in got) == [f"m{i}" for i in range(5)]
+    assert {d.body for d in got} == {f"body-{i}".encode() for i in range(5)}
+    assert all(d.delivery_count == 1 for d in got)
+    for delivery in got:
+        await delivery.ack()
+    assert await queue.receive(5, wait=0.3) == []
+    await queue.close()
+    other = RabbitMqAdapter(rabbitmq_url, prefix=queue.prefix)
+    try:
+        assert await other.receive(5, wait=0.3) == []  # acked means gone for good
+    finally:
+        await other.close()
+
+
+async def test_receive_respects_max_messages_and_prefetch(queue: RabbitMqAdapter) -> None:
+    for i in range(4):
+        await queue.enqueue(message(i))
+    first = await queue.receive(2, wait=2.0)  # prefetch: 2 (the first receive's batch)
+    assert len(first) == 2
+    assert await queue.receive(2, wait=0.3) == []  # both slots are held until settled
+    for delivery in first:
+        await delivery.ack()
+    second = await queue.receive(2, wait=2.0)
+    assert len(second) == 2
+    assert {d.message_id for d in first}.isdisjoint(d.message_id for d in second)
+
+
+async def test_receive_waits_at_most_wait(queue: RabbitMqAdapter) -> None:
+    started = time.monotonic()
+    assert await queue.receive(1, wait=0.3) == []
+    assert 0.25 < time.monotonic() - started < 2.0
+
+
+async def test_enqueue_with_delay_is_not_delivered_early(queue: RabbitMqAdapter) -> None:
+    started = time.monotonic()
+    await queue.enqueue(message("d"), delay=1.3)
+    assert await queue.receive(1, wait=1.0) == []
+    got = await queue.receive(1, wait=3.0)
+    elapsed = time.monotonic() - started
+    assert [d.message_id for d in got] == ["md"]
+    assert got[0].delivery_count == 1
+    assert 1.3 <= elapsed < 2.5
+    await got[0].ack()
+
+
+async def test_nack_with_delay_redelivers_after_the_delay(queue: RabbitMqAdapter) -> None:
+    await queue.enqueue(message(1))
+    (delivery,) = await queue.receive(1, wait=2.0)
+    started = time.monotonic()
+    await delivery.nack(delay=1.0)
+    assert await queue.receive(1, wait=0.8) == []
+    got = await queue.receive(1, wait=3.0)
+    assert time.monotonic() - started >= 1.0
+    assert [(d.message_id, d.body) for d in got] == [("m1", b"body-1")]
+    await got[0].ack()
+
+
+async def test_delivery_count_increments_across_nacks(queue: RabbitMqAdapter) -> None:
+    await queue.enqueue(message(1))
+    counts: list[int] = []
+    for _ in range(4):
+        (delivery,) = await queue.receive(1, wait=3.0)
+        counts.append(delivery.delivery_count)
+        await delivery.nack(delay=0.0 if len(counts) % 2 else 0.05)
+    assert counts == [1, 2, 3, 4]
+
+
+async def test_dead_letter_lands_in_the_dead_queue_with_the_reason(
+    queue: RabbitMqAdapter, rabbitmq_url: str
+) -> None:
+    await queue.enqueue(message("poison"))
+    (delivery,) = await queue.receive(1, wait=2.0)
+    await delivery.dead_letter("decode failed: bad json")
+    assert await queue.receive(1, wait=0.3) == []
+    dead = await asyncio.to_thread(get_dead, rabbitmq_url, queue.dead_letter_queue_name)
+    assert dead is not None
+    body, headers, message_id = dead
+    assert (body, message_id) == (b"body-poison", "mpoison")
+    assert headers["x-flowcraft-reason"] == "decode failed: bad json"
+    assert headers["x-flowcraft-deliveries"] == 1
+
+
+async def test_unacked_delivery_is_redelivered_after_the_consumer_closes(
+    queue: RabbitMqAdapter, rabbitmq_url: str
+) -> None:
+    await queue.enqueue(message(1))
+    (delivery,) = await queue.receive(1, wait=2.0)
+    assert delivery.delivery_count == 1
+    await queue.close()  # the consumer's connection goes away without settling
+    with pytest.raises(TransientBackendError, match="redelivers"):
+        await delivery.ack()
+    other = RabbitMqAdapter(rabbitmq_url, prefix=queue.prefix)
+    try:
+        (again,) = await other.receive(1, wait=3.0)
+        assert (again.message_id, again.body) == ("m1", b"body-1")
+        assert again.delivery_count == 2
+        await again.ack()
+    finally:
+        await other.close()
+
+
+async def test_prefetch_bounds_unacked_deliveries(rabbitmq_url: str, namespace: str) -> None:
+    first = RabbitMqAdapter(rabbitmq_url, prefix=namespace, prefetch=2)
+    second = RabbitMqAdapter(rabbitmq_url, prefix=namespace, prefetch=2)
+    try:
+        for i in range(4):
+            await first.enqueue(message(i))
+        held = await first.receive(10, wait=2.0)
+        assert len(held) == 2  # the broker sends no more until these are settled
+        others = await second.receive(10, wait=2.0)
+        assert len(others) == 2
+        for delivery in [*held, *others]:
+            await delivery.ack()
+    finally:
+        await first.close()
+        await second.close()
+        await first.delete_queues()
+
+
+async def test_publish_confirm_latency_is_reported(queue: RabbitMqAdapter) -> None:
+    await queue.enqueue(message("warm"))
+    samples = []
+    for i in range(50):
+        started = time.perf_counter()
+        await queue.enqueue(message(i))
+        samples.append(time.perf_counter() - started)
+    samples.sort()
+    print(f"publish-confirm p50 {samples[25] * 1000:.2f} ms, p90 {samples[45] * 1000:.2f} ms")
+    assert len(await queue.receive(100, wait=2.0)) > 0
