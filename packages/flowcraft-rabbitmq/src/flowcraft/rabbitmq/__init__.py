@@ -8,6 +8,9 @@ Components (names follow the original TypeScript adapter):
 * ``PostgresContext``: the run store (``flowcraft.core.ports.RunStore``) on PostgreSQL: the
   original ``flowcraft_contexts``/``flowcraft_statuses`` tables plus runs, state documents,
   outbox and attempts; every operation one atomic statement; ``ensure_schema()``.
+* ``create_rabbitmq_reconciler(adapter=, pg=, blueprints=, stalled_threshold_seconds=)``: the
+  reconciler; ``run()`` -> ``{stalled_runs, reconciled_runs, failed_runs}``.
+* ``RabbitMqBackend``: the three ports per namespace (``flowcraft worker --backend rabbitmq``).
 * ``RedisCoordinationStore``: the coordination store (``flowcraft.core.ports.CoordinationStore``)
   on Redis, shared from ``flowcraft.core.redis``.
 
@@ -18,6 +21,7 @@ collects them. Driver errors surface as ``flowcraft.core.errors.TransientBackend
 
 from flowcraft.core.redis import RedisCoordinationStore
 from flowcraft.rabbitmq.__about__ import __version__
+from flowcraft.rabbitmq._backend import RabbitMqBackend, create_rabbitmq_reconciler
 from flowcraft.rabbitmq._delivery import RabbitMqDelivery
 from flowcraft.rabbitmq._queue import RabbitMqAdapter
 from flowcraft.rabbitmq._store import PostgresContext
@@ -25,7 +29,9 @@ from flowcraft.rabbitmq._store import PostgresContext
 __all__ = [
     "PostgresContext",
     "RabbitMqAdapter",
+    "RabbitMqBackend",
     "RabbitMqDelivery",
     "RedisCoordinationStore",
     "__version__",
+    "create_rabbitmq_reconciler",
 ]

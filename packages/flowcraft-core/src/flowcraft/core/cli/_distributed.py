@@ -110,7 +110,7 @@ def run_worker(args: argparse.Namespace) -> int:
         try:
             await worker.run()
         finally:
-            await factory.destroy(backend)
+            await factory.close(backend)
 
     asyncio.run(main())
     return EXIT_OK
@@ -135,7 +135,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
             else:
                 print(json.dumps((await reconciler.run()).as_dict()))
         finally:
-            await factory.destroy(backend)
+            await factory.close(backend)
 
     asyncio.run(main())
     return EXIT_OK

@@ -39,6 +39,9 @@ class Backend:
     coordination: CoordinationStore | None
     dead_letters: Callable[[], Awaitable[list[tuple[str, str]]]]
     inject: Callable[[Message], Awaitable[None]] | None = None
+    #: A queue connection of its own for each worker (brokers that redeliver a dead consumer's
+    #: messages only when its connection closes); None: workers share ``queue``.
+    worker_queue: Callable[[], Awaitable[JobQueue]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -52,8 +55,12 @@ class BackendFactory(Protocol):
         """Fresh ports for ``namespace``."""
         ...
 
+    async def close(self, backend: Backend) -> None:
+        """Release connections; keep the data (workers, reconcilers, clients)."""
+        ...
+
     async def destroy(self, backend: Backend) -> None:
-        """Release connections and drop the namespace's data."""
+        """Release connections and drop the namespace's data (tests)."""
         ...
 
 
@@ -102,14 +109,22 @@ class Session:
         self.client = Client(queue=self.queue, store=backend.store, blueprints=self.blueprints)
         self.workers: list[Worker] = []
         self._tasks: dict[Worker, asyncio.Task[None]] = {}
+        self._queues: dict[Worker, JobQueue] = {}
+        self._duplicate = duplicate
         self._options = {"poll": 0.05, "lease": 5.0, **worker_options}
 
-    def start_workers(self, count: int = 2, **options: Any) -> list[Worker]:  # noqa: ANN401
-        """Start ``count`` workers in this process."""
+    async def start_workers(self, count: int = 2, **options: Any) -> list[Worker]:  # noqa: ANN401
+        """Start ``count`` workers in this process (each with its own queue connection when the
+        backend gives one).
+        """
         started = []
         for _ in range(count):
+            queue = self.queue
+            if self.backend.worker_queue is not None:
+                queue = await self.backend.worker_queue()
+                queue = DuplicatingQueue(queue) if self._duplicate else queue
             worker = Worker(
-                queue=self.queue,
+                queue=queue,
                 store=self.backend.store,
                 coordination=self.backend.coordination,
                 registry=self.registry,
@@ -117,14 +132,21 @@ class Session:
                 **{**self._options, **options},
             )
             self._tasks[worker] = asyncio.ensure_future(worker.run(shutdown_timeout=5))
+            self._queues[worker] = queue
             self.workers.append(worker)
             started.append(worker)
         return started
 
-    def crash_worker(self, worker: Worker) -> None:
-        """Kill a worker without any cleanup: no ack, no nack, no lease renewal."""
+    async def crash_worker(self, worker: Worker) -> None:
+        """Kill a worker without any cleanup: no ack, no nack, no lease renewal; its own
+        connection (if any) drops, as when a process dies.
+        """
         worker.kill()
         self._tasks.pop(worker).cancel()
+        queue = self._queues.pop(worker)
+        if queue is not self.queue:
+            with contextlib.suppress(Exception):
+                await queue.close()
 
     async def start(
         self, blueprint_id: str, input: object = None, *, idempotency_key: str | None = None
@@ -155,6 +177,11 @@ class Session:
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=10)
         self._tasks.clear()
+        for queue in self._queues.values():
+            if queue is not self.queue:
+                with contextlib.suppress(Exception):
+                    await queue.close()
+        self._queues.clear()
 
 
 class Harness:
@@ -183,7 +210,7 @@ class Harness:
             registry=registry,
         )
         if workers:
-            session.start_workers(workers)
+            await session.start_workers(workers)
         try:
             yield session
         finally:

@@ -37,6 +37,10 @@ class MemoryBackendFactory:
             inject=inject,
         )
 
+    async def close(self, backend: Backend) -> None:
+        """Nothing to release."""
+        await backend.queue.close()
+
     async def destroy(self, backend: Backend) -> None:
         """Nothing to clean up."""
-        await backend.queue.close()
+        await self.close(backend)

@@ -43,12 +43,12 @@ async def test_worker_killed_mid_node_recovers(harness: Harness) -> None:
         [e("A", "B"), e("B", "C")],
     )
     async with harness.session(blueprint, workers=0, lease=2.0) as s:
-        (victim,) = s.start_workers(1)
+        (victim,) = await s.start_workers(1)
         handle = await s.start("crash")
         while "B" not in LOG[handle.run_id]:
             await asyncio.sleep(0.02)
-        s.crash_worker(victim)
-        s.start_workers(1)
+        await s.crash_worker(victim)
+        await s.start_workers(1)
         result = await handle.result(timeout=30)
     assert result.status is RunStatus.COMPLETED
     assert result.output == 2
@@ -63,14 +63,14 @@ async def test_reconciler_revives_lost_work_only(harness: Harness) -> None:
     )
     async with harness.session(blueprint, workers=0) as s:
         handle = await s.start("lost")
-        first = s.start_workers(1)[0]
+        first = (await s.start_workers(1))[0]
         while "A" not in LOG[handle.run_id]:
             await asyncio.sleep(0.02)
-        s.crash_worker(first)  # B's job may be lost with it (or sit in the queue)
+        await s.crash_worker(first)  # B's job may be lost with it (or sit in the queue)
         stats = await s.reconciler(stalled_after=0.0).run()
         assert stats.stalled_runs >= 1
         assert stats.failed_runs == 0
-        s.start_workers(1)
+        await s.start_workers(1)
         await asyncio.sleep(1.0)
         record = await s.backend.store.get_run(handle.run_id)
         assert record is not None
@@ -102,7 +102,7 @@ async def test_worker_started_late_runs_queued_work(harness: Harness) -> None:
         handles = [await s.start("late") for _ in range(3)]
         await asyncio.sleep(0.2)
         assert {await h.status() for h in handles} == {RunStatus.RUNNING}
-        s.start_workers(2)
+        await s.start_workers(2)
         results = [await h.result(timeout=20) for h in handles]
     assert {r.status for r in results} == {RunStatus.COMPLETED}
 
