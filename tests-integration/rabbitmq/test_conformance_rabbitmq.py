@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from flowcraft.core.testing.harness import BackendFactory
 from flowcraft.core.testing.suite import *  # noqa: F403
 from flowcraft.rabbitmq import RabbitMqBackend
