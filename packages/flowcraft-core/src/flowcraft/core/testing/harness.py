@@ -114,8 +114,9 @@ class Session:
         self._options = {"poll": 0.05, "lease": 5.0, **worker_options}
 
     async def start_workers(self, count: int = 2, **options: Any) -> list[Worker]:  # noqa: ANN401
-        """Start ``count`` workers in this process (each with its own queue connection when the
-        backend gives one).
+        """Start ``count`` workers in this process.
+
+        Each gets its own queue connection when the backend offers one.
         """
         started = []
         for _ in range(count):
@@ -138,8 +139,9 @@ class Session:
         return started
 
     async def crash_worker(self, worker: Worker) -> None:
-        """Kill a worker without any cleanup: no ack, no nack, no lease renewal; its own
-        connection (if any) drops, as when a process dies.
+        """Kill a worker without any cleanup: no ack, no nack, no lease renewal.
+
+        Its own connection (if any) drops, as when a process dies.
         """
         worker.kill()
         self._tasks.pop(worker).cancel()
