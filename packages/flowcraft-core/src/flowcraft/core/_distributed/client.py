@@ -22,7 +22,7 @@ from flowcraft.core._engine.decide import new_run
 from flowcraft.core._engine.state import RunState, RunStatus
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.result import RunResult, result_of
-from flowcraft.core.errors import ResumeError, RunNotFoundError
+from flowcraft.core.errors import ResumeError, RunNotFoundError, TransientBackendError
 from flowcraft.core.ports import JobQueue, RunPage, RunRecord, RunStore
 
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -113,13 +113,21 @@ class Client:
         delay = 0.02
         async with asyncio.timeout(timeout):
             while True:
-                record = await self.coordinator.record(run_id)
-                if record.status in _TERMINAL:
-                    _stored, state = await self.coordinator.load(record)
-                    if state.settled:  # running attempts finished: the result is final
-                        return result_of(state)
+                try:
+                    settled = await self._settled(run_id)
+                except TransientBackendError:  # the backend hiccuped: keep waiting
+                    settled = None
+                if settled is not None:
+                    return settled
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.5)
+
+    async def _settled(self, run_id: str) -> RunResult | None:
+        record = await self.coordinator.record(run_id)
+        if record.status not in _TERMINAL:
+            return None
+        _stored, state = await self.coordinator.load(record)
+        return result_of(state) if state.settled else None  # running attempts finished
 
     async def snapshot(self, run_id: str) -> RunResult:
         """The run's result as it stands now."""

@@ -85,3 +85,7 @@ def registry() -> dict[str, object]:
     """``suite.<name>`` -> implementation."""
     functions = (const, echo, act, fail, write, sleep, scaled, inc, big)
     return {f"suite.{fn.__name__}": fn for fn in functions}
+
+
+#: The suite's registry as a mapping (for ``flowcraft worker --registry ...nodes:REGISTRY``).
+REGISTRY: dict[str, object] = registry()

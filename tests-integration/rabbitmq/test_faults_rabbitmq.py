@@ -1,0 +1,118 @@
+"""Faults specific to RabbitMQ + PostgreSQL: a broker restart, a dropped database connection, and
+a worker process killed with SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from flowcraft.core import RunStatus, dump_blueprint
+from flowcraft.core.ports import RunStore
+from flowcraft.core.testing.harness import Harness
+from flowcraft.core.testing.suite._dsl import bp, e, n
+from flowcraft.rabbitmq import RabbitMqBackend
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def backend(rabbitmq_url: str, postgres_url: str, redis_url: str) -> RabbitMqBackend:
+    return RabbitMqBackend(amqp_url=rabbitmq_url, postgres_dsn=postgres_url, redis_url=redis_url)
+
+
+def _chain(blueprint_id: str, seconds: float) -> object:
+    nodes = [n(f"s{i}", "sleep", seconds=seconds) for i in range(5)]
+    edges = [e(f"s{i}", f"s{i + 1}") for i in range(4)]
+    start = n("start", "write", writes={"k": 1}, value=7)
+    return bp(blueprint_id, [start, *nodes, n("end", "inc")],
+              [e("start", "s0"), *edges, e("s4", "end")])  # fmt: skip
+
+
+async def test_broker_restart_while_runs_are_in_flight(backend: RabbitMqBackend) -> None:
+    async with Harness(backend).session(_chain("restart", 0.3), workers=2) as s:  # type: ignore[arg-type]
+        handles = [await s.start("restart", None) for _ in range(6)]
+        await asyncio.sleep(0.8)
+        restart = await asyncio.create_subprocess_exec(
+            sys.executable, str(ROOT / "tools" / "services"), "restart", "--only", "rabbitmq",
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert await restart.wait() == 0
+        results = [await h.result(timeout=120) for h in handles]
+    assert {r.status for r in results} == {RunStatus.COMPLETED}
+    assert {r.output for r in results} == {8}
+    assert all(r.context == {"k": 1} for r in results)
+    assert all(set(r.outputs) == {"start", "s0", "s1", "s2", "s3", "s4", "end"} for r in results)
+
+
+async def test_postgres_connections_dropped_mid_run(
+    backend: RabbitMqBackend, postgres_url: str
+) -> None:
+    async with Harness(backend).session(_chain("pgdrop", 0.2), workers=2) as s:  # type: ignore[arg-type]
+        handles = [await s.start("pgdrop", None) for _ in range(4)]
+        await asyncio.sleep(0.5)
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+            cur = await admin.execute(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()) t"
+            )
+            row = await cur.fetchone()
+        assert row is not None
+        assert row[0] > 0  # the store's connections really went away
+        results = [await h.result(timeout=120) for h in handles]
+    assert {r.status for r in results} == {RunStatus.COMPLETED}
+    assert {r.output for r in results} == {8}
+
+
+async def _running(store: RunStore, run_id: str, node_id: str) -> bool:
+    stored = await store.load_state(run_id)
+    nodes = stored.document.get("nodes", []) if stored else []
+    assert isinstance(nodes, list)
+    return any(r["node_id"] == node_id and r["status"] == "running" for r in nodes)
+
+
+async def test_worker_process_killed_with_sigkill(
+    backend: RabbitMqBackend, tmp_path: Path, rabbitmq_url: str, postgres_url: str, redis_url: str
+) -> None:
+    blueprint = bp("sigkill", [n("A", "const", value=1), n("B", "sleep", seconds=2.0),
+                               n("C", "inc", inputs="A")], [e("A", "B"), e("B", "C")])  # fmt: skip
+    path = tmp_path / "sigkill.yaml"
+    path.write_text(dump_blueprint(blueprint, format="yaml"))
+    async with Harness(backend).session(blueprint, workers=0, lease=2.0) as s:
+        namespace = s.backend.extra["namespace"]
+        command = [
+            sys.executable, "-m", "flowcraft.core", "worker", "--backend", "rabbitmq",
+            "--option", f"amqp_url={rabbitmq_url}", "--option", f"postgres_dsn={postgres_url}",
+            "--option", f"redis_url={redis_url}", "--namespace", namespace,
+            "--registry", "flowcraft.core.testing.nodes:REGISTRY", "--blueprint", str(path),
+            "--lease", "2",
+        ]  # fmt: skip
+        log = (tmp_path / "worker.log").open("wb")
+        worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            handle = await s.start("sigkill")
+            deadline = time.monotonic() + 30
+            while True:  # wait until B runs in the worker process
+                if await _running(s.backend.store, handle.run_id, "B"):
+                    break
+                assert time.monotonic() < deadline, "the worker process never started B"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(10)
+            assert worker.returncode == -signal.SIGKILL
+            await s.start_workers(1)
+            result = await handle.result(timeout=60)
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(10)
+            log.close()
+    assert result.status is RunStatus.COMPLETED
+    assert result.output == 2
