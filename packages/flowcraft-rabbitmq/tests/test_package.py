@@ -9,9 +9,11 @@ def test_facade_exports_exactly_the_components() -> None:
     assert sorted(flowcraft.rabbitmq.__all__) == [
         "PostgresContext",
         "RabbitMqAdapter",
+        "RabbitMqBackend",
         "RabbitMqDelivery",
         "RedisCoordinationStore",
         "__version__",
+        "create_rabbitmq_reconciler",
     ]
     assert flowcraft.rabbitmq.__version__ == __version__
 
@@ -36,3 +38,13 @@ def test_adapter_declares_its_capabilities() -> None:
         False,
     )
     assert (adapter.queue_name, adapter.dead_letter_queue_name) == ("t.jobs", "t.dead")
+
+
+def test_backend_is_discoverable_by_name() -> None:
+    from flowcraft.core._distributed.backends import backend_names, load_backend_factory
+
+    assert "rabbitmq" in backend_names()
+    factory = load_backend_factory("rabbitmq", {"amqp_url": "amqp://x@127.0.0.1:1/%2F"})
+    assert isinstance(factory, flowcraft.rabbitmq.RabbitMqBackend)
+    assert factory.amqp_url == "amqp://x@127.0.0.1:1/%2F"
+    assert factory.capabilities == {"dead_letter", "delayed_delivery"}
