@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.coordinator import Coordinator, pin_of
-from flowcraft.core._engine import actions as act
 from flowcraft.core._engine import events as ev
-from flowcraft.core._engine.frames import attempt_id
+from flowcraft.core._engine.decide import run_node_action
 from flowcraft.core._engine.plan import NodeKind
 from flowcraft.core._engine.scope import resolve_inputs
 from flowcraft.core._engine.state import NodeRecord, NodeStatus, RunState
@@ -115,17 +114,7 @@ class Reconciler:
         pin = pin_of(record)
         node = state.frames[r.frame].plan.nodes[r.node_id]
         if r.status is NodeStatus.RUNNING and node.kind is NodeKind.TASK:
-            action = act.RunNode(
-                node_id=r.node_id,
-                frame=r.frame,
-                attempt=r.attempt,
-                uses=node.uses,
-                params=node.params,
-                input=r.input,
-                timeout=node.timeout,
-                idempotency_key=attempt_id(state.run_id, r.key, r.attempt),
-            )
-            return j.run_node_job(pin, state.run_id, action)
+            return j.run_node_job(pin, state.run_id, run_node_action(state.run_id, r, node))
         if r.status is NodeStatus.PENDING and r.due_at is not None:
             return self._timer(pin, state, r, ev.TimerPurpose.RETRY, r.attempt + 1)
         if r.status is NodeStatus.SLEEPING:

@@ -301,16 +301,7 @@ class Machine:
             constructs.start(self, record, node)
 
     def _run_node(self, record: NodeRecord, node: PlanNode) -> RunNode:
-        return RunNode(
-            node_id=record.node_id,
-            frame=record.frame,
-            attempt=record.attempt,
-            uses=node.uses,
-            params=node.params,
-            input=record.input,
-            timeout=node.timeout,
-            idempotency_key=attempt_id(self.state.run_id, record.key, record.attempt),
-        )
+        return run_node_action(self.state.run_id, record, node)
 
     def _start_child(self, record: NodeRecord, node: PlanNode) -> None:
         assert node.subflow is not None
@@ -671,6 +662,20 @@ def _shared_fallback(record: NodeRecord, handler: str, cause: NodeError) -> Node
         type="FallbackConflict",
         message=f"fallback handler {handler!r} already ran in this frame; node "
         f"{record.node_id!r} failed with {cause.type}: {cause.message}",
+    )
+
+
+def run_node_action(run_id: str, record: NodeRecord, node: PlanNode) -> RunNode:
+    """The action that runs ``record``'s current attempt (the reconciler rebuilds it too)."""
+    return RunNode(
+        node_id=record.node_id,
+        frame=record.frame,
+        attempt=record.attempt,
+        uses=node.uses,
+        params=node.params,
+        input=record.input,
+        timeout=node.timeout,
+        idempotency_key=attempt_id(run_id, record.key, record.attempt),
     )
 
 
