@@ -6,6 +6,7 @@ import contextlib
 import os
 import pwd
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -83,12 +84,26 @@ def start(service: Service) -> Started:
     if pid is not None:
         stop(service)
     service.install()
+    if _port_taken(service.port):
+        raise ServiceError(
+            f"{service.name}: port {service.port} is already in use by a process this checkout "
+            f"did not start (another checkout's services, or a system {service.name}); stop it "
+            "or free the port"
+        )
     began = time.monotonic()
     service.prepare()
     proc = _launch(service)
     _wait_healthy(service, proc)
     service.after_ready()
     return Started(service.name, time.monotonic() - began, group_rss_mib(proc.pid), already=False)
+
+
+def _port_taken(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _launch(service: Service) -> subprocess.Popen[bytes]:
