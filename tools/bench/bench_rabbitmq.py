@@ -1,0 +1,476 @@
+"""flowcraft-rabbitmq against Celery 5 and a bare RabbitMQ round trip, side by side (issue 6).
+
+Workload: ``--runs`` runs of a 10-node fan-out/fan-in (``start`` -> 8 parallel nodes -> ``join``)
+of async no-op nodes that return ``time.time()`` at their start and end (``_bench_nodes``).
+
+* **flowcraft-rabbitmq**, 1, 2 and 4 worker processes (``python -m flowcraft.core worker
+  --backend rabbitmq --concurrency C``), a fresh namespace per configuration. The client, in this
+  process, starts every run at once, then awaits the results one after another (in start order).
+* **Celery**: the same shape as ``chain(start, chord([mid] * 8, join))`` (``_bench_celery``)
+  over the same RabbitMQ (broker) with the Redis result backend, a fresh queue and Redis key
+  prefix per configuration, Celery's defaults otherwise. ``--celery-mode prefork`` (default):
+  ONE ``celery worker --pool=prefork --concurrency=N`` (N processes execute tasks; the parent
+  consumes); ``solo``: N ``celery worker --pool=solo`` processes. All runs are submitted, then
+  every result is awaited in submission order.
+* **Bare RabbitMQ round trip**: publish one small persistent message (publisher confirms,
+  ``mandatory``) to a durable queue -> receive it by ``basic.consume`` -> ack, sequentially,
+  ``--round-trips`` times with pika's ``BlockingConnection`` (20 warm-up trips not counted).
+* **1 run in flight** (both systems, one worker): ``--sequential-runs`` runs one after another,
+  the per-step latency without a backlog (with every run started at once, step latency is
+  mostly queueing: backlog / throughput).
+
+Throughput is steps/s = runs x 10 / wall time (from the first start to the last result seen by
+the client). Step latency is successor start - predecessor end, from the stamps in the results:
+``start`` -> each middle node, and the last middle node's end -> ``join`` (9 samples per run).
+Every configuration runs once per repeat (interleaved, so drift hits all alike); each figure is
+the median over ``--repeat`` repeats. Workers are started, awaited until ready, and only then is
+the clock started; they are stopped with SIGTERM afterwards.
+
+    python tools/bench/bench_rabbitmq.py                     # markdown tables on stdout
+    python tools/bench/bench_rabbitmq.py --runs 200 --repeat 1 --workers 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _bench_celery
+import pika
+import redis
+from _bench_nodes import FLOW, FLOW_ID, MIDDLE
+from flowcraft.core import Client, RunResult, dump_blueprint
+from flowcraft.rabbitmq import RabbitMqBackend
+
+HERE = Path(__file__).resolve().parent
+STEPS = 2 + len(MIDDLE)
+Stamp = Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Services:
+    """Where the three servers listen."""
+
+    amqp_url: str
+    postgres_dsn: str
+    redis_url: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sample:
+    """One measurement of one configuration."""
+
+    steps_per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+# -- statistics -------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``values`` (not empty)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+def summarize(steps: int, wall: float, gaps: Sequence[float]) -> Sample:
+    """Throughput and p50/p99 latency (ms) of one configuration run."""
+    return Sample(
+        steps_per_s=steps / wall,
+        p50_ms=percentile(gaps, 0.50) * 1e3,
+        p99_ms=percentile(gaps, 0.99) * 1e3,
+    )
+
+
+def fan_gaps(start: Stamp, mids: Sequence[Stamp], join: Stamp) -> list[float]:
+    """The 9 step latencies of one run: start -> each middle; last middle end -> join."""
+    gaps = [mid["t0"] - start["t1"] for mid in mids]
+    gaps.append(join["t0"] - max(mid["t1"] for mid in mids))
+    return gaps
+
+
+def median_sample(samples: Sequence[Sample]) -> Sample:
+    """Each field's median over the repeats."""
+    return Sample(
+        steps_per_s=statistics.median(s.steps_per_s for s in samples),
+        p50_ms=statistics.median(s.p50_ms for s in samples),
+        p99_ms=statistics.median(s.p99_ms for s in samples),
+    )
+
+
+# -- worker processes -------------------------------------------------------------------------
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment with ``tools/bench`` importable (the node modules live there)."""
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
+
+
+@contextlib.contextmanager
+def processes(
+    commands: Sequence[Sequence[str]], env: Mapping[str, str], logs: Path
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Run ``commands`` (stdout and stderr to ``logs/worker-<i>.log``); SIGTERM and wait after."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        for index, command in enumerate(commands):
+            with (logs / f"worker-{index}.log").open("wb") as log:
+                started.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
+        yield started
+    finally:
+        stop(started)
+
+
+def stop(started: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process, wait for it (kill one that takes longer than 60 s)."""
+    for process in started:
+        process.send_signal(signal.SIGTERM)
+    for process in started:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until(ready: Callable[[], bool], started: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Poll ``ready`` until true; fail if a process exits first or after 60 s."""
+    deadline = time.monotonic() + 60
+    while not ready():
+        if any(p.poll() is not None for p in started) or time.monotonic() > deadline:
+            raise RuntimeError("a worker process exited or did not get ready; see its log")
+        time.sleep(0.05)
+
+
+def logs_say(logs: Path, count: int, marker: str) -> Callable[[], bool]:
+    """True once ``count`` worker logs contain ``marker``."""
+
+    def ready() -> bool:
+        found = [p for p in logs.glob("worker-*.log") if marker in p.read_text(errors="replace")]
+        return len(found) >= count
+
+    return ready
+
+
+# -- flowcraft-rabbitmq -----------------------------------------------------------------------
+
+
+def flowcraft_commands(
+    services: Services, namespace: str, blueprint: Path, workers: int, concurrency: int
+) -> list[list[str]]:
+    """One ``flowcraft worker`` command line per worker process."""
+    command = [
+        sys.executable, "-m", "flowcraft.core", "worker", "--backend", "rabbitmq",
+        "--option", f"amqp_url={services.amqp_url}",
+        "--option", f"postgres_dsn={services.postgres_dsn}",
+        "--option", f"redis_url={services.redis_url}",
+        "--namespace", namespace, "--registry", "_bench_nodes:FLOW",
+        "--blueprint", str(blueprint), "--concurrency", str(concurrency),
+    ]  # fmt: skip
+    return [command] * workers
+
+
+def flowcraft_gaps(result: RunResult) -> list[float]:
+    """The step latencies of one finished run, from its node outputs."""
+    assert result.status.value == "completed", f"run {result.run_id} ended {result.status}"
+    out = result.outputs
+    return fan_gaps(out["start"], [out[m] for m in MIDDLE], out["join"])
+
+
+async def flowcraft_runs(client: Client, runs: int, *, at_once: bool) -> Sample:
+    """``runs`` runs started at once (results awaited in start order) or one after another."""
+    began = time.perf_counter()
+    if at_once:
+        handles = await asyncio.gather(*(client.start(FLOW_ID, i) for i in range(runs)))
+        results = [await handle.result(timeout=900) for handle in handles]
+    else:
+        results = [await (await client.start(FLOW_ID, i)).result(timeout=60) for i in range(runs)]
+    wall = time.perf_counter() - began
+    return summarize(runs * STEPS, wall, [g for r in results for g in flowcraft_gaps(r)])
+
+
+@contextlib.asynccontextmanager
+async def flowcraft_session(
+    services: Services, workers: int, concurrency: int
+) -> AsyncIterator[Client]:
+    """A client on a fresh namespace served by ``workers`` ready worker processes."""
+    namespace = f"bench_{uuid.uuid4().hex[:10]}"
+    factory = RabbitMqBackend(amqp_url=services.amqp_url, postgres_dsn=services.postgres_dsn,
+                              redis_url=services.redis_url)  # fmt: skip
+    backend = await factory.create(namespace)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-fc-") as tmp:
+            blueprint = Path(tmp) / "bench-fan.yaml"
+            blueprint.write_text(dump_blueprint(FLOW.build(), format="yaml"))
+            commands = flowcraft_commands(services, namespace, blueprint, workers, concurrency)
+            with processes(commands, child_env(), Path(tmp)) as started:
+                wait_until(logs_say(Path(tmp), workers, "flowcraft worker "), started)
+                yield Client(queue=backend.queue, store=backend.store, blueprints=[FLOW.build()])
+    finally:
+        await factory.destroy(backend)
+
+
+async def flowcraft_once(
+    services: Services, runs: int, workers: int, concurrency: int, *, at_once: bool = True
+) -> Sample:
+    """One configuration: a fresh namespace, ``workers`` worker processes, ``runs`` runs."""
+    async with flowcraft_session(services, workers, concurrency) as client:
+        return await flowcraft_runs(client, runs, at_once=at_once)
+
+
+# -- Celery -----------------------------------------------------------------------------------
+
+
+def celery_commands(mode: str, workers: int, tag: str) -> list[list[str]]:
+    """``prefork``: one worker with ``workers`` pool processes; ``solo``: ``workers`` workers."""
+    base = [
+        sys.executable, "-m", "celery", "-A", "_bench_celery", "worker", "--loglevel=WARNING",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+    if mode == "prefork":
+        return [[*base, "--pool=prefork", f"--concurrency={workers}", f"-n={tag}-0@%h"]]
+    return [[*base, "--pool=solo", f"-n={tag}-{i}@%h"] for i in range(workers)]
+
+
+def celery_gaps(result: Mapping[str, Any]) -> list[float]:
+    """The step latencies of one finished run, from the stamps ``join`` returned."""
+    return fan_gaps(result["start"], result["mids"], result["join"])
+
+
+def celery_runs(app: Any, runs: int, *, at_once: bool) -> Sample:  # noqa: ANN401
+    """``runs`` runs submitted at once (results awaited in order) or one after another."""
+    began = time.perf_counter()
+    if at_once:
+        pending = [_bench_celery.workflow(app).apply_async() for _ in range(runs)]
+        results = [p.get(timeout=900) for p in pending]
+    else:
+        results = [_bench_celery.workflow(app).apply_async().get(timeout=60) for _ in range(runs)]
+    wall = time.perf_counter() - began
+    return summarize(runs * STEPS, wall, [g for r in results for g in celery_gaps(r)])
+
+
+@contextlib.contextmanager
+def celery_session(services: Services, workers: int, mode: str) -> Iterator[Any]:
+    """An app on a fresh queue and key prefix, served by ready Celery workers; purged after."""
+    tag = f"bench-celery-{uuid.uuid4().hex[:10]}"
+    settings = {"broker": services.amqp_url, "backend": services.redis_url,
+                "queue": tag, "prefix": f"{tag}:"}  # fmt: skip
+    app = _bench_celery.make_app(**settings)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
+            ready = Path(tmp) / "ready"
+            ready.mkdir()
+            env = child_env({f"BENCH_CELERY_{k.upper()}": v for k, v in settings.items()})
+            env["BENCH_CELERY_READY"] = str(ready)
+            commands = celery_commands(mode, workers, tag)
+            with processes(commands, env, Path(tmp)) as started:
+                wait_until(lambda: len(list(ready.iterdir())) >= len(commands), started)
+                yield app
+    finally:
+        app.close()
+        purge_celery(services, tag)
+
+
+def celery_once(
+    services: Services, runs: int, workers: int, mode: str, *, at_once: bool = True
+) -> Sample:
+    """One configuration: a fresh queue and key prefix, Celery workers, ``runs`` runs."""
+    with celery_session(services, workers, mode) as app:
+        return celery_runs(app, runs, at_once=at_once)
+
+
+def purge_celery(services: Services, tag: str) -> None:
+    """Delete the configuration's queue and exchange on RabbitMQ and its keys in Redis."""
+    connection = pika.BlockingConnection(pika.URLParameters(services.amqp_url))
+    try:
+        channel = connection.channel()
+        channel.queue_delete(tag)
+        channel.exchange_delete(tag)
+    finally:
+        connection.close()
+    client = redis.Redis.from_url(services.redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+# -- bare RabbitMQ round trip -----------------------------------------------------------------
+
+
+def bare_round_trips(amqp_url: str, count: int, warmup: int = 20) -> Sample:
+    """Publish (persistent, confirmed) -> consume -> ack of one small message, ``count`` times."""
+    queue = f"bench-rt-{uuid.uuid4().hex[:10]}"
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        publisher, consumer = connection.channel(), connection.channel()
+        publisher.confirm_delivery()
+        publisher.queue_declare(queue, durable=True)
+        deliveries = consumer.consume(queue, inactivity_timeout=10)
+        trips = [_round_trip(publisher, consumer, deliveries, queue) for _ in range(warmup + count)]
+        consumer.cancel()
+        publisher.queue_delete(queue)
+    finally:
+        connection.close()
+    wall = sum(trips[warmup:])
+    return summarize(count, wall, trips[warmup:])
+
+
+def _round_trip(publisher: Any, consumer: Any, deliveries: Iterator[Any], queue: str) -> float:  # noqa: ANN401
+    persistent = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+    began = time.perf_counter()
+    publisher.basic_publish("", queue, b'{"n": 1}', properties=persistent, mandatory=True)
+    method, _properties, _body = next(deliveries)
+    consumer.basic_ack(method.delivery_tag)
+    return time.perf_counter() - began
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+FLOWCRAFT = "flowcraft-rabbitmq"
+BARE = "bare RabbitMQ round trip"
+ONE = ", 1 run in flight"
+
+
+@dataclass(slots=True)
+class Table:
+    """Samples per configuration row (label, workers), in first-measured order."""
+
+    rows: dict[tuple[str, int], list[Sample]]
+
+    def add(self, label: str, workers: int, sample: Sample) -> None:
+        """Record one sample (and echo it to stderr as progress)."""
+        self.rows.setdefault((label, workers), []).append(sample)
+        print(f"  {label} x{workers}: {sample}", file=sys.stderr, flush=True)
+
+    def median(self, label: str, workers: int) -> Sample:
+        """The row's median sample."""
+        return median_sample(self.rows[(label, workers)])
+
+
+def measure(args: argparse.Namespace, services: Services, celery: str) -> Table:
+    """Every configuration once per repeat, interleaved."""
+    table = Table(rows={})
+    for repeat in range(args.repeat):
+        print(f"repeat {repeat + 1}/{args.repeat}", file=sys.stderr, flush=True)
+        table.add(BARE, 0, bare_round_trips(services.amqp_url, args.round_trips))
+        measure_one_in_flight(args, services, celery, table)
+        for workers in args.workers:
+            fc = flowcraft_once(services, args.runs, workers, args.concurrency)
+            table.add(FLOWCRAFT, workers, asyncio.run(fc))
+            if not args.no_celery:
+                sample = celery_once(services, args.runs, workers, args.celery_mode)
+                table.add(celery, workers, sample)
+    return table
+
+
+def measure_one_in_flight(
+    args: argparse.Namespace, services: Services, celery: str, table: Table
+) -> None:
+    """``--sequential-runs`` runs one after another on one worker: latency without a backlog."""
+    if args.sequential_runs <= 0:
+        return
+    fc = flowcraft_once(services, args.sequential_runs, 1, args.concurrency, at_once=False)
+    table.add(FLOWCRAFT + ONE, 1, asyncio.run(fc))
+    if not args.no_celery:
+        sample = celery_once(services, args.sequential_runs, 1, args.celery_mode, at_once=False)
+        table.add(celery + ONE, 1, sample)
+
+
+def print_report(args: argparse.Namespace, table: Table, celery: str) -> None:
+    """The results table and the ratio table, as markdown."""
+    print(f"{args.runs} runs x {STEPS} nodes at once (one run at a time: {args.sequential_runs}); "
+          f"median of {args.repeat}\n")  # fmt: skip
+    print("| configuration | workers | steps/s | p50 step ms | p99 step ms |")
+    print("|---|---:|---:|---:|---:|")
+    for label, workers in table.rows:
+        s = table.median(label, workers)
+        shown = (str(workers), f"{s.steps_per_s:.0f}") if workers else ("-", "-")
+        print(f"| {label} | {shown[0]} | {shown[1]} | {s.p50_ms:.2f} | {s.p99_ms:.2f} |")
+    print()
+    print_ratios(args, table, celery)
+
+
+def print_ratios(args: argparse.Namespace, table: Table, celery: str) -> None:
+    """flowcraft/Celery throughput and flowcraft p50 / bare p50, with the issue's targets."""
+    bare = table.median(BARE, 0).p50_ms
+    print("| workers | flowcraft / Celery steps/s (target >= 1.5x) "
+          "| flowcraft p50 step / bare round trip p50 (target <= 3x) |")  # fmt: skip
+    print("|---|---:|---:|")
+    rows = [(str(w), FLOWCRAFT, celery, w) for w in args.workers]
+    if args.sequential_runs > 0:
+        rows.insert(0, ("1, one run in flight", FLOWCRAFT + ONE, celery + ONE, 1))
+    for shown, fc_label, celery_label, workers in rows:
+        fc = table.median(fc_label, workers)
+        throughput = (
+            "-"
+            if args.no_celery
+            else _verdict(
+                fc.steps_per_s / table.median(celery_label, workers).steps_per_s, 1.5, above=True
+            )
+        )
+        print(f"| {shown} | {throughput} | {_verdict(fc.p50_ms / bare, 3.0, above=False)} |")
+
+
+def _verdict(ratio: float, target: float, *, above: bool) -> str:
+    met = ratio >= target if above else ratio <= target
+    return f"{ratio:.2f}x ({'met' if met else 'NOT met'})"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument(
+        "--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2, 4]
+    )
+    parser.add_argument("--concurrency", type=int, default=16, help="per flowcraft worker")
+    parser.add_argument("--celery-mode", choices=["prefork", "solo"], default="prefork")
+    parser.add_argument("--no-celery", action="store_true")
+    parser.add_argument("--round-trips", type=int, default=500)
+    parser.add_argument("--sequential-runs", type=int, default=50, help="0: skip")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--amqp-url", default="amqp://flowcraft:flowcraft@127.0.0.1:15673/%2F")
+    parser.add_argument(
+        "--postgres-dsn", default="postgresql://flowcraft:flowcraft@127.0.0.1:15432/flowcraft"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:16379/0")
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args()
+    services = Services(amqp_url=args.amqp_url, postgres_dsn=args.postgres_dsn,
+                        redis_url=args.redis_url)  # fmt: skip
+    celery = f"Celery {_celery_version()} chord ({args.celery_mode})"
+    print_report(args, measure(args, services, celery), celery)
+    return 0
+
+
+def _celery_version() -> str:
+    import celery
+
+    return str(celery.__version__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
