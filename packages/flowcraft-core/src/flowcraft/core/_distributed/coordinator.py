@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -79,6 +80,7 @@ class Coordinator:
         self.blueprints = blueprints
         self.clock = clock
         self._max_conflicts = max_conflicts
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def record(self, run_id: str) -> RunRecord:
         """The run's record (``RunNotFoundError`` if there is none)."""
@@ -108,7 +110,19 @@ class Coordinator:
         return stored, state_from_document(stored.document, plan, stored.context)
 
     async def apply(self, run_id: str, event: ev.Event) -> Applied:
-        """Apply ``event`` to the run; save with compare-and-set; send the outbox."""
+        """Apply ``event`` to the run; save with compare-and-set; send the outbox.
+
+        Decisions about one run made in this process queue behind one another (a fan-in of many
+        branches finishing together would otherwise mostly lose the compare-and-set and retry);
+        across processes the compare-and-set alone keeps them safe.
+        """
+        lock = self._locks.get(run_id)
+        if lock is None:
+            lock = self._locks[run_id] = asyncio.Lock()
+        async with lock:
+            return await self._apply(run_id, event)
+
+    async def _apply(self, run_id: str, event: ev.Event) -> Applied:
         record = await self.record(run_id)
         for _ in range(self._max_conflicts):
             stored, state = await self.load(record)
@@ -121,7 +135,7 @@ class Coordinator:
             if await self._save(record, stored, state, decision, messages):
                 await self.publish(run_id, (*stored.outbox, *messages))
                 return Applied(decision=decision, state=state, saved=True)
-            await asyncio.sleep(random.uniform(0, 0.01))  # noqa: S311 - contention backoff
+            await asyncio.sleep(random.uniform(0, 0.002))  # noqa: S311 - contention backoff
         raise ConflictError(f"run {run_id}: state changed {self._max_conflicts} times under us")
 
     async def _save(
@@ -147,8 +161,7 @@ class Coordinator:
         """Enqueue messages (each at its job's ``not_before``), then drop them from the outbox."""
         if not messages:
             return
-        for message in messages:
-            await self.send(message)
+        await asyncio.gather(*(self.send(message) for message in messages))
         await self.store.remove_outbox(run_id, [m.id for m in messages])
 
     async def send(self, message: Message) -> None:

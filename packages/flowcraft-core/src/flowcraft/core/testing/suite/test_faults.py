@@ -11,6 +11,7 @@ from flowcraft.core.ports import Message
 from flowcraft.core.testing.harness import Harness
 from flowcraft.core.testing.nodes import LOG
 from flowcraft.core.testing.suite._dsl import bp, e, n
+from flowcraft.core.testing.suite.test_wait_resume import _until
 
 
 def _diamond(blueprint_id: str) -> object:
@@ -71,10 +72,9 @@ async def test_reconciler_revives_lost_work_only(harness: Harness) -> None:
         assert stats.stalled_runs >= 1
         assert stats.failed_runs == 0
         await s.start_workers(1)
-        await asyncio.sleep(1.0)
-        record = await s.backend.store.get_run(handle.run_id)
-        assert record is not None
-        assert record.status == "awaiting"  # B done; W still waits: never "revived"
+        await _until(s, handle.run_id, RunStatus.AWAITING)  # B done; W still waits
+        await asyncio.sleep(0.5)
+        assert await handle.status() is RunStatus.AWAITING  # W never "revived"
         await handle.resume("W", output="w")
         result = await handle.result(timeout=20)
     assert result.outputs["B"] == 2
