@@ -14,8 +14,10 @@ import asyncio
 import random
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, Pinned
@@ -28,6 +30,7 @@ from flowcraft.core._runtime.result import result_of
 from flowcraft.core.errors import FlowcraftError, RunNotFoundError
 from flowcraft.core.ports import JobQueue, Message, RunRecord, RunStore, StoredState
 
+_T = TypeVar("_T")
 _REPORTED = {
     RunStatus.COMPLETED: ev.ChildOutcome.COMPLETED,
     RunStatus.FAILED: ev.ChildOutcome.FAILED,
@@ -81,13 +84,20 @@ class Coordinator:
         self.clock = clock
         self._max_conflicts = max_conflicts
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._pins: _Bounded[RunRecord] = _Bounded(10_000)
 
     async def record(self, run_id: str) -> RunRecord:
-        """The run's record (``RunNotFoundError`` if there is none)."""
+        """The run's record (``RunNotFoundError`` if there is none), fresh from the store."""
         record = await self.store.get_run(run_id)
         if record is None:
             raise RunNotFoundError(run_id, f"no run {run_id!r}")
+        self._pins[run_id] = record
         return record
+
+    async def pinned_record(self, run_id: str) -> RunRecord:
+        """The run's record for its immutable fields (pin, parent, input): cached per process."""
+        cached = self._pins.get(run_id)
+        return cached if cached is not None else await self.record(run_id)
 
     def pinned(self, record: RunRecord) -> Pinned:
         """The plan the run is pinned to (``VersionUnavailableError`` if not here)."""
@@ -123,7 +133,7 @@ class Coordinator:
             return await self._apply(run_id, event)
 
     async def _apply(self, run_id: str, event: ev.Event) -> Applied:
-        record = await self.record(run_id)
+        record = await self.pinned_record(run_id)
         for _ in range(self._max_conflicts):
             stored, state = await self.load(record)
             before = state.status
@@ -262,6 +272,20 @@ class Coordinator:
             digest="",
             payload=job.payload,
         )
+
+
+class _Bounded(OrderedDict[str, _T]):
+    """A small LRU mapping (oldest entries dropped past ``size``)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+
+    def __setitem__(self, key: str, value: _T) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        if len(self) > self._size:
+            self.popitem(last=False)
 
 
 def _changed(decision: act.Decision) -> bool:

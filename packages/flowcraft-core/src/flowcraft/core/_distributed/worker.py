@@ -304,7 +304,7 @@ class Worker:
         await self.coordinator.apply(run_id, event)
 
     async def _execute(self, job: j.Job, action: RunNode, delivery: Delivery) -> ev.Event | None:
-        record = await self.coordinator.record(job.run_id)
+        record = await self.coordinator.pinned_record(job.run_id)
         _stored, state = await self.coordinator.load(record)
         current = state.nodes.get((action.node_id, action.frame))
         if (
