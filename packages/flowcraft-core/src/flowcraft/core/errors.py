@@ -7,6 +7,12 @@ Class tree::
     │                                   each with a stable code and a JSON path
     ├── ExpressionError(ValueError)     an expression does not compile, or failed to evaluate;
     │                                   ``.source`` is the expression, the message says why
+    ├── NonRetryableError               raised by a node: fail the attempt without retrying
+    ├── RunError                        about one run (``.run_id``)
+    │   ├── RunNotFoundError(KeyError)  no such run (or token)
+    │   └── ResumeError(ValueError)     resume of a node that is not awaiting (``.code``)
+    ├── UnknownBlueprintError(KeyError) a blueprint id no runtime/worker knows
+    ├── UnknownNodeError(KeyError)      a ``uses`` with no implementation in the registry
     └── BackendError                    a backend (broker, database, cache) failed an operation;
         │                               the driver's exception is chained as ``__cause__``
         ├── TransientBackendError       connection lost, timeout, failover, lock conflict:
@@ -36,10 +42,16 @@ __all__ = [
     "BlueprintError",
     "ExpressionError",
     "FlowcraftError",
+    "NonRetryableError",
     "PermanentBackendError",
     "Problem",
+    "ResumeError",
+    "RunError",
+    "RunNotFoundError",
     "Severity",
     "TransientBackendError",
+    "UnknownBlueprintError",
+    "UnknownNodeError",
 ]
 
 
