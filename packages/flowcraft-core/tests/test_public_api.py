@@ -94,3 +94,18 @@ def test_errors_module_is_public_and_shaped() -> None:
     assert issubclass(errors.BlueprintError, ValueError)
     assert issubclass(errors.ExpressionError, errors.FlowcraftError)
     assert "FlowcraftError" in (errors.__doc__ or "")
+
+
+def test_every_error_class_is_exported_and_drawn_in_the_tree() -> None:
+    import inspect
+
+    from flowcraft.core import errors
+
+    classes = {
+        name
+        for name, value in vars(errors).items()
+        if inspect.isclass(value) and issubclass(value, errors.FlowcraftError)
+    }
+    assert classes <= set(errors.__all__)
+    doc = errors.__doc__ or ""
+    assert all(name in doc for name in classes), sorted(c for c in classes if c not in doc)
