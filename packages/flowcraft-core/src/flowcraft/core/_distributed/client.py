@@ -21,6 +21,7 @@ from flowcraft.core._engine.codec import error_from_dict, state_to_document
 from flowcraft.core._engine.decide import new_run
 from flowcraft.core._engine.state import RunState, RunStatus
 from flowcraft.core._model.graph import Blueprint
+from flowcraft.core._runtime.handle import HandleBase
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core.errors import ResumeError, RunNotFoundError, TransientBackendError
 from flowcraft.core.ports import JobQueue, RunPage, RunRecord, RunStore
@@ -28,12 +29,12 @@ from flowcraft.core.ports import JobQueue, RunPage, RunRecord, RunStore
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
-class DistributedRunHandle:
-    """A run on a distributed backend."""
+class DistributedRunHandle(HandleBase):
+    """A run on a distributed backend: its result, status, cancel and resume."""
 
     def __init__(self, client: Client, run_id: str) -> None:
+        super().__init__(client, run_id)
         self._client = client
-        self.run_id = run_id
 
     async def result(self, timeout: float | None = None) -> RunResult:
         """Wait for the final result (``TimeoutError`` after ``timeout`` seconds)."""
@@ -42,24 +43,6 @@ class DistributedRunHandle:
     async def status(self) -> RunStatus:
         """The run's status now."""
         return await self._client.status(self.run_id)
-
-    async def cancel(self) -> None:
-        """Cancel the run (durable, idempotent)."""
-        await self._client.cancel(self.run_id)
-
-    async def resume(
-        self,
-        node: str | None = None,
-        *,
-        output: object = None,
-        action: str | None = None,
-        frame: str = "",
-        token: str | None = None,
-    ) -> None:
-        """Resume an awaiting node of this run (or of a child run, by token)."""
-        await self._client.resume(
-            self.run_id, node, output=output, action=action, frame=frame, token=token
-        )
 
 
 class Client:

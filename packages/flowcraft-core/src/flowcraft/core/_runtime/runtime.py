@@ -19,6 +19,7 @@ from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.driver import ParentLink, RunDriver
 from flowcraft.core._runtime.events import EventBus
 from flowcraft.core._runtime.execute import NodeExecutor
+from flowcraft.core._runtime.handle import HandleBase
 from flowcraft.core._runtime.nodes import NodeForms
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
@@ -32,12 +33,12 @@ from flowcraft.core.errors import (
 PlanSource = Blueprint | Plan | str
 
 
-class RunHandle:
+class RunHandle(HandleBase):
     """A started run: await its result, look at its status, cancel or resume it."""
 
     def __init__(self, runtime: FlowRuntime, run_id: str) -> None:
+        super().__init__(runtime, run_id)
         self._runtime = runtime
-        self.run_id = run_id
 
     async def result(self, timeout: float | None = None) -> RunResult:
         """Wait for the final result (``TimeoutError`` after ``timeout`` seconds)."""
@@ -52,24 +53,6 @@ class RunHandle:
     def snapshot(self) -> RunResult:
         """The run's result as it stands now (not necessarily final)."""
         return result_of(self._runtime._driver(self.run_id).state)
-
-    async def cancel(self) -> None:
-        """Cancel the run (idempotent); committed work and context are kept."""
-        await self._runtime.cancel(self.run_id)
-
-    async def resume(
-        self,
-        node: str | None = None,
-        *,
-        output: object = None,
-        action: str | None = None,
-        frame: str = "",
-        token: str | None = None,
-    ) -> None:
-        """Resume an awaiting node (by id and frame, or by token) with an output and action."""
-        await self._runtime.resume(
-            self.run_id, node, output=output, action=action, frame=frame, token=token
-        )
 
 
 class FlowRuntime:
