@@ -17,6 +17,7 @@ delivery tag of an old channel can be recognised as stale.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Callable
 from typing import Any, TypeAlias
@@ -49,7 +50,18 @@ class Link:
         self.failure: BackendError | None = None
 
     async def open(self, timeout: float) -> None:
-        """Connect and open the channel, or raise a backend error."""
+        """Connect and open the channel, or raise a backend error.
+
+        If opening fails or is cancelled half-way, the half-open connection is aborted: it never
+        lingers with its socket.
+        """
+        try:
+            await self._open(timeout)
+        except BaseException:
+            self.abort()
+            raise
+
+    async def _open(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         self._closed = loop.create_future()
         opened = self._track(loop.create_future())
@@ -86,6 +98,13 @@ class Link:
     def track(self, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
         """Fail ``future`` too when the link goes down."""
         return self._track(future)
+
+    def abort(self) -> None:
+        """Start closing the connection without waiting (failure and cancellation paths)."""
+        connection = self._connection
+        if connection is not None and not (connection.is_closed or connection.is_closing):
+            with contextlib.suppress(Exception):  # closing a connection that never opened
+                connection.close()
 
     async def close(self) -> None:
         """Close the connection (unsettled deliveries go back to their queue)."""

@@ -132,10 +132,14 @@ class _Publisher:
     async def _open(self) -> Link:
         link = Link(self._adapter.parameters, on_lost=lambda: None)
         await link.open(self._adapter.connect_timeout)
-        timeout = self._adapter.operation_timeout
-        self._seq, self._pending, self._returned, self._declared = 0, {}, set(), set()
-        await link.rpc("confirm_delivery", timeout, ack_nack_callback=self._on_confirm)
-        link.channel.add_on_return_callback(self._on_return)
+        try:
+            timeout = self._adapter.operation_timeout
+            self._seq, self._pending, self._returned, self._declared = 0, {}, set(), set()
+            await link.rpc("confirm_delivery", timeout, ack_nack_callback=self._on_confirm)
+            link.channel.add_on_return_callback(self._on_return)
+        except BaseException:
+            link.abort()
+            raise
         return link
 
     def _on_confirm(self, frame: Untyped) -> None:
@@ -196,6 +200,14 @@ class _Consumer:
     async def _open(self, prefetch: int) -> Link:
         link = Link(self._adapter.parameters, on_lost=lambda: self.buffer.put_nowait(None))
         await link.open(self._adapter.connect_timeout)
+        try:
+            await self._consume(link, prefetch)
+        except BaseException:
+            link.abort()
+            raise
+        return link
+
+    async def _consume(self, link: Link, prefetch: int) -> None:
         timeout = self._adapter.operation_timeout
         await link.rpc("basic_qos", timeout, prefetch_count=prefetch)
         await self._adapter.declare(link, self._adapter.queue_name)
@@ -207,7 +219,6 @@ class _Consumer:
             on_message_callback=on_message,
             auto_ack=False,
         )
-        return link
 
     def _on_message(
         self, generation: int, _channel: Untyped, method: Untyped, properties: Untyped, body: bytes
