@@ -47,7 +47,6 @@ from flowcraft.core.ports import (
 )
 
 _log = logging.getLogger("flowcraft.worker")
-_TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 class Worker:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from flowcraft.core._engine.frames import ROOT
 from flowcraft.core._engine.plan import Expression, InputSpec
 from flowcraft.core._engine.state import FrameState, NodeRecord, NodeStatus, RunState
 
@@ -80,8 +79,3 @@ def resolve_inputs(state: RunState, frame: FrameState, spec: InputSpec) -> objec
         return resolve_reference(state, frame, spec)
     assert spec is not None
     return {name: resolve_reference(state, frame, ref) for name, ref in spec.items()}
-
-
-def is_root(frame: FrameState) -> bool:
-    """Whether this is the run's root frame."""
-    return frame.frame == ROOT
