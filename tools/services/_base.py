@@ -84,6 +84,11 @@ class Service:
     def data_dir(self) -> Path:
         return self.paths.data(self.name)
 
+    @property
+    def workdir(self) -> Path:
+        """The server's working directory."""
+        return self.data_dir
+
     def install(self) -> None:
         """Install what the service needs if it is missing. Idempotent."""
 

@@ -7,11 +7,20 @@ fsync, synchronous_commit and full_page_writes are off (data is disposable).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 from _base import Service, ServiceError, apt_install, chown_tree
+
+
+def _reachable(path: Path) -> bool:
+    """Whether any user may traverse every directory down to ``path`` (for the postgres user)."""
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in [*reversed(path.parents), path]
+               if p.exists())  # fmt: skip
 
 
 def _bin_dir() -> Path:
@@ -29,21 +38,31 @@ class Postgres(Service):
         apt_install("postgresql")
 
     @property
+    def workdir(self) -> Path:
+        """The cluster's home: the project state dir, or a private /tmp dir when the ``postgres``
+        user cannot reach the state dir (a checkout inside a root-only directory)."""
+        if os.geteuid() != 0 or _reachable(self.data_dir):
+            return self.data_dir
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"flowcraft-postgres-{digest}"
+
+    @property
     def _pgdata(self) -> Path:
-        return self.data_dir / "data"
+        return self.workdir / "data"
 
     def run_as(self) -> str | None:
         return "postgres"
 
     def prepare(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         if not (self._pgdata / "PG_VERSION").exists():
             self._initdb()
 
     def _initdb(self) -> None:
-        pwfile = self.data_dir / "pwfile"
+        pwfile = self.workdir / "pwfile"
         pwfile.write_text(self.config["password"] + "\n")
-        chown_tree(self.data_dir, "postgres")
+        chown_tree(self.workdir, "postgres")
         cmd = [
             str(_bin_dir() / "initdb"),
             "-D", str(self._pgdata),
@@ -55,7 +74,9 @@ class Postgres(Service):
             "--locale=C.UTF-8",
         ]  # fmt: skip
         user = "postgres" if os.geteuid() == 0 else None
-        proc = subprocess.run(cmd, capture_output=True, text=True, user=user, check=False)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, user=user, cwd=self.workdir, check=False
+        )
         pwfile.unlink(missing_ok=True)
         if proc.returncode != 0:
             raise ServiceError(f"initdb failed: {proc.stderr.strip()[-2000:]}")

@@ -121,7 +121,7 @@ def _launch(service: Service) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             env=service.env(),
-            cwd=service.data_dir if service.data_dir.exists() else None,
+            cwd=service.workdir if service.workdir.exists() else None,
             start_new_session=True,
             user=user,
             group=pwd.getpwnam(user).pw_gid if user else None,
