@@ -175,9 +175,9 @@ async def test_outbox_append_and_remove(pg_store: PostgresContext) -> None:
     state = await pg_store.load_state("r1")
     assert state is not None
     assert state.outbox == (m2, m1, m3)
-    await pg_store.remove_outbox("r1", ["m1", "m3", "unknown"])
-    await pg_store.remove_outbox("r1", ["m1"])
-    await pg_store.remove_outbox("r1", [])
+    await pg_store.remove_outbox({"r1": ["m1", "m3", "unknown"]})
+    await pg_store.remove_outbox({"r1": ["m1"]})
+    await pg_store.remove_outbox({"r1": []})
     state = await pg_store.load_state("r1")
     assert state is not None
     assert state.outbox == (m2,)

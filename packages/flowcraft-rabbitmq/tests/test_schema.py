@@ -57,7 +57,8 @@ def placeholders(statement: sql.Composable) -> int:
 def test_statements_take_values_only_as_parameters() -> None:
     names = q.TableNames.with_prefix("fc")
     assert placeholders(q.create_run_sql(names)) == 13
-    assert placeholders(q.save_state_sql(names)) == 11
+    assert placeholders(q.save_state_sql(names)) == 15
+    assert placeholders(q.remove_outbox_sql(names)) == 2
     assert placeholders(q.claim_sql(names)) == 4
     assert placeholders(q.extend_sql(names)) == 4
     assert placeholders(q.commit_sql(names)) == 3
@@ -79,9 +80,18 @@ def test_list_runs_sql_variants(status: bool, after: bool, count: int) -> None:
 
 def test_save_state_hangs_every_write_off_the_versioned_update() -> None:
     rendered = text(q.save_state_sql(q.TableNames.with_prefix("fc")))
-    assert "WHERE run_id = %s AND version = %s" in rendered
+    assert "WHERE run_id = %s AND version = %s AND (SELECT count(*) FROM a) = %s" in rendered
+    assert "ON CONFLICT (run_id, attempt) DO UPDATE SET outcome = EXCLUDED.outcome" in rendered
     assert rendered.count("WHERE run_id IN (SELECT run_id FROM s)") == 3
     assert "(context_data || %s::jsonb) - %s::text[]" in rendered
+
+
+def test_queries_are_rendered_once_from_the_same_builders() -> None:
+    names = q.TableNames.with_prefix("fc")
+    queries = q.Queries.render(names)
+    assert queries.save_state == q.save_state_sql(names).as_bytes(None)
+    assert queries.claim == q.claim_sql(names).as_bytes(None)
+    assert b'"fc_outbox"' in queries.remove_outbox
 
 
 def test_context_writes_split_into_sets_and_deletes() -> None:

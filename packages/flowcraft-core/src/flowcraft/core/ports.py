@@ -227,19 +227,32 @@ class RunStore(Protocol):
         status: str,
         output: object = None,
         errors: Sequence[Mapping[str, object]] = (),
+        outcomes: Sequence[tuple[str, bytes]] = (),
     ) -> bool:
         """Compare-and-set the state: only if the stored version is ``expected_version``.
 
         Atomically: store ``document`` as version ``expected_version + 1``, apply
         ``context_writes`` key by key (``DELETE`` removes a key; other keys are untouched, never
         a whole-document rewrite), append ``outbox`` to the outbox, and update the record's
-        status, output, errors and ``updated_at``. Returns False (and writes nothing) when the
-        version moved on.
+        status, output, errors and ``updated_at``. Returns False (and writes nothing of the
+        state) when the version moved on.
+
+        ``outcomes`` are ``(attempt, outcome)`` pairs whose decision this save carries (the
+        one-round-trip path of a worker). In the same transaction each is committed as
+        ``commit_attempt`` would (first writer wins), and the state is saved only if every one
+        of them is the outcome that stands (none was committed before). The commits stand even
+        when the save does not: a caller that gets False commits them with ``commit_attempt``
+        (which returns the standing outcomes) and decides again.
         """
         ...
 
-    async def remove_outbox(self, run_id: str, message_ids: Sequence[str]) -> None:
-        """Drop these messages from the outbox after they were enqueued. Idempotent."""
+    async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
+        """Drop enqueued messages from outboxes: run id -> message ids. Idempotent.
+
+        Unknown runs and ids are ignored. Batches many runs in one call (one round trip where
+        the store allows it); callers may defer it, since a message left in an outbox is only
+        sent again (job ids are deterministic and workers dedupe).
+        """
         ...
 
     async def claim_attempt(

@@ -29,6 +29,7 @@ from psycopg import sql
 __all__ = [
     "RUN_COLUMNS",
     "TERMINAL_STATUSES",
+    "Queries",
     "TableNames",
     "active_statuses",
     "attempt_sql",
@@ -208,16 +209,26 @@ WHERE s.run_id = %s"""
 def save_state_sql(t: TableNames) -> sql.Composed:
     """The whole compare-and-set of ``save_state`` as one statement (atomic, one round trip).
 
-    Every write hangs off the versioned UPDATE of the state row: when the version moved on,
-    that UPDATE matches nothing and so does everything else. Params: document, run_id,
-    expected_version, context sets (jsonb), context deletes (text[]), outbox ids (text[]),
-    outbox bodies (bytea[]), status, output, errors, status_data. Returns the count of
-    updated state rows (0 or 1).
+    First the carried attempt outcomes are committed (first writer wins, like ``commit_sql``);
+    every other write hangs off the versioned UPDATE of the state row, which also requires
+    that each of those outcomes was written by this statement: when the version moved on (or
+    an outcome was there before), that UPDATE matches nothing and so does everything else.
+    Params: run_id, outcome attempts (text[]), outcomes (bytea[]), document, run_id,
+    expected_version, number of outcomes, context sets (jsonb), context deletes (text[]),
+    outbox ids (text[]), outbox bodies (bytea[]), status, output, errors, status_data.
+    Returns the count of updated state rows (0 or 1).
     """
     return sql.SQL(
-        """WITH s AS (
+        """WITH a AS (
+    INSERT INTO {attempts} AS a (run_id, attempt, owner, lease_until, outcome)
+    SELECT %s, x.attempt, '', clock_timestamp(), x.outcome
+    FROM unnest(%s::text[], %s::bytea[]) AS x(attempt, outcome)
+    ON CONFLICT (run_id, attempt) DO UPDATE SET outcome = EXCLUDED.outcome
+        WHERE a.outcome IS NULL
+    RETURNING 1
+), s AS (
     UPDATE {states} SET version = version + 1, document = %s
-    WHERE run_id = %s AND version = %s
+    WHERE run_id = %s AND version = %s AND (SELECT count(*) FROM a) = %s
     RETURNING run_id
 ), c AS (
     UPDATE {contexts} SET context_data = (context_data || %s::jsonb) - %s::text[]
@@ -240,9 +251,10 @@ SELECT count(*) FROM s"""
 
 
 def remove_outbox_sql(t: TableNames) -> sql.Composed:
-    """Delete outbox rows. Params: run_id, message ids (text[])."""
+    """Delete outbox rows of many runs. Params: run ids (text[]), message ids (text[]), paired."""
     return sql.SQL(
-        "DELETE FROM {outbox} WHERE run_id = %s AND message_id = ANY(%s::text[])"
+        "DELETE FROM {outbox} o USING unnest(%s::text[], %s::text[]) AS d(run_id, message_id) "
+        "WHERE o.run_id = d.run_id AND o.message_id = d.message_id"
     ).format(outbox=t.ident("outbox"))
 
 
@@ -320,3 +332,39 @@ def stalled_runs_sql(t: TableNames) -> sql.Composed:
 def active_statuses() -> list[str]:
     """The statuses ``stalled_runs`` looks at (every non-terminal one)."""
     return list(_ACTIVE_STATUSES)
+
+
+@dataclass(frozen=True, slots=True)
+class Queries:
+    """The fixed statements of one store, rendered once.
+
+    A store runs them thousands of times a second; composing and quoting them per call
+    showed up in profiles.
+    """
+
+    create_run: bytes
+    find_run: bytes
+    load_state: bytes
+    save_state: bytes
+    remove_outbox: bytes
+    claim: bytes
+    attempt: bytes
+    extend: bytes
+    commit: bytes
+    stalled_runs: bytes
+
+    @classmethod
+    def render(cls, t: TableNames) -> Queries:
+        """Every fixed statement of ``t``, as bytes."""
+        return cls(
+            create_run=create_run_sql(t).as_bytes(None),
+            find_run=find_run_sql(t).as_bytes(None),
+            load_state=load_state_sql(t).as_bytes(None),
+            save_state=save_state_sql(t).as_bytes(None),
+            remove_outbox=remove_outbox_sql(t).as_bytes(None),
+            claim=claim_sql(t).as_bytes(None),
+            attempt=attempt_sql(t).as_bytes(None),
+            extend=extend_sql(t).as_bytes(None),
+            commit=commit_sql(t).as_bytes(None),
+            stalled_runs=stalled_runs_sql(t).as_bytes(None),
+        )

@@ -92,6 +92,7 @@ class PostgresContext:
             outbox=outbox_table,
             attempts=attempt_table,
         )
+        self._q = q.Queries.render(self.tables)
         self._owns_pool = isinstance(dsn_or_pool, str)
         self._pool = _make_pool(dsn_or_pool, min_size, max_size, connect_timeout)
         self._connect_timeout = connect_timeout
@@ -134,10 +135,10 @@ class PostgresContext:
     ) -> ports.RunRecord:
         """Create the run (state version 1, empty context) unless its id or key exists."""
         params = (*_record_params(record), Jsonb(document), Jsonb({"status": record.status}))
-        row = await self._fetchone("create_run", q.create_run_sql(self.tables), params, retry=True)
+        row = await self._fetchone("create_run", self._q.create_run, params, retry=True)
         if row is None:
             find = (record.run_id, record.idempotency_key, record.run_id)
-            row = await self._fetchone("create_run", q.find_run_sql(self.tables), find, retry=True)
+            row = await self._fetchone("create_run", self._q.find_run, find, retry=True)
         if row is None:  # pragma: no cover - the conflicting row was deleted meanwhile
             raise TransientBackendError(f"create_run: run {record.run_id!r} vanished, retry")
         return _record(row)
@@ -145,7 +146,7 @@ class PostgresContext:
     async def get_run(self, run_id: str) -> ports.RunRecord | None:
         """The run's record, or None."""
         params = (run_id, None, run_id)
-        row = await self._fetchone("get_run", q.find_run_sql(self.tables), params, retry=True)
+        row = await self._fetchone("get_run", self._q.find_run, params, retry=True)
         return None if row is None else _record(row)
 
     async def list_runs(
@@ -170,14 +171,14 @@ class PostgresContext:
     async def stalled_runs(self, *, updated_before: float, limit: int = 100) -> Sequence[str]:
         """Ids of pending/running/awaiting runs saved before ``updated_before``, oldest first."""
         params = (q.active_statuses(), updated_before, limit)
-        rows = await self._fetchall("stalled_runs", q.stalled_runs_sql(self.tables), params)
+        rows = await self._fetchall("stalled_runs", self._q.stalled_runs, params)
         return [str(row[0]) for row in rows]
 
     # ------------------------------------------------------------------ state
 
     async def load_state(self, run_id: str) -> ports.StoredState | None:
         """Document, context and outbox as of the last ``save_state`` (one snapshot)."""
-        row = await self._fetchone("load_state", q.load_state_sql(self.tables), (run_id,), True)
+        row = await self._fetchone("load_state", self._q.load_state, (run_id,), True)
         if row is None:
             return None
         version, document, context, ids, bodies = row
@@ -195,13 +196,18 @@ class PostgresContext:
         status: str,
         output: object = None,
         errors: Sequence[Mapping[str, object]] = (),
+        outcomes: Sequence[tuple[str, bytes]] = (),
     ) -> bool:
         """Compare-and-set the state and apply everything else in the same statement."""
         sets, deletes = split_context_writes(context_writes)
         params = (
+            run_id,
+            [attempt for attempt, _ in outcomes],
+            [outcome for _, outcome in outcomes],
             Jsonb(document),
             run_id,
             expected_version,
+            len(outcomes),
             Jsonb(sets),
             deletes,
             [m.id for m in outbox],
@@ -211,14 +217,15 @@ class PostgresContext:
             Jsonb([dict(e) for e in errors]),
             Jsonb({"status": status}),
         )
-        row = await self._fetchone("save_state", q.save_state_sql(self.tables), params, False)
+        row = await self._fetchone("save_state", self._q.save_state, params, False)
         return row is not None and row[0] == 1
 
-    async def remove_outbox(self, run_id: str, message_ids: Sequence[str]) -> None:
-        """Drop these outbox messages (idempotent)."""
-        if message_ids:
-            params = (run_id, list(message_ids))
-            await self._execute("remove_outbox", q.remove_outbox_sql(self.tables), params, True)
+    async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
+        """Drop these outbox messages of many runs in one statement (idempotent)."""
+        pairs = [(run_id, m) for run_id, ids in sent.items() for m in ids]
+        if pairs:
+            params = ([run_id for run_id, _ in pairs], [m for _, m in pairs])
+            await self._execute("remove_outbox", self._q.remove_outbox, params, True)
 
     # ------------------------------------------------------------------ attempts
 
@@ -227,10 +234,10 @@ class PostgresContext:
     ) -> ports.AttemptClaim:
         """CLAIMED (new, expired or own lease), BUSY (live foreign lease) or DONE."""
         params = (run_id, attempt, owner, lease)
-        row = await self._fetchone("claim_attempt", q.claim_sql(self.tables), params, True)
+        row = await self._fetchone("claim_attempt", self._q.claim, params, True)
         if row is not None:
             return ports.AttemptClaim(status=ports.ClaimStatus.CLAIMED, lease_until=row[0])
-        row = await self._fetchone("claim_attempt", q.attempt_sql(self.tables), params[:2], True)
+        row = await self._fetchone("claim_attempt", self._q.attempt, params[:2], True)
         if row is None:  # pragma: no cover - attempts are never deleted
             raise TransientBackendError(f"claim_attempt: {run_id}/{attempt} vanished, retry")
         lease_until, outcome = row
@@ -241,17 +248,15 @@ class PostgresContext:
     async def extend_attempt(self, run_id: str, attempt: str, owner: str, lease: float) -> bool:
         """Move ``owner``'s lease to now + ``lease``; False if lost or done."""
         params = (lease, run_id, attempt, owner)
-        count = await self._execute("extend_attempt", q.extend_sql(self.tables), params, True)
+        count = await self._execute("extend_attempt", self._q.extend, params, True)
         return count == 1
 
     async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
         """Record the outcome, first writer wins; the outcome that stands."""
         params = (run_id, attempt, outcome)
-        row = await self._fetchone("commit_attempt", q.commit_sql(self.tables), params, True)
+        row = await self._fetchone("commit_attempt", self._q.commit, params, True)
         if row is None:
-            row = await self._fetchone(
-                "commit_attempt", q.attempt_sql(self.tables), params[:2], True
-            )
+            row = await self._fetchone("commit_attempt", self._q.attempt, params[:2], True)
             if row is None or row[1] is None:  # pragma: no cover - outcomes are never removed
                 raise TransientBackendError(f"commit_attempt: {run_id}/{attempt} vanished")
             return bytes(row[1])
@@ -260,7 +265,7 @@ class PostgresContext:
     # ------------------------------------------------------------------ execution
 
     async def _fetchone(
-        self, what: str, query: sql.Composed, params: Sequence[object], retry: bool
+        self, what: str, query: sql.Composed | bytes, params: Sequence[object], retry: bool
     ) -> _Row | None:
         async def run(conn: psycopg.AsyncConnection[Any]) -> _Row | None:
             cur = await conn.execute(query, params)
@@ -269,7 +274,7 @@ class PostgresContext:
         return await self._run(what, run, retry)
 
     async def _fetchall(
-        self, what: str, query: sql.Composed, params: Sequence[object]
+        self, what: str, query: sql.Composed | bytes, params: Sequence[object]
     ) -> list[_Row]:
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[_Row]:
             cur = await conn.execute(query, params)
@@ -278,7 +283,7 @@ class PostgresContext:
         return await self._run(what, run, True)
 
     async def _execute(
-        self, what: str, query: sql.Composed, params: Sequence[object], retry: bool
+        self, what: str, query: sql.Composed | bytes, params: Sequence[object], retry: bool
     ) -> int:
         async def run(conn: psycopg.AsyncConnection[Any]) -> int:
             cur = await conn.execute(query, params)

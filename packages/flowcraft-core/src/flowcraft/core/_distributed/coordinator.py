@@ -1,29 +1,52 @@
-"""The decide step every distributed component shares: load state, apply one event, save, send.
+"""The decide step every distributed component shares: load state, apply events, save, send.
 
 ``apply(run_id, event)`` loads the run's state, lets the decision core apply the event, and
 saves the new state with compare-and-set together with the context writes (per key) and an
-outbox of the jobs the decision produced; then it enqueues the outbox and removes what it sent.
+outbox of the jobs the decision produced; then it enqueues the outbox and drops what it sent.
 A crash after the save leaves the outbox in the store: the next decide on the run, or the
 reconciler, sends it again (job ids are deterministic, workers dedupe by claiming attempts).
 A lost race (the version moved on) reloads and applies again; the core ignores duplicates.
+
+Three things keep a step cheap without weakening any of that:
+
+* **Group commit per run.** Events for one run that arrive while a decide of that run is in
+  flight in this process queue up and are decided together: applied one after another to the
+  state, saved once (a fan-in of many branches costs a save or two, not one per branch).
+* **Known states.** The state this process saved last is kept (bounded LRU) and used for the
+  next decide without loading it; the compare-and-set still guards it, and a lost race drops
+  it and reloads. Jobs carry the version they were decided at, so a worker holding that
+  version runs the node without a load either.
+* **Outcomes ride on the save.** A worker's attempt outcome is committed by the same statement
+  that saves the decision (``save_state(outcomes=...)``); if that save does not happen, the
+  outcome is committed on its own (first writer wins) and the standing outcome decided.
+
+Removing sent messages from the outbox may be deferred and batched across runs
+(``defer_outbox_removal``): a message still in an outbox is at worst sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import random
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, Pinned
 from flowcraft.core._engine import actions as act
 from flowcraft.core._engine import events as ev
-from flowcraft.core._engine.codec import encode_writes, state_from_document, state_to_document
+from flowcraft.core._engine.codec import (
+    CodecError,
+    encode_writes,
+    event_from_dict,
+    state_from_document,
+    state_to_document,
+)
 from flowcraft.core._engine.decide import apply
 from flowcraft.core._engine.state import RunState, RunStatus
 from flowcraft.core._runtime.result import result_of
@@ -31,6 +54,7 @@ from flowcraft.core.errors import FlowcraftError, RunNotFoundError
 from flowcraft.core.ports import JobQueue, Message, RunRecord, RunStore, StoredState
 
 _T = TypeVar("_T")
+_log = logging.getLogger("flowcraft.coordinator")
 _REPORTED = {
     RunStatus.COMPLETED: ev.ChildOutcome.COMPLETED,
     RunStatus.FAILED: ev.ChildOutcome.FAILED,
@@ -38,6 +62,8 @@ _REPORTED = {
     RunStatus.AWAITING: ev.ChildOutcome.AWAITING,
     RunStatus.RUNNING: ev.ChildOutcome.RUNNING,
 }
+#: Deferred outbox removals are flushed at once past this many messages.
+_FLUSH_AT = 512
 
 
 class VersionUnavailableError(FlowcraftError):
@@ -57,6 +83,23 @@ class Applied:
     saved: bool
 
 
+@dataclass(slots=True)
+class _Known:
+    """A run state as saved (or loaded) at ``version`` by this process."""
+
+    version: int
+    state: RunState
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One event waiting for its run's next group commit."""
+
+    event: ev.Event
+    commit: tuple[str, bytes] | None
+    future: asyncio.Future[Applied] = field(repr=False)
+
+
 def pin_of(record: RunRecord) -> j.Pin:
     """The blueprint pin of a run record."""
     return j.Pin(
@@ -67,7 +110,17 @@ def pin_of(record: RunRecord) -> j.Pin:
 
 
 class Coordinator:
-    """Applies events to runs stored in a :class:`~flowcraft.core.ports.RunStore`."""
+    """Applies events to runs stored in a :class:`~flowcraft.core.ports.RunStore`.
+
+    Args:
+        store, queue, blueprints: The run store, the job queue, the blueprints known here.
+        clock: Wall clock (timers' due times).
+        max_conflicts: Compare-and-set conflicts in a row before ``ConflictError``.
+        known_states: Run states kept in memory for the next decide (0: always load).
+        defer_outbox_removal: Seconds to collect sent messages before removing them from the
+            outboxes in one batch; None removes them right after sending. Deferring needs
+            :meth:`flush` before the process ends (the worker does it).
+    """
 
     def __init__(
         self,
@@ -77,14 +130,22 @@ class Coordinator:
         blueprints: BlueprintSet,
         clock: Callable[[], float] = time.time,
         max_conflicts: int = 100,
+        known_states: int = 2048,
+        defer_outbox_removal: float | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
         self.blueprints = blueprints
         self.clock = clock
         self._max_conflicts = max_conflicts
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._pins: _Bounded[RunRecord] = _Bounded(10_000)
+        self._known: _Bounded[_Known] = _Bounded(known_states)
+        self._queues: dict[str, list[_Pending]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._defer = defer_outbox_removal
+        self._sent: dict[str, list[str]] = {}
+        self._removing: dict[str, list[str]] = {}
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     async def record(self, run_id: str) -> RunRecord:
         """The run's record (``RunNotFoundError`` if there is none), fresh from the store."""
@@ -112,67 +173,218 @@ class Coordinator:
         return pinned
 
     async def load(self, record: RunRecord) -> tuple[StoredState, RunState]:
-        """The stored state and the engine state rebuilt from it."""
+        """The stored state and the engine state rebuilt from it (remembered for decides)."""
         stored = await self.store.load_state(record.run_id)
         if stored is None:
             raise RunNotFoundError(record.run_id, f"run {record.run_id!r} has no state")
         plan = self.pinned(record).plan
-        return stored, state_from_document(stored.document, plan, stored.context)
+        state = state_from_document(stored.document, plan, stored.context)
+        self._remember(record.run_id, stored.version, state)
+        return stored, state
 
-    async def apply(self, run_id: str, event: ev.Event) -> Applied:
+    def known_state(self, run_id: str, at_least: int | None) -> RunState | None:
+        """The run's state held here, if it is version ``at_least`` or later (None: unknown).
+
+        Read-only for the caller: the next decide of the run continues from this object.
+        """
+        known = self._known.get(run_id)
+        if known is None or at_least is None or known.version < at_least:
+            return None
+        return known.state
+
+    def _remember(self, run_id: str, version: int, state: RunState) -> None:
+        known = self._known.get(run_id)
+        if known is None or known.version <= version:
+            self._known[run_id] = _Known(version=version, state=state)
+
+    # ------------------------------------------------------------------ decide
+
+    async def apply(
+        self, run_id: str, event: ev.Event, *, commit: tuple[str, bytes] | None = None
+    ) -> Applied:
         """Apply ``event`` to the run; save with compare-and-set; send the outbox.
 
-        Decisions about one run made in this process queue behind one another (a fan-in of many
-        branches finishing together would otherwise mostly lose the compare-and-set and retry);
-        across processes the compare-and-set alone keeps them safe.
+        ``commit`` is the ``(attempt, outcome)`` this event is the outcome of: it is committed
+        with the save (see the module docstring), and if another outcome was committed first,
+        that one is decided instead. Events of one run queue behind the decide in flight and
+        are then decided together; across processes the compare-and-set keeps them safe.
         """
-        lock = self._locks.get(run_id)
-        if lock is None:
-            lock = self._locks[run_id] = asyncio.Lock()
-        async with lock:
-            return await self._apply(run_id, event)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(event=event, commit=commit, future=loop.create_future())
+        queue = self._queues.get(run_id)
+        if queue is None:
+            queue = self._queues[run_id] = []
+            task = loop.create_task(self._drain(run_id, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        queue.append(pending)
+        return await pending.future
 
-    async def _apply(self, run_id: str, event: ev.Event) -> Applied:
+    async def _drain(self, run_id: str, queue: list[_Pending]) -> None:
+        try:
+            while queue:
+                batch = [p for p in queue if not p.future.done()]
+                queue.clear()
+                if not batch:
+                    continue
+                try:
+                    results = await self._apply_batch(run_id, batch)
+                except Exception as exc:  # every caller of the batch sees the failure
+                    for p in batch:
+                        if not p.future.done():
+                            p.future.set_exception(exc)
+                    continue
+                except BaseException:
+                    for p in batch:
+                        p.future.cancel()
+                    raise
+                for p, result in zip(batch, results, strict=True):
+                    if not p.future.done():
+                        p.future.set_result(result)
+        finally:
+            del self._queues[run_id]
+            for p in queue:  # cancelled while draining: the callers retry
+                if not p.future.done():
+                    p.future.cancel()
+
+    async def _apply_batch(self, run_id: str, batch: Sequence[_Pending]) -> list[Applied]:
         record = await self.pinned_record(run_id)
+        events, commits = _dedupe_attempts(batch)
+        known = self._known.pop(run_id, None)
         for _ in range(self._max_conflicts):
-            stored, state = await self.load(record)
+            resend: Sequence[Message] = ()
+            fresh = known is None
+            if known is None:
+                stored, state = await self.load(record)
+                self._known.pop(run_id, None)  # taken out while it changes
+                known = _Known(version=stored.version, state=state)
+                resend = [m for m in stored.outbox if not self._sending(run_id, m.id)]
+            version, state = known.version, known.state
             before = state.status
-            decision = apply(state, event)
-            if not _changed(decision):
-                await self.publish(run_id, stored.outbox)
-                return Applied(decision=decision, state=state, saved=False)
-            messages = await self._messages(record, state, decision, before, stored.version)
-            if await self._save(record, stored, state, decision, messages):
-                await self.publish(run_id, (*stored.outbox, *messages))
-                return Applied(decision=decision, state=state, saved=True)
+            decisions = [apply(state, event) for event in events]
+            if not any(_changed(d) for d in decisions):
+                if not fresh:  # a held state may be stale: only a save would have proved it
+                    known = None
+                    continue
+                if commits:  # nothing to save, but the outcomes must stand
+                    standing = await self._standing(run_id, batch, events, commits)
+                    commits = ()
+                    if standing != events:
+                        events = standing
+                        continue
+                self._remember(run_id, version, state)
+                await self.publish(run_id, resend)
+                return [Applied(decision=d, state=state, saved=False) for d in decisions]
+            messages = await self._messages(record, state, decisions, before, version)
+            if await self._save(record, version, state, decisions, messages, commits):
+                self._remember(run_id, version + 1, state)
+                await self.publish(run_id, (*resend, *messages))
+                return [Applied(decision=d, state=state, saved=True) for d in decisions]
+            known = None  # the version moved on (or an outcome was there first): reload
+            if commits:
+                events = await self._standing(run_id, batch, events, commits)
+                commits = ()
             await asyncio.sleep(random.uniform(0, 0.002))  # noqa: S311 - contention backoff
         raise ConflictError(f"run {run_id}: state changed {self._max_conflicts} times under us")
 
-    async def _save(
+    async def _standing(
+        self,
+        run_id: str,
+        batch: Sequence[_Pending],
+        events: Sequence[ev.Event],
+        commits: Sequence[tuple[str, bytes]],
+    ) -> list[ev.Event]:
+        """``events`` with every carried outcome replaced by the one that stands."""
+        stored = await asyncio.gather(
+            *(self.store.commit_attempt(run_id, attempt, outcome) for attempt, outcome in commits)
+        )
+        standing = {
+            attempt: _outcome_event(raw) for (attempt, _), raw in zip(commits, stored, strict=True)
+        }
+        return [
+            standing.get(p.commit[0], e) if p.commit is not None else e
+            for p, e in zip(batch, events, strict=True)
+        ]
+
+    async def _save(  # noqa: PLR0917 - the parts of one save
         self,
         record: RunRecord,
-        stored: StoredState,
+        version: int,
         state: RunState,
-        decision: act.Decision,
+        decisions: Sequence[act.Decision],
         messages: Sequence[Message],
+        commits: Sequence[tuple[str, bytes]],
     ) -> bool:
+        writes: dict[str, object] = {}
+        for decision in decisions:
+            writes.update(decision.context_writes)
         return await self.store.save_state(
             record.run_id,
-            expected_version=stored.version,
+            expected_version=version,
             document=state_to_document(state),
-            context_writes=encode_writes(decision.context_writes),
+            context_writes=encode_writes(writes),
             outbox=messages,
             status=state.status.value,
             output=state.output,
             errors=[e.as_dict() for e in state.errors],
+            outcomes=commits,
         )
+
+    # ------------------------------------------------------------------ send
 
     async def publish(self, run_id: str, messages: Sequence[Message]) -> None:
         """Enqueue messages (each at its job's ``not_before``), then drop them from the outbox."""
         if not messages:
             return
         await asyncio.gather(*(self.send(message) for message in messages))
-        await self.store.remove_outbox(run_id, [m.id for m in messages])
+        ids = [m.id for m in messages]
+        if self._defer is None:
+            await self.store.remove_outbox({run_id: ids})
+            return
+        self._sent.setdefault(run_id, []).extend(ids)
+        if sum(len(v) for v in self._sent.values()) >= _FLUSH_AT:
+            self._start_flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                self._defer, self._start_flush
+            )
+
+    def _sending(self, run_id: str, message_id: str) -> bool:
+        """Whether this process sent the message already (its removal is pending)."""
+        return message_id in self._sent.get(run_id, ()) or message_id in self._removing.get(
+            run_id, ()
+        )
+
+    def _start_flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        task = asyncio.get_running_loop().create_task(self.flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Remove every sent message still waiting for a deferred removal."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        sent, self._sent = self._sent, {}
+        if not sent:
+            return
+        self._removing.update(sent)
+        try:
+            await self.store.remove_outbox(sent)
+        except Exception:  # left in the outbox: sent again later, which workers tolerate
+            _log.warning("removing %d sent outbox messages failed", len(sent), exc_info=True)
+        finally:
+            for run_id in sent:
+                self._removing.pop(run_id, None)
+
+    async def close(self) -> None:
+        """Finish queued decides and deferred outbox removals."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()
 
     async def send(self, message: Message) -> None:
         """Enqueue one message, delayed until its job's ``not_before`` (chained if too long)."""
@@ -191,27 +403,30 @@ class Coordinator:
         self,
         record: RunRecord,
         state: RunState,
-        decision: act.Decision,
+        decisions: Sequence[act.Decision],
         before: RunStatus,
         version: int,
     ) -> list[Message]:
+        """The jobs of the decisions saved as ``version + 1`` (one batch), encoded."""
         pin = pin_of(record)
         found: list[j.Job] = []
-        for action in decision.actions:
-            job = await self._job_of(pin, record, action, version)
-            if job is not None:
-                found.append(job)
+        for index, decision in enumerate(decisions):
+            seq = str(version) if index == 0 else f"{version}.{index}"
+            for action in decision.actions:
+                job = await self._job_of(pin, record, action, seq, version + 1)
+                if job is not None:
+                    found.append(job)
         report = self._report_to_parent(record, state, before, version)
         if report is not None:
             found.append(report)
         return [j.encode_job(job) for job in found]
 
     async def _job_of(  # noqa: PLR0911 - one return per action type
-        self, pin: j.Pin, record: RunRecord, action: act.Action, version: int
+        self, pin: j.Pin, record: RunRecord, action: act.Action, seq: str, saved: int
     ) -> j.Job | None:
         run_id = record.run_id
         if isinstance(action, act.RunNode):
-            return j.run_node_job(pin, run_id, action)
+            return j.run_node_job(pin, run_id, action, seen=saved)
         if isinstance(action, act.ScheduleTimer):
             due = self.clock() + action.delay
             timer = ev.TimerFired(
@@ -235,7 +450,7 @@ class Coordinator:
             child_record = await self.store.get_run(action.child_run_id)
             if child_record is None:
                 return None
-            return j.resume_child_job(pin_of(child_record), action, version)
+            return j.resume_child_job(pin_of(child_record), action, seq)
         return None  # CancelNode: running attempts learn it from their lease heartbeat
 
     async def _child_job(self, child_run_id: str, event: ev.Event) -> j.Job | None:
@@ -292,3 +507,31 @@ def _changed(decision: act.Decision) -> bool:
     return bool(
         decision.notices or decision.actions or decision.finished or decision.context_writes
     )
+
+
+def _dedupe_attempts(
+    batch: Sequence[_Pending],
+) -> tuple[list[ev.Event], tuple[tuple[str, bytes], ...]]:
+    """The batch's events and outcomes to commit, one per attempt.
+
+    The same attempt twice in one batch (two deliveries of one job in this process): the first
+    outcome is the one committed, and the later event is replaced by it, as a later
+    ``commit_attempt`` would return it.
+    """
+    first: dict[str, tuple[ev.Event, bytes]] = {}
+    events: list[ev.Event] = []
+    for p in batch:
+        if p.commit is None:
+            events.append(p.event)
+            continue
+        attempt, outcome = p.commit
+        event, _ = first.setdefault(attempt, (p.event, outcome))
+        events.append(event)
+    return events, tuple((attempt, outcome) for attempt, (_, outcome) in first.items())
+
+
+def _outcome_event(raw: bytes) -> ev.Event:
+    try:
+        return event_from_dict(json.loads(raw))
+    except ValueError as exc:
+        raise CodecError(f"stored outcome is not an event: {exc}") from None

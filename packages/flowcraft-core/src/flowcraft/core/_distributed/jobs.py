@@ -103,9 +103,13 @@ def _job(  # noqa: PLR0917 - a private constructor shortcut
     )
 
 
-def run_node_job(pin: Pin, run_id: str, action: act.RunNode) -> Job:
-    """The job of one node attempt (its id is the attempt's idempotency key)."""
-    payload = {
+def run_node_job(pin: Pin, run_id: str, action: act.RunNode, *, seen: int | None = None) -> Job:
+    """The job of one node attempt (its id is the attempt's idempotency key).
+
+    ``seen`` is the run's state version that decided the attempt: a worker holding that
+    version (or a later one) in memory may run the node without loading the state again.
+    """
+    payload: dict[str, Any] = {
         "node_id": action.node_id,
         "frame": action.frame,
         "attempt": action.attempt,
@@ -115,6 +119,8 @@ def run_node_job(pin: Pin, run_id: str, action: act.RunNode) -> Job:
         "timeout": action.timeout,
         "idempotency_key": action.idempotency_key,
     }
+    if seen is not None:
+        payload["seen"] = seen
     return _job(pin, run_id, JobKind.RUN_NODE, f"node:{action.idempotency_key}", payload)
 
 
@@ -160,7 +166,13 @@ def start_run_job(
     return _job(pin, run_id, JobKind.START_RUN, f"start:{run_id}", payload)
 
 
-def resume_child_job(pin: Pin, action: act.ResumeChildRun, seq: int) -> Job:
+def seen_version(job: Job) -> int | None:
+    """The state version a run_node job was decided at (None: unknown, load the state)."""
+    seen = job.payload.get("seen")
+    return seen if isinstance(seen, int) and not isinstance(seen, bool) else None
+
+
+def resume_child_job(pin: Pin, action: act.ResumeChildRun, seq: str) -> Job:
     """A job that resumes the one awaiting node of a child run."""
     payload = {"output": action.output, "action": action.action}
     job_id = f"resume:{action.child_run_id}:{seq}"

@@ -271,11 +271,13 @@ class MemoryRunStore:
         status: str,
         output: object = None,
         errors: Sequence[Mapping[str, object]] = (),
+        outcomes: Sequence[tuple[str, bytes]] = (),
     ) -> bool:
-        """Compare-and-set, atomically with context writes, outbox and record."""
+        """Compare-and-set, atomically with context writes, outbox, record and outcomes."""
         async with self._lock:
+            standing = [self._commit(run_id, a, o) == o for a, o in outcomes]
             run = self._runs.get(run_id)
-            if run is None or run.version != expected_version:
+            if run is None or run.version != expected_version or not all(standing):
                 return False
             run.version += 1
             run.document = _json(document)  # stored as JSON, like every real store
@@ -295,12 +297,13 @@ class MemoryRunStore:
             )
             return True
 
-    async def remove_outbox(self, run_id: str, message_ids: Sequence[str]) -> None:
+    async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
         """Drop sent messages."""
         async with self._lock:
-            run = self._runs.get(run_id)
-            for message_id in message_ids if run is not None else ():
-                run.outbox.pop(message_id, None)  # type: ignore[union-attr]
+            for run_id, message_ids in sent.items():
+                run = self._runs.get(run_id)
+                for message_id in message_ids if run is not None else ():
+                    run.outbox.pop(message_id, None)  # type: ignore[union-attr]
 
     async def claim_attempt(
         self, run_id: str, attempt: str, owner: str, lease: float
@@ -328,12 +331,13 @@ class MemoryRunStore:
     async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
         """First writer wins."""
         async with self._lock:
-            current = self._attempts.setdefault(
-                (run_id, attempt), _Attempt(owner="", lease_until=0)
-            )
-            if current.outcome is None:
-                current.outcome = outcome
-            return current.outcome
+            return self._commit(run_id, attempt, outcome)
+
+    def _commit(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
+        current = self._attempts.setdefault((run_id, attempt), _Attempt(owner="", lease_until=0))
+        if current.outcome is None:
+            current.outcome = outcome
+        return current.outcome
 
     async def list_runs(
         self, *, status: str | None = None, limit: int = 100, cursor: str | None = None

@@ -31,7 +31,7 @@ from flowcraft.core._engine.actions import RunNode
 from flowcraft.core._engine.codec import CodecError, event_from_dict, event_to_dict
 from flowcraft.core._engine.codec import state_to_document as _doc
 from flowcraft.core._engine.decide import new_run
-from flowcraft.core._engine.state import NodeStatus
+from flowcraft.core._engine.state import NodeStatus, RunState
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.context import CancelFlag
 from flowcraft.core._runtime.execute import NodeExecutor
@@ -61,6 +61,8 @@ class Worker:
         max_deliveries: Deliveries after which an unprocessable message is dead-lettered.
         version_retry: Delay before a job pinned to an unknown blueprint version comes back.
         poll: Seconds one ``receive`` waits for messages.
+        outbox_removal_delay: Seconds sent messages are collected before one batched removal
+            from the outboxes (they are removed when the worker stops, too).
     """
 
     def __init__(
@@ -80,13 +82,16 @@ class Worker:
         dependencies: Mapping[str, Any] | None = None,
         serializer: Serializer | None = None,
         worker_id: str | None = None,
+        outbox_removal_delay: float = 0.02,
     ) -> None:
         self.id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
         self.queue = queue
         self.store = store
         self.coordination = coordination
         bset = blueprints if isinstance(blueprints, BlueprintSet) else BlueprintSet(blueprints)
-        self.coordinator = Coordinator(store=store, queue=queue, blueprints=bset)
+        self.coordinator = Coordinator(
+            store=store, queue=queue, blueprints=bset, defer_outbox_removal=outbox_removal_delay
+        )
         self._threads = ThreadPoolExecutor(max(4, concurrency), thread_name_prefix="flowcraft-node")
         self.executor = NodeExecutor(
             registry=registry,
@@ -121,6 +126,8 @@ class Worker:
         finally:
             if not self._killed:
                 await self._drain(shutdown_timeout)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.coordinator.close(), 10)
             self._threads.shutdown(wait=False, cancel_futures=True)
 
     def kill(self) -> None:
@@ -279,7 +286,12 @@ class Worker:
         self._require_pin(job)
         action = j.run_node_action(job)
         attempt = action.idempotency_key
-        claim = await self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
+        known = self.coordinator.known_state(job.run_id, j.seen_version(job))
+        claiming = self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
+        if known is None:  # claim and load at once (the load is wasted only if not CLAIMED)
+            claim, state = await asyncio.gather(claiming, self._load(job.run_id))
+        else:
+            claim, state = await claiming, known
         if claim.status is ClaimStatus.BUSY:
             await delivery.nack(max(0.2, claim.lease_until - time.time()))
             return
@@ -288,12 +300,16 @@ class Worker:
             await self._decide_outcome(job.run_id, claim.outcome)
             await delivery.ack()
             return
-        event = await self._execute(job, action, delivery)
+        event = await self._execute(job, action, delivery, state)
         if event is not None:
             outcome = json.dumps(event_to_dict(event), separators=(",", ":")).encode()
-            stored = await self.store.commit_attempt(job.run_id, attempt, outcome)
-            await self._decide_outcome(job.run_id, stored)
+            await self.coordinator.apply(job.run_id, event, commit=(attempt, outcome))
         await delivery.ack()
+
+    async def _load(self, run_id: str) -> RunState:
+        record = await self.coordinator.pinned_record(run_id)
+        _stored, state = await self.coordinator.load(record)
+        return state
 
     async def _decide_outcome(self, run_id: str, outcome: bytes) -> None:
         try:
@@ -302,9 +318,9 @@ class Worker:
             raise CodecError(f"stored outcome is not an event: {exc}") from None
         await self.coordinator.apply(run_id, event)
 
-    async def _execute(self, job: j.Job, action: RunNode, delivery: Delivery) -> ev.Event | None:
-        record = await self.coordinator.pinned_record(job.run_id)
-        _stored, state = await self.coordinator.load(record)
+    async def _execute(
+        self, job: j.Job, action: RunNode, delivery: Delivery, state: RunState
+    ) -> ev.Event | None:
         current = state.nodes.get((action.node_id, action.frame))
         if (
             current is None

@@ -194,6 +194,15 @@ class Harness:
         self.capabilities = factory.capabilities
 
     @contextlib.asynccontextmanager
+    async def backend(self) -> AsyncIterator[Backend]:
+        """A bare backend on a fresh namespace (port-level tests), destroyed afterwards."""
+        backend = await self.factory.create(f"t{uuid.uuid4().hex[:10]}")
+        try:
+            yield backend
+        finally:
+            await self.factory.destroy(backend)
+
+    @contextlib.asynccontextmanager
     async def session(
         self,
         *blueprints: Blueprint,

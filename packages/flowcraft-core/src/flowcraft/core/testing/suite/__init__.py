@@ -7,4 +7,5 @@ from flowcraft.core.testing.suite.test_constructs import *  # noqa: F403
 from flowcraft.core.testing.suite.test_failures import *  # noqa: F403
 from flowcraft.core.testing.suite.test_faults import *  # noqa: F403
 from flowcraft.core.testing.suite.test_routing import *  # noqa: F403
+from flowcraft.core.testing.suite.test_store import *  # noqa: F403
 from flowcraft.core.testing.suite.test_wait_resume import *  # noqa: F403
