@@ -164,3 +164,72 @@ async def test_publish_confirm_latency_is_reported(queue: RabbitMqAdapter) -> No
     samples.sort()
     print(f"publish-confirm p50 {samples[25] * 1000:.2f} ms, p90 {samples[45] * 1000:.2f} ms")
     assert len(await queue.receive(100, wait=2.0)) > 0
+
+
+async def test_sticky_enqueue_reaches_its_own_consumer(rabbitmq_url: str, namespace: str) -> None:
+    mine = RabbitMqAdapter(rabbitmq_url, prefix=namespace, prefetch=8)
+    other = RabbitMqAdapter(rabbitmq_url, prefix=namespace, prefetch=8)
+    try:
+        assert mine.capabilities.sticky
+        assert await mine.receive(8, wait=0.1) == []  # both consume now
+        assert await other.receive(8, wait=0.1) == []
+        for i in range(3):
+            await mine.enqueue(message(i), sticky=True)
+        assert await other.receive(8, wait=0.5) == []
+        got = list(await mine.receive(8, wait=2.0))
+        while len(got) < 3:
+            got += await mine.receive(8, wait=2.0)
+        assert sorted(d.message_id for d in got) == ["m0", "m1", "m2"]
+        assert all(d.delivery_count == 1 for d in got)
+        for delivery in got:
+            await delivery.ack()
+    finally:
+        await other.close()
+        await mine.close()
+        await mine.delete_queues()
+
+
+async def test_sticky_messages_of_a_consumer_that_went_away_reach_others(
+    rabbitmq_url: str, namespace: str
+) -> None:
+    mine = RabbitMqAdapter(rabbitmq_url, prefix=namespace, prefetch=8, sticky_timeout=0.5)
+    other = RabbitMqAdapter(rabbitmq_url, prefix=namespace, prefetch=8)
+    try:
+        assert await mine.receive(8, wait=0.1) == []
+        assert await other.receive(8, wait=0.1) == []
+        await mine.enqueue(message("held"), sticky=True)
+        (held,) = await mine.receive(8, wait=2.0)  # delivered, never settled
+        assert held.message_id == "mheld"
+        await mine.enqueue(message("waiting"), sticky=True)
+        await mine.close()  # the worker dies: one unacked, one maybe not yet delivered
+        started = time.monotonic()
+        got = list(await other.receive(8, wait=5.0))
+        while len(got) < 2 and time.monotonic() - started < 10:
+            got += await other.receive(8, wait=5.0)
+        assert sorted(d.message_id for d in got) == ["mheld", "mwaiting"]
+        assert time.monotonic() - started >= 0.3  # they waited out the sticky timeout
+        for delivery in got:
+            await delivery.ack()
+    finally:
+        await other.close()
+        await mine.close()
+        await mine.delete_queues()
+
+
+async def test_sticky_is_plain_until_the_adapter_consumes(
+    rabbitmq_url: str, namespace: str
+) -> None:
+    publisher = RabbitMqAdapter(rabbitmq_url, prefix=namespace)
+    consumer = RabbitMqAdapter(rabbitmq_url, prefix=namespace)
+    try:
+        await publisher.enqueue(message(1), sticky=True)  # a client: nobody to stick to
+        (delivery,) = await consumer.receive(1, wait=2.0)
+        assert delivery.message_id == "m1"
+        await delivery.ack()
+        with pytest.raises(ValueError, match="sticky_timeout"):
+            RabbitMqAdapter(rabbitmq_url, prefix=namespace, sticky_timeout=0)
+        assert not RabbitMqAdapter(rabbitmq_url, sticky_timeout=None).capabilities.sticky
+    finally:
+        await consumer.close()
+        await publisher.close()
+        await publisher.delete_queues()

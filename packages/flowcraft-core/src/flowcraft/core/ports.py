@@ -51,12 +51,15 @@ class QueueCapabilities:
         dead_letter: ``Delivery.dead_letter`` moves the message to a dead-letter queue.
         dedup: ``enqueue`` drops a message whose id was enqueued before (within the queue's
             dedup window). When False, duplicates are delivered and the runtime dedupes.
+        sticky: ``enqueue(sticky=True)`` prefers this queue object's own consumer (see
+            ``JobQueue.enqueue``). When False the hint is ignored.
     """
 
     native_delay: bool = True
     max_delay: float | None = None
     dead_letter: bool = True
     dedup: bool = False
+    sticky: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,8 +123,15 @@ class JobQueue(Protocol):
         """What this queue can do."""
         ...
 
-    async def enqueue(self, message: Message, *, delay: float = 0.0) -> None:
-        """Durably enqueue ``message``, deliverable after ``delay`` seconds (<= max_delay)."""
+    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
+        """Durably enqueue ``message``, deliverable after ``delay`` seconds (<= max_delay).
+
+        ``sticky`` is a hint (used by workers for the next steps of a run they just decided,
+        whose state they hold in memory): deliver the message to this queue object's own
+        consumer if it takes it soon; otherwise, after a bounded wait (a dead or busy
+        consumer), to any consumer. A queue may ignore the hint (and one that honours it
+        still delivers at least once); capability ``sticky`` says which.
+        """
         ...
 
     async def receive(self, max_messages: int, wait: float) -> Sequence[Delivery]:

@@ -3,14 +3,25 @@
 Spec sheet
 ----------
 * Driver: pika's ``AsyncioConnection`` on the running event loop (no threads, never blocks the
-  loop). Two connections per adapter: a publisher (one channel in confirm mode) and a consumer
-  (one channel, ``basic.qos(prefetch)``, ``basic.consume`` with manual acks).
+  loop). A publisher connection (one channel in confirm mode), and per consumed queue a
+  consumer connection (one channel, ``basic.qos(prefetch)``, ``basic.consume`` with manual
+  acks): the jobs queue and, on a worker, its sticky queue.
 * Queues (all durable, declared on first use, classic)::
 
       {prefix}.jobs          the jobs; optional x-consumer-timeout (``consumer_timeout``)
       {prefix}.dead          poison messages, with the reason in header x-flowcraft-reason
       {prefix}.delay.{ms}    one per rung of the delay ladder: x-message-ttl = ms,
                              dead-lettered (default exchange) back to {prefix}.jobs
+      {prefix}.sticky.{id}   one per consuming adapter (a worker): x-message-ttl =
+                             sticky_timeout, dead-lettered to {prefix}.jobs; x-expires 60 s+
+
+* Sticky enqueues (``enqueue(sticky=True)``, the next steps of a run a worker just decided):
+  to the adapter's own sticky queue, consumed with its own prefetch and handed out ahead of
+  the jobs queue's deliveries (continuations first, so a backlog of new runs does not starve
+  them), so the worker that holds the run's state in memory runs them. At most 4 x
+  ``prefetch`` sticky messages wait at once (else the jobs queue). A message not taken within
+  ``sticky_timeout`` (the worker died, or is stuck) expires into the jobs queue; an unacked
+  one of a dead worker goes back to the sticky queue and then expires the same way.
 
 * Enqueue: persistent messages (delivery mode 2), ``mandatory`` and publisher confirms:
   ``enqueue`` returns only once the broker has confirmed (written the message to the durable
@@ -38,9 +49,12 @@ Spec sheet
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
+import itertools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -63,12 +77,27 @@ _Headers = Mapping[str, object]
 
 @dataclass(frozen=True, slots=True)
 class _Incoming:
+    source: _Consumer
     generation: int
     tag: int
     redelivered: bool
     message_id: str
     headers: _Headers
     body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    """A consumer's channel died (queued ahead of everything: reconnect it)."""
+
+    source: _Consumer
+
+
+#: Sticky messages that may wait for this adapter's consumer at once, in prefetches.
+_STICKY_WAITING = 4
+#: Buffer priorities: a lost channel first, then sticky deliveries, then the jobs queue.
+_LOST, _STICKY, _JOBS = -1, 0, 1
+_Buffered = tuple[int, int, "_Incoming | _Lost"]
 
 
 async def _with_backoff(connect: Callable[[], Awaitable[_T]], deadline: float) -> _T:
@@ -174,13 +203,14 @@ class _Publisher:
 
 
 class _Consumer:
-    """One channel consuming the jobs queue into a local buffer (bounded by prefetch)."""
+    """One connection consuming one queue into the adapter's buffer (bounded by prefetch)."""
 
-    def __init__(self, adapter: RabbitMqAdapter) -> None:
+    def __init__(self, adapter: RabbitMqAdapter, queue: str, priority: int) -> None:
         self._adapter = adapter
+        self.queue = queue
+        self.priority = priority
         self._link: Link | None = None
         self._lock = asyncio.Lock()
-        self.buffer: asyncio.Queue[_Incoming | None] = asyncio.Queue()
         self.prefetch = 0
 
     @property
@@ -198,7 +228,7 @@ class _Consumer:
                 )
 
     async def _open(self, prefetch: int) -> Link:
-        link = Link(self._adapter.parameters, on_lost=lambda: self.buffer.put_nowait(None))
+        link = Link(self._adapter.parameters, on_lost=lambda: self._buffer(_LOST, _Lost(self)))
         await link.open(self._adapter.connect_timeout)
         try:
             await self._consume(link, prefetch)
@@ -207,23 +237,28 @@ class _Consumer:
             raise
         return link
 
+    def _buffer(self, priority: int, item: _Incoming | _Lost) -> None:
+        self._adapter.buffer.put_nowait((priority, next(self._adapter.arrivals), item))
+
     async def _consume(self, link: Link, prefetch: int) -> None:
         timeout = self._adapter.operation_timeout
         await link.rpc("basic_qos", timeout, prefetch_count=prefetch)
-        await self._adapter.declare(link, self._adapter.queue_name)
-        on_message = functools.partial(self._on_message, link.generation)
+        await self._adapter.declare(link, self.queue)
         await link.rpc(
             "basic_consume",
             timeout,
-            queue=self._adapter.queue_name,
-            on_message_callback=on_message,
+            queue=self.queue,
+            on_message_callback=functools.partial(self._on_message, link.generation),
             auto_ack=False,
         )
 
     def _on_message(
         self, generation: int, _channel: Untyped, method: Untyped, properties: Untyped, body: bytes
     ) -> None:
+        if self.priority == _STICKY:
+            self._adapter.sticky_arrived()
         incoming = _Incoming(
+            source=self,
             generation=generation,
             tag=int(method.delivery_tag),
             redelivered=bool(method.redelivered),
@@ -231,7 +266,7 @@ class _Consumer:
             headers=dict(properties.headers or {}),
             body=bytes(body),
         )
-        self.buffer.put_nowait(incoming)
+        self._buffer(self.priority, incoming)
 
     def settle(self, generation: int, tag: int, *, requeue: bool | None = None) -> None:
         """Ack (``requeue is None``) or nack a delivery of the channel ``generation``."""
@@ -263,6 +298,8 @@ class RabbitMqAdapter:
             of the first ``receive``); use the worker's concurrency.
         consumer_timeout: Seconds, declared as ``x-consumer-timeout`` on the jobs queue
             (RabbitMQ >= 3.12; older brokers use their global ``consumer_timeout``).
+        sticky_timeout: Seconds a sticky message waits for this adapter's consumer before it
+            moves to the jobs queue (any consumer); None turns sticky enqueues off.
         connect_timeout: Seconds to keep reconnecting before a ``TransientBackendError``.
         operation_timeout: Seconds to wait for a broker reply (confirms, declarations).
     """
@@ -276,6 +313,7 @@ class RabbitMqAdapter:
         dead_letter_queue_name: str | None = None,
         prefetch: int | None = None,
         consumer_timeout: float | None = None,
+        sticky_timeout: float | None = 2.0,
         connect_timeout: float = 10.0,
         operation_timeout: float = 30.0,
     ) -> None:
@@ -289,17 +327,31 @@ class RabbitMqAdapter:
         self.dead_letter_queue_name = dead_letter_queue_name or f"{prefix}.dead"
         self.prefetch = prefetch
         self.consumer_timeout = consumer_timeout
+        if sticky_timeout is not None and sticky_timeout <= 0:
+            raise ValueError(f"sticky_timeout must be > 0 or None, got {sticky_timeout}")
+        self.sticky_timeout = sticky_timeout
+        self.sticky_queue_name = f"{prefix}.sticky.{uuid.uuid4().hex[:12]}"
+        self._sticky_waiting: collections.deque[float] = collections.deque()
         self.connect_timeout = connect_timeout
         self.operation_timeout = operation_timeout
         self._publisher = _Publisher(self)
-        self._consumer = _Consumer(self)
+        self.buffer: asyncio.PriorityQueue[_Buffered] = asyncio.PriorityQueue()
+        self.arrivals = itertools.count()
+        self._consumer = _Consumer(self, self.queue_name, _JOBS)
+        self._sticky = (
+            None if sticky_timeout is None else _Consumer(self, self.sticky_queue_name, _STICKY)
+        )
         self._hops: set[asyncio.Task[None]] = set()
 
     @property
     def capabilities(self) -> ports.QueueCapabilities:
-        """Native delays (unlimited, via the TTL ladder), a dead-letter queue, no dedup."""
+        """Native delays (unlimited, via the TTL ladder), a dead-letter queue, no dedup, sticky."""
         return ports.QueueCapabilities(
-            native_delay=True, max_delay=None, dead_letter=True, dedup=False
+            native_delay=True,
+            max_delay=None,
+            dead_letter=True,
+            dedup=False,
+            sticky=self.sticky_timeout is not None,
         )
 
     def delay_queue_name(self, rung_ms: int) -> str:
@@ -308,9 +360,36 @@ class RabbitMqAdapter:
 
     # ------------------------------------------------------------------ port
 
-    async def enqueue(self, message: ports.Message, *, delay: float = 0.0) -> None:
-        """Publish persistently and wait for the broker's confirm (delayed via the ladder)."""
+    async def enqueue(
+        self, message: ports.Message, *, delay: float = 0.0, sticky: bool = False
+    ) -> None:
+        """Publish persistently and wait for the broker's confirm (delayed via the ladder).
+
+        ``sticky`` (no delay): to this adapter's own sticky queue while its consumer runs and
+        has fewer than 4 x ``prefetch`` sticky messages waiting; else to the jobs queue.
+        """
+        if sticky and delay <= 0 and self._take_sticky():
+            await self._publish(self.sticky_queue_name, message.id, message.body, 0, {})
+            return
         await self._publish(self.queue_name, message.id, message.body, delay_ms(delay), {})
+
+    def _take_sticky(self) -> bool:
+        """Whether one more message may go to the sticky queue now (and count it if so)."""
+        if self._sticky is None or self.sticky_timeout is None or not self._sticky.generation:
+            return False
+        waiting = self._sticky_waiting
+        now = asyncio.get_running_loop().time()
+        while waiting and waiting[0] < now - self.sticky_timeout:
+            waiting.popleft()  # moved on to the jobs queue by now
+        if len(waiting) >= _STICKY_WAITING * max(1, self._sticky.prefetch):
+            return False
+        waiting.append(now)
+        return True
+
+    def sticky_arrived(self) -> None:
+        """A sticky message reached the consumer: one fewer waiting."""
+        if self._sticky_waiting:
+            self._sticky_waiting.popleft()
 
     async def receive(self, max_messages: int, wait: float) -> Sequence[ports.Delivery]:
         """Up to ``max_messages`` deliveries, waiting up to ``wait`` seconds for the first."""
@@ -318,7 +397,10 @@ class RabbitMqAdapter:
             raise ValueError(f"max_messages must be >= 1, got {max_messages}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(wait, 0.0)
-        await self._consumer.ready(self.prefetch or max_messages)
+        prefetch = self.prefetch or max_messages
+        await self._consumer.ready(prefetch)
+        if self._sticky is not None:
+            await self._sticky.ready(prefetch)
         out: list[ports.Delivery] = []
         while len(out) < max_messages:
             incoming = await self._next(deadline if not out else loop.time())
@@ -335,6 +417,8 @@ class RabbitMqAdapter:
             task.cancel()
         await asyncio.gather(*self._hops, return_exceptions=True)
         await self._consumer.close()
+        if self._sticky is not None:
+            await self._sticky.close()
         await self._publisher.close()
 
     async def delete_queues(self) -> None:
@@ -342,7 +426,7 @@ class RabbitMqAdapter:
         link = Link(self.parameters, on_lost=lambda: None)
         await link.open(self.connect_timeout)
         try:
-            names = [self.queue_name, self.dead_letter_queue_name]
+            names = [self.queue_name, self.dead_letter_queue_name, self.sticky_queue_name]
             names += [self.delay_queue_name(rung) for rung in LADDER_MS]
             for name in names:
                 await link.rpc("queue_delete", self.operation_timeout, queue=name)
@@ -366,6 +450,14 @@ class RabbitMqAdapter:
     def _queue_arguments(self, queue: str) -> dict[str, object] | None:
         if queue == self.queue_name and self.consumer_timeout is not None:
             return {"x-consumer-timeout": delay_ms(self.consumer_timeout)}
+        if queue == self.sticky_queue_name and self.sticky_timeout is not None:
+            ttl = delay_ms(self.sticky_timeout)
+            return {
+                "x-message-ttl": ttl,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.queue_name,
+                "x-expires": max(60_000, 10 * ttl),  # after every message has moved on
+            }
         for rung in LADDER_MS:
             if queue == self.delay_queue_name(rung):
                 return {
@@ -398,21 +490,24 @@ class RabbitMqAdapter:
         await self._publish(queue, message_id, body, delay_ms(delay), headers)
 
     async def _next(self, deadline: float) -> _Incoming | None:
-        """The next live buffered message before ``deadline``; reconnects after a loss."""
+        """The next live buffered message before ``deadline``, sticky ones first.
+
+        A consumer whose channel died is reconnected on the way.
+        """
         loop = asyncio.get_running_loop()
-        buffer = self._consumer.buffer
+        buffer = self.buffer
         while True:
             try:
                 if buffer.empty():
-                    incoming = await asyncio.wait_for(buffer.get(), deadline - loop.time())
+                    _, _, item = await asyncio.wait_for(buffer.get(), deadline - loop.time())
                 else:
-                    incoming = buffer.get_nowait()
+                    _, _, item = buffer.get_nowait()
             except TimeoutError:
                 return None
-            if incoming is None:  # the channel died: reconnect and keep waiting
-                await self._consumer.ready(self._consumer.prefetch)
-            elif incoming.generation == self._consumer.generation:
-                return incoming
+            if isinstance(item, _Lost):  # the channel died: reconnect and keep waiting
+                await item.source.ready(item.source.prefetch)
+            elif item.generation == item.source.generation:
+                return item
 
     def _accept(self, incoming: _Incoming) -> RabbitMqDelivery | None:
         """A delivery for the runtime, or None when the message still has a delay to wait."""
@@ -426,7 +521,7 @@ class RabbitMqAdapter:
             message_id=incoming.message_id,
             body=incoming.body,
             delivery_count=count_deliveries(incoming.headers, incoming.redelivered),
-            ack=functools.partial(self._consumer.settle, incoming.generation, incoming.tag),
+            ack=functools.partial(incoming.source.settle, incoming.generation, incoming.tag),
             republish=functools.partial(self._republish, incoming.message_id, incoming.body),
         )
 
@@ -436,11 +531,11 @@ class RabbitMqAdapter:
             await self._publish(
                 self.queue_name, incoming.message_id, incoming.body, rest_ms, incoming.headers
             )
-            self._consumer.settle(incoming.generation, incoming.tag)
+            incoming.source.settle(incoming.generation, incoming.tag)
         except BackendError as exc:
             _log.warning("delay hop of %s failed, requeued: %s", incoming.message_id, exc)
             with contextlib.suppress(BackendError):
-                self._consumer.settle(incoming.generation, incoming.tag, requeue=True)
+                incoming.source.settle(incoming.generation, incoming.tag, requeue=True)
 
 
 def _parameters(value: str | pika.ConnectionParameters) -> pika.ConnectionParameters:

@@ -33,6 +33,8 @@ __all__ = [
     "TableNames",
     "active_statuses",
     "attempt_sql",
+    "attempts_sql",
+    "claim_many_sql",
     "claim_sql",
     "commit_sql",
     "create_run_sql",
@@ -274,6 +276,35 @@ RETURNING extract(epoch FROM lease_until)::float8"""
     ).format(attempts=t.ident("attempts"))
 
 
+def claim_many_sql(t: TableNames) -> sql.Composed:
+    """``claim_sql`` for many attempts of one owner at once (distinct ``(run_id, attempt)``).
+
+    Params: owner, lease seconds, run ids (text[]), attempts (text[]), paired. Returns
+    ``(run_id, attempt, lease expiry)`` of each attempt claimed; the others are busy or done.
+    """
+    return sql.SQL(
+        """INSERT INTO {attempts} AS a (run_id, attempt, owner, lease_until)
+SELECT x.run_id, x.attempt, %s, clock_timestamp() + make_interval(secs => %s)
+FROM unnest(%s::text[], %s::text[]) AS x(run_id, attempt)
+ON CONFLICT (run_id, attempt) DO UPDATE
+    SET owner = EXCLUDED.owner, lease_until = EXCLUDED.lease_until
+    WHERE a.outcome IS NULL AND (a.owner = EXCLUDED.owner OR a.lease_until <= clock_timestamp())
+RETURNING run_id, attempt, extract(epoch FROM lease_until)::float8"""
+    ).format(attempts=t.ident("attempts"))
+
+
+def attempts_sql(t: TableNames) -> sql.Composed:
+    """``attempt_sql`` for many attempts: run id, attempt, lease expiry and outcome of each.
+
+    Params: run ids (text[]), attempts (text[]), paired.
+    """
+    return sql.SQL(
+        """SELECT a.run_id, a.attempt, extract(epoch FROM a.lease_until)::float8, a.outcome
+FROM {attempts} a JOIN unnest(%s::text[], %s::text[]) AS x(run_id, attempt)
+    ON a.run_id = x.run_id AND a.attempt = x.attempt"""
+    ).format(attempts=t.ident("attempts"))
+
+
 def attempt_sql(t: TableNames) -> sql.Composed:
     """The lease expiry (epoch) and outcome of one attempt. Params: run_id, attempt."""
     return sql.SQL(
@@ -348,7 +379,9 @@ class Queries:
     save_state: bytes
     remove_outbox: bytes
     claim: bytes
+    claim_many: bytes
     attempt: bytes
+    attempts: bytes
     extend: bytes
     commit: bytes
     stalled_runs: bytes
@@ -363,7 +396,9 @@ class Queries:
             save_state=save_state_sql(t).as_bytes(None),
             remove_outbox=remove_outbox_sql(t).as_bytes(None),
             claim=claim_sql(t).as_bytes(None),
+            claim_many=claim_many_sql(t).as_bytes(None),
             attempt=attempt_sql(t).as_bytes(None),
+            attempts=attempts_sql(t).as_bytes(None),
             extend=extend_sql(t).as_bytes(None),
             commit=commit_sql(t).as_bytes(None),
             stalled_runs=stalled_runs_sql(t).as_bytes(None),

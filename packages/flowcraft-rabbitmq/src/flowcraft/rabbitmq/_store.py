@@ -32,7 +32,7 @@ import json
 import zlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from flowcraft.core import ports
@@ -93,6 +93,8 @@ class PostgresContext:
             attempts=attempt_table,
         )
         self._q = q.Queries.render(self.tables)
+        self._claims: list[_Claim] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._owns_pool = isinstance(dsn_or_pool, str)
         self._pool = _make_pool(dsn_or_pool, min_size, max_size, connect_timeout)
         self._connect_timeout = connect_timeout
@@ -232,18 +234,68 @@ class PostgresContext:
     async def claim_attempt(
         self, run_id: str, attempt: str, owner: str, lease: float
     ) -> ports.AttemptClaim:
-        """CLAIMED (new, expired or own lease), BUSY (live foreign lease) or DONE."""
-        params = (run_id, attempt, owner, lease)
-        row = await self._fetchone("claim_attempt", self._q.claim, params, True)
-        if row is not None:
-            return ports.AttemptClaim(status=ports.ClaimStatus.CLAIMED, lease_until=row[0])
-        row = await self._fetchone("claim_attempt", self._q.attempt, params[:2], True)
-        if row is None:  # pragma: no cover - attempts are never deleted
-            raise TransientBackendError(f"claim_attempt: {run_id}/{attempt} vanished, retry")
-        lease_until, outcome = row
-        if outcome is not None:
-            return ports.AttemptClaim(status=ports.ClaimStatus.DONE, outcome=bytes(outcome))
-        return ports.AttemptClaim(status=ports.ClaimStatus.BUSY, lease_until=lease_until)
+        """CLAIMED (new, expired or own lease), BUSY (live foreign lease) or DONE.
+
+        Claims made in the same event-loop turn (a worker handling a batch of deliveries) go
+        to the server together: one statement for all of them, one more for those not taken.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ports.AttemptClaim] = loop.create_future()
+        self._claims.append(_Claim(run_id, attempt, owner, lease, future))
+        if len(self._claims) == 1:
+            loop.call_soon(self._send_claims)
+        return await future
+
+    def _send_claims(self) -> None:
+        claims, self._claims = self._claims, []
+        groups: dict[tuple[str, float], list[_Claim]] = {}
+        for claim in claims:
+            groups.setdefault((claim.owner, claim.lease), []).append(claim)
+        for (owner, lease), group in groups.items():
+            task = asyncio.get_running_loop().create_task(self._claim_group(owner, lease, group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _claim_group(self, owner: str, lease: float, group: list[_Claim]) -> None:
+        try:
+            answers = await self._claim_many(owner, lease, {(c.run_id, c.attempt) for c in group})
+        except Exception as exc:  # every caller sees the failure
+            for claim in group:
+                if not claim.future.done():
+                    claim.future.set_exception(exc)
+            return
+        for claim in group:
+            if not claim.future.done():
+                claim.future.set_result(answers[claim.run_id, claim.attempt])
+
+    async def _claim_many(
+        self, owner: str, lease: float, keys: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], ports.AttemptClaim]:
+        runs, attempts = [k[0] for k in keys], [k[1] for k in keys]
+        rows = await self._fetchall(
+            "claim_attempt", self._q.claim_many, (owner, lease, runs, attempts), True
+        )
+        answers = {
+            (row[0], row[1]): ports.AttemptClaim(
+                status=ports.ClaimStatus.CLAIMED, lease_until=row[2]
+            )
+            for row in rows
+        }
+        rest = [k for k in keys if k not in answers]
+        if rest:
+            params = ([k[0] for k in rest], [k[1] for k in rest])
+            for run_id, attempt, lease_until, outcome in await self._fetchall(
+                "claim_attempt", self._q.attempts, params, True
+            ):
+                answers[run_id, attempt] = (
+                    ports.AttemptClaim(status=ports.ClaimStatus.BUSY, lease_until=lease_until)
+                    if outcome is None
+                    else ports.AttemptClaim(status=ports.ClaimStatus.DONE, outcome=bytes(outcome))
+                )
+        missing = keys - answers.keys()
+        if missing:  # pragma: no cover - attempts are never deleted
+            raise TransientBackendError(f"claim_attempt: {sorted(missing)} vanished, retry")
+        return answers
 
     async def extend_attempt(self, run_id: str, attempt: str, owner: str, lease: float) -> bool:
         """Move ``owner``'s lease to now + ``lease``; False if lost or done."""
@@ -274,13 +326,13 @@ class PostgresContext:
         return await self._run(what, run, retry)
 
     async def _fetchall(
-        self, what: str, query: sql.Composed | bytes, params: Sequence[object]
+        self, what: str, query: sql.Composed | bytes, params: Sequence[object], retry: bool = True
     ) -> list[_Row]:
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[_Row]:
             cur = await conn.execute(query, params)
             return await cur.fetchall()
 
-        return await self._run(what, run, True)
+        return await self._run(what, run, retry)
 
     async def _execute(
         self, what: str, query: sql.Composed | bytes, params: Sequence[object], retry: bool
@@ -310,6 +362,14 @@ class PostgresContext:
         with postgres_errors(what):
             async with (await self._ready()).connection() as conn:
                 return await work(conn)
+
+
+class _Claim(NamedTuple):
+    run_id: str
+    attempt: str
+    owner: str
+    lease: float
+    future: asyncio.Future[ports.AttemptClaim]
 
 
 _TABLE_FIELDS = ("contexts", "statuses", "runs", "states", "outbox", "attempts")

@@ -26,8 +26,6 @@ from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core.errors import ResumeError, RunNotFoundError, TransientBackendError
 from flowcraft.core.ports import JobQueue, RunPage, RunRecord, RunStore
 
-_TERMINAL = frozenset({"completed", "failed", "cancelled"})
-
 
 class DistributedRunHandle(HandleBase):
     """A run on a distributed backend: its result, status, cancel and resume."""
@@ -77,9 +75,9 @@ class Client:
             created_at=now,
             updated_at=now,
         )
-        created = await self.store.create_run(
-            record, state_to_document(new_run(run_id, pinned.plan))
-        )
+        initial = new_run(run_id, pinned.plan)
+        created = await self.store.create_run(record, state_to_document(initial))
+        self.coordinator.created(created, initial)
         await self.coordinator.apply(created.run_id, ev.RunStarted(at=now, input=created.input))
         return DistributedRunHandle(self, created.run_id)
 
@@ -106,11 +104,11 @@ class Client:
                 delay = min(delay * 1.5, 0.5)
 
     async def _settled(self, run_id: str) -> RunResult | None:
-        record = await self.coordinator.record(run_id)
-        if record.status not in _TERMINAL:
-            return None
+        # One read: the state is saved together with the record's status, and "settled" (the
+        # run is terminal and no attempt runs any more) is known only to the state.
+        record = await self.coordinator.pinned_record(run_id)
         _stored, state = await self.coordinator.load(record)
-        return result_of(state) if state.settled else None  # running attempts finished
+        return result_of(state) if state.settled else None
 
     async def snapshot(self, run_id: str) -> RunResult:
         """The run's result as it stands now."""

@@ -97,7 +97,7 @@ class _Pending:
 
     event: ev.Event
     commit: tuple[str, bytes] | None
-    future: asyncio.Future[Applied] = field(repr=False)
+    future: asyncio.Future[tuple[Applied, asyncio.Future[None] | None]] = field(repr=False)
 
 
 def pin_of(record: RunRecord) -> j.Pin:
@@ -120,6 +120,8 @@ class Coordinator:
         defer_outbox_removal: Seconds to collect sent messages before removing them from the
             outboxes in one batch; None removes them right after sending. Deferring needs
             :meth:`flush` before the process ends (the worker does it).
+        sticky: Enqueue node attempts due now with the queue's ``sticky`` hint, so the process
+            that decided them (and holds the run's state) runs them (workers set it).
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class Coordinator:
         max_conflicts: int = 100,
         known_states: int = 2048,
         defer_outbox_removal: float | None = None,
+        sticky: bool = False,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -143,8 +146,9 @@ class Coordinator:
         self._queues: dict[str, list[_Pending]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._defer = defer_outbox_removal
-        self._sent: dict[str, list[str]] = {}
-        self._removing: dict[str, list[str]] = {}
+        self._sticky = sticky and queue.capabilities.sticky
+        self._sent: dict[str, list[str]] = {}  # sent, removal from the outbox deferred
+        self._outgoing: dict[str, set[str]] = {}  # being sent or sent, not yet removed
         self._flush_timer: asyncio.TimerHandle | None = None
 
     async def record(self, run_id: str) -> RunRecord:
@@ -182,15 +186,40 @@ class Coordinator:
         self._remember(record.run_id, stored.version, state)
         return stored, state
 
+    def created(self, record: RunRecord, initial: RunState) -> None:
+        """Note a run this process just created with ``initial`` as its version 1 state.
+
+        ``create_run`` returns the existing record when the id or idempotency key exists: then
+        ``initial`` is only remembered if it is that run's and pinned to the same plan (a run
+        that already moved past version 1 fails the compare-and-set and is loaded anyway).
+        """
+        self._pins[record.run_id] = record
+        if record.run_id == initial.run_id and self._is_plan_of(record, initial):
+            self._remember(record.run_id, 1, initial)
+
+    def _is_plan_of(self, record: RunRecord, state: RunState) -> bool:
+        pinned = self.blueprints.find(
+            record.blueprint_id, record.blueprint_version, record.blueprint_digest
+        )
+        return pinned is not None and pinned.plan is state.plan
+
     def known_state(self, run_id: str, at_least: int | None) -> RunState | None:
         """The run's state held here, if it is version ``at_least`` or later (None: unknown).
 
-        Read-only for the caller: the next decide of the run continues from this object.
+        Read-only for the caller: decides of the run continue from this object, so it may
+        already show changes of a decide whose save is in flight (and fails now and then).
+        Everything a decided job relies on was saved, so such a state can say "run it"; it
+        cannot reliably say "skip it": check a skip against the store (:meth:`load`).
         """
         known = self._known.get(run_id)
         if known is None or at_least is None or known.version < at_least:
             return None
         return known.state
+
+    def _forget_state(self, run_id: str, state: RunState) -> None:
+        known = self._known.get(run_id)
+        if known is not None and known.state is state:
+            del self._known[run_id]
 
     def _remember(self, run_id: str, version: int, state: RunState) -> None:
         known = self._known.get(run_id)
@@ -218,7 +247,10 @@ class Coordinator:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         queue.append(pending)
-        return await pending.future
+        applied, sending = await pending.future
+        if sending is not None:  # the next decide of the run does not wait for this
+            await asyncio.shield(sending)
+        return applied
 
     async def _drain(self, run_id: str, queue: list[_Pending]) -> None:
         try:
@@ -228,7 +260,7 @@ class Coordinator:
                 if not batch:
                     continue
                 try:
-                    results = await self._apply_batch(run_id, batch)
+                    results, outgoing = await self._apply_batch(run_id, batch)
                 except Exception as exc:  # every caller of the batch sees the failure
                     for p in batch:
                         if not p.future.done():
@@ -238,25 +270,39 @@ class Coordinator:
                     for p in batch:
                         p.future.cancel()
                     raise
+                sending = self._send_later(run_id, outgoing)
                 for p, result in zip(batch, results, strict=True):
                     if not p.future.done():
-                        p.future.set_result(result)
+                        p.future.set_result((result, sending))
         finally:
             del self._queues[run_id]
             for p in queue:  # cancelled while draining: the callers retry
                 if not p.future.done():
                     p.future.cancel()
 
-    async def _apply_batch(self, run_id: str, batch: Sequence[_Pending]) -> list[Applied]:
+    def _send_later(self, run_id: str, messages: Sequence[Message]) -> asyncio.Future[None] | None:
+        """Publish a saved decision's messages in a task of their own (None: nothing to send)."""
+        if not messages:
+            return None
+        self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
+        task = asyncio.get_running_loop().create_task(self._publish(run_id, messages))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_observe)
+        return task
+
+    async def _apply_batch(
+        self, run_id: str, batch: Sequence[_Pending]
+    ) -> tuple[list[Applied], Sequence[Message]]:
+        """Decide a batch; the applied decisions and the messages to send (already saved)."""
         record = await self.pinned_record(run_id)
         events, commits = _dedupe_attempts(batch)
-        known = self._known.pop(run_id, None)
+        known = self._known.get(run_id)
         for _ in range(self._max_conflicts):
             resend: Sequence[Message] = ()
             fresh = known is None
             if known is None:
                 stored, state = await self.load(record)
-                self._known.pop(run_id, None)  # taken out while it changes
                 known = _Known(version=stored.version, state=state)
                 resend = [m for m in stored.outbox if not self._sending(run_id, m.id)]
             version, state = known.version, known.state
@@ -264,6 +310,7 @@ class Coordinator:
             decisions = [apply(state, event) for event in events]
             if not any(_changed(d) for d in decisions):
                 if not fresh:  # a held state may be stale: only a save would have proved it
+                    self._forget_state(run_id, state)
                     known = None
                     continue
                 if commits:  # nothing to save, but the outcomes must stand
@@ -273,13 +320,13 @@ class Coordinator:
                         events = standing
                         continue
                 self._remember(run_id, version, state)
-                await self.publish(run_id, resend)
-                return [Applied(decision=d, state=state, saved=False) for d in decisions]
+                return [Applied(decision=d, state=state, saved=False) for d in decisions], resend
             messages = await self._messages(record, state, decisions, before, version)
             if await self._save(record, version, state, decisions, messages, commits):
                 self._remember(run_id, version + 1, state)
-                await self.publish(run_id, (*resend, *messages))
-                return [Applied(decision=d, state=state, saved=True) for d in decisions]
+                applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
+                return applied, (*resend, *messages)
+            self._forget_state(run_id, state)  # changed but not saved: never read it again
             known = None  # the version moved on (or an outcome was there first): reload
             if commits:
                 events = await self._standing(run_id, batch, events, commits)
@@ -334,12 +381,22 @@ class Coordinator:
 
     async def publish(self, run_id: str, messages: Sequence[Message]) -> None:
         """Enqueue messages (each at its job's ``not_before``), then drop them from the outbox."""
-        if not messages:
-            return
-        await asyncio.gather(*(self.send(message) for message in messages))
+        if messages:
+            self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
+            await self._publish(run_id, messages)
+
+    async def _publish(self, run_id: str, messages: Sequence[Message]) -> None:
         ids = [m.id for m in messages]
+        try:
+            await asyncio.gather(*(self.send(message) for message in messages))
+        except BaseException:
+            self._forget(run_id, ids)  # not (all) sent: the next decide sends them again
+            raise
         if self._defer is None:
-            await self.store.remove_outbox({run_id: ids})
+            try:
+                await self.store.remove_outbox({run_id: ids})
+            finally:
+                self._forget(run_id, ids)
             return
         self._sent.setdefault(run_id, []).extend(ids)
         if sum(len(v) for v in self._sent.values()) >= _FLUSH_AT:
@@ -350,10 +407,15 @@ class Coordinator:
             )
 
     def _sending(self, run_id: str, message_id: str) -> bool:
-        """Whether this process sent the message already (its removal is pending)."""
-        return message_id in self._sent.get(run_id, ()) or message_id in self._removing.get(
-            run_id, ()
-        )
+        """Whether this process is sending or sent the message (its removal is pending)."""
+        return message_id in self._outgoing.get(run_id, ())
+
+    def _forget(self, run_id: str, ids: Sequence[str]) -> None:
+        outgoing = self._outgoing.get(run_id)
+        if outgoing is not None:
+            outgoing.difference_update(ids)
+            if not outgoing:
+                del self._outgoing[run_id]
 
     def _start_flush(self) -> None:
         if self._flush_timer is not None:
@@ -371,14 +433,13 @@ class Coordinator:
         sent, self._sent = self._sent, {}
         if not sent:
             return
-        self._removing.update(sent)
         try:
             await self.store.remove_outbox(sent)
         except Exception:  # left in the outbox: sent again later, which workers tolerate
             _log.warning("removing %d sent outbox messages failed", len(sent), exc_info=True)
         finally:
-            for run_id in sent:
-                self._removing.pop(run_id, None)
+            for run_id, ids in sent.items():
+                self._forget(run_id, ids)
 
     async def close(self) -> None:
         """Finish queued decides and deferred outbox removals."""
@@ -395,6 +456,9 @@ class Coordinator:
             delay = 0.0
         elif caps.max_delay is not None:
             delay = min(delay, caps.max_delay)
+        if self._sticky and delay == 0.0 and job.kind is j.JobKind.RUN_NODE:
+            await self.queue.enqueue(message, sticky=True)
+            return
         await self.queue.enqueue(message, delay=delay)
 
     # ------------------------------------------------------------------ jobs of a decision
@@ -507,6 +571,12 @@ def _changed(decision: act.Decision) -> bool:
     return bool(
         decision.notices or decision.actions or decision.finished or decision.context_writes
     )
+
+
+def _observe(task: asyncio.Future[None]) -> None:
+    """Retrieve a background send's failure (its callers, if any, see it too)."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.debug("sending an outbox failed; it is sent again later", exc_info=task.exception())
 
 
 def _dedupe_attempts(

@@ -130,8 +130,9 @@ class MemoryJobQueue:
             self._wakeup = asyncio.Event()
         return self._wakeup
 
-    async def enqueue(self, message: Message, *, delay: float = 0.0) -> None:
-        """Enqueue (dropping a repeated id when dedup is on)."""
+    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
+        """Enqueue (dropping a repeated id when dedup is on; ``sticky`` is ignored)."""
+        del sticky
         if self._caps.dedup:
             if message.id in self._seen:
                 return

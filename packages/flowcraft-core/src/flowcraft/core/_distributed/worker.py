@@ -90,7 +90,11 @@ class Worker:
         self.coordination = coordination
         bset = blueprints if isinstance(blueprints, BlueprintSet) else BlueprintSet(blueprints)
         self.coordinator = Coordinator(
-            store=store, queue=queue, blueprints=bset, defer_outbox_removal=outbox_removal_delay
+            store=store,
+            queue=queue,
+            blueprints=bset,
+            defer_outbox_removal=outbox_removal_delay,
+            sticky=True,
         )
         self._threads = ThreadPoolExecutor(max(4, concurrency), thread_name_prefix="flowcraft-node")
         self.executor = NodeExecutor(
@@ -258,8 +262,10 @@ class Worker:
             created_at=now,
             updated_at=now,
         )
-        await self.store.create_run(record, _doc(new_run(job.run_id, pinned.plan)))
-        await self.coordinator.apply(job.run_id, ev.RunStarted(at=now, input=record.input))
+        initial = new_run(job.run_id, pinned.plan)
+        created = await self.store.create_run(record, _doc(initial))
+        self.coordinator.created(created, initial)
+        await self.coordinator.apply(job.run_id, ev.RunStarted(at=now, input=created.input))
         await delivery.ack()
 
     async def _resume_child(self, job: j.Job, delivery: Delivery) -> None:
@@ -300,6 +306,8 @@ class Worker:
             await self._decide_outcome(job.run_id, claim.outcome)
             await delivery.ack()
             return
+        if known is not None and not _runnable(state, action):
+            state = await self._load(job.run_id)  # a held state may show an unsaved change
         event = await self._execute(job, action, delivery, state)
         if event is not None:
             outcome = json.dumps(event_to_dict(event), separators=(",", ":")).encode()
@@ -321,12 +329,7 @@ class Worker:
     async def _execute(
         self, job: j.Job, action: RunNode, delivery: Delivery, state: RunState
     ) -> ev.Event | None:
-        current = state.nodes.get((action.node_id, action.frame))
-        if (
-            current is None
-            or current.status is not NodeStatus.RUNNING
-            or current.attempt != action.attempt
-        ):
+        if not _runnable(state, action):
             return None  # cancelled or superseded: nothing to run, nothing to commit
         cancelled = CancelFlag()
         ctx = self.executor.context_for(action, state, cancelled)
@@ -356,6 +359,16 @@ class Worker:
                 if record is not None and record.status == "cancelled":
                     cancelled.set()
                     task.cancel()
+
+
+def _runnable(state: RunState, action: RunNode) -> bool:
+    """Whether ``action`` is the running attempt of its node in ``state``."""
+    current = state.nodes.get((action.node_id, action.frame))
+    return (
+        current is not None
+        and current.status is NodeStatus.RUNNING
+        and current.attempt == action.attempt
+    )
 
 
 _HANDLERS = {

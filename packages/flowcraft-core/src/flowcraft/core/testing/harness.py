@@ -75,9 +75,9 @@ class DuplicatingQueue:
         """The inner queue's capabilities."""
         return self._inner.capabilities
 
-    async def enqueue(self, message: Message, *, delay: float = 0.0) -> None:
-        """Enqueue twice."""
-        await self._inner.enqueue(message, delay=delay)
+    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
+        """Enqueue twice (the twin never sticky: it may reach another worker)."""
+        await self._inner.enqueue(message, delay=delay, sticky=sticky)
         twin = Message(id=f"{message.id}#dup", body=message.body)
         await self._inner.enqueue(twin if self._inner.capabilities.dedup else message, delay=delay)
 
