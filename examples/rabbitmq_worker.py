@@ -58,6 +58,7 @@ async def main(prefix: str = "example") -> list[dict[str, object]]:
         )
         print("reconciler:", (await reconciler.run()).as_dict())
     finally:
+        await client.close()
         for worker in workers:
             worker.stopping.set()
         await asyncio.gather(*tasks)

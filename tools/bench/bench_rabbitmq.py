@@ -220,7 +220,10 @@ async def flowcraft_session(
             commands = flowcraft_commands(services, namespace, blueprint, workers, concurrency)
             with processes(commands, child_env(), Path(tmp)) as started:
                 wait_until(logs_say(Path(tmp), workers, "flowcraft worker "), started)
-                yield Client(queue=backend.queue, store=backend.store, blueprints=[FLOW.build()])
+                async with Client(
+                    queue=backend.queue, store=backend.store, blueprints=[FLOW.build()]
+                ) as client:
+                    yield client
     finally:
         await factory.destroy(backend)
 

@@ -30,7 +30,7 @@ import asyncio
 import base64
 import json
 import zlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -204,16 +204,14 @@ class PostgresContext:
         sets, deletes = split_context_writes(context_writes)
         params = (
             run_id,
-            [attempt for attempt, _ in outcomes],
-            [outcome for _, outcome in outcomes],
+            _json_pairs(outcomes),
             Jsonb(document),
             run_id,
             expected_version,
             len(outcomes),
             Jsonb(sets),
-            deletes,
-            [m.id for m in outbox],
-            [m.body for m in outbox],
+            json.dumps(deletes),
+            _json_pairs((m.id, m.body) for m in outbox),
             status,
             Jsonb(output),
             Jsonb([dict(e) for e in errors]),
@@ -224,9 +222,9 @@ class PostgresContext:
 
     async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
         """Drop these outbox messages of many runs in one statement (idempotent)."""
-        pairs = [(run_id, m) for run_id, ids in sent.items() for m in ids]
+        pairs = [[run_id, m] for run_id, ids in sent.items() for m in ids]
         if pairs:
-            params = ([run_id for run_id, _ in pairs], [m for _, m in pairs])
+            params = (json.dumps(pairs),)
             await self._execute("remove_outbox", self._q.remove_outbox, params, True)
 
     # ------------------------------------------------------------------ attempts
@@ -271,9 +269,8 @@ class PostgresContext:
     async def _claim_many(
         self, owner: str, lease: float, keys: set[tuple[str, str]]
     ) -> dict[tuple[str, str], ports.AttemptClaim]:
-        runs, attempts = [k[0] for k in keys], [k[1] for k in keys]
         rows = await self._fetchall(
-            "claim_attempt", self._q.claim_many, (owner, lease, runs, attempts), True
+            "claim_attempt", self._q.claim_many, (owner, lease, json.dumps(list(keys))), True
         )
         answers = {
             (row[0], row[1]): ports.AttemptClaim(
@@ -283,7 +280,7 @@ class PostgresContext:
         }
         rest = [k for k in keys if k not in answers]
         if rest:
-            params = ([k[0] for k in rest], [k[1] for k in rest])
+            params = (json.dumps(rest),)
             for run_id, attempt, lease_until, outcome in await self._fetchall(
                 "claim_attempt", self._q.attempts, params, True
             ):
@@ -388,6 +385,11 @@ def _make_pool(
         open=False,
         kwargs={"autocommit": True},
     )
+
+
+def _json_pairs(pairs: Iterable[tuple[str, bytes]]) -> str:
+    """``[[key, base64 bytes], ...]`` as JSON text (one parameter for a whole list)."""
+    return json.dumps([[key, base64.b64encode(raw).decode()] for key, raw in pairs])
 
 
 def split_context_writes(writes: Mapping[str, object]) -> tuple[dict[str, object], list[str]]:

@@ -44,14 +44,37 @@ class DistributedRunHandle(HandleBase):
 
 
 class Client:
-    """Starts and follows runs on a distributed backend."""
+    """Starts and follows runs on a distributed backend.
+
+    Sent messages are removed from run outboxes in batches, a few milliseconds later: close
+    the client (``await client.close()`` or ``async with client:``) before the process ends,
+    or leftovers stay in outboxes of finished runs (harmless, never sent again once a run is
+    over). ``outbox_removal_delay=None`` removes them at once.
+    """
 
     def __init__(
-        self, *, queue: JobQueue, store: RunStore, blueprints: Sequence[Blueprint] | BlueprintSet
+        self,
+        *,
+        queue: JobQueue,
+        store: RunStore,
+        blueprints: Sequence[Blueprint] | BlueprintSet,
+        outbox_removal_delay: float | None = 0.02,
     ) -> None:
         bset = blueprints if isinstance(blueprints, BlueprintSet) else BlueprintSet(blueprints)
-        self.coordinator = Coordinator(store=store, queue=queue, blueprints=bset)
+        self.coordinator = Coordinator(
+            store=store, queue=queue, blueprints=bset, defer_outbox_removal=outbox_removal_delay
+        )
         self.store = store
+
+    async def close(self) -> None:
+        """Finish pending decides and outbox removals (the ports stay open: they are yours)."""
+        await self.coordinator.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     async def start(
         self,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -51,8 +51,16 @@ class Job:
 
 def encode_job(job: Job) -> Message:
     """The job as a queue message."""
-    data = asdict(job)
-    data["kind"] = job.kind.value
+    data = {
+        "id": job.id,
+        "kind": job.kind.value,
+        "run_id": job.run_id,
+        "blueprint": job.blueprint,
+        "version": job.version,
+        "digest": job.digest,
+        "payload": job.payload,
+        "not_before": job.not_before,
+    }
     return Message(id=job.id, body=json.dumps(data, separators=(",", ":")).encode())
 
 

@@ -128,22 +128,30 @@ def state_to_document(state: RunState) -> dict[str, object]:
 
 
 def _record_to_dict(r: NodeRecord) -> dict[str, object]:
-    return {
+    """A node record; fields at their default are left out (documents are saved every step)."""
+    out: dict[str, object] = {
         "node_id": r.node_id,
         "frame": r.frame,
         "status": r.status.value,
         "attempt": r.attempt,
-        "input": r.input,
-        "output": r.output,
-        "action": r.action,
-        "error": None if r.error is None else error_to_dict(r.error),
-        "token": r.token,
-        "child_run_id": r.child_run_id,
-        "fallback_for": r.fallback_for,
-        "resolved": r.resolved,
-        "resumed": r.resumed,
-        "due_at": r.due_at,
     }
+    for name, value in (
+        ("input", r.input),
+        ("output", r.output),
+        ("action", r.action),
+        ("error", None if r.error is None else error_to_dict(r.error)),
+        ("token", r.token),
+        ("child_run_id", r.child_run_id),
+        ("fallback_for", r.fallback_for),
+        ("due_at", r.due_at),
+    ):
+        if value is not None:
+            out[name] = value
+    if r.resolved:
+        out["resolved"] = True
+    if r.resumed:
+        out["resumed"] = True
+    return out
 
 
 def _frame_to_dict(f: FrameState) -> dict[str, object]:
@@ -210,20 +218,21 @@ def state_from_document(
 
 
 def _record_from_dict(r: Mapping[str, Any]) -> NodeRecord:
+    error = r.get("error")
     return NodeRecord(
         node_id=r["node_id"],
         frame=r["frame"],
         status=NodeStatus(r["status"]),
         attempt=r["attempt"],
-        input=r["input"],
-        output=r["output"],
-        action=r["action"],
-        error=None if r["error"] is None else error_from_dict(r["error"]),
-        token=r["token"],
-        child_run_id=r["child_run_id"],
-        fallback_for=r["fallback_for"],
-        resolved=r["resolved"],
-        resumed=r["resumed"],
+        input=r.get("input"),
+        output=r.get("output"),
+        action=r.get("action"),
+        error=None if error is None else error_from_dict(error),
+        token=r.get("token"),
+        child_run_id=r.get("child_run_id"),
+        fallback_for=r.get("fallback_for"),
+        resolved=bool(r.get("resolved", False)),
+        resumed=bool(r.get("resumed", False)),
         due_at=r.get("due_at"),
     )
 

@@ -173,7 +173,9 @@ class Session:
         )
 
     async def stop(self) -> None:
-        """Stop the workers gracefully."""
+        """Stop the workers gracefully (and close the client)."""
+        with contextlib.suppress(Exception):
+            await self.client.close()
         for worker in self._tasks:
             worker.stopping.set()
         if self._tasks:
