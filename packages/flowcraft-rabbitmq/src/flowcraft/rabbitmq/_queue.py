@@ -94,7 +94,7 @@ class _Lost:
 
 
 #: Sticky messages that may wait for this adapter's consumer at once, in prefetches.
-_STICKY_WAITING = 4
+_STICKY_WAITING = 16
 #: Buffer priorities: a lost channel first, then sticky deliveries, then the jobs queue.
 _LOST, _STICKY, _JOBS = -1, 0, 1
 _Buffered = tuple[int, int, "_Incoming | _Lost"]
