@@ -53,7 +53,9 @@ async def test_create_run_stores_the_record_and_initial_state(pg_store: Postgres
     assert created.created_at == pytest.approx(1_700_000_000.5)
     assert await pg_store.get_run("r1") == created
     state = await pg_store.load_state("r1")
-    assert state == ports.StoredState(version=1, document={"doc": 1}, context={}, outbox=())
+    assert state == ports.StoredState(
+        version=1, document={"doc": 1}, context={}, outbox=(), record=created
+    )
     assert await pg_store.get_run("nope") is None
     assert await pg_store.load_state("nope") is None
 
@@ -88,12 +90,12 @@ async def test_save_state_compare_and_set(pg_store: PostgresContext) -> None:
     )
     assert refused is False
     state = await pg_store.load_state("r1")
-    assert state == ports.StoredState(
-        version=2, document={"v": 2}, context={"a": 1}, outbox=(message,)
-    )
     run = await pg_store.get_run("r1")
     assert run is not None
     assert run.status == "running"
+    assert state == ports.StoredState(
+        version=2, document={"v": 2}, context={"a": 1}, outbox=(message,), record=run
+    )
     assert not await save(pg_store, "missing", 1)
 
 

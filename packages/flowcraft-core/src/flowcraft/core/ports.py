@@ -174,12 +174,15 @@ class StoredState:
 
     ``version`` increases by one with every successful ``save_state`` (compare-and-set).
     ``outbox`` holds messages a decision produced that may not have been enqueued yet.
+    ``record`` is the run's record of the same snapshot, for stores that read it together
+    (None: the caller reads it with ``get_run`` when it needs it).
     """
 
     version: int
     document: Mapping[str, object]
     context: Mapping[str, object]
     outbox: tuple[Message, ...] = ()
+    record: RunRecord | None = None
 
 
 class ClaimStatus(StrEnum):

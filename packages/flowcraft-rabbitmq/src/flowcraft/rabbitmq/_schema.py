@@ -198,12 +198,17 @@ def find_run_sql(t: TableNames) -> sql.Composed:
 
 
 def load_state_sql(t: TableNames) -> sql.Composed:
-    """Version, document, context and outbox (ids, bodies in order) in one snapshot."""
+    """Version, document, context, outbox (ids, bodies in order) and the run record's columns
+    (``RUN_COLUMNS``), in one snapshot."""
     return sql.SQL(
         """SELECT s.version, s.document, COALESCE(c.context_data, '{{}}'::jsonb),
     ARRAY(SELECT o.message_id FROM {outbox} o WHERE o.run_id = s.run_id ORDER BY o.position),
-    ARRAY(SELECT o.body FROM {outbox} o WHERE o.run_id = s.run_id ORDER BY o.position)
-FROM {states} s LEFT JOIN {contexts} c ON c.run_id = s.run_id
+    ARRAY(SELECT o.body FROM {outbox} o WHERE o.run_id = s.run_id ORDER BY o.position),
+    r.run_id, r.blueprint_id, r.blueprint_version, r.blueprint_digest, r.status, r.input,
+    r.output, r.errors, r.parent, r.idempotency_key, extract(epoch FROM r.created_at)::float8,
+    extract(epoch FROM r.updated_at)::float8, r.created_at
+FROM {states} s JOIN {runs} r ON r.run_id = s.run_id
+    LEFT JOIN {contexts} c ON c.run_id = s.run_id
 WHERE s.run_id = %s"""
     ).format(**_names(t))
 

@@ -179,13 +179,19 @@ class PostgresContext:
     # ------------------------------------------------------------------ state
 
     async def load_state(self, run_id: str) -> ports.StoredState | None:
-        """Document, context and outbox as of the last ``save_state`` (one snapshot)."""
+        """Document, context, outbox and record as of the last ``save_state`` (one snapshot)."""
         row = await self._fetchone("load_state", self._q.load_state, (run_id,), True)
         if row is None:
             return None
-        version, document, context, ids, bodies = row
+        version, document, context, ids, bodies = row[:5]
         outbox = tuple(ports.Message(id=i, body=bytes(b)) for i, b in zip(ids, bodies, strict=True))
-        return ports.StoredState(version=version, document=document, context=context, outbox=outbox)
+        return ports.StoredState(
+            version=version,
+            document=document,
+            context=context,
+            outbox=outbox,
+            record=_record(row[5:]),
+        )
 
     async def save_state(
         self,

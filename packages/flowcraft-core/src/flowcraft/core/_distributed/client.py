@@ -129,8 +129,7 @@ class Client:
     async def _settled(self, run_id: str) -> RunResult | None:
         # One read: the state is saved together with the record's status, and "settled" (the
         # run is terminal and no attempt runs any more) is known only to the state.
-        record = await self.coordinator.pinned_record(run_id)
-        _stored, state = await self.coordinator.load(record)
+        _record, _stored, state = await self.coordinator.load_run(run_id)
         return result_of(state) if state.settled else None
 
     async def snapshot(self, run_id: str) -> RunResult:

@@ -181,10 +181,24 @@ class Coordinator:
         stored = await self.store.load_state(record.run_id)
         if stored is None:
             raise RunNotFoundError(record.run_id, f"run {record.run_id!r} has no state")
+        return stored, self._rebuild(record, stored)
+
+    async def load_run(self, run_id: str) -> tuple[RunRecord, StoredState, RunState]:
+        """``load`` by id: the record comes with the state where the store reads both at once."""
+        stored = await self.store.load_state(run_id)
+        if stored is None:
+            raise RunNotFoundError(run_id, f"no run {run_id!r}")
+        if stored.record is not None:
+            record = self._pins[run_id] = stored.record
+        else:
+            record = await self.pinned_record(run_id)
+        return record, stored, self._rebuild(record, stored)
+
+    def _rebuild(self, record: RunRecord, stored: StoredState) -> RunState:
         plan = self.pinned(record).plan
         state = state_from_document(stored.document, plan, stored.context)
         self._remember(record.run_id, stored.version, state)
-        return stored, state
+        return state
 
     def created(self, record: RunRecord, initial: RunState) -> None:
         """Note a run this process just created with ``initial`` as its version 1 state.
@@ -255,10 +269,10 @@ class Coordinator:
     async def _drain(self, run_id: str, queue: list[_Pending]) -> None:
         try:
             while queue:
-                batch = [p for p in queue if not p.future.done()]
+                # Callers that gave up waiting (cancelled) stay in: their events (outcomes of
+                # work already done) are decided all the same.
+                batch = list(queue)
                 queue.clear()
-                if not batch:
-                    continue
                 try:
                     results, outgoing = await self._apply_batch(run_id, batch)
                 except Exception as exc:  # every caller of the batch sees the failure
@@ -295,16 +309,20 @@ class Coordinator:
         self, run_id: str, batch: Sequence[_Pending]
     ) -> tuple[list[Applied], Sequence[Message]]:
         """Decide a batch; the applied decisions and the messages to send (already saved)."""
-        record = await self.pinned_record(run_id)
         events, commits = _dedupe_attempts(batch)
         known = self._known.get(run_id)
+        record = self._pins.get(run_id)
+        if record is None and known is not None:  # pragma: no cover - known runs are pinned
+            record = await self.pinned_record(run_id)
         for _ in range(self._max_conflicts):
             resend: Sequence[Message] = ()
             fresh = known is None
             if known is None:
-                stored, state = await self.load(record)
+                record, stored, state = await self.load_run(run_id)
                 known = _Known(version=stored.version, state=state)
                 resend = [m for m in stored.outbox if not self._sending(run_id, m.id)]
+            if record is None:  # pragma: no cover - set by load_run or above
+                record = await self.pinned_record(run_id)
             version, state = known.version, known.state
             before = state.status
             decisions = [apply(state, event) for event in events]

@@ -259,6 +259,7 @@ class MemoryRunStore:
                 document=run.document,
                 context=dict(run.context),
                 outbox=tuple(run.outbox.values()),
+                record=run.record,
             )
 
     async def save_state(

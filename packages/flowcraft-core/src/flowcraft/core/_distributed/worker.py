@@ -111,6 +111,7 @@ class Worker:
         self.poll = poll
         self.stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        self._running: dict[str, asyncio.Future[None]] = {}  # attempt -> its run here
         self._killed = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -292,6 +293,19 @@ class Worker:
         self._require_pin(job)
         action = j.run_node_action(job)
         attempt = action.idempotency_key
+        running = self._running.get(attempt)
+        if running is not None:  # a duplicate delivery while this process runs the attempt:
+            await asyncio.shield(running)  # our own lease would let it run twice at once
+        done = self._running[attempt] = asyncio.get_running_loop().create_future()
+        try:
+            await self._run_attempt(job, action, delivery)
+        finally:
+            if self._running.get(attempt) is done:
+                del self._running[attempt]
+            done.set_result(None)
+
+    async def _run_attempt(self, job: j.Job, action: RunNode, delivery: Delivery) -> None:
+        attempt = action.idempotency_key
         known = self.coordinator.known_state(job.run_id, j.seen_version(job))
         claiming = self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
         if known is None:  # claim and load at once (the load is wasted only if not CLAIMED)
@@ -315,8 +329,7 @@ class Worker:
         await delivery.ack()
 
     async def _load(self, run_id: str) -> RunState:
-        record = await self.coordinator.pinned_record(run_id)
-        _stored, state = await self.coordinator.load(record)
+        _record, _stored, state = await self.coordinator.load_run(run_id)
         return state
 
     async def _decide_outcome(self, run_id: str, outcome: bytes) -> None:
