@@ -83,7 +83,7 @@ def test_save_state_hangs_every_write_off_the_versioned_update() -> None:
     assert "WHERE run_id = %s AND version = %s AND (SELECT count(*) FROM a) = %s" in rendered
     assert "ON CONFLICT (run_id, attempt) DO UPDATE SET outcome = EXCLUDED.outcome" in rendered
     assert rendered.count("WHERE run_id IN (SELECT run_id FROM s)") == 3
-    assert "(context_data || %s::jsonb) - ARRAY(SELECT json_array_elements_text(%s::json))" in (
+    assert "(context_data || %s::jsonb)\n        - ARRAY(SELECT json_array_elements_text(" in (
         rendered
     )
 

@@ -198,8 +198,10 @@ def find_run_sql(t: TableNames) -> sql.Composed:
 
 
 def load_state_sql(t: TableNames) -> sql.Composed:
-    """Version, document, context, outbox (ids, bodies in order) and the run record's columns
-    (``RUN_COLUMNS``), in one snapshot."""
+    """Version, document, context, outbox and the run's record, in one snapshot.
+
+    The outbox comes as ids and bodies in order; the record as the ``RUN_COLUMNS``.
+    """
     return sql.SQL(
         """SELECT s.version, s.document, COALESCE(c.context_data, '{{}}'::jsonb),
     ARRAY(SELECT o.message_id FROM {outbox} o WHERE o.run_id = s.run_id ORDER BY o.position),
@@ -241,7 +243,8 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     RETURNING run_id
 ), c AS (
     UPDATE {contexts}
-    SET context_data = (context_data || %s::jsonb) - ARRAY(SELECT json_array_elements_text(%s::json))
+    SET context_data = (context_data || %s::jsonb)
+        - ARRAY(SELECT json_array_elements_text(%s::json))
     WHERE run_id IN (SELECT run_id FROM s)
 ), o AS (
     INSERT INTO {outbox} (run_id, message_id, body)
