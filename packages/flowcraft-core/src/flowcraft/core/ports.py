@@ -241,6 +241,7 @@ class RunStore(Protocol):
         output: object = None,
         errors: Sequence[Mapping[str, object]] = (),
         outcomes: Sequence[tuple[str, bytes]] = (),
+        claims: Sequence[tuple[str, str, float]] = (),
     ) -> bool:
         """Compare-and-set the state: only if the stored version is ``expected_version``.
 
@@ -256,6 +257,10 @@ class RunStore(Protocol):
         of them is the outcome that stands (none was committed before). The commits stand even
         when the save does not: a caller that gets False commits them with ``commit_attempt``
         (which returns the standing outcomes) and decides again.
+
+        ``claims`` are ``(attempt, owner, lease seconds)`` of attempts this decision starts,
+        leased to ``owner`` with the save (as ``claim_attempt`` would, so a worker can run them
+        at once); written only if the save is, and never over an existing attempt.
         """
         ...
 

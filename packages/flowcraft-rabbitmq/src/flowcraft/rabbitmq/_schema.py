@@ -224,7 +224,8 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     an outcome was there before), that UPDATE matches nothing and so does everything else.
     Params: run_id, outcomes (JSON ``[[attempt, base64 outcome], ...]``), document, run_id,
     expected_version, number of outcomes, context sets (jsonb), context deletes (JSON list of
-    keys), outbox (JSON ``[[id, base64 body], ...]``), status, output, errors, status_data.
+    keys), outbox (JSON ``[[id, base64 body], ...]``), claims (JSON ``[[attempt, owner,
+    lease seconds], ...]``), status, output, errors, status_data.
     Lists travel as one JSON text each: psycopg adapts arrays in Python, element by element,
     which showed up in profiles; JSON is encoded in C on both sides.
     Returns the count of updated state rows (0 or 1).
@@ -252,6 +253,12 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     FROM s, json_array_elements(%s::json) WITH ORDINALITY AS m(v, n)
     ORDER BY m.n
     ON CONFLICT (run_id, message_id) DO NOTHING
+), cl AS (
+    INSERT INTO {attempts} (run_id, attempt, owner, lease_until)
+    SELECT s.run_id, x.v->>0, x.v->>1,
+        clock_timestamp() + make_interval(secs => (x.v->>2)::float8)
+    FROM s, json_array_elements(%s::json) AS x(v)
+    ON CONFLICT (run_id, attempt) DO NOTHING
 ), r AS (
     UPDATE {runs} SET status = %s, output = %s, errors = %s, updated_at = now()
     WHERE run_id IN (SELECT run_id FROM s)

@@ -205,6 +205,7 @@ class PostgresContext:
         output: object = None,
         errors: Sequence[Mapping[str, object]] = (),
         outcomes: Sequence[tuple[str, bytes]] = (),
+        claims: Sequence[tuple[str, str, float]] = (),
     ) -> bool:
         """Compare-and-set the state and apply everything else in the same statement."""
         sets, deletes = split_context_writes(context_writes)
@@ -218,6 +219,7 @@ class PostgresContext:
             Jsonb(sets),
             json.dumps(deletes),
             _json_pairs((m.id, m.body) for m in outbox),
+            json.dumps([list(claim) for claim in claims]),
             status,
             Jsonb(output),
             Jsonb([dict(e) for e in errors]),

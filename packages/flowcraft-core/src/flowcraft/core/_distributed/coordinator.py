@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, Pinned
@@ -100,6 +100,39 @@ class _Pending:
     future: asyncio.Future[tuple[Applied, asyncio.Future[None] | None]] = field(repr=False)
 
 
+class AheadRunner(Protocol):
+    """A worker that runs some of a decision's node jobs at once, ahead of their messages.
+
+    The coordinator asks it to ``pick`` among the sticky node jobs of a decision before the
+    save (it reserves room for them), saves the decision with those attempts leased to
+    ``owner`` for ``lease`` seconds, then calls ``start`` (saved) or ``release`` (not saved).
+    The messages are sent all the same: they reach the runner's own sticky queue, and the
+    runner settles each delivery once its run that went ahead is over.
+    """
+
+    @property
+    def owner(self) -> str:
+        """The lease owner (the worker id)."""
+        ...
+
+    @property
+    def lease(self) -> float:
+        """Seconds of the leases taken with the save."""
+        ...
+
+    def pick(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """The messages this runner will run ahead (room reserved for them)."""
+        ...
+
+    def release(self, picked: Sequence[Message]) -> None:
+        """The save did not happen: give the room back."""
+        ...
+
+    def start(self, picked: Sequence[Message]) -> None:
+        """The save happened: run them."""
+        ...
+
+
 def pin_of(record: RunRecord) -> j.Pin:
     """The blueprint pin of a run record."""
     return j.Pin(
@@ -122,6 +155,8 @@ class Coordinator:
             :meth:`flush` before the process ends (the worker does it).
         sticky: Enqueue node attempts due now with the queue's ``sticky`` hint, so the process
             that decided them (and holds the run's state) runs them (workers set it).
+        ahead: With ``sticky``: a worker that runs some of a decision's sticky node jobs at
+            once (their leases taken by the save itself), see :class:`AheadRunner`.
     """
 
     def __init__(
@@ -135,6 +170,7 @@ class Coordinator:
         known_states: int = 2048,
         defer_outbox_removal: float | None = None,
         sticky: bool = False,
+        ahead: AheadRunner | None = None,
     ) -> None:
         self.store = store
         self.queue = queue
@@ -147,6 +183,7 @@ class Coordinator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._defer = defer_outbox_removal
         self._sticky = sticky and queue.capabilities.sticky
+        self._ahead = ahead if self._sticky else None
         self._sent: dict[str, list[str]] = {}  # sent, removal from the outbox deferred
         self._outgoing: dict[str, set[str]] = {}  # being sent or sent, not yet removed
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -274,7 +311,7 @@ class Coordinator:
                 batch = list(queue)
                 queue.clear()
                 try:
-                    results, outgoing = await self._apply_batch(run_id, batch)
+                    results, outgoing, ahead = await self._apply_batch(run_id, batch)
                 except Exception as exc:  # every caller of the batch sees the failure
                     for p in batch:
                         if not p.future.done():
@@ -284,6 +321,8 @@ class Coordinator:
                     for p in batch:
                         p.future.cancel()
                     raise
+                if ahead and self._ahead is not None:
+                    self._ahead.start(ahead)
                 sending = self._send_later(run_id, outgoing)
                 for p, result in zip(batch, results, strict=True):
                     if not p.future.done():
@@ -307,8 +346,9 @@ class Coordinator:
 
     async def _apply_batch(
         self, run_id: str, batch: Sequence[_Pending]
-    ) -> tuple[list[Applied], Sequence[Message]]:
-        """Decide a batch; the applied decisions and the messages to send (already saved)."""
+    ) -> tuple[list[Applied], Sequence[Message], Sequence[Message]]:
+        """Decide a batch: the applied decisions, the messages to send (already saved) and
+        those of them to run ahead (their leases taken by the save)."""
         events, commits = _dedupe_attempts(batch)
         known = self._known.get(run_id)
         record = self._pins.get(run_id)
@@ -338,12 +378,16 @@ class Coordinator:
                         events = standing
                         continue
                 self._remember(run_id, version, state)
-                return [Applied(decision=d, state=state, saved=False) for d in decisions], resend
+                unsaved = [Applied(decision=d, state=state, saved=False) for d in decisions]
+                return unsaved, resend, ()
             messages = await self._messages(record, state, decisions, before, version)
-            if await self._save(record, version, state, decisions, messages, commits):
+            ahead = self._pick_ahead(messages)
+            if await self._save(record, version, state, decisions, messages, commits, ahead):
                 self._remember(run_id, version + 1, state)
                 applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
-                return applied, (*resend, *messages)
+                return applied, (*resend, *messages), ahead
+            if ahead and self._ahead is not None:
+                self._ahead.release(ahead)
             self._forget_state(run_id, state)  # changed but not saved: never read it again
             known = None  # the version moved on (or an outcome was there first): reload
             if commits:
@@ -371,7 +415,12 @@ class Coordinator:
             for p, e in zip(batch, events, strict=True)
         ]
 
-    async def _save(  # noqa: PLR0917 - the parts of one save
+    def _pick_ahead(self, messages: Sequence[Message]) -> Sequence[Message]:
+        if self._ahead is None:
+            return ()
+        return self._ahead.pick([m for m in messages if _sticky_job(j.decode_job(m.body))])
+
+    async def _save(  # noqa: PLR0913, PLR0917 - the parts of one save
         self,
         record: RunRecord,
         version: int,
@@ -379,7 +428,12 @@ class Coordinator:
         decisions: Sequence[act.Decision],
         messages: Sequence[Message],
         commits: Sequence[tuple[str, bytes]],
+        ahead: Sequence[Message],
     ) -> bool:
+        claims: tuple[tuple[str, str, float], ...] = ()
+        if ahead and self._ahead is not None:
+            owner, lease = self._ahead.owner, self._ahead.lease
+            claims = tuple((_attempt_of(m), owner, lease) for m in ahead)
         writes: dict[str, object] = {}
         for decision in decisions:
             writes.update(decision.context_writes)
@@ -393,6 +447,7 @@ class Coordinator:
             output=state.output,
             errors=[e.as_dict() for e in state.errors],
             outcomes=commits,
+            claims=claims,
         )
 
     # ------------------------------------------------------------------ send
@@ -474,7 +529,7 @@ class Coordinator:
             delay = 0.0
         elif caps.max_delay is not None:
             delay = min(delay, caps.max_delay)
-        if self._sticky and delay == 0.0 and job.kind is j.JobKind.RUN_NODE:
+        if self._sticky and delay == 0.0 and _sticky_job(job):
             await self.queue.enqueue(message, sticky=True)
             return
         await self.queue.enqueue(message, delay=delay)
@@ -589,6 +644,16 @@ def _changed(decision: act.Decision) -> bool:
     return bool(
         decision.notices or decision.actions or decision.finished or decision.context_writes
     )
+
+
+def _attempt_of(message: Message) -> str:
+    """The attempt id of a node job's message."""
+    return j.run_node_action(j.decode_job(message.body)).idempotency_key
+
+
+def _sticky_job(job: j.Job) -> bool:
+    """Whether a job goes out with the sticky hint: a node attempt due now."""
+    return job.kind is j.JobKind.RUN_NODE and job.not_before is None
 
 
 def _observe(task: asyncio.Future[None]) -> None:

@@ -274,8 +274,9 @@ class MemoryRunStore:
         output: object = None,
         errors: Sequence[Mapping[str, object]] = (),
         outcomes: Sequence[tuple[str, bytes]] = (),
+        claims: Sequence[tuple[str, str, float]] = (),
     ) -> bool:
-        """Compare-and-set, atomically with context writes, outbox, record and outcomes."""
+        """Compare-and-set, atomically with context writes, outbox, record, outcomes, claims."""
         async with self._lock:
             standing = [self._commit(run_id, a, o) == o for a, o in outcomes]
             run = self._runs.get(run_id)
@@ -283,6 +284,9 @@ class MemoryRunStore:
                 return False
             run.version += 1
             run.document = _json(document)  # stored as JSON, like every real store
+            now = time.time()
+            for attempt, owner, lease in claims:
+                self._attempts.setdefault((run_id, attempt), _Attempt(owner, now + lease))
             for key, value in _json(context_writes).items():
                 if value == DELETE:
                     run.context.pop(key, None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -38,10 +39,12 @@ from flowcraft.core._runtime.execute import NodeExecutor
 from flowcraft.core._runtime.nodes import NodeForms
 from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
 from flowcraft.core.ports import (
+    AttemptClaim,
     ClaimStatus,
     CoordinationStore,
     Delivery,
     JobQueue,
+    Message,
     RunRecord,
     RunStore,
 )
@@ -95,6 +98,7 @@ class Worker:
             blueprints=bset,
             defer_outbox_removal=outbox_removal_delay,
             sticky=True,
+            ahead=self,
         )
         self._threads = ThreadPoolExecutor(max(4, concurrency), thread_name_prefix="flowcraft-node")
         self.executor = NodeExecutor(
@@ -112,6 +116,10 @@ class Worker:
         self.stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Future[None]] = {}  # attempt -> its run here
+        self._ahead: dict[str, tuple[_Ahead, asyncio.Task[None]]] = {}  # message id -> run
+        self._slots: asyncio.Semaphore | None = None
+        self._reserved = 0
+        self._waiting = 0
         self._killed = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -124,7 +132,7 @@ class Worker:
 
     async def run(self, *, shutdown_timeout: float = 30.0) -> None:
         """Consume until :attr:`stopping` is set, then drain in-flight work."""
-        slots = asyncio.Semaphore(self.concurrency)
+        slots = self._slots = asyncio.Semaphore(self.concurrency)
         try:
             while not self.stopping.is_set():
                 await self._receive_batch(slots)
@@ -167,7 +175,63 @@ class Worker:
         if pending:
             await asyncio.wait(pending, timeout=5)
 
+    # ------------------------------------------------ running ahead (AheadRunner)
+
+    @property
+    def owner(self) -> str:
+        """Lease owner of the attempts this worker runs ahead."""
+        return self.id
+
+    def pick(self, messages: Sequence[Message]) -> Sequence[Message]:
+        """The next attempts of a run decided here that this worker runs at once.
+
+        Their messages go to this worker's sticky queue and come back here (or, if this
+        process dies or dawdles, to another worker): the delivery then waits for the run that
+        went ahead and is acked if it finished (handled as usual if not). Only with free
+        slots (reserved until ``start``/``release``); never while stopping.
+        """
+        if self._slots is None or self.stopping.is_set():
+            return ()
+        busy = len(self._inflight) - self._waiting  # deliveries waiting for ahead runs: idle
+        room = self.concurrency - busy - self._reserved
+        picked = [m for m in messages if m.id not in self._ahead][: max(0, room)]
+        self._reserved += len(picked)
+        return picked
+
+    def release(self, picked: Sequence[Message]) -> None:
+        """The decision was not saved: nothing runs ahead."""
+        self._reserved -= len(picked)
+
+    def start(self, picked: Sequence[Message]) -> None:
+        """The decision was saved with these attempts leased to this worker: run them."""
+        self._reserved -= len(picked)
+        assert self._slots is not None
+        for message in picked:
+            ahead = _Ahead(message)
+            task = asyncio.ensure_future(self._guarded(ahead, self._slots))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            self._ahead[message.id] = (ahead, task)
+            task.add_done_callback(functools.partial(self._forget_ahead, message.id))
+
+    def _forget_ahead(self, message_id: str, _task: object) -> None:
+        """Keep a finished run-ahead for its delivery a while (the sticky timeout is short)."""
+        loop = asyncio.get_running_loop()
+        loop.call_later(_AHEAD_KEPT, self._ahead.pop, message_id, None)
+
     async def _guarded(self, delivery: Delivery, slots: asyncio.Semaphore) -> None:
+        went = None if isinstance(delivery, _Ahead) else self._ahead.pop(delivery.message_id, None)
+        if went is not None:
+            ahead, task = went
+            self._waiting += 1
+            try:
+                await asyncio.shield(task)
+            finally:
+                self._waiting -= 1
+            if ahead.done:  # the run that went ahead settled it: this copy is the same job
+                with contextlib.suppress(Exception):
+                    await delivery.ack()
+                return
         async with slots:
             try:
                 await self.handle(delivery)
@@ -307,11 +371,15 @@ class Worker:
     async def _run_attempt(self, job: j.Job, action: RunNode, delivery: Delivery) -> None:
         attempt = action.idempotency_key
         known = self.coordinator.known_state(job.run_id, j.seen_version(job))
-        claiming = self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
-        if known is None:  # claim and load at once (the load is wasted only if not CLAIMED)
+        if isinstance(delivery, _Ahead) and known is not None:  # leased by the save
+            claim = AttemptClaim(status=ClaimStatus.CLAIMED, lease_until=time.time() + self.lease)
+            state = known
+        elif known is None:  # claim and load at once (the load is wasted only if not CLAIMED)
+            claiming = self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
             claim, state = await asyncio.gather(claiming, self._load(job.run_id))
         else:
-            claim, state = await claiming, known
+            claim = await self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
+            state = known
         if claim.status is ClaimStatus.BUSY:
             await delivery.nack(max(0.2, claim.lease_until - time.time()))
             return
@@ -372,6 +440,46 @@ class Worker:
                 if record is not None and record.status == "cancelled":
                     cancelled.set()
                     task.cancel()
+
+
+#: Seconds a finished run-ahead is remembered for its sticky delivery.
+_AHEAD_KEPT = 60.0
+
+
+class _Ahead:
+    """The delivery of a job this worker runs ahead of its queue message (see ``_run_ahead``).
+
+    Settling it only records whether the job is done; the queue message is settled when it
+    arrives.
+    """
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.done = False
+
+    @property
+    def message_id(self) -> str:
+        return self.message.id
+
+    @property
+    def body(self) -> bytes:
+        return self.message.body
+
+    @property
+    def delivery_count(self) -> int:
+        return 1
+
+    async def ack(self) -> None:
+        self.done = True
+
+    async def nack(self, delay: float = 0.0) -> None:
+        del delay  # not done: the queue message is handled as usual when it arrives
+
+    async def extend(self, seconds: float) -> None:
+        del seconds
+
+    async def dead_letter(self, reason: str) -> None:
+        del reason  # the queue message meets the same fate when it arrives
 
 
 def _runnable(state: RunState, action: RunNode) -> bool:
