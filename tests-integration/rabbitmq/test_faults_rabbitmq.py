@@ -16,6 +16,7 @@ import pytest
 from flowcraft.core import RunStatus, dump_blueprint
 from flowcraft.core.ports import RunStore
 from flowcraft.core.testing.harness import Harness
+from flowcraft.core.testing.nodes import LOG
 from flowcraft.core.testing.suite._dsl import bp, e, n
 from flowcraft.rabbitmq import RabbitMqBackend
 
@@ -116,3 +117,35 @@ async def test_worker_process_killed_with_sigkill(
             log.close()
     assert result.status is RunStatus.COMPLETED
     assert result.output == 2
+
+
+async def test_a_worker_runs_the_next_steps_ahead_once_each(backend: RabbitMqBackend) -> None:
+    """The next attempts of a run go ahead on the worker that decided them (their leases come
+    with the save, so they are never claimed separately), each body runs once, and the sticky
+    messages sent for them are settled: nothing is left in the queues afterwards."""
+    blueprint = bp(
+        "ahead",
+        [n("A", "const", value=1), n("B", "inc", inputs="A"), n("C", "inc"), n("D", "inc")],
+        [e("A", "B"), e("B", "C"), e("A", "D")],
+    )
+    async with Harness(backend).session(blueprint, workers=1) as s:  # type: ignore[arg-type]
+        store = s.backend.store
+        claimed: list[str] = []
+        claim = store.claim_attempt
+
+        async def counting(run_id: str, attempt: str, owner: str, lease: float) -> object:
+            claimed.append(attempt.split("#")[0].rsplit(":", 1)[-1])
+            return await claim(run_id, attempt, owner, lease)
+
+        store.claim_attempt = counting  # type: ignore[method-assign]
+        results = [await (await s.start("ahead")).result(timeout=30) for _ in range(3)]
+        await s.stop()  # unsettled deliveries would go back to the sticky queue...
+        await asyncio.sleep(2.5)  # ...and past the sticky timeout on to the jobs queue
+        queue = await s.backend.worker_queue()  # type: ignore[misc]
+        try:
+            assert await queue.receive(10, wait=0.5) == []
+        finally:
+            await queue.close()
+    assert [r.outputs for r in results] == [{"A": 1, "B": 2, "C": 3, "D": 2}] * 3
+    assert all(sorted(LOG[r.run_id]) == ["A", "B", "C", "D"] for r in results)
+    assert len(claimed) == 3  # only each run's first node (the client sent it): B, C, D went ahead

@@ -347,8 +347,11 @@ class Coordinator:
     async def _apply_batch(
         self, run_id: str, batch: Sequence[_Pending]
     ) -> tuple[list[Applied], Sequence[Message], Sequence[Message]]:
-        """Decide a batch: the applied decisions, the messages to send (already saved) and
-        those of them to run ahead (their leases taken by the save)."""
+        """Decide a batch.
+
+        Returns the applied decisions, the messages to send (already saved) and those of them
+        to run ahead (their leases taken by the save).
+        """
         events, commits = _dedupe_attempts(batch)
         known = self._known.get(run_id)
         record = self._pins.get(run_id)
@@ -420,7 +423,7 @@ class Coordinator:
             return ()
         return self._ahead.pick([m for m in messages if _sticky_job(j.decode_job(m.body))])
 
-    async def _save(  # noqa: PLR0913, PLR0917 - the parts of one save
+    async def _save(  # noqa: PLR0917 - the parts of one save
         self,
         record: RunRecord,
         version: int,
