@@ -134,7 +134,7 @@ async def test_a_worker_runs_the_next_steps_ahead_once_each(backend: RabbitMqBac
         claim = store.claim_attempt
 
         async def counting(run_id: str, attempt: str, owner: str, lease: float) -> object:
-            claimed.append(attempt.split("#")[0].rsplit(":", 1)[-1])
+            claimed.append(attempt)
             return await claim(run_id, attempt, owner, lease)
 
         store.claim_attempt = counting  # type: ignore[method-assign]
