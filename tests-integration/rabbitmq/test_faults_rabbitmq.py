@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from flowcraft.core import RunStatus, dump_blueprint
-from flowcraft.core.ports import RunStore
+from flowcraft.core.ports import AttemptClaim, RunStore
 from flowcraft.core.testing.harness import Harness
 from flowcraft.core.testing.nodes import LOG
 from flowcraft.core.testing.suite._dsl import bp, e, n
@@ -128,12 +128,12 @@ async def test_a_worker_runs_the_next_steps_ahead_once_each(backend: RabbitMqBac
         [n("A", "const", value=1), n("B", "inc", inputs="A"), n("C", "inc"), n("D", "inc")],
         [e("A", "B"), e("B", "C"), e("A", "D")],
     )
-    async with Harness(backend).session(blueprint, workers=1) as s:  # type: ignore[arg-type]
+    async with Harness(backend).session(blueprint, workers=1) as s:
         store = s.backend.store
         claimed: list[str] = []
         claim = store.claim_attempt
 
-        async def counting(run_id: str, attempt: str, owner: str, lease: float) -> object:
+        async def counting(run_id: str, attempt: str, owner: str, lease: float) -> AttemptClaim:
             claimed.append(attempt)
             return await claim(run_id, attempt, owner, lease)
 
