@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -294,9 +294,7 @@ class Coordinator:
         queue = self._queues.get(run_id)
         if queue is None:
             queue = self._queues[run_id] = []
-            task = loop.create_task(self._drain(run_id, queue))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._drain(run_id, queue))
         queue.append(pending)
         applied, sending = await pending.future
         if sending is not None:  # the next decide of the run does not wait for this
@@ -338,10 +336,15 @@ class Coordinator:
         if not messages:
             return None
         self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
-        task = asyncio.get_running_loop().create_task(self._publish(run_id, messages))
+        task = self._spawn(self._publish(run_id, messages))
+        task.add_done_callback(_observe)
+        return task
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        """Run ``work`` in a task of its own, kept until done (``close`` waits for them)."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_observe)
         return task
 
     async def _apply_batch(
@@ -355,8 +358,6 @@ class Coordinator:
         events, commits = _dedupe_attempts(batch)
         known = self._known.get(run_id)
         record = self._pins.get(run_id)
-        if record is None and known is not None:  # pragma: no cover - known runs are pinned
-            record = await self.pinned_record(run_id)
         for _ in range(self._max_conflicts):
             resend: Sequence[Message] = ()
             fresh = known is None
@@ -364,7 +365,7 @@ class Coordinator:
                 record, stored, state = await self.load_run(run_id)
                 known = _Known(version=stored.version, state=state)
                 resend = [m for m in stored.outbox if not self._sending(run_id, m.id)]
-            if record is None:  # pragma: no cover - set by load_run or above
+            if record is None:  # pragma: no cover - a held state's run is pinned
                 record = await self.pinned_record(run_id)
             version, state = known.version, known.state
             before = state.status
@@ -384,8 +385,8 @@ class Coordinator:
                 unsaved = [Applied(decision=d, state=state, saved=False) for d in decisions]
                 return unsaved, resend, ()
             messages = await self._messages(record, state, decisions, before, version)
-            ahead = self._pick_ahead(messages)
-            if await self._save(record, version, state, decisions, messages, commits, ahead):
+            ahead, claims = self._pick_ahead(messages)
+            if await self._save(record, version, state, decisions, messages, commits, claims):
                 self._remember(run_id, version + 1, state)
                 applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
                 return applied, (*resend, *messages), ahead
@@ -411,17 +412,24 @@ class Coordinator:
             *(self.store.commit_attempt(run_id, attempt, outcome) for attempt, outcome in commits)
         )
         standing = {
-            attempt: _outcome_event(raw) for (attempt, _), raw in zip(commits, stored, strict=True)
+            attempt: outcome_event(raw) for (attempt, _), raw in zip(commits, stored, strict=True)
         }
         return [
             standing.get(p.commit[0], e) if p.commit is not None else e
             for p, e in zip(batch, events, strict=True)
         ]
 
-    def _pick_ahead(self, messages: Sequence[Message]) -> Sequence[Message]:
+    def _pick_ahead(
+        self, messages: Sequence[Message]
+    ) -> tuple[Sequence[Message], tuple[tuple[str, str, float], ...]]:
+        """The sticky node jobs the runner takes ahead, and their claims for the save."""
         if self._ahead is None:
-            return ()
-        return self._ahead.pick([m for m in messages if _sticky_job(j.decode_job(m.body))])
+            return (), ()
+        jobs = {m.id: job for m in messages if _sticky_job(job := j.decode_job(m.body))}
+        picked = self._ahead.pick([m for m in messages if m.id in jobs])
+        owner, lease = self._ahead.owner, self._ahead.lease
+        attempts = (j.run_node_action(jobs[m.id]).idempotency_key for m in picked)
+        return picked, tuple((attempt, owner, lease) for attempt in attempts)
 
     async def _save(  # noqa: PLR0917 - the parts of one save
         self,
@@ -431,12 +439,8 @@ class Coordinator:
         decisions: Sequence[act.Decision],
         messages: Sequence[Message],
         commits: Sequence[tuple[str, bytes]],
-        ahead: Sequence[Message],
+        claims: Sequence[tuple[str, str, float]],
     ) -> bool:
-        claims: tuple[tuple[str, str, float], ...] = ()
-        if ahead and self._ahead is not None:
-            owner, lease = self._ahead.owner, self._ahead.lease
-            claims = tuple((_attempt_of(m), owner, lease) for m in ahead)
         writes: dict[str, object] = {}
         for decision in decisions:
             writes.update(decision.context_writes)
@@ -497,9 +501,7 @@ class Coordinator:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        task = asyncio.get_running_loop().create_task(self.flush())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self.flush())
 
     async def flush(self) -> None:
         """Remove every sent message still waiting for a deferred removal."""
@@ -649,11 +651,6 @@ def _changed(decision: act.Decision) -> bool:
     )
 
 
-def _attempt_of(message: Message) -> str:
-    """The attempt id of a node job's message."""
-    return j.run_node_action(j.decode_job(message.body)).idempotency_key
-
-
 def _sticky_job(job: j.Job) -> bool:
     """Whether a job goes out with the sticky hint: a node attempt due now."""
     return job.kind is j.JobKind.RUN_NODE and job.not_before is None
@@ -686,7 +683,8 @@ def _dedupe_attempts(
     return events, tuple((attempt, outcome) for attempt, (_, outcome) in first.items())
 
 
-def _outcome_event(raw: bytes) -> ev.Event:
+def outcome_event(raw: bytes) -> ev.Event:
+    """The event a committed attempt outcome encodes (``CodecError`` if it is not one)."""
     try:
         return event_from_dict(json.loads(raw))
     except ValueError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -26,7 +27,11 @@ from typing import Any
 
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet
-from flowcraft.core._distributed.coordinator import Coordinator, VersionUnavailableError
+from flowcraft.core._distributed.coordinator import (
+    Coordinator,
+    VersionUnavailableError,
+    outcome_event,
+)
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.actions import RunNode
 from flowcraft.core._engine.codec import CodecError, event_from_dict, event_to_dict
@@ -162,9 +167,14 @@ class Worker:
             await asyncio.sleep(min(self.poll, 1.0))
             return
         for delivery in deliveries:
-            task = asyncio.ensure_future(self._guarded(delivery, slots))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            self._spawn(delivery, slots)
+
+    def _spawn(self, delivery: Delivery, slots: asyncio.Semaphore) -> asyncio.Task[None]:
+        """Handle ``delivery`` in a task of its own, counted in flight until done."""
+        task = asyncio.ensure_future(self._guarded(delivery, slots))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
 
     async def _drain(self, timeout: float) -> None:
         if not self._inflight:
@@ -208,9 +218,7 @@ class Worker:
         assert self._slots is not None
         for message in picked:
             ahead = _Ahead(message)
-            task = asyncio.ensure_future(self._guarded(ahead, self._slots))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            task = self._spawn(ahead, self._slots)
             self._ahead[message.id] = (ahead, task)
             task.add_done_callback(functools.partial(self._forget_ahead, message.id))
 
@@ -284,16 +292,7 @@ class Worker:
 
     async def _chain(self, job: j.Job, delivery: Delivery) -> None:
         """A job received before its time: enqueue it again for the rest of the delay."""
-        chained = j.Job(
-            id=f"{job.id}~{delivery.delivery_count}",
-            kind=job.kind,
-            run_id=job.run_id,
-            blueprint=job.blueprint,
-            version=job.version,
-            digest=job.digest,
-            payload=job.payload,
-            not_before=job.not_before,
-        )
+        chained = dataclasses.replace(job, id=f"{job.id}~{delivery.delivery_count}")
         await self.coordinator.send(j.encode_job(chained))
         await delivery.ack()
 
@@ -401,11 +400,7 @@ class Worker:
         return state
 
     async def _decide_outcome(self, run_id: str, outcome: bytes) -> None:
-        try:
-            event = event_from_dict(json.loads(outcome))
-        except ValueError as exc:
-            raise CodecError(f"stored outcome is not an event: {exc}") from None
-        await self.coordinator.apply(run_id, event)
+        await self.coordinator.apply(run_id, outcome_event(outcome))
 
     async def _execute(
         self, job: j.Job, action: RunNode, delivery: Delivery, state: RunState
