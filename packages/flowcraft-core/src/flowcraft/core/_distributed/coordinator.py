@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -104,10 +104,12 @@ class AheadRunner(Protocol):
     """A worker that runs some of a decision's node jobs at once, ahead of their messages.
 
     The coordinator asks it to ``pick`` among the sticky node jobs of a decision before the
-    save (it reserves room for them), saves the decision with those attempts leased to
-    ``owner`` for ``lease`` seconds, then calls ``start`` (saved) or ``release`` (not saved).
-    The messages are sent all the same: they reach the runner's own sticky queue, and the
-    runner settles each delivery once its run that went ahead is over.
+    save (it reserves room for them) and hands them over with ``start`` while the save, which
+    leases those attempts to ``owner`` for ``lease`` seconds, is in flight: the runner gets
+    everything ready, and runs a node only once ``saved`` resolves to True. False (the save
+    did not happen: nothing was leased, nothing may run) gives the room back. The messages are
+    sent all the same: they reach the runner's own sticky queue, and the runner settles each
+    delivery once its run that went ahead is over.
     """
 
     @property
@@ -124,12 +126,10 @@ class AheadRunner(Protocol):
         """The messages this runner will run ahead (room reserved for them)."""
         ...
 
-    def release(self, picked: Sequence[Message]) -> None:
-        """The save did not happen: give the room back."""
-        ...
-
-    def start(self, picked: Sequence[Message]) -> None:
-        """The save happened: run them."""
+    def start(
+        self, picked: Sequence[Message], state: RunState, saved: asyncio.Future[bool]
+    ) -> None:
+        """Get ``picked`` ready over ``state`` (the decided state); run them if ``saved``."""
         ...
 
 
@@ -309,7 +309,7 @@ class Coordinator:
                 batch = list(queue)
                 queue.clear()
                 try:
-                    results, outgoing, ahead = await self._apply_batch(run_id, batch)
+                    results, outgoing = await self._apply_batch(run_id, batch)
                 except Exception as exc:  # every caller of the batch sees the failure
                     for p in batch:
                         if not p.future.done():
@@ -319,8 +319,6 @@ class Coordinator:
                     for p in batch:
                         p.future.cancel()
                     raise
-                if ahead and self._ahead is not None:
-                    self._ahead.start(ahead)
                 sending = self._send_later(run_id, outgoing)
                 for p, result in zip(batch, results, strict=True):
                     if not p.future.done():
@@ -336,9 +334,13 @@ class Coordinator:
         if not messages:
             return None
         self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
-        task = self._spawn(self._publish(run_id, messages))
+        task = self._spawn(self._publish_next(run_id, messages))
         task.add_done_callback(_observe)
         return task
+
+    async def _publish_next(self, run_id: str, messages: Sequence[Message]) -> None:
+        await asyncio.sleep(0)  # what the save woke (nodes run ahead) starts first
+        await self._publish(run_id, messages)
 
     def _spawn(self, work: Coroutine[object, object, None]) -> asyncio.Task[None]:
         """Run ``work`` in a task of its own, kept until done (``close`` waits for them)."""
@@ -349,12 +351,8 @@ class Coordinator:
 
     async def _apply_batch(
         self, run_id: str, batch: Sequence[_Pending]
-    ) -> tuple[list[Applied], Sequence[Message], Sequence[Message]]:
-        """Decide a batch.
-
-        Returns the applied decisions, the messages to send (already saved) and those of them
-        to run ahead (their leases taken by the save).
-        """
+    ) -> tuple[list[Applied], Sequence[Message]]:
+        """Decide a batch: the applied decisions and the messages to send (already saved)."""
         events, commits = _dedupe_attempts(batch)
         known = self._known.get(run_id)
         record = self._pins.get(run_id)
@@ -383,15 +381,19 @@ class Coordinator:
                         continue
                 self._remember(run_id, version, state)
                 unsaved = [Applied(decision=d, state=state, saved=False) for d in decisions]
-                return unsaved, resend, ()
-            messages = await self._messages(record, state, decisions, before, version)
-            ahead, claims = self._pick_ahead(messages)
-            if await self._save(record, version, state, decisions, messages, commits, claims):
+                return unsaved, resend
+            messages, attempts = await self._messages(record, state, decisions, before, version)
+            claims, saved = self._run_ahead(messages, attempts, state)
+            ok = False
+            try:
+                ok = await self._save(record, version, state, decisions, messages, commits, claims)
+            finally:
+                if saved is not None:
+                    saved.set_result(ok)
+            if ok:
                 self._remember(run_id, version + 1, state)
                 applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
-                return applied, (*resend, *messages), ahead
-            if ahead and self._ahead is not None:
-                self._ahead.release(ahead)
+                return applied, (*resend, *messages)
             self._forget_state(run_id, state)  # changed but not saved: never read it again
             known = None  # the version moved on (or an outcome was there first): reload
             if commits:
@@ -419,17 +421,23 @@ class Coordinator:
             for p, e in zip(batch, events, strict=True)
         ]
 
-    def _pick_ahead(
-        self, messages: Sequence[Message]
-    ) -> tuple[Sequence[Message], tuple[tuple[str, str, float], ...]]:
-        """The sticky node jobs the runner takes ahead, and their claims for the save."""
-        if self._ahead is None:
-            return (), ()
-        jobs = {m.id: job for m in messages if _sticky_job(job := j.decode_job(m.body))}
-        picked = self._ahead.pick([m for m in messages if m.id in jobs])
+    def _run_ahead(
+        self, messages: Sequence[Message], attempts: Mapping[str, str], state: RunState
+    ) -> tuple[tuple[tuple[str, str, float], ...], asyncio.Future[bool] | None]:
+        """Hand node jobs to the runner ahead of the save; their claims and the save's gate.
+
+        ``attempts`` maps the message id of each sticky node job to its attempt. The runner
+        gets ready while the save is in flight and runs them once the gate says it was saved.
+        """
+        if self._ahead is None or not attempts:
+            return (), None
+        picked = self._ahead.pick([m for m in messages if m.id in attempts])
+        if not picked:
+            return (), None
         owner, lease = self._ahead.owner, self._ahead.lease
-        attempts = (j.run_node_action(jobs[m.id]).idempotency_key for m in picked)
-        return picked, tuple((attempt, owner, lease) for attempt in attempts)
+        saved: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._ahead.start(picked, state, saved)
+        return tuple((attempts[m.id], owner, lease) for m in picked), saved
 
     async def _save(  # noqa: PLR0917 - the parts of one save
         self,
@@ -548,8 +556,12 @@ class Coordinator:
         decisions: Sequence[act.Decision],
         before: RunStatus,
         version: int,
-    ) -> list[Message]:
-        """The jobs of the decisions saved as ``version + 1`` (one batch), encoded."""
+    ) -> tuple[list[Message], dict[str, str]]:
+        """The jobs of the decisions saved as ``version + 1`` (one batch), encoded.
+
+        Also returns, for a coordinator that runs ahead, message id -> attempt of the node
+        jobs that go out sticky.
+        """
         pin = pin_of(record)
         found: list[j.Job] = []
         for index, decision in enumerate(decisions):
@@ -561,7 +573,12 @@ class Coordinator:
         report = self._report_to_parent(record, state, before, version)
         if report is not None:
             found.append(report)
-        return [j.encode_job(job) for job in found]
+        attempts: dict[str, str] = {}
+        if self._ahead is not None:
+            for action in (a for d in decisions for a in d.actions):
+                if isinstance(action, act.RunNode):
+                    attempts[j.run_node_job_id(action)] = action.idempotency_key
+        return [j.encode_job(job) for job in found], attempts
 
     async def _job_of(  # noqa: PLR0911 - one return per action type
         self, pin: j.Pin, record: RunRecord, action: act.Action, seq: str, saved: int

@@ -104,11 +104,16 @@ class MemoryJobQueue:
     """An in-process job queue with the semantics of a real one (see the module docstring)."""
 
     def __init__(
-        self, *, visibility: float = 30.0, dedup: bool = False, max_delay: float | None = None
+        self,
+        *,
+        visibility: float = 30.0,
+        dedup: bool = False,
+        max_delay: float | None = None,
+        sticky: bool = False,
     ) -> None:
         self.visibility = visibility
         self._caps = QueueCapabilities(
-            native_delay=True, max_delay=max_delay, dead_letter=True, dedup=dedup
+            native_delay=True, max_delay=max_delay, dead_letter=True, dedup=dedup, sticky=sticky
         )
         self._ready: list[tuple[float, int, _Entry]] = []
         self._seq = itertools.count()
@@ -131,7 +136,11 @@ class MemoryJobQueue:
         return self._wakeup
 
     async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
-        """Enqueue (dropping a repeated id when dedup is on; ``sticky`` is ignored)."""
+        """Enqueue (dropping a repeated id when dedup is on).
+
+        ``sticky`` changes nothing: every consumer of this queue object is "its own" consumer.
+        Declaring the capability (``sticky=True``) lets workers run attempts ahead.
+        """
         del sticky
         if self._caps.dedup:
             if message.id in self._seen:

@@ -198,7 +198,7 @@ class Worker:
         Their messages go to this worker's sticky queue and come back here (or, if this
         process dies or dawdles, to another worker): the delivery then waits for the run that
         went ahead and is acked if it finished (handled as usual if not). Only with free
-        slots (reserved until ``start``/``release``); never while stopping.
+        slots (reserved until ``start``); never while stopping.
         """
         if self._slots is None or self.stopping.is_set():
             return ()
@@ -208,24 +208,29 @@ class Worker:
         self._reserved += len(picked)
         return picked
 
-    def release(self, picked: Sequence[Message]) -> None:
-        """The decision was not saved: nothing runs ahead."""
-        self._reserved -= len(picked)
+    def start(
+        self, picked: Sequence[Message], state: RunState, saved: asyncio.Future[bool]
+    ) -> None:
+        """Get the picked attempts ready now (the save that leases them is in flight).
 
-    def start(self, picked: Sequence[Message]) -> None:
-        """The decision was saved with these attempts leased to this worker: run them."""
+        Each runs over ``state`` (the decided state) once ``saved`` says the save happened;
+        if it did not, nothing was leased and the attempt does not run here.
+        """
         self._reserved -= len(picked)
         assert self._slots is not None
         for message in picked:
-            ahead = _Ahead(message)
+            ahead = _Ahead(message, state, saved)
             task = self._spawn(ahead, self._slots)
             self._ahead[message.id] = (ahead, task)
-            task.add_done_callback(functools.partial(self._forget_ahead, message.id))
+            task.add_done_callback(functools.partial(self._forget_ahead, ahead))
 
-    def _forget_ahead(self, message_id: str, _task: object) -> None:
+    def _forget_ahead(self, ahead: _Ahead, _task: object) -> None:
         """Keep a finished run-ahead for its delivery a while (the sticky timeout is short)."""
+        if not ahead.done:  # not saved or failed: its delivery is handled as usual
+            self._ahead.pop(ahead.message_id, None)
+            return
         loop = asyncio.get_running_loop()
-        loop.call_later(_AHEAD_KEPT, self._ahead.pop, message_id, None)
+        loop.call_later(_AHEAD_KEPT, self._ahead.pop, ahead.message_id, None)
 
     async def _guarded(self, delivery: Delivery, slots: asyncio.Semaphore) -> None:
         went = None if isinstance(delivery, _Ahead) else self._ahead.pop(delivery.message_id, None)
@@ -369,11 +374,14 @@ class Worker:
 
     async def _run_attempt(self, job: j.Job, action: RunNode, delivery: Delivery) -> None:
         attempt = action.idempotency_key
-        known = self.coordinator.known_state(job.run_id, j.seen_version(job))
-        if isinstance(delivery, _Ahead) and known is not None:  # leased by the save
+        if isinstance(delivery, _Ahead):  # leased by the save it waits for
+            if not await delivery.saved:
+                return
             claim = AttemptClaim(status=ClaimStatus.CLAIMED, lease_until=time.time() + self.lease)
-            state = known
-        elif known is None:  # claim and load at once (the load is wasted only if not CLAIMED)
+            known: RunState | None = delivery.state
+            state = delivery.state
+        elif (known := self.coordinator.known_state(job.run_id, j.seen_version(job))) is None:
+            # claim and load at once (the load is wasted only if not CLAIMED)
             claiming = self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
             claim, state = await asyncio.gather(claiming, self._load(job.run_id))
         else:
@@ -410,31 +418,53 @@ class Worker:
         cancelled = CancelFlag()
         ctx = self.executor.context_for(action, state, cancelled)
         task = asyncio.ensure_future(self.executor.execute(action, ctx))
-        beat = asyncio.ensure_future(
-            self._heartbeat(job, action.idempotency_key, delivery, task, cancelled)
-        )
+        beat = _Heartbeat(self, job.run_id, action.idempotency_key, delivery, task, cancelled)
         try:
             return await task
         finally:
-            beat.cancel()
+            beat.stop()
 
-    async def _heartbeat(
+
+class _Heartbeat:
+    """Renews a running attempt's lease and delivery every third of the lease.
+
+    A timer rather than a task per attempt (most nodes finish before it ever fires). A run
+    cancelled meanwhile cancels the node (cooperatively: its ``cancelled`` flag is set first).
+    """
+
+    def __init__(  # noqa: PLR0917 - what one renewal needs
         self,
-        job: j.Job,
+        worker: Worker,
+        run_id: str,
         attempt: str,
         delivery: Delivery,
-        task: asyncio.Future[Any],
+        node: asyncio.Future[Any],
         cancelled: CancelFlag,
     ) -> None:
-        while not task.done():
-            await asyncio.sleep(self.lease / 3)
-            with contextlib.suppress(Exception):
-                await self.store.extend_attempt(job.run_id, attempt, self.id, self.lease)
-                await delivery.extend(self.lease)
-                record = await self.store.get_run(job.run_id)
-                if record is not None and record.status == "cancelled":
-                    cancelled.set()
-                    task.cancel()
+        self._worker, self._run_id, self._attempt = worker, run_id, attempt
+        self._delivery, self._node, self._cancelled = delivery, node, cancelled
+        self._renewing: asyncio.Task[None] | None = None
+        self._timer = asyncio.get_running_loop().call_later(worker.lease / 3, self._fire)
+
+    def stop(self) -> None:
+        self._timer.cancel()
+        if self._renewing is not None:
+            self._renewing.cancel()
+
+    def _fire(self) -> None:
+        self._renewing = asyncio.ensure_future(self._renew())
+
+    async def _renew(self) -> None:
+        worker = self._worker
+        with contextlib.suppress(Exception):
+            await worker.store.extend_attempt(self._run_id, self._attempt, worker.id, worker.lease)
+            await self._delivery.extend(worker.lease)
+            record = await worker.store.get_run(self._run_id)
+            if record is not None and record.status == "cancelled":
+                self._cancelled.set()
+                self._node.cancel()
+        if not self._node.done():
+            self._timer = asyncio.get_running_loop().call_later(worker.lease / 3, self._fire)
 
 
 #: Seconds a finished run-ahead is remembered for its sticky delivery.
@@ -442,14 +472,17 @@ _AHEAD_KEPT = 60.0
 
 
 class _Ahead:
-    """The delivery of a job this worker runs ahead of its queue message (see ``_run_ahead``).
+    """The delivery of a job this worker runs ahead of its queue message (see ``start``).
 
+    It runs over ``state`` once ``saved`` says the decision (and the lease) was saved.
     Settling it only records whether the job is done; the queue message is settled when it
     arrives.
     """
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Message, state: RunState, saved: asyncio.Future[bool]) -> None:
         self.message = message
+        self.state = state
+        self.saved = saved
         self.done = False
 
     @property

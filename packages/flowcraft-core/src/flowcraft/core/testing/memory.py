@@ -12,16 +12,22 @@ from flowcraft.core.testing.harness import Backend
 
 
 class MemoryBackendFactory:
-    """Fresh in-memory ports per namespace (a short visibility timeout for crash tests)."""
+    """Fresh in-memory ports per namespace (a short visibility timeout for crash tests).
+
+    ``sticky=True``: the queue declares the ``sticky`` capability, so workers run the next
+    attempts of a run they decided ahead of their messages (the path real brokers with sticky
+    queues take).
+    """
 
     capabilities = frozenset({"dead_letter", "delayed_delivery"})
 
-    def __init__(self, *, visibility: float = 3.0) -> None:
+    def __init__(self, *, visibility: float = 3.0, sticky: bool = False) -> None:
         self.visibility = visibility
+        self.sticky = sticky
 
     async def create(self, namespace: str) -> Backend:
         """New queue, store and coordination store."""
-        queue = MemoryJobQueue(visibility=self.visibility)
+        queue = MemoryJobQueue(visibility=self.visibility, sticky=self.sticky)
 
         async def dead_letters() -> list[tuple[str, str]]:
             return [(message.id, reason) for message, reason in queue.dead_letters]

@@ -1,0 +1,117 @@
+"""Running ahead: a worker runs the next attempts of a run it decided, leased by that save.
+
+An attempt run ahead must not start before the save that leases it has committed, and must not
+run at all (here) when that save does not happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flowcraft.core import Client, Flow, MemoryJobQueue, MemoryRunStore, NodeContext, Worker, node
+from flowcraft.core.ports import ClaimStatus, Message
+
+
+class _LosingStore(MemoryRunStore):
+    """Slow saves that lease attempts; the first ``losses`` of them are lost (as if another
+    process saved first)."""
+
+    def __init__(self, losses: int) -> None:
+        super().__init__()
+        self.losses = losses
+        self.log: list[str] = []
+
+    async def save_state(
+        self,
+        run_id: str,
+        *,
+        expected_version: int,
+        document: Mapping[str, object],
+        context_writes: Mapping[str, object],
+        outbox: Sequence[Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+        outcomes: Sequence[tuple[str, bytes]] = (),
+        claims: Sequence[tuple[str, str, float]] = (),
+    ) -> bool:
+        leased = sorted(attempt for attempt, _owner, _lease in claims)
+        if claims:
+            await asyncio.sleep(0.01)  # the nodes get ready meanwhile; they must not start yet
+        if claims and self.losses > 0:
+            self.losses -= 1
+            self.log.append(f"lost {leased}")
+            return False
+        saved = await super().save_state(
+            run_id,
+            expected_version=expected_version,
+            document=document,
+            context_writes=context_writes,
+            outbox=outbox,
+            status=status,
+            output=output,
+            errors=errors,
+            outcomes=outcomes,
+            claims=claims,
+        )
+        if claims:
+            self.log.append(f"{'saved' if saved else 'refused'} {leased}")
+        return saved
+
+
+async def _run_chain(store: _LosingStore) -> tuple[Any, dict[str, int]]:
+    runs: dict[str, int] = {}
+
+    @node("ahead.step")
+    async def step(ctx: NodeContext) -> int:
+        runs[ctx.node_id] = runs.get(ctx.node_id, 0) + 1
+        # Someone else trying to take the attempt finds it leased: the lease was saved first.
+        claim = await store.claim_attempt(ctx.run_id, ctx.idempotency_key, "intruder", 30)
+        store.log.append(f"ran {ctx.node_id}: {claim.status.value}")
+        return int(ctx.input or 0) + 1
+
+    flow = Flow("ahead", version="1").node("a", step).node("b", step).node("c", step)
+    blueprint = flow.edge("a", "b").edge("b", "c").build()
+    queue = MemoryJobQueue(visibility=5, sticky=True)
+    worker = Worker(queue=queue, store=store, registry={"ahead.step": step},
+                    blueprints=[blueprint], poll=0.02)  # fmt: skip
+    task = asyncio.ensure_future(worker.run())
+    try:
+        async with Client(queue=queue, store=store, blueprints=[blueprint]) as client:
+            result = await (await client.start("ahead")).result(timeout=10)
+    finally:
+        worker.stopping.set()
+        await task
+    return result, runs
+
+
+async def test_an_attempt_run_ahead_starts_only_after_its_lease_is_saved() -> None:
+    store = _LosingStore(losses=0)
+    result, runs = await _run_chain(store)
+    assert (result.status.value, result.output) == ("completed", 3)
+    assert runs == {"a": 1, "b": 1, "c": 1}
+    # b and c went ahead (leased by the save that decided them), each after that save
+    for node_id in ("b", "c"):
+        saved = next(
+            i
+            for i, line in enumerate(store.log)
+            if line.startswith("saved") and f":{node_id}#" in line
+        )
+        assert saved < store.log.index(f"ran {node_id}: {ClaimStatus.BUSY.value}"), store.log
+
+
+async def test_nothing_runs_ahead_of_a_save_that_did_not_happen() -> None:
+    store = _LosingStore(losses=2)
+    result, runs = await _run_chain(store)
+    assert (result.status.value, result.output) == ("completed", 3)
+    assert runs == {"a": 1, "b": 1, "c": 1}  # prepared twice, never started by a lost save
+    lost = [i for i, line in enumerate(store.log) if line.startswith("lost")]
+    assert len(lost) == 2
+    for node_id in ("b", "c"):
+        ran = next(i for i, line in enumerate(store.log) if line.startswith(f"ran {node_id}:"))
+        assert store.log[ran] == f"ran {node_id}: {ClaimStatus.BUSY.value}", store.log
+        assert all(
+            not (line.startswith("lost") and f":{node_id}#" in line) for line in store.log[ran:]
+        )
