@@ -391,7 +391,9 @@ def _make_pool(
         max_size=max_size,
         timeout=timeout,
         open=False,
-        kwargs={"autocommit": True},
+        # Every statement here is one of a few fixed texts: prepare each at its first use
+        # (psycopg's default waits for the fifth, planning the first four from scratch).
+        kwargs={"autocommit": True, "prepare_threshold": 0},
     )
 
 

@@ -21,9 +21,9 @@ from flowcraft.core._engine.codec import error_from_dict, state_to_document
 from flowcraft.core._engine.decide import new_run
 from flowcraft.core._engine.state import RunState, RunStatus
 from flowcraft.core._model.graph import Blueprint
-from flowcraft.core._runtime.handle import HandleBase
+from flowcraft.core._runtime.handle import HandleBase, check_resumed, resume_event
 from flowcraft.core._runtime.result import RunResult, result_of
-from flowcraft.core.errors import ResumeError, RunNotFoundError, TransientBackendError
+from flowcraft.core.errors import RunNotFoundError, TransientBackendError
 from flowcraft.core.ports import JobQueue, RunPage, RunRecord, RunStore
 
 
@@ -164,16 +164,10 @@ class Client:
         token: str | None = None,
     ) -> None:
         """Resume an awaiting node by id (and frame) or by token; a duplicate is a no-op."""
-        if node is None and token is None:
-            raise TypeError("resume needs a node id or a token")
+        event = resume_event(node, output=output, action=action, frame=frame, token=token)
         target = await self._token_run(run_id, token) if token else run_id
-        event = ev.NodeResumed(
-            at=time.time(), node_id=node, frame=frame, token=token, output=output, action=action
-        )
         applied = await self.coordinator.apply(target, event)
-        rejection = applied.decision.rejection
-        if rejection is not None:
-            raise ResumeError(target, rejection.code, rejection.message)
+        check_resumed(target, applied.decision)
 
     async def list_runs(
         self, *, status: RunStatus | str | None = None, limit: int = 100, cursor: str | None = None

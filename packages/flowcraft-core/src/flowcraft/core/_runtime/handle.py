@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
+
+from flowcraft.core._engine import events as ev
+from flowcraft.core._engine.actions import Decision
+from flowcraft.core.errors import ResumeError
 
 
 class RunOwner(Protocol):
@@ -50,3 +55,20 @@ class HandleBase:
         await self._owner.resume(
             self.run_id, node, output=output, action=action, frame=frame, token=token
         )
+
+
+def resume_event(
+    node: str | None, *, output: object, action: str | None, frame: str, token: str | None
+) -> ev.NodeResumed:
+    """The event of a resume by node id (and frame) or by token (``TypeError`` if neither)."""
+    if node is None and token is None:
+        raise TypeError("resume needs a node id or a token")
+    return ev.NodeResumed(
+        at=time.time(), node_id=node, frame=frame, token=token, output=output, action=action
+    )
+
+
+def check_resumed(run_id: str, decision: Decision | None) -> None:
+    """Raise ``ResumeError`` if the decision rejected the resume (a duplicate is no rejection)."""
+    if decision is not None and decision.rejection is not None:
+        raise ResumeError(run_id, decision.rejection.code, decision.rejection.message)

@@ -19,12 +19,11 @@ from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.driver import ParentLink, RunDriver
 from flowcraft.core._runtime.events import EventBus
 from flowcraft.core._runtime.execute import NodeExecutor
-from flowcraft.core._runtime.handle import HandleBase
+from flowcraft.core._runtime.handle import HandleBase, check_resumed, resume_event
 from flowcraft.core._runtime.nodes import NodeForms
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
 from flowcraft.core.errors import (
-    ResumeError,
     RunNotFoundError,
     UnknownBlueprintError,
 )
@@ -188,21 +187,10 @@ class FlowRuntime:
         token: str | None = None,
     ) -> None:
         """Resume an awaiting node. A duplicate resume is a no-op; a wrong one raises."""
-        if node is None and token is None:
-            raise TypeError("resume needs a node id or a token")
+        output = self.executor.roundtrip(output)
+        event = resume_event(node, output=output, action=action, frame=frame, token=token)
         driver = self._token_owner(token) if token else self._driver(run_id)
-        event = ev.NodeResumed(
-            at=time.time(),
-            node_id=node,
-            frame=frame,
-            token=token,
-            output=self.executor.roundtrip(output),
-            action=action,
-        )
-        decision = driver.post(event)
-        if decision is not None and decision.rejection is not None:
-            rejection = decision.rejection
-            raise ResumeError(driver.run_id, rejection.code, rejection.message)
+        check_resumed(driver.run_id, driver.post(event))
 
     def close(self) -> None:
         """Release the thread pool."""
