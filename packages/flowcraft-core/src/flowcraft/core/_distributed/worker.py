@@ -125,6 +125,7 @@ class Worker:
         self._slots: asyncio.Semaphore | None = None
         self._reserved = 0
         self._waiting = 0
+        self._node_time = 0.1  # seconds a node attempt took lately (moving average)
         self._killed = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -197,13 +198,19 @@ class Worker:
 
         Their messages go to this worker's sticky queue and come back here (or, if this
         process dies or dawdles, to another worker): the delivery then waits for the run that
-        went ahead and is acked if it finished (handled as usual if not). Only with free
-        slots (reserved until ``start``); never while stopping.
+        went ahead and is acked if it finished (handled as usual if not). Beyond free slots,
+        as many may wait for a slot as the slots get through in about ``_AHEAD_HORIZON``
+        seconds at the recent node duration (at most ``3 * concurrency``): taking them here
+        costs no claim, and new jobs are received only below ``concurrency``; more would
+        keep long nodes from other workers (their leases are ours). Room is reserved until
+        ``start``. Never while stopping.
         """
         if self._slots is None or self.stopping.is_set():
             return ()
         busy = len(self._inflight) - self._waiting  # deliveries waiting for ahead runs: idle
-        room = self.concurrency - busy - self._reserved
+        through = self.concurrency * _AHEAD_HORIZON / max(self._node_time, 1e-3)
+        backlog = min(3 * self.concurrency, int(through))
+        room = self.concurrency + backlog - busy - self._reserved
         picked = [m for m in messages if m.id not in self._ahead][: max(0, room)]
         self._reserved += len(picked)
         return picked
@@ -377,9 +384,13 @@ class Worker:
         if isinstance(delivery, _Ahead):  # leased by the save it waits for
             if not await delivery.saved:
                 return
-            claim = AttemptClaim(status=ClaimStatus.CLAIMED, lease_until=time.time() + self.lease)
             known: RunState | None = delivery.state
             state = delivery.state
+            if time.time() - delivery.leased_at < self.lease / 3:
+                lease_until = delivery.leased_at + self.lease
+                claim = AttemptClaim(status=ClaimStatus.CLAIMED, lease_until=lease_until)
+            else:  # it waited long for a slot: renew the lease (or learn it is gone)
+                claim = await self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
         elif (known := self.coordinator.known_state(job.run_id, j.seen_version(job))) is None:
             # claim and load at once (the load is wasted only if not CLAIMED)
             claiming = self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
@@ -419,10 +430,13 @@ class Worker:
         ctx = self.executor.context_for(action, state, cancelled)
         task = asyncio.ensure_future(self.executor.execute(action, ctx))
         beat = _Heartbeat(self, job.run_id, action.idempotency_key, delivery, task, cancelled)
+        began = time.perf_counter()
         try:
             return await task
         finally:
             beat.stop()
+            took = time.perf_counter() - began
+            self._node_time += (took - self._node_time) * 0.2
 
 
 class _Heartbeat:
@@ -469,6 +483,8 @@ class _Heartbeat:
 
 #: Seconds a finished run-ahead is remembered for its sticky delivery.
 _AHEAD_KEPT = 60.0
+#: Attempts run ahead may wait for a slot as long as the slots need for them about this long.
+_AHEAD_HORIZON = 1.0
 
 
 class _Ahead:
@@ -483,6 +499,7 @@ class _Ahead:
         self.message = message
         self.state = state
         self.saved = saved
+        self.leased_at = time.time()  # (a little before the save's lease starts)
         self.done = False
 
     @property
