@@ -303,6 +303,7 @@ class Coordinator:
 
     async def _drain(self, run_id: str, queue: list[_Pending]) -> None:
         try:
+            await asyncio.sleep(0)  # events of the run already under way join the first batch
             while queue:
                 # Callers that gave up waiting (cancelled) stay in: their events (outcomes of
                 # work already done) are decided all the same.
