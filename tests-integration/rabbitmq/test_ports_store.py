@@ -142,6 +142,35 @@ async def test_delete_marker_removes_only_that_key(pg_store: PostgresContext) ->
     assert state.context == {"b": {"nested": True}, "c": None, "d": 4}
 
 
+async def test_a_save_without_context_writes_leaves_the_context_row_alone(
+    pg_store: PostgresContext, postgres_url: str
+) -> None:
+    """No new row version per save (a rewrite of the whole context row costs and bloats)."""
+    await pg_store.create_run(record("r1"), {})
+    assert await save(pg_store, "r1", 1, writes={"a": 1})
+
+    async def context_row_version() -> object:
+        async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+            cur = await conn.execute(
+                psycopg.sql.SQL("SELECT xmin::text FROM {} WHERE run_id = %s").format(
+                    psycopg.sql.Identifier(pg_store.tables.contexts)
+                ),
+                ("r1",),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            return row[0]
+
+    before = await context_row_version()
+    assert await save(pg_store, "r1", 2)
+    assert await context_row_version() == before
+    assert await save(pg_store, "r1", 3, writes={"b": 2})
+    assert await context_row_version() != before
+    state = await pg_store.load_state("r1")
+    assert state is not None
+    assert (state.version, state.context) == (4, {"a": 1, "b": 2})
+
+
 async def test_concurrent_chains_on_different_keys_lose_no_update(
     pg_store: PostgresContext,
 ) -> None:

@@ -224,8 +224,9 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     an outcome was there before), that UPDATE matches nothing and so does everything else.
     Params: run_id, outcomes (JSON ``[[attempt, base64 outcome], ...]``), document, run_id,
     expected_version, number of outcomes, context sets (jsonb), context deletes (JSON list of
-    keys), outbox (JSON ``[[id, base64 body], ...]``), claims (JSON ``[[attempt, owner,
-    lease seconds], ...]``), status, output, errors, status_data.
+    keys), whether there are context writes (the context row is left alone otherwise: no
+    new row version per save), outbox (JSON ``[[id, base64 body], ...]``), claims (JSON
+    ``[[attempt, owner, lease seconds], ...]``), status, output, errors, status_data.
     Lists travel as one JSON text each: psycopg adapts arrays in Python, element by element,
     which showed up in profiles; JSON is encoded in C on both sides.
     Returns the count of updated state rows (0 or 1).
@@ -246,7 +247,7 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     UPDATE {contexts}
     SET context_data = (context_data || %s::jsonb)
         - ARRAY(SELECT json_array_elements_text(%s::json))
-    WHERE run_id IN (SELECT run_id FROM s)
+    WHERE run_id IN (SELECT run_id FROM s) AND %s
 ), o AS (
     INSERT INTO {outbox} (run_id, message_id, body)
     SELECT s.run_id, m.v->>0, decode(m.v->>1, 'base64')

@@ -218,6 +218,7 @@ class PostgresContext:
             len(outcomes),
             Jsonb(sets),
             json.dumps(deletes),
+            bool(sets or deletes),
             _json_pairs((m.id, m.body) for m in outbox),
             json.dumps([list(claim) for claim in claims]),
             status,
