@@ -310,7 +310,7 @@ class Coordinator:
                 batch = list(queue)
                 queue.clear()
                 try:
-                    results, outgoing = await self._apply_batch(run_id, batch)
+                    results, outgoing, jobs = await self._apply_batch(run_id, batch)
                 except Exception as exc:  # every caller of the batch sees the failure
                     for p in batch:
                         if not p.future.done():
@@ -320,7 +320,7 @@ class Coordinator:
                     for p in batch:
                         p.future.cancel()
                     raise
-                sending = self._send_later(run_id, outgoing)
+                sending = self._send_later(run_id, outgoing, jobs)
                 for p, result in zip(batch, results, strict=True):
                     if not p.future.done():
                         p.future.set_result((result, sending))
@@ -330,18 +330,22 @@ class Coordinator:
                 if not p.future.done():
                     p.future.cancel()
 
-    def _send_later(self, run_id: str, messages: Sequence[Message]) -> asyncio.Future[None] | None:
+    def _send_later(
+        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job]
+    ) -> asyncio.Future[None] | None:
         """Publish a saved decision's messages in a task of their own (None: nothing to send)."""
         if not messages:
             return None
         self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
-        task = self._spawn(self._publish_next(run_id, messages))
+        task = self._spawn(self._publish_next(run_id, messages, jobs))
         task.add_done_callback(_observe)
         return task
 
-    async def _publish_next(self, run_id: str, messages: Sequence[Message]) -> None:
+    async def _publish_next(
+        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job]
+    ) -> None:
         await asyncio.sleep(0)  # what the save woke (nodes run ahead) starts first
-        await self._publish(run_id, messages)
+        await self._publish(run_id, messages, jobs)
 
     def _spawn(self, work: Coroutine[object, object, None]) -> asyncio.Task[None]:
         """Run ``work`` in a task of its own, kept until done (``close`` waits for them)."""
@@ -352,8 +356,12 @@ class Coordinator:
 
     async def _apply_batch(
         self, run_id: str, batch: Sequence[_Pending]
-    ) -> tuple[list[Applied], Sequence[Message]]:
-        """Decide a batch: the applied decisions and the messages to send (already saved)."""
+    ) -> tuple[list[Applied], Sequence[Message], Mapping[str, j.Job]]:
+        """Decide a batch.
+
+        Returns the applied decisions, the messages to send (already saved) and the jobs of
+        those this decision made (by message id; resent ones are decoded when sent).
+        """
         events, commits = _dedupe_attempts(batch)
         known = self._known.get(run_id)
         record = self._pins.get(run_id)
@@ -382,8 +390,9 @@ class Coordinator:
                         continue
                 self._remember(run_id, version, state)
                 unsaved = [Applied(decision=d, state=state, saved=False) for d in decisions]
-                return unsaved, resend
-            messages, attempts = await self._messages(record, state, decisions, before, version)
+                return unsaved, resend, {}
+            jobs, attempts = await self._jobs(record, state, decisions, before, version)
+            messages = [j.encode_job(job) for job in jobs.values()]
             claims, saved = self._run_ahead(messages, attempts, state)
             ok = False
             try:
@@ -394,7 +403,7 @@ class Coordinator:
             if ok:
                 self._remember(run_id, version + 1, state)
                 applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
-                return applied, (*resend, *messages)
+                return applied, (*resend, *messages), jobs
             self._forget_state(run_id, state)  # changed but not saved: never read it again
             known = None  # the version moved on (or an outcome was there first): reload
             if commits:
@@ -474,10 +483,13 @@ class Coordinator:
             self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
             await self._publish(run_id, messages)
 
-    async def _publish(self, run_id: str, messages: Sequence[Message]) -> None:
+    async def _publish(
+        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job] | None = None
+    ) -> None:
         ids = [m.id for m in messages]
+        known = jobs or {}
         try:
-            await asyncio.gather(*(self.send(message) for message in messages))
+            await asyncio.gather(*(self.send(m, known.get(m.id)) for m in messages))
         except BaseException:
             self._forget(run_id, ids)  # not (all) sent: the next decide sends them again
             raise
@@ -534,9 +546,13 @@ class Coordinator:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.flush()
 
-    async def send(self, message: Message) -> None:
-        """Enqueue one message, delayed until its job's ``not_before`` (chained if too long)."""
-        job = j.decode_job(message.body)
+    async def send(self, message: Message, job: j.Job | None = None) -> None:
+        """Enqueue one message, delayed until its job's ``not_before`` (chained if too long).
+
+        ``job``: the message's job when the caller has it (else it is decoded).
+        """
+        if job is None:
+            job = j.decode_job(message.body)
         delay = 0.0 if job.not_before is None else max(0.0, job.not_before - self.clock())
         caps = self.queue.capabilities
         if not caps.native_delay:
@@ -550,36 +566,35 @@ class Coordinator:
 
     # ------------------------------------------------------------------ jobs of a decision
 
-    async def _messages(
+    async def _jobs(
         self,
         record: RunRecord,
         state: RunState,
         decisions: Sequence[act.Decision],
         before: RunStatus,
         version: int,
-    ) -> tuple[list[Message], dict[str, str]]:
-        """The jobs of the decisions saved as ``version + 1`` (one batch), encoded.
+    ) -> tuple[dict[str, j.Job], dict[str, str]]:
+        """The jobs of the decisions saved as ``version + 1`` (one batch), by id, in order.
 
         Also returns, for a coordinator that runs ahead, message id -> attempt of the node
         jobs that go out sticky.
         """
         pin = pin_of(record)
-        found: list[j.Job] = []
+        found: dict[str, j.Job] = {}
+        attempts: dict[str, str] = {}
         for index, decision in enumerate(decisions):
             seq = str(version) if index == 0 else f"{version}.{index}"
             for action in decision.actions:
                 job = await self._job_of(pin, record, action, seq, version + 1)
-                if job is not None:
-                    found.append(job)
+                if job is None:
+                    continue
+                found.setdefault(job.id, job)
+                if self._ahead is not None and isinstance(action, act.RunNode):
+                    attempts[job.id] = action.idempotency_key
         report = self._report_to_parent(record, state, before, version)
         if report is not None:
-            found.append(report)
-        attempts: dict[str, str] = {}
-        if self._ahead is not None:
-            for action in (a for d in decisions for a in d.actions):
-                if isinstance(action, act.RunNode):
-                    attempts[j.run_node_job_id(action)] = action.idempotency_key
-        return [j.encode_job(job) for job in found], attempts
+            found.setdefault(report.id, report)
+        return found, attempts
 
     async def _job_of(  # noqa: PLR0911 - one return per action type
         self, pin: j.Pin, record: RunRecord, action: act.Action, seq: str, saved: int

@@ -428,11 +428,12 @@ class Worker:
             return None  # cancelled or superseded: nothing to run, nothing to commit
         cancelled = CancelFlag()
         ctx = self.executor.context_for(action, state, cancelled)
-        task = asyncio.ensure_future(self.executor.execute(action, ctx))
-        beat = _Heartbeat(self, job.run_id, action.idempotency_key, delivery, task, cancelled)
+        this = asyncio.current_task()
+        assert this is not None
+        beat = _Heartbeat(self, job.run_id, action.idempotency_key, delivery, this, cancelled)
         began = time.perf_counter()
-        try:
-            return await task
+        try:  # in this task: a cancelled run cancels it (the executor returns None then)
+            return await self.executor.execute(action, ctx)
         finally:
             beat.stop()
             took = time.perf_counter() - began
@@ -443,7 +444,9 @@ class _Heartbeat:
     """Renews a running attempt's lease and delivery every third of the lease.
 
     A timer rather than a task per attempt (most nodes finish before it ever fires). A run
-    cancelled meanwhile cancels the node (cooperatively: its ``cancelled`` flag is set first).
+    cancelled meanwhile cancels the task running the node (cooperatively: its ``cancelled``
+    flag is set first, and the executor returns None for such a cancellation); ``stop`` is
+    called as soon as the node is done, so the cancellation can only reach the node.
     """
 
     def __init__(  # noqa: PLR0917 - what one renewal needs
