@@ -118,12 +118,14 @@ async def test_nothing_runs_ahead_of_a_save_that_did_not_happen() -> None:
 
 
 async def test_a_worker_takes_ahead_what_its_slots_get_to_soon() -> None:
-    """Short nodes: a backlog beyond the free slots (no claims needed); long nodes: none, so
-    other workers can take them (the leases taken ahead would keep them away)."""
+    """Short nodes: a backlog beyond the free slots (no claims needed); long or not yet seen
+    nodes: none, so other workers can take them (the leases taken ahead would keep them away)."""
     worker = Worker(queue=MemoryJobQueue(sticky=True), store=MemoryRunStore(), registry={},
                     blueprints=[], concurrency=4)  # fmt: skip
     worker._slots = asyncio.Semaphore(4)  # as while running
     offered = [Message(id=f"node:{i}", body=b"{}") for i in range(40)]
+    assert len(worker.pick(offered)) == 4  # no node has run yet: no backlog on a guess
+    worker._reserved = 0
     worker._node_time = 0.001
     assert len(worker.pick(offered)) == 4 + 3 * 4
     worker._reserved = 0

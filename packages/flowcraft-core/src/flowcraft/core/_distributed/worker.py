@@ -125,7 +125,9 @@ class Worker:
         self._slots: asyncio.Semaphore | None = None
         self._reserved = 0
         self._waiting = 0
-        self._node_time = 0.1  # seconds a node attempt took lately (moving average)
+        # Seconds a node attempt took lately (moving average); until nodes have run, assume
+        # long ones: no backlog is taken ahead before there is evidence that it pays.
+        self._node_time = 10 * _AHEAD_HORIZON
         self._killed = False
 
     # ---------------------------------------------------------------- lifecycle
