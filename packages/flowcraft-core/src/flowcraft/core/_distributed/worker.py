@@ -411,6 +411,8 @@ class Worker:
         if known is not None and not _runnable(state, action):
             state = await self._load(job.run_id)  # a held state may show an unsaved change
         event = await self._execute(job, action, delivery, state)
+        if isinstance(delivery, _Ahead):  # its siblings, woken by the same save, start first
+            await asyncio.sleep(0)
         if event is not None:
             outcome = json.dumps(event_to_dict(event), separators=(",", ":")).encode()
             await self.coordinator.apply(job.run_id, event, commit=(attempt, outcome))
