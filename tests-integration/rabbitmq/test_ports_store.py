@@ -348,3 +348,18 @@ async def test_a_dropped_connection_is_survived(postgres_url: str, namespace: st
     finally:
         await store.drop_schema()
         await store.close()
+
+
+async def test_no_index_of_the_run_table_covers_updated_at(
+    pg_store: PostgresContext, postgres_url: str
+) -> None:
+    """Every save sets ``updated_at``: indexed, it would make each save a non-HOT update of
+    the run row (a new entry in every index of the table); stalled runs come from the
+    status table's index instead."""
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        cur = await conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = %s", (pg_store.tables.runs,)
+        )
+        definitions = [row[0] for row in await cur.fetchall()]
+    assert len(definitions) == 4, definitions  # pkey, idempotency key, created, status+created
+    assert not [d for d in definitions if "updated_at" in d], definitions

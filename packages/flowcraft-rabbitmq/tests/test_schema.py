@@ -34,16 +34,18 @@ def test_bad_table_names_are_refused(bad: str) -> None:
 
 
 def test_identifiers_are_quoted_so_odd_names_cannot_inject() -> None:
-    names = q.TableNames.with_prefix("x", runs='r"; DROP TABLE t; --')
-    rendered = text(q.stalled_runs_sql(names))
-    assert '"r""; DROP TABLE t; --"' in rendered
+    names = q.TableNames.with_prefix("x", runs='r"; DROP TABLE t; --', statuses='s"; --')
+    assert '"r""; DROP TABLE t; --"' in text(q.list_runs_sql(names, status=True, after=False))
+    assert '"s""; --"' in text(q.stalled_runs_sql(names))
 
 
 def test_ddl_is_idempotent_and_creates_the_indexes() -> None:
     statements = [text(s) for s in q.ddl(q.TableNames.with_prefix("fc"))]
-    assert all(" IF NOT EXISTS " in s for s in statements)
+    assert all(" IF NOT EXISTS " in s or " IF EXISTS " in s for s in statements)
     joined = "\n".join(statements)
-    assert '"fc_runs_status_idx" ON "fc_runs" (status, updated_at)' in joined
+    assert 'DROP INDEX IF EXISTS "fc_runs_status_idx"' in joined  # (status, updated_at) of old
+    assert '"fc_runs_status_created_idx" ON "fc_runs" (status, created_at, run_id)' in joined
+    assert "ON \"fc_statuses\" ((status_data->>'status'), updated_at)" in joined
     assert '"fc_runs_created_idx" ON "fc_runs" (created_at, run_id)' in joined
     assert "idempotency_key TEXT UNIQUE" in joined
     assert "PRIMARY KEY (run_id, message_id)" in joined

@@ -16,8 +16,12 @@ Tables (default names with ``table_prefix="flowcraft"``)::
     flowcraft_attempts  (run_id, attempt, owner, lease_until,       PK (run_id, attempt)
                          outcome bytea NULL)
 
-Indexes: runs (status, updated_at) for ``stalled_runs``; runs (created_at, run_id) for
-``list_runs``; statuses ((status_data->>'status'), updated_at) for the original reconciler query.
+Indexes: statuses ((status_data->>'status'), updated_at) for ``stalled_runs`` (and the original
+reconciler query); runs (created_at, run_id) and runs (status, created_at, run_id) for
+``list_runs``. No index of the run table covers ``updated_at``: every save sets it, and an
+indexed column that changes turns the update of the run row into a non-HOT one (a new entry
+in every index of the table per save). ``ensure_schema`` drops ``{runs}_status_idx``
+(status, updated_at) of earlier versions for that reason.
 """
 
 from __future__ import annotations
@@ -122,7 +126,8 @@ _DDL = (
     created_at TIMESTAMPTZ NOT NULL DEFAULT NOW(),
     updated_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
 )""",
-    "CREATE INDEX IF NOT EXISTS {runs_status_idx} ON {runs} (status, updated_at)",
+    "DROP INDEX IF EXISTS {runs_status_idx}",
+    "CREATE INDEX IF NOT EXISTS {runs_status_created_idx} ON {runs} (status, created_at, run_id)",
     "CREATE INDEX IF NOT EXISTS {runs_created_idx} ON {runs} (created_at, run_id)",
     """CREATE TABLE IF NOT EXISTS {states} (
     run_id TEXT PRIMARY KEY,
@@ -150,7 +155,8 @@ _DDL = (
 def _names(t: TableNames) -> dict[str, sql.Identifier]:
     names = {f.name: t.ident(f.name) for f in fields(t)}
     names["statuses_status_idx"] = t.index("statuses", "status_idx")
-    names["runs_status_idx"] = t.index("runs", "status_idx")
+    names["runs_status_idx"] = t.index("runs", "status_idx")  # dropped: see the docstring
+    names["runs_status_created_idx"] = t.index("runs", "status_created_idx")
     names["runs_created_idx"] = t.index("runs", "created_idx")
     return names
 
@@ -372,11 +378,15 @@ def list_runs_sql(t: TableNames, *, status: bool, after: bool) -> sql.Composed:
 
 
 def stalled_runs_sql(t: TableNames) -> sql.Composed:
-    """Ids of active runs not saved since a time. Params: active statuses, epoch, limit."""
+    """Ids of active runs not saved since a time. Params: active statuses, epoch, limit.
+
+    Reads the status table (its ``updated_at`` is set by every save, like the run table's)
+    through its ((status_data->>'status'), updated_at) index.
+    """
     return sql.SQL(
-        "SELECT run_id FROM {runs} WHERE status = ANY(%s::text[]) "
+        "SELECT run_id FROM {statuses} WHERE status_data->>'status' = ANY(%s::text[]) "
         "AND updated_at < to_timestamp(%s) ORDER BY updated_at LIMIT %s"
-    ).format(runs=t.ident("runs"))
+    ).format(statuses=t.ident("statuses"))
 
 
 def active_statuses() -> list[str]:
