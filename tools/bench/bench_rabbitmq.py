@@ -23,8 +23,9 @@ Throughput is steps/s = runs x 10 / wall time (from the first start to the last 
 the client). Step latency is successor start - predecessor end, from the stamps in the results:
 ``start`` -> each middle node, and the last middle node's end -> ``join`` (9 samples per run).
 Every configuration runs once per repeat (interleaved, so drift hits all alike); each figure is
-the median over ``--repeat`` repeats. Workers are started, awaited until ready, and only then is
-the clock started; they are stopped with SIGTERM afterwards.
+the median over ``--repeat`` repeats, and a last table gives the ratios within each repeat
+(figures of the same minute). Workers are started, awaited until ready, and only then is the
+clock started; they are stopped with SIGTERM afterwards.
 
     python tools/bench/bench_rabbitmq.py                     # markdown tables on stdout
     python tools/bench/bench_rabbitmq.py --runs 200 --repeat 1 --workers 1,2
@@ -409,6 +410,8 @@ def print_report(args: argparse.Namespace, table: Table, celery: str) -> None:
         print(f"| {label} | {shown[0]} | {shown[1]} | {s.p50_ms:.2f} | {s.p99_ms:.2f} |")
     print()
     print_ratios(args, table, celery)
+    print()
+    print_repeats(args, table, celery)
 
 
 def print_ratios(args: argparse.Namespace, table: Table, celery: str) -> None:
@@ -430,6 +433,28 @@ def print_ratios(args: argparse.Namespace, table: Table, celery: str) -> None:
             )
         )
         print(f"| {shown} | {throughput} | {_verdict(fc.p50_ms / bare, 3.0, above=False)} |")
+
+
+def print_repeats(args: argparse.Namespace, table: Table, celery: str) -> None:
+    """The ratios within each repeat (figures of the same minute: this machine drifts)."""
+    heads = ["repeat", "bare round trip p50 ms"]
+    if args.sequential_runs > 0:
+        heads.append("1 run in flight p50 ms (/ bare)")
+    if not args.no_celery:
+        heads.extend(f"{w} workers / Celery" for w in args.workers)
+    print("| " + " | ".join(heads) + " |")
+    print("|" + "---:|" * len(heads))
+    for i in range(args.repeat):
+        bare = table.rows[(BARE, 0)][i].p50_ms
+        cells = [str(i + 1), f"{bare:.2f}"]
+        if args.sequential_runs > 0:
+            step = table.rows[(FLOWCRAFT + ONE, 1)][i].p50_ms
+            cells.append(f"{step:.2f} ({step / bare:.1f}x)")
+        if not args.no_celery:
+            for w in args.workers:
+                fc, other = table.rows[(FLOWCRAFT, w)][i], table.rows[(celery, w)][i]
+                cells.append(f"{fc.steps_per_s / other.steps_per_s:.2f}x")
+        print("| " + " | ".join(cells) + " |")
 
 
 def _verdict(ratio: float, target: float, *, above: bool) -> str:
