@@ -7,7 +7,6 @@ run at all (here) when that save does not happen.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowcraft.core import Client, Flow, MemoryJobQueue, MemoryRunStore, NodeContext, Worker, node
@@ -23,20 +22,8 @@ class _LosingStore(MemoryRunStore):
         self.losses = losses
         self.log: list[str] = []
 
-    async def save_state(
-        self,
-        run_id: str,
-        *,
-        expected_version: int,
-        document: Mapping[str, object],
-        context_writes: Mapping[str, object],
-        outbox: Sequence[Message],
-        status: str,
-        output: object = None,
-        errors: Sequence[Mapping[str, object]] = (),
-        outcomes: Sequence[tuple[str, bytes]] = (),
-        claims: Sequence[tuple[str, str, float]] = (),
-    ) -> bool:
+    async def save_state(self, run_id: str, **fields: Any) -> bool:
+        claims = fields.get("claims", ())
         leased = sorted(attempt for attempt, _owner, _lease in claims)
         if claims:
             await asyncio.sleep(0.01)  # the nodes get ready meanwhile; they must not start yet
@@ -44,18 +31,7 @@ class _LosingStore(MemoryRunStore):
             self.losses -= 1
             self.log.append(f"lost {leased}")
             return False
-        saved = await super().save_state(
-            run_id,
-            expected_version=expected_version,
-            document=document,
-            context_writes=context_writes,
-            outbox=outbox,
-            status=status,
-            output=output,
-            errors=errors,
-            outcomes=outcomes,
-            claims=claims,
-        )
+        saved = await super().save_state(run_id, **fields)
         if claims:
             self.log.append(f"{'saved' if saved else 'refused'} {leased}")
         return saved

@@ -129,12 +129,7 @@ def run_node_job(pin: Pin, run_id: str, action: act.RunNode, *, seen: int | None
     }
     if seen is not None:
         payload["seen"] = seen
-    return _job(pin, run_id, JobKind.RUN_NODE, run_node_job_id(action), payload)
-
-
-def run_node_job_id(action: act.RunNode) -> str:
-    """The id of the job of a node attempt."""
-    return f"node:{action.idempotency_key}"
+    return _job(pin, run_id, JobKind.RUN_NODE, f"node:{action.idempotency_key}", payload)
 
 
 def run_node_action(job: Job) -> act.RunNode:
