@@ -214,6 +214,115 @@ async def test_outbox_append_and_remove(pg_store: PostgresContext) -> None:
     assert state.outbox == (m2,)
 
 
+async def test_outbox_keeps_the_rest_of_a_save_when_some_of_its_messages_go(
+    pg_store: PostgresContext,
+) -> None:
+    await pg_store.create_run(record("r1"), {})
+    await pg_store.create_run(record("r2"), {})
+    m1, m2, m3, m4 = (ports.Message(id=f"m{i}", body=bytes([i, 0, 255])) for i in (1, 2, 3, 4))
+    assert await save(pg_store, "r1", 1, outbox=(m1, m2, m3))
+    assert await save(pg_store, "r1", 2, outbox=(m4,))
+    assert await save(pg_store, "r2", 1, outbox=(m1,))
+    await pg_store.remove_outbox({"r1": ["m2", "m4"], "r2": ["m1"]})
+    first = await pg_store.load_state("r1")
+    other = await pg_store.load_state("r2")
+    assert first is not None
+    assert other is not None
+    assert (first.outbox, other.outbox) == ((m1, m3), ())
+    assert await save(pg_store, "r1", 3, outbox=(m2,))
+    await pg_store.remove_outbox({"r1": ["m1", "m3"]})
+    state = await pg_store.load_state("r1")
+    assert state is not None
+    assert state.outbox == (m2,)
+
+
+async def _row_versions(postgres_url: str, store: PostgresContext, run_id: str) -> tuple[str, str]:
+    """xmin of the run row and of the status row (a new one per write)."""
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        found = []
+        for table in (store.tables.runs, store.tables.statuses):
+            query = psycopg.sql.SQL("SELECT xmin::text FROM {} WHERE run_id = %s")
+            cur = await conn.execute(query.format(psycopg.sql.Identifier(table)), (run_id,))
+            row = await cur.fetchone()
+            assert row is not None
+            found.append(str(row[0]))
+        return found[0], found[1]
+
+
+async def test_saves_write_the_run_and_status_rows_only_when_they_change(
+    pg_store: PostgresContext, postgres_url: str
+) -> None:
+    await pg_store.create_run(record("r1"), {})
+    assert await save(pg_store, "r1", 1)  # pending -> running
+    before = await _row_versions(postgres_url, pg_store, "r1")
+    run = await pg_store.get_run("r1")
+    assert await save(pg_store, "r1", 2)  # still running: nothing there changes
+    assert await _row_versions(postgres_url, pg_store, "r1") == before
+    assert await pg_store.get_run("r1") == run
+    assert await save(pg_store, "r1", 3, status="completed")
+    after = await _row_versions(postgres_url, pg_store, "r1")
+    assert after[0] != before[0]
+    assert after[1] != before[1]
+    done = await pg_store.get_run("r1")
+    assert done is not None
+    assert run is not None
+    assert done.status == "completed"
+    assert done.updated_at > run.updated_at
+
+
+async def test_updated_at_trails_the_last_save_by_at_most_the_granularity(
+    pg_store: PostgresContext,
+) -> None:
+    from flowcraft.rabbitmq import _schema
+
+    await pg_store.create_run(record("r1"), {})
+    assert await save(pg_store, "r1", 1)
+    run = await pg_store.get_run("r1")
+    assert run is not None
+    await asyncio.sleep(_schema.UPDATED_AT_GRANULARITY + 0.1)
+    assert await save(pg_store, "r1", 2)
+    later = await pg_store.get_run("r1")
+    assert later is not None
+    assert later.updated_at >= run.updated_at + _schema.UPDATED_AT_GRANULARITY
+    stalled = await pg_store.stalled_runs(updated_before=later.updated_at - 0.05)
+    assert "r1" not in stalled  # the status row moved on with the run row
+
+
+async def test_ensure_schema_converts_an_outbox_of_one_row_per_message(
+    postgres_url: str, namespace: str
+) -> None:
+    old = PostgresContext(postgres_url, table_prefix=namespace, max_size=2)
+    outbox = psycopg.sql.Identifier(old.tables.outbox)
+    try:
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+            await conn.execute(
+                psycopg.sql.SQL(
+                    "CREATE TABLE {} (run_id TEXT NOT NULL, message_id TEXT NOT NULL, "
+                    "body BYTEA NOT NULL, position BIGINT GENERATED ALWAYS AS IDENTITY, "
+                    "PRIMARY KEY (run_id, message_id))"
+                ).format(outbox)
+            )
+            insert = psycopg.sql.SQL(
+                "INSERT INTO {} (run_id, message_id, body) VALUES (%s, %s, %s)"
+            )
+            for run_id, message_id in (("r1", "b"), ("r2", "x"), ("r1", "a")):
+                await conn.execute(insert.format(outbox), (run_id, message_id, message_id.encode()))
+        await old.ensure_schema()
+        await old.ensure_schema()  # idempotent once converted
+        await old.create_run(record("r1"), {})
+        state = await old.load_state("r1")
+        assert state is not None
+        assert state.outbox == (ports.Message(id="b", body=b"b"), ports.Message(id="a", body=b"a"))
+        assert await save(old, "r1", 1, outbox=(ports.Message(id="c", body=b"c"),))
+        await old.remove_outbox({"r1": ["a", "b"]})
+        state = await old.load_state("r1")
+        assert state is not None
+        assert [m.id for m in state.outbox] == ["c"]
+    finally:
+        await old.drop_schema()
+        await old.close()
+
+
 async def test_claim_busy_claimed_done(pg_store: PostgresContext) -> None:
     before = time.time()
     claim = await pg_store.claim_attempt("r1", "n#1", "w1", 30)

@@ -48,7 +48,7 @@ def test_ddl_is_idempotent_and_creates_the_indexes() -> None:
     assert "ON \"fc_statuses\" ((status_data->>'status'), updated_at)" in joined
     assert '"fc_runs_created_idx" ON "fc_runs" (created_at, run_id)' in joined
     assert "idempotency_key TEXT UNIQUE" in joined
-    assert "PRIMARY KEY (run_id, message_id)" in joined
+    assert "PRIMARY KEY (run_id, position)" in joined  # the outbox: one row per save
     assert "PRIMARY KEY (run_id, attempt)" in joined
 
 
@@ -84,10 +84,37 @@ def test_save_state_hangs_every_write_off_the_versioned_update() -> None:
     rendered = text(q.save_state_sql(q.TableNames.with_prefix("fc")))
     assert "WHERE run_id = %s AND version = %s AND (SELECT count(*) FROM a) = %s" in rendered
     assert "ON CONFLICT (run_id, attempt) DO UPDATE SET outcome = EXCLUDED.outcome" in rendered
-    assert rendered.count("WHERE run_id IN (SELECT run_id FROM s)") == 3
+    assert rendered.count("WHERE run_id IN (SELECT run_id FROM s)") == 1  # the context
+    assert "WHERE run.run_id IN (SELECT run_id FROM s)" in rendered
+    assert "WHERE stat.run_id IN (SELECT run_id FROM s)" in rendered
     assert "(context_data || %s::jsonb)\n        - ARRAY(SELECT json_array_elements_text(" in (
         rendered
     )
+    assert "FROM s, json_array_elements(%s::json) WITH ORDINALITY AS m(v, n)\n    GROUP BY" in (
+        rendered
+    )
+
+
+def test_save_writes_run_and_status_rows_only_when_they_change() -> None:
+    rendered = text(q.save_state_sql(q.TableNames.with_prefix("fc")))
+    stale = f"updated_at < now() - make_interval(secs => {q.UPDATED_AT_GRANULARITY})"
+    assert rendered.count(stale) == 2
+    assert "run.status IS DISTINCT FROM x.status OR run.output IS DISTINCT FROM x.output" in (
+        rendered
+    )
+    assert "stat.status_data IS DISTINCT FROM x.status_data" in rendered
+
+
+def test_outbox_migration_moves_the_old_table_aside_and_copies_it_in_order() -> None:
+    check, before, after = q.outbox_migration(q.TableNames.with_prefix("fc"))
+    assert "column_name = 'message_id'" in text(check)
+    assert [text(s) for s in before] == [
+        'ALTER TABLE "fc_outbox" RENAME TO "fc_outbox_v1"',
+        'ALTER INDEX IF EXISTS "fc_outbox_pkey" RENAME TO "fc_outbox_v1_pkey"',
+    ]
+    copy, drop = (text(s) for s in after)
+    assert "array_agg(message_id ORDER BY position), array_agg(body ORDER BY position)" in copy
+    assert drop == 'DROP TABLE "fc_outbox_v1"'
 
 
 def test_queries_are_rendered_once_from_the_same_builders() -> None:

@@ -12,7 +12,8 @@ Tables (default names with ``table_prefix="flowcraft"``)::
     flowcraft_runs      run records: status, blueprint id/version/digest, input, output, errors,
                         parent, idempotency_key UNIQUE (NULLs allowed), created_at, updated_at
     flowcraft_states    (run_id PK, version int, document jsonb)    the engine document, CAS'd
-    flowcraft_outbox    (run_id, message_id, body bytea, position)  PK (run_id, message_id)
+    flowcraft_outbox    (run_id, position, message_ids text[],      PK (run_id, position): one
+                         bodies bytea[])                             row per save, not per message
     flowcraft_attempts  (run_id, attempt, owner, lease_until,       PK (run_id, attempt)
                          outcome bytea NULL)
 
@@ -22,6 +23,15 @@ reconciler query); runs (created_at, run_id) and runs (status, created_at, run_i
 indexed column that changes turns the update of the run row into a non-HOT one (a new entry
 in every index of the table per save). ``ensure_schema`` drops ``{runs}_status_idx``
 (status, updated_at) of earlier versions for that reason.
+
+A save writes the run and status rows only when something there changes: the status, output
+or errors, or an ``updated_at`` older than ``UPDATED_AT_GRANULARITY`` seconds (so
+``updated_at`` trails the last save by at most that: stalled-run detection is that much
+coarser, and a step of a busy run writes two rows fewer).
+
+The outbox keeps one row per save holding all of that save's messages (inserting eight rows
+for a fan-out of eight cost about as much as the rest of the save). An outbox of the earlier
+one-row-per-message shape is converted by ``ensure_schema`` (``outbox_migration``).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from psycopg import sql
 __all__ = [
     "RUN_COLUMNS",
     "TERMINAL_STATUSES",
+    "UPDATED_AT_GRANULARITY",
     "Queries",
     "TableNames",
     "active_statuses",
@@ -47,12 +58,15 @@ __all__ = [
     "find_run_sql",
     "list_runs_sql",
     "load_state_sql",
+    "outbox_migration",
     "remove_outbox_sql",
     "save_state_sql",
     "stalled_runs_sql",
 ]
 
 TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+#: Seconds a save may leave the run's and status's ``updated_at`` as it is.
+UPDATED_AT_GRANULARITY = 1.0
 _ACTIVE_STATUSES = ["pending", "running", "awaiting"]
 
 #: Columns of a run record as selected, in ``RunRecord`` order plus the raw created_at.
@@ -136,10 +150,10 @@ _DDL = (
 )""",
     """CREATE TABLE IF NOT EXISTS {outbox} (
     run_id TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    body BYTEA NOT NULL,
     position BIGINT GENERATED ALWAYS AS IDENTITY,
-    PRIMARY KEY (run_id, message_id)
+    message_ids TEXT[] NOT NULL,
+    bodies BYTEA[] NOT NULL,
+    PRIMARY KEY (run_id, position)
 )""",
     """CREATE TABLE IF NOT EXISTS {attempts} (
     run_id TEXT NOT NULL,
@@ -158,6 +172,9 @@ def _names(t: TableNames) -> dict[str, sql.Identifier]:
     names["runs_status_idx"] = t.index("runs", "status_idx")  # dropped: see the docstring
     names["runs_status_created_idx"] = t.index("runs", "status_created_idx")
     names["runs_created_idx"] = t.index("runs", "created_idx")
+    names["outbox_v1"] = t.index("outbox", "v1")
+    names["outbox_pkey"] = t.index("outbox", "pkey")
+    names["outbox_v1_pkey"] = t.index("outbox", "v1_pkey")
     return names
 
 
@@ -165,6 +182,37 @@ def ddl(t: TableNames) -> list[sql.Composed]:
     """Every ``CREATE ... IF NOT EXISTS`` statement, in order (idempotent)."""
     names = _names(t)
     return [sql.SQL(text).format(**names) for text in _DDL]
+
+
+def outbox_migration(t: TableNames) -> tuple[sql.SQL, list[sql.Composed], list[sql.Composed]]:
+    """Converting an outbox of the one-row-per-message shape (earlier builds) to one row per save.
+
+    Returns the check (params: the outbox table's name; a row when the old shape is there),
+    the statements to run before ``ddl`` (move the old table aside) and after it (copy its
+    messages, one row per run in their order, and drop it). Run in one transaction.
+    """
+    names = _names(t)
+    check = sql.SQL(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = %s AND column_name = 'message_id'"
+    )
+    before = [
+        sql.SQL(text).format(**names)
+        for text in (
+            "ALTER TABLE {outbox} RENAME TO {outbox_v1}",
+            "ALTER INDEX IF EXISTS {outbox_pkey} RENAME TO {outbox_v1_pkey}",
+        )
+    ]
+    after = [
+        sql.SQL(text).format(**names)
+        for text in (
+            """INSERT INTO {outbox} (run_id, message_ids, bodies)
+SELECT run_id, array_agg(message_id ORDER BY position), array_agg(body ORDER BY position)
+FROM {outbox_v1} GROUP BY run_id""",
+            "DROP TABLE {outbox_v1}",
+        )
+    ]
+    return check, before, after
 
 
 def create_run_sql(t: TableNames) -> sql.Composed:
@@ -206,12 +254,15 @@ def find_run_sql(t: TableNames) -> sql.Composed:
 def load_state_sql(t: TableNames) -> sql.Composed:
     """Version, document, context, outbox and the run's record, in one snapshot.
 
-    The outbox comes as ids and bodies in order; the record as the ``RUN_COLUMNS``.
+    The outbox comes as ids and bodies in order (an id saved twice comes twice: the caller
+    keeps the first); the record as the ``RUN_COLUMNS``.
     """
     return sql.SQL(
         """SELECT s.version, s.document, COALESCE(c.context_data, '{{}}'::jsonb),
-    ARRAY(SELECT o.message_id FROM {outbox} o WHERE o.run_id = s.run_id ORDER BY o.position),
-    ARRAY(SELECT o.body FROM {outbox} o WHERE o.run_id = s.run_id ORDER BY o.position),
+    ARRAY(SELECT m.id FROM {outbox} o, unnest(o.message_ids) WITH ORDINALITY AS m(id, n)
+          WHERE o.run_id = s.run_id ORDER BY o.position, m.n),
+    ARRAY(SELECT m.body FROM {outbox} o, unnest(o.bodies) WITH ORDINALITY AS m(body, n)
+          WHERE o.run_id = s.run_id ORDER BY o.position, m.n),
     r.run_id, r.blueprint_id, r.blueprint_version, r.blueprint_digest, r.status, r.input,
     r.output, r.errors, r.parent, r.idempotency_key, extract(epoch FROM r.created_at)::float8,
     extract(epoch FROM r.updated_at)::float8, r.created_at
@@ -234,7 +285,9 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     new row version per save), outbox (JSON ``[[id, base64 body], ...]``), claims (JSON
     ``[[attempt, owner, lease seconds], ...]``), status, output, errors, status_data.
     Lists travel as one JSON text each: psycopg adapts arrays in Python, element by element,
-    which showed up in profiles; JSON is encoded in C on both sides.
+    which showed up in profiles; JSON is encoded in C on both sides. The outbox becomes one
+    row (none without messages); the run and status rows are written only when they change
+    (or their ``updated_at`` is older than ``UPDATED_AT_GRANULARITY``).
     Returns the count of updated state rows (0 or 1).
     """
     return sql.SQL(
@@ -255,11 +308,11 @@ def save_state_sql(t: TableNames) -> sql.Composed:
         - ARRAY(SELECT json_array_elements_text(%s::json))
     WHERE run_id IN (SELECT run_id FROM s) AND %s
 ), o AS (
-    INSERT INTO {outbox} (run_id, message_id, body)
-    SELECT s.run_id, m.v->>0, decode(m.v->>1, 'base64')
+    INSERT INTO {outbox} (run_id, message_ids, bodies)
+    SELECT s.run_id, array_agg(m.v->>0 ORDER BY m.n),
+        array_agg(decode(m.v->>1, 'base64') ORDER BY m.n)
     FROM s, json_array_elements(%s::json) WITH ORDINALITY AS m(v, n)
-    ORDER BY m.n
-    ON CONFLICT (run_id, message_id) DO NOTHING
+    GROUP BY s.run_id
 ), cl AS (
     INSERT INTO {attempts} (run_id, attempt, owner, lease_until)
     SELECT s.run_id, x.v->>0, x.v->>1,
@@ -267,21 +320,49 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     FROM s, json_array_elements(%s::json) AS x(v)
     ON CONFLICT (run_id, attempt) DO NOTHING
 ), r AS (
-    UPDATE {runs} SET status = %s, output = %s, errors = %s, updated_at = now()
-    WHERE run_id IN (SELECT run_id FROM s)
+    UPDATE {runs} AS run SET status = x.status, output = x.output, errors = x.errors,
+        updated_at = now()
+    FROM (SELECT %s::text AS status, %s::jsonb AS output, %s::jsonb AS errors) AS x
+    WHERE run.run_id IN (SELECT run_id FROM s)
+        AND (run.status IS DISTINCT FROM x.status OR run.output IS DISTINCT FROM x.output
+             OR run.errors IS DISTINCT FROM x.errors OR run.updated_at < now() - {granularity})
 ), st AS (
-    UPDATE {statuses} SET status_data = %s, updated_at = now()
-    WHERE run_id IN (SELECT run_id FROM s)
+    UPDATE {statuses} AS stat SET status_data = x.status_data, updated_at = now()
+    FROM (SELECT %s::jsonb AS status_data) AS x
+    WHERE stat.run_id IN (SELECT run_id FROM s)
+        AND (stat.status_data IS DISTINCT FROM x.status_data
+             OR stat.updated_at IS NULL OR stat.updated_at < now() - {granularity})
 )
 SELECT count(*) FROM s"""
-    ).format(**_names(t))
+    ).format(**_names(t), granularity=_granularity())
+
+
+def _granularity() -> sql.Composed:
+    return sql.SQL("make_interval(secs => {})").format(sql.Literal(UPDATED_AT_GRANULARITY))
 
 
 def remove_outbox_sql(t: TableNames) -> sql.Composed:
-    """Delete outbox rows of many runs. Params: JSON ``[[run_id, message_id], ...]``."""
+    """Remove messages from the outboxes of many runs. Params: JSON ``{run_id: [id, ...]}``.
+
+    A row all of whose messages go is deleted; a row that keeps some (rare: the messages of
+    one save are sent and removed together) is rewritten without the others. The two touch
+    different rows, so one statement does both.
+    """
     return sql.SQL(
-        "DELETE FROM {outbox} o USING json_array_elements(%s::json) AS d(v) "
-        "WHERE o.run_id = d.v->>0 AND o.message_id = d.v->>1"
+        """WITH d AS (
+    SELECT d.key AS run_id, ARRAY(SELECT json_array_elements_text(d.value)) AS ids
+    FROM json_each(%s::json) AS d
+), gone AS (
+    DELETE FROM {outbox} o USING d
+    WHERE o.run_id = d.run_id AND o.message_ids <@ d.ids
+)
+UPDATE {outbox} o
+SET message_ids = ARRAY(SELECT m.id FROM unnest(o.message_ids) WITH ORDINALITY AS m(id, n)
+                        WHERE m.id <> ALL(d.ids) ORDER BY m.n),
+    bodies = ARRAY(SELECT m.body FROM unnest(o.message_ids, o.bodies) WITH ORDINALITY
+                       AS m(id, body, n) WHERE m.id <> ALL(d.ids) ORDER BY m.n)
+FROM d
+WHERE o.run_id = d.run_id AND o.message_ids && d.ids AND NOT o.message_ids <@ d.ids"""
     ).format(outbox=t.ident("outbox"))
 
 

@@ -108,7 +108,13 @@ class PostgresContext:
         with postgres_errors("ensure_schema"):
             async with (await self._ready()).connection() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                for statement in q.ddl(self.tables):
+                check, before, after = q.outbox_migration(self.tables)
+                cur = await conn.execute(check, (self.tables.outbox,))
+                migrate = await cur.fetchone() is not None
+                statements = q.ddl(self.tables)
+                if migrate:  # the outbox of the one-row-per-message shape
+                    statements = [*before, *statements, *after]
+                for statement in statements:
                     await conn.execute(statement)
 
     async def drop_schema(self) -> None:
@@ -184,12 +190,11 @@ class PostgresContext:
         if row is None:
             return None
         version, document, context, ids, bodies = row[:5]
-        outbox = tuple(ports.Message(id=i, body=bytes(b)) for i, b in zip(ids, bodies, strict=True))
         return ports.StoredState(
             version=version,
             document=document,
             context=context,
-            outbox=outbox,
+            outbox=_outbox(ids, bodies),
             record=_record(row[5:]),
         )
 
@@ -231,9 +236,9 @@ class PostgresContext:
 
     async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
         """Drop these outbox messages of many runs in one statement (idempotent)."""
-        pairs = [[run_id, m] for run_id, ids in sent.items() for m in ids]
-        if pairs:
-            params = (json.dumps(pairs),)
+        runs = {run_id: list(ids) for run_id, ids in sent.items() if ids}
+        if runs:
+            params = (json.dumps(runs),)
             await self._execute("remove_outbox", self._q.remove_outbox, params, True)
 
     # ------------------------------------------------------------------ attempts
@@ -396,6 +401,17 @@ def _make_pool(
         # (psycopg's default waits for the fifth, planning the first four from scratch).
         kwargs={"autocommit": True, "prepare_threshold": 0},
     )
+
+
+def _outbox(ids: Sequence[str], bodies: Sequence[bytes]) -> tuple[ports.Message, ...]:
+    """The outbox in order, each message once (a message saved again keeps its first place)."""
+    seen: set[str] = set()
+    messages = []
+    for message_id, body in zip(ids, bodies, strict=True):
+        if message_id not in seen:
+            seen.add(message_id)
+            messages.append(ports.Message(id=message_id, body=bytes(body)))
+    return tuple(messages)
 
 
 def _json_pairs(pairs: Iterable[tuple[str, bytes]]) -> str:
