@@ -100,6 +100,15 @@ class _Pending:
     future: asyncio.Future[tuple[Applied, asyncio.Future[None] | None]] = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AheadJob:
+    """A node job handed to an :class:`AheadRunner`: its message, the job, its attempt."""
+
+    message: Message
+    job: j.Job
+    action: act.RunNode
+
+
 class AheadRunner(Protocol):
     """A worker that runs some of a decision's node jobs at once, ahead of their messages.
 
@@ -127,7 +136,7 @@ class AheadRunner(Protocol):
         ...
 
     def start(
-        self, picked: Sequence[Message], state: RunState, saved: asyncio.Future[bool]
+        self, picked: Sequence[AheadJob], state: RunState, saved: asyncio.Future[bool]
     ) -> None:
         """Get ``picked`` ready over ``state`` (the decided state); run them if ``saved``."""
         ...
@@ -391,9 +400,9 @@ class Coordinator:
                 self._remember(run_id, version, state)
                 unsaved = [Applied(decision=d, state=state, saved=False) for d in decisions]
                 return unsaved, resend, {}
-            jobs, attempts = await self._jobs(record, state, decisions, before, version)
+            jobs, nodes = await self._jobs(record, state, decisions, before, version)
             messages = [j.encode_job(job) for job in jobs.values()]
-            claims, saved = self._run_ahead(messages, attempts, state)
+            claims, saved = self._run_ahead(messages, jobs, nodes, state)
             ok = False
             try:
                 ok = await self._save(record, version, state, decisions, messages, commits, claims)
@@ -432,22 +441,27 @@ class Coordinator:
         ]
 
     def _run_ahead(
-        self, messages: Sequence[Message], attempts: Mapping[str, str], state: RunState
+        self,
+        messages: Sequence[Message],
+        jobs: Mapping[str, j.Job],
+        nodes: Mapping[str, act.RunNode],
+        state: RunState,
     ) -> tuple[tuple[tuple[str, str, float], ...], asyncio.Future[bool] | None]:
         """Hand node jobs to the runner ahead of the save; their claims and the save's gate.
 
-        ``attempts`` maps the message id of each sticky node job to its attempt. The runner
-        gets ready while the save is in flight and runs them once the gate says it was saved.
+        ``nodes`` maps the message id of each sticky node job to its attempt. The runner gets
+        ready while the save is in flight and runs them once the gate says it was saved.
         """
-        if self._ahead is None or not attempts:
+        if self._ahead is None or not nodes:
             return (), None
-        picked = self._ahead.pick([m for m in messages if m.id in attempts])
+        picked = self._ahead.pick([m for m in messages if m.id in nodes])
         if not picked:
             return (), None
         owner, lease = self._ahead.owner, self._ahead.lease
         saved: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._ahead.start(picked, state, saved)
-        return tuple((attempts[m.id], owner, lease) for m in picked), saved
+        handed = [AheadJob(message=m, job=jobs[m.id], action=nodes[m.id]) for m in picked]
+        self._ahead.start(handed, state, saved)
+        return tuple((a.action.idempotency_key, owner, lease) for a in handed), saved
 
     async def _save(  # noqa: PLR0917 - the parts of one save
         self,
@@ -573,7 +587,7 @@ class Coordinator:
         decisions: Sequence[act.Decision],
         before: RunStatus,
         version: int,
-    ) -> tuple[dict[str, j.Job], dict[str, str]]:
+    ) -> tuple[dict[str, j.Job], dict[str, act.RunNode]]:
         """The jobs of the decisions saved as ``version + 1`` (one batch), by id, in order.
 
         Also returns, for a coordinator that runs ahead, message id -> attempt of the node
@@ -581,7 +595,7 @@ class Coordinator:
         """
         pin = pin_of(record)
         found: dict[str, j.Job] = {}
-        attempts: dict[str, str] = {}
+        nodes: dict[str, act.RunNode] = {}
         for index, decision in enumerate(decisions):
             seq = str(version) if index == 0 else f"{version}.{index}"
             for action in decision.actions:
@@ -590,11 +604,11 @@ class Coordinator:
                     continue
                 found.setdefault(job.id, job)
                 if self._ahead is not None and isinstance(action, act.RunNode):
-                    attempts[job.id] = action.idempotency_key
+                    nodes[job.id] = action
         report = self._report_to_parent(record, state, before, version)
         if report is not None:
             found.setdefault(report.id, report)
-        return found, attempts
+        return found, nodes
 
     async def _job_of(  # noqa: PLR0911 - one return per action type
         self, pin: j.Pin, record: RunRecord, action: act.Action, seq: str, saved: int

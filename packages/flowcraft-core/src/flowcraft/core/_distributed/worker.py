@@ -28,6 +28,7 @@ from typing import Any
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.coordinator import (
+    AheadJob,
     Coordinator,
     VersionUnavailableError,
     outcome_event,
@@ -218,7 +219,7 @@ class Worker:
         return picked
 
     def start(
-        self, picked: Sequence[Message], state: RunState, saved: asyncio.Future[bool]
+        self, picked: Sequence[AheadJob], state: RunState, saved: asyncio.Future[bool]
     ) -> None:
         """Get the picked attempts ready now (the save that leases them is in flight).
 
@@ -227,10 +228,10 @@ class Worker:
         """
         self._reserved -= len(picked)
         assert self._slots is not None
-        for message in picked:
-            ahead = _Ahead(message, state, saved)
+        for item in picked:
+            ahead = _Ahead(item, state, saved)
             task = self._spawn(ahead, self._slots)
-            self._ahead[message.id] = (ahead, task)
+            self._ahead[ahead.message_id] = (ahead, task)
             task.add_done_callback(functools.partial(self._forget_ahead, ahead))
 
     def _forget_ahead(self, ahead: _Ahead, _task: object) -> None:
@@ -256,7 +257,10 @@ class Worker:
                 return
         async with slots:
             try:
-                await self.handle(delivery)
+                if isinstance(delivery, _Ahead):  # decided here: no decoding, pinned
+                    await self._run_node_action(delivery.job, delivery.action, delivery)
+                else:
+                    await self.handle(delivery)
             except asyncio.CancelledError:
                 if not self._killed:  # graceful shutdown: give the job back at once
                     with contextlib.suppress(Exception):
@@ -368,7 +372,9 @@ class Worker:
 
     async def _run_node(self, job: j.Job, delivery: Delivery) -> None:
         self._require_pin(job)
-        action = j.run_node_action(job)
+        await self._run_node_action(job, j.run_node_action(job), delivery)
+
+    async def _run_node_action(self, job: j.Job, action: RunNode, delivery: Delivery) -> None:
         attempt = action.idempotency_key
         running = self._running.get(attempt)
         if running is not None:  # a duplicate delivery while this process runs the attempt:
@@ -502,8 +508,10 @@ class _Ahead:
     arrives.
     """
 
-    def __init__(self, message: Message, state: RunState, saved: asyncio.Future[bool]) -> None:
-        self.message = message
+    def __init__(self, item: AheadJob, state: RunState, saved: asyncio.Future[bool]) -> None:
+        self.message = item.message
+        self.job = item.job
+        self.action = item.action
         self.state = state
         self.saved = saved
         self.leased_at = time.time()  # (a little before the save's lease starts)
