@@ -59,7 +59,7 @@ def placeholders(statement: sql.Composable) -> int:
 def test_statements_take_values_only_as_parameters() -> None:
     names = q.TableNames.with_prefix("fc")
     assert placeholders(q.create_run_sql(names)) == 13
-    assert placeholders(q.save_state_sql(names)) == 15
+    assert placeholders(q.save_state_sql(names)) == 16
     assert placeholders(q.remove_outbox_sql(names)) == 1
     assert placeholders(q.claim_sql(names)) == 4
     assert placeholders(q.extend_sql(names)) == 4
@@ -93,6 +93,21 @@ def test_save_state_hangs_every_write_off_the_versioned_update() -> None:
     assert "FROM s, json_array_elements(%s::json) WITH ORDINALITY AS m(v, n)\n    GROUP BY" in (
         rendered
     )
+
+
+def test_save_removes_sent_messages_as_remove_outbox_does() -> None:
+    names = q.TableNames.with_prefix("fc")
+    saving, removing = text(q.save_state_sql(names)), text(q.remove_outbox_sql(names))
+    assert (
+        """d AS (
+    SELECT s.run_id, ARRAY(SELECT json_array_elements_text(%s::json)) AS ids FROM s
+), gone AS ("""
+        in saving
+    )
+    shared = removing[removing.index("gone AS (") : removing.index("\nSELECT 1")]
+    assert 'DELETE FROM "fc_outbox" o USING d' in shared
+    assert 'UPDATE "fc_outbox" o' in shared
+    assert shared in saving
 
 
 def test_save_writes_run_and_status_rows_only_when_they_change() -> None:

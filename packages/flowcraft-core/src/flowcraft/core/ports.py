@@ -242,6 +242,7 @@ class RunStore(Protocol):
         errors: Sequence[Mapping[str, object]] = (),
         outcomes: Sequence[tuple[str, bytes]] = (),
         claims: Sequence[tuple[str, str, float]] = (),
+        sent: Sequence[str] = (),
     ) -> bool:
         """Compare-and-set the state: only if the stored version is ``expected_version``.
 
@@ -261,6 +262,11 @@ class RunStore(Protocol):
         ``claims`` are ``(attempt, owner, lease seconds)`` of attempts this decision starts,
         leased to ``owner`` with the save (as ``claim_attempt`` would, so a worker can run them
         at once); written only if the save is, and never over an existing attempt.
+
+        ``sent`` are ids of messages of this run's outbox that were enqueued: they leave the
+        outbox with the save (as ``remove_outbox`` would; only if the save happens). A store
+        may keep one whose siblings of the same earlier save were not all sent: removal is an
+        optimisation, ``remove_outbox`` stays the way to be sure.
         """
         ...
 

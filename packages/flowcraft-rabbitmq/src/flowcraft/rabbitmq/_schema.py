@@ -283,11 +283,13 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     expected_version, number of outcomes, context sets (jsonb), context deletes (JSON list of
     keys), whether there are context writes (the context row is left alone otherwise: no
     new row version per save), outbox (JSON ``[[id, base64 body], ...]``), claims (JSON
-    ``[[attempt, owner, lease seconds], ...]``), status, output, errors, status_data.
+    ``[[attempt, owner, lease seconds], ...]``), sent (JSON ``[message id, ...]``), status,
+    output, errors, status_data.
     Lists travel as one JSON text each: psycopg adapts arrays in Python, element by element,
     which showed up in profiles; JSON is encoded in C on both sides. The outbox becomes one
-    row (none without messages); the run and status rows are written only when they change
-    (or their ``updated_at`` is older than ``UPDATED_AT_GRANULARITY``).
+    row (none without messages); the ``sent`` messages leave the outbox as with
+    ``remove_outbox``; the run and status rows are written only when they change (or their
+    ``updated_at`` is older than ``UPDATED_AT_GRANULARITY``).
     Returns the count of updated state rows (0 or 1).
     """
     return sql.SQL(
@@ -319,7 +321,9 @@ def save_state_sql(t: TableNames) -> sql.Composed:
         clock_timestamp() + make_interval(secs => (x.v->>2)::float8)
     FROM s, json_array_elements(%s::json) AS x(v)
     ON CONFLICT (run_id, attempt) DO NOTHING
-), r AS (
+), d AS (
+    SELECT s.run_id, ARRAY(SELECT json_array_elements_text(%s::json)) AS ids FROM s
+), {remove}, r AS (
     UPDATE {runs} AS run SET status = x.status, output = x.output, errors = x.errors,
         updated_at = now()
     FROM (SELECT %s::text AS status, %s::jsonb AS output, %s::jsonb AS errors) AS x
@@ -334,7 +338,7 @@ def save_state_sql(t: TableNames) -> sql.Composed:
              OR stat.updated_at IS NULL OR stat.updated_at < now() - {granularity})
 )
 SELECT count(*) FROM s"""
-    ).format(**_names(t), granularity=_granularity())
+    ).format(**_names(t), granularity=_granularity(), remove=_remove_from_outbox(t))
 
 
 def _granularity() -> sql.Composed:
@@ -342,27 +346,36 @@ def _granularity() -> sql.Composed:
 
 
 def remove_outbox_sql(t: TableNames) -> sql.Composed:
-    """Remove messages from the outboxes of many runs. Params: JSON ``{run_id: [id, ...]}``.
-
-    A row all of whose messages go is deleted; a row that keeps some (rare: the messages of
-    one save are sent and removed together) is rewritten without the others. The two touch
-    different rows, so one statement does both.
-    """
+    """Remove messages from the outboxes of many runs. Params: JSON ``{run_id: [id, ...]}``."""
     return sql.SQL(
         """WITH d AS (
     SELECT d.key AS run_id, ARRAY(SELECT json_array_elements_text(d.value)) AS ids
     FROM json_each(%s::json) AS d
-), gone AS (
+), {remove}
+SELECT 1"""
+    ).format(remove=_remove_from_outbox(t))
+
+
+def _remove_from_outbox(t: TableNames) -> sql.Composed:
+    """CTEs dropping the ids of ``d (run_id, ids)`` from the outbox rows of those runs.
+
+    A row all of whose messages go is deleted; a row that keeps some (its save's messages were
+    not all sent, or not all sent yet) is rewritten without the others. The two touch
+    different rows, so one statement does both.
+    """
+    return sql.SQL(
+        """gone AS (
     DELETE FROM {outbox} o USING d
     WHERE o.run_id = d.run_id AND o.message_ids <@ d.ids
-)
-UPDATE {outbox} o
-SET message_ids = ARRAY(SELECT m.id FROM unnest(o.message_ids) WITH ORDINALITY AS m(id, n)
-                        WHERE m.id <> ALL(d.ids) ORDER BY m.n),
-    bodies = ARRAY(SELECT m.body FROM unnest(o.message_ids, o.bodies) WITH ORDINALITY
-                       AS m(id, body, n) WHERE m.id <> ALL(d.ids) ORDER BY m.n)
-FROM d
-WHERE o.run_id = d.run_id AND o.message_ids && d.ids AND NOT o.message_ids <@ d.ids"""
+), kept AS (
+    UPDATE {outbox} o
+    SET message_ids = ARRAY(SELECT m.id FROM unnest(o.message_ids) WITH ORDINALITY AS m(id, n)
+                            WHERE m.id <> ALL(d.ids) ORDER BY m.n),
+        bodies = ARRAY(SELECT m.body FROM unnest(o.message_ids, o.bodies) WITH ORDINALITY
+                           AS m(id, body, n) WHERE m.id <> ALL(d.ids) ORDER BY m.n)
+    FROM d
+    WHERE o.run_id = d.run_id AND o.message_ids && d.ids AND NOT o.message_ids <@ d.ids
+)"""
     ).format(outbox=t.ident("outbox"))
 
 

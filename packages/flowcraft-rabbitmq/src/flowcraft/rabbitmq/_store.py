@@ -211,6 +211,7 @@ class PostgresContext:
         errors: Sequence[Mapping[str, object]] = (),
         outcomes: Sequence[tuple[str, bytes]] = (),
         claims: Sequence[tuple[str, str, float]] = (),
+        sent: Sequence[str] = (),
     ) -> bool:
         """Compare-and-set the state and apply everything else in the same statement."""
         sets, deletes = split_context_writes(context_writes)
@@ -226,6 +227,7 @@ class PostgresContext:
             bool(sets or deletes),
             _json_pairs((m.id, m.body) for m in outbox),
             json.dumps([list(claim) for claim in claims]),
+            json.dumps(list(sent)),
             status,
             Jsonb(output),
             Jsonb([dict(e) for e in errors]),

@@ -21,7 +21,9 @@ Three things keep a step cheap without weakening any of that:
   outcome is committed on its own (first writer wins) and the standing outcome decided.
 
 Removing sent messages from the outbox may be deferred and batched across runs
-(``defer_outbox_removal``): a message still in an outbox is at worst sent again.
+(``defer_outbox_removal``): a message still in an outbox is at worst sent again. The next save
+of the run removes the ones sent by then and those of the attempts whose outcomes it commits
+(``save_state(sent=...)``), so a run in progress needs no removal statement of its own.
 """
 
 from __future__ import annotations
@@ -476,8 +478,12 @@ class Coordinator:
         writes: dict[str, object] = {}
         for decision in decisions:
             writes.update(decision.context_writes)
-        return await self.store.save_state(
-            record.run_id,
+        run_id = record.run_id
+        # Their removal rides on this save: what this process sent, and the jobs of the
+        # attempts whose outcomes it commits (sent or not, nobody needs them any more).
+        sent = (*self._sent.get(run_id, ()), *(j.node_message_id(a) for a, _ in commits))
+        saved = await self.store.save_state(
+            run_id,
             expected_version=version,
             document=state_to_document(state),
             context_writes=encode_writes(writes),
@@ -487,7 +493,11 @@ class Coordinator:
             errors=[e.as_dict() for e in state.errors],
             outcomes=commits,
             claims=claims,
+            sent=sent,
         )
+        if saved and sent:
+            self._removed(run_id, sent)
+        return saved
 
     # ------------------------------------------------------------------ send
 
@@ -507,6 +517,10 @@ class Coordinator:
         except BaseException:
             self._forget(run_id, ids)  # not (all) sent: the next decide sends them again
             raise
+        outgoing = self._outgoing.get(run_id, set())
+        ids = [i for i in ids if i in outgoing]  # not removed by a save meanwhile
+        if not ids:
+            return
         if self._defer is None:
             try:
                 await self.store.remove_outbox({run_id: ids})
@@ -520,6 +534,16 @@ class Coordinator:
             self._flush_timer = asyncio.get_running_loop().call_later(
                 self._defer, self._start_flush
             )
+
+    def _removed(self, run_id: str, ids: Sequence[str]) -> None:
+        """``ids`` left the run's outbox with a save: no deferred removal for them."""
+        waiting = self._sent.get(run_id)
+        if waiting is not None:
+            gone = set(ids)
+            waiting[:] = [m for m in waiting if m not in gone]
+            if not waiting:
+                del self._sent[run_id]
+        self._forget(run_id, ids)
 
     def _sending(self, run_id: str, message_id: str) -> bool:
         """Whether this process is sending or sent the message (its removal is pending)."""

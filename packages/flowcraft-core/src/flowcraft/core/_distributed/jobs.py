@@ -129,7 +129,12 @@ def run_node_job(pin: Pin, run_id: str, action: act.RunNode, *, seen: int | None
     }
     if seen is not None:
         payload["seen"] = seen
-    return _job(pin, run_id, JobKind.RUN_NODE, f"node:{action.idempotency_key}", payload)
+    return _job(pin, run_id, JobKind.RUN_NODE, node_message_id(action.idempotency_key), payload)
+
+
+def node_message_id(attempt: str) -> str:
+    """The message (and job) id of the ``run_node`` job of one attempt."""
+    return f"node:{attempt}"
 
 
 def run_node_action(job: Job) -> act.RunNode:

@@ -284,6 +284,7 @@ class MemoryRunStore:
         errors: Sequence[Mapping[str, object]] = (),
         outcomes: Sequence[tuple[str, bytes]] = (),
         claims: Sequence[tuple[str, str, float]] = (),
+        sent: Sequence[str] = (),
     ) -> bool:
         """Compare-and-set, atomically with context writes, outbox, record, outcomes, claims."""
         async with self._lock:
@@ -301,6 +302,8 @@ class MemoryRunStore:
                     run.context.pop(key, None)
                 else:
                     run.context[key] = value
+            for message_id in sent:
+                run.outbox.pop(message_id, None)
             for message in outbox:
                 run.outbox[message.id] = message
             run.record = replace(

@@ -19,6 +19,7 @@ async def _save(
     *,
     outcomes: tuple[tuple[str, bytes], ...] = (),
     outbox: tuple[Message, ...] = (),
+    sent: tuple[str, ...] = (),
 ) -> bool:
     return await store.save_state(
         run_id,
@@ -28,6 +29,7 @@ async def _save(
         outbox=outbox,
         status="running",
         outcomes=outcomes,
+        sent=sent,
     )
 
 
@@ -102,3 +104,17 @@ async def test_remove_outbox_takes_many_runs_at_once(harness: Harness) -> None:
         assert second is not None
         assert first.outbox == (m2,)
         assert second.outbox == (m1, m3)
+
+
+async def test_a_save_removes_the_sent_messages_it_names(harness: Harness) -> None:
+    async with harness.backend() as backend:
+        store = backend.store
+        m1, m2, m3, m4 = (Message(id=f"m{i}", body=bytes([i])) for i in (1, 2, 3, 4))
+        await store.create_run(_record("r1"), {"v": 1})
+        assert await _save(store, "r1", 1, outbox=(m1, m2))
+        assert await _save(store, "r1", 2, outbox=(m3,))
+        assert not await _save(store, "r1", 1, sent=("m3",))  # refused: nothing removed
+        assert await _save(store, "r1", 3, outbox=(m4,), sent=("m1", "m2", "unknown"))
+        state = await store.load_state("r1")
+        assert state is not None
+        assert state.outbox == (m3, m4)
