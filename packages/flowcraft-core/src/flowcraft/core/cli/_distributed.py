@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -107,6 +108,9 @@ def run_worker(args: argparse.Namespace) -> int:
         )
         worker.install_signal_handlers()
         print(f"flowcraft worker {worker.id} on {args.backend}/{args.namespace}", file=sys.stderr)
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # collector's full passes (they scanned all of it, tens of ms each, mid-step).
+        gc.freeze()
         try:
             await worker.run()
         finally:
