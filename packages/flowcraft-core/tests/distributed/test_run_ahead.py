@@ -10,6 +10,8 @@ import asyncio
 from typing import Any
 
 from flowcraft.core import Client, Flow, MemoryJobQueue, MemoryRunStore, NodeContext, Worker, node
+from flowcraft.core._distributed.blueprints import BlueprintSet
+from flowcraft.core._distributed.reconciler import Reconciler
 from flowcraft.core.ports import ClaimStatus, Message
 
 
@@ -108,3 +110,79 @@ async def test_a_worker_takes_ahead_what_its_slots_get_to_soon() -> None:
     worker._node_time = 5.0
     assert len(worker.pick(offered)) == 4
     assert worker.pick(offered[4:]) == []  # the free slots are reserved now
+
+
+class _RecordingStore(_LosingStore):
+    """Records the outbox and the claims of every save that took place (and loses none)."""
+
+    def __init__(self) -> None:
+        super().__init__(losses=0)
+        self.saves: list[tuple[list[str], list[str]]] = []
+
+    async def save_state(self, run_id: str, **fields: Any) -> bool:
+        saved = await super().save_state(run_id, **fields)
+        if saved:
+            outbox = [m.id for m in fields.get("outbox", ())]
+            self.saves.append((outbox, [attempt for attempt, _, _ in fields.get("claims", ())]))
+        return saved
+
+
+async def test_attempts_run_ahead_are_leased_by_the_save_not_kept_in_its_outbox() -> None:
+    store = _RecordingStore()
+    result, runs = await _run_chain(store)
+    assert (result.status.value, runs) == ("completed", {"a": 1, "b": 1, "c": 1})
+    leased = [(outbox, claims) for outbox, claims in store.saves if claims]
+    assert {c.rsplit(":", 1)[1] for _, claims in leased for c in claims} == {"b#1", "c#1"}
+    for outbox, claims in leased:
+        assert not {f"node:{attempt}" for attempt in claims} & set(outbox)
+    state = await store.load_state(result.run_id)
+    assert state is not None
+    assert state.outbox == ()
+
+
+class _MuteStickyQueue(MemoryJobQueue):
+    """A queue that never delivers sticky messages: as if the deciding worker died between
+    its save and sending them."""
+
+    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
+        if not sticky:
+            await super().enqueue(message, delay=delay)
+
+
+async def test_an_attempt_run_ahead_whose_message_was_never_sent_is_reconciled() -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+
+    @node("mute.step")
+    async def step(ctx: NodeContext) -> int:
+        ran.append(ctx.node_id)
+        if ctx.node_id == "b" and len(ran) == 2:  # the first run of b: its worker "dies" in it
+            started.set()
+            await release.wait()
+        return int(ctx.input or 0) + 1
+
+    blueprint = Flow("mute", version="1").node("a", step).node("b", step).edge("a", "b").build()
+    queue, store = _MuteStickyQueue(visibility=5, sticky=True), MemoryRunStore()
+
+    def worker() -> Worker:
+        return Worker(queue=queue, store=store, registry={"mute.step": step},
+                      blueprints=[blueprint], poll=0.02, lease=1.0)  # fmt: skip
+
+    victim = worker()
+    task = asyncio.ensure_future(victim.run())
+    async with Client(queue=queue, store=store, blueprints=[blueprint]) as client:
+        handle = await client.start("mute")
+        await asyncio.wait_for(started.wait(), 10)
+        victim.kill()  # b was leased by the save that decided it; no message of it exists
+        await task
+        assert (await store.load_state(handle.run_id)).outbox == ()  # type: ignore[union-attr]
+        survivor = worker()
+        rescue = asyncio.ensure_future(survivor.run())
+        reconciler = Reconciler(queue=queue, store=store, blueprints=BlueprintSet([blueprint]),
+                                stalled_after=0.0)  # fmt: skip
+        assert (await reconciler.run()).reconciled_runs == 1  # b re-enqueued (lease still live)
+        result = await handle.result(timeout=20)
+        survivor.stopping.set()
+        await rescue
+    assert (result.status.value, result.output) == ("completed", 2)
+    assert ran == ["a", "b", "b"]  # b ran again once its lease had expired

@@ -20,6 +20,13 @@ Three things keep a step cheap without weakening any of that:
   that saves the decision (``save_state(outcomes=...)``); if that save does not happen, the
   outcome is committed on its own (first writer wins) and the standing outcome decided.
 
+Attempts a worker runs ahead (see :class:`AheadRunner`) are leased by the save itself, and
+their messages are sent after it but not kept in the outbox: the lease, not the message, is
+what recovers them. If the process dies before sending them, the attempts stay running with a
+lease that expires, and the reconciler re-enqueues them as it does every running attempt of a
+stalled run (the same path that covers a crash between any save and its publish). A worker
+that saves no outbox for its run-ahead steps writes and removes no outbox rows for them.
+
 Removing sent messages from the outbox may be deferred and batched across runs
 (``defer_outbox_removal``): a message still in an outbox is at worst sent again. The next save
 of the run removes the ones sent by then and those of the attempts whose outcomes it commits
@@ -35,6 +42,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -119,8 +127,8 @@ class AheadRunner(Protocol):
     leases those attempts to ``owner`` for ``lease`` seconds, is in flight: the runner gets
     everything ready, and runs a node only once ``saved`` resolves to True. False (the save
     did not happen: nothing was leased, nothing may run) gives the room back. The messages are
-    sent all the same: they reach the runner's own sticky queue, and the runner settles each
-    delivery once its run that went ahead is over.
+    sent all the same (after the save, not kept in its outbox): they reach the runner's own
+    sticky queue, and the runner settles each delivery once its run that went ahead is over.
     """
 
     @property
@@ -321,7 +329,7 @@ class Coordinator:
                 batch = list(queue)
                 queue.clear()
                 try:
-                    results, outgoing, jobs = await self._apply_batch(run_id, batch)
+                    results, outgoing, jobs, ahead = await self._apply_batch(run_id, batch)
                 except Exception as exc:  # every caller of the batch sees the failure
                     for p in batch:
                         if not p.future.done():
@@ -331,7 +339,7 @@ class Coordinator:
                     for p in batch:
                         p.future.cancel()
                     raise
-                sending = self._send_later(run_id, outgoing, jobs)
+                sending = self._send_later(run_id, outgoing, jobs, ahead)
                 for p, result in zip(batch, results, strict=True):
                     if not p.future.done():
                         p.future.set_result((result, sending))
@@ -342,12 +350,20 @@ class Coordinator:
                     p.future.cancel()
 
     def _send_later(
-        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job]
+        self,
+        run_id: str,
+        messages: Sequence[Message],
+        jobs: Mapping[str, j.Job],
+        ahead: AbstractSet[str],
     ) -> asyncio.Future[None] | None:
-        """Publish a saved decision's messages in a task of their own (None: nothing to send)."""
+        """Publish a saved decision's messages in a task of their own (None: nothing to send).
+
+        ``ahead``: ids of messages of attempts run ahead, which are not in the outbox (nothing
+        to remove after sending them).
+        """
         if not messages:
             return None
-        self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
+        self._outgoing.setdefault(run_id, set()).update(m.id for m in messages if m.id not in ahead)
         task = self._spawn(self._publish_next(run_id, messages, jobs))
         task.add_done_callback(_observe)
         return task
@@ -367,11 +383,12 @@ class Coordinator:
 
     async def _apply_batch(
         self, run_id: str, batch: Sequence[_Pending]
-    ) -> tuple[list[Applied], Sequence[Message], Mapping[str, j.Job]]:
+    ) -> tuple[list[Applied], Sequence[Message], Mapping[str, j.Job], AbstractSet[str]]:
         """Decide a batch.
 
-        Returns the applied decisions, the messages to send (already saved) and the jobs of
-        those this decision made (by message id; resent ones are decoded when sent).
+        Returns the applied decisions, the messages to send (saved in the outbox, or leased
+        to the runner ahead), the jobs of those this decision made (by message id; resent ones
+        are decoded when sent) and the ids of the messages run ahead (not in the outbox).
         """
         events, commits = _dedupe_attempts(batch)
         known = self._known.get(run_id)
@@ -401,20 +418,22 @@ class Coordinator:
                         continue
                 self._remember(run_id, version, state)
                 unsaved = [Applied(decision=d, state=state, saved=False) for d in decisions]
-                return unsaved, resend, {}
+                return unsaved, resend, {}, frozenset()
             jobs, nodes = await self._jobs(record, state, decisions, before, version)
             messages = [j.encode_job(job) for job in jobs.values()]
             claims, saved = self._run_ahead(messages, jobs, nodes, state)
+            ahead = frozenset(j.node_message_id(attempt) for attempt, _, _ in claims)
+            outbox = [m for m in messages if m.id not in ahead] if ahead else messages
             ok = False
             try:
-                ok = await self._save(record, version, state, decisions, messages, commits, claims)
+                ok = await self._save(record, version, state, decisions, outbox, commits, claims)
             finally:
                 if saved is not None:
                     saved.set_result(ok)
             if ok:
                 self._remember(run_id, version + 1, state)
                 applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
-                return applied, (*resend, *messages), jobs
+                return applied, (*resend, *messages), jobs, ahead
             self._forget_state(run_id, state)  # changed but not saved: never read it again
             known = None  # the version moved on (or an outcome was there first): reload
             if commits:
