@@ -127,8 +127,12 @@ class Client:
                 delay = min(delay * 1.5, 0.5)
 
     async def _settled(self, run_id: str) -> RunResult | None:
-        # One read: the state is saved together with the record's status, and "settled" (the
-        # run is terminal and no attempt runs any more) is known only to the state.
+        # "Settled" (terminal, and no attempt runs any more) is known only to the state, which
+        # is saved together with the record's status: until the record says terminal, the
+        # small record is all a poll reads (not the whole state document).
+        record = await self.coordinator.record(run_id)
+        if not RunStatus(record.status).terminal:
+            return None
         _record, _stored, state = await self.coordinator.load_run(run_id)
         return result_of(state) if state.settled else None
 
