@@ -38,6 +38,11 @@ async def test_every_message_delivered_twice_changes_nothing(harness: Harness) -
 
 
 async def test_worker_killed_mid_node_recovers(harness: Harness) -> None:
+    """Killed in the middle of B: B's job comes back to another worker, without a reconciler.
+
+    (Killed in the instant between the save that started B and the send of B's message, the
+    run waits for the reconciler instead: ``test_reconciler_revives_lost_work_only``.)
+    """
     blueprint = bp(
         "crash",
         [n("A", "const", value=1), n("B", "sleep", seconds=1.5), n("C", "inc", inputs="A")],
@@ -48,6 +53,7 @@ async def test_worker_killed_mid_node_recovers(harness: Harness) -> None:
         handle = await s.start("crash")
         while "B" not in LOG[handle.run_id]:
             await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # mid-node: B sleeps 1.5 s
         await s.crash_worker(victim)
         await s.start_workers(1)
         result = await handle.result(timeout=30)
