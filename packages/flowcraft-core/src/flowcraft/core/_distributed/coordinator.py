@@ -27,10 +27,9 @@ lease that expires, and the reconciler re-enqueues them as it does every running
 stalled run (the same path that covers a crash between any save and its publish). A worker
 that saves no outbox for its run-ahead steps writes and removes no outbox rows for them.
 
-Removing sent messages from the outbox may be deferred and batched across runs
-(``defer_outbox_removal``): a message still in an outbox is at worst sent again. The next save
-of the run removes the ones sent by then and those of the attempts whose outcomes it commits
-(``save_state(sent=...)``), so a run in progress needs no removal statement of its own.
+Sending, and removing what was sent from the outbox (deferred and batched, or with the run's
+next save), is the :class:`~flowcraft.core._distributed.sender.Sender`'s. A save also removes
+the messages of the attempts whose outcomes it commits (``save_state(sent=...)``).
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ from typing import Protocol, TypeVar
 
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, Pinned
+from flowcraft.core._distributed.sender import Sender
 from flowcraft.core._engine import actions as act
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.codec import (
@@ -72,8 +72,6 @@ _REPORTED = {
     RunStatus.AWAITING: ev.ChildOutcome.AWAITING,
     RunStatus.RUNNING: ev.ChildOutcome.RUNNING,
 }
-#: Deferred outbox removals are flushed at once past this many messages.
-_FLUSH_AT = 512
 
 
 class VersionUnavailableError(FlowcraftError):
@@ -171,7 +169,7 @@ class Coordinator:
         known_states: Run states kept in memory for the next decide (0: always load).
         defer_outbox_removal: Seconds to collect sent messages before removing them from the
             outboxes in one batch; None removes them right after sending. Deferring needs
-            :meth:`flush` before the process ends (the worker does it).
+            :meth:`close` before the process ends (the worker does it).
         sticky: Enqueue node attempts due now with the queue's ``sticky`` hint, so the process
             that decided them (and holds the run's state) runs them (workers set it).
         ahead: With ``sticky``: a worker that runs some of a decision's sticky node jobs at
@@ -200,12 +198,16 @@ class Coordinator:
         self._known: _Bounded[_Known] = _Bounded(known_states)
         self._queues: dict[str, list[_Pending]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._defer = defer_outbox_removal
-        self._sticky = sticky and queue.capabilities.sticky
-        self._ahead = ahead if self._sticky else None
-        self._sent: dict[str, list[str]] = {}  # sent, removal from the outbox deferred
-        self._outgoing: dict[str, set[str]] = {}  # being sent or sent, not yet removed
-        self._flush_timer: asyncio.TimerHandle | None = None
+        sticky = sticky and queue.capabilities.sticky
+        self._ahead = ahead if sticky else None
+        self.sender = Sender(
+            store=store,
+            queue=queue,
+            clock=clock,
+            defer=defer_outbox_removal,
+            sticky=sticky,
+            spawn=self._spawn,
+        )
 
     async def record(self, run_id: str) -> RunRecord:
         """The run's record (``RunNotFoundError`` if there is none), fresh from the store."""
@@ -339,7 +341,7 @@ class Coordinator:
                     for p in batch:
                         p.future.cancel()
                     raise
-                sending = self._send_later(run_id, outgoing, jobs, ahead)
+                sending = self.sender.later(run_id, outgoing, jobs, ahead)
                 for p, result in zip(batch, results, strict=True):
                     if not p.future.done():
                         p.future.set_result((result, sending))
@@ -348,31 +350,6 @@ class Coordinator:
             for p in queue:  # cancelled while draining: the callers retry
                 if not p.future.done():
                     p.future.cancel()
-
-    def _send_later(
-        self,
-        run_id: str,
-        messages: Sequence[Message],
-        jobs: Mapping[str, j.Job],
-        ahead: AbstractSet[str],
-    ) -> asyncio.Future[None] | None:
-        """Publish a saved decision's messages in a task of their own (None: nothing to send).
-
-        ``ahead``: ids of messages of attempts run ahead, which are not in the outbox (nothing
-        to remove after sending them).
-        """
-        if not messages:
-            return None
-        self._outgoing.setdefault(run_id, set()).update(m.id for m in messages if m.id not in ahead)
-        task = self._spawn(self._publish_next(run_id, messages, jobs))
-        task.add_done_callback(_observe)
-        return task
-
-    async def _publish_next(
-        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job]
-    ) -> None:
-        await asyncio.sleep(0)  # what the save woke (nodes run ahead) starts first
-        await self._publish(run_id, messages, jobs)
 
     def _spawn(self, work: Coroutine[object, object, None]) -> asyncio.Task[None]:
         """Run ``work`` in a task of its own, kept until done (``close`` waits for them)."""
@@ -399,7 +376,7 @@ class Coordinator:
             if known is None:
                 record, stored, state = await self.load_run(run_id)
                 known = _Known(version=stored.version, state=state)
-                resend = [m for m in stored.outbox if not self._sending(run_id, m.id)]
+                resend = [m for m in stored.outbox if not self.sender.sending(run_id, m.id)]
             if record is None:  # pragma: no cover - a held state's run is pinned
                 record = await self.pinned_record(run_id)
             version, state = known.version, known.state
@@ -500,7 +477,7 @@ class Coordinator:
         run_id = record.run_id
         # Their removal rides on this save: what this process sent, and the jobs of the
         # attempts whose outcomes it commits (sent or not, nobody needs them any more).
-        sent = (*self._sent.get(run_id, ()), *(j.node_message_id(a) for a, _ in commits))
+        sent = (*self.sender.removable(run_id), *(j.node_message_id(a) for a, _ in commits))
         saved = await self.store.save_state(
             run_id,
             expected_version=version,
@@ -515,111 +492,14 @@ class Coordinator:
             sent=sent,
         )
         if saved and sent:
-            self._removed(run_id, sent)
+            self.sender.removed(run_id, sent)
         return saved
-
-    # ------------------------------------------------------------------ send
-
-    async def publish(self, run_id: str, messages: Sequence[Message]) -> None:
-        """Enqueue messages (each at its job's ``not_before``), then drop them from the outbox."""
-        if messages:
-            self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
-            await self._publish(run_id, messages)
-
-    async def _publish(
-        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job] | None = None
-    ) -> None:
-        ids = [m.id for m in messages]
-        known = jobs or {}
-        try:
-            await asyncio.gather(*(self.send(m, known.get(m.id)) for m in messages))
-        except BaseException:
-            self._forget(run_id, ids)  # not (all) sent: the next decide sends them again
-            raise
-        outgoing = self._outgoing.get(run_id, set())
-        ids = [i for i in ids if i in outgoing]  # not removed by a save meanwhile
-        if not ids:
-            return
-        if self._defer is None:
-            try:
-                await self.store.remove_outbox({run_id: ids})
-            finally:
-                self._forget(run_id, ids)
-            return
-        self._sent.setdefault(run_id, []).extend(ids)
-        if sum(len(v) for v in self._sent.values()) >= _FLUSH_AT:
-            self._start_flush()
-        elif self._flush_timer is None:
-            self._flush_timer = asyncio.get_running_loop().call_later(
-                self._defer, self._start_flush
-            )
-
-    def _removed(self, run_id: str, ids: Sequence[str]) -> None:
-        """``ids`` left the run's outbox with a save: no deferred removal for them."""
-        waiting = self._sent.get(run_id)
-        if waiting is not None:
-            gone = set(ids)
-            waiting[:] = [m for m in waiting if m not in gone]
-            if not waiting:
-                del self._sent[run_id]
-        self._forget(run_id, ids)
-
-    def _sending(self, run_id: str, message_id: str) -> bool:
-        """Whether this process is sending or sent the message (its removal is pending)."""
-        return message_id in self._outgoing.get(run_id, ())
-
-    def _forget(self, run_id: str, ids: Sequence[str]) -> None:
-        outgoing = self._outgoing.get(run_id)
-        if outgoing is not None:
-            outgoing.difference_update(ids)
-            if not outgoing:
-                del self._outgoing[run_id]
-
-    def _start_flush(self) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        self._spawn(self.flush())
-
-    async def flush(self) -> None:
-        """Remove every sent message still waiting for a deferred removal."""
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
-        sent, self._sent = self._sent, {}
-        if not sent:
-            return
-        try:
-            await self.store.remove_outbox(sent)
-        except Exception:  # left in the outbox: sent again later, which workers tolerate
-            _log.warning("removing %d sent outbox messages failed", len(sent), exc_info=True)
-        finally:
-            for run_id, ids in sent.items():
-                self._forget(run_id, ids)
 
     async def close(self) -> None:
         """Finish queued decides and deferred outbox removals."""
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.flush()
-
-    async def send(self, message: Message, job: j.Job | None = None) -> None:
-        """Enqueue one message, delayed until its job's ``not_before`` (chained if too long).
-
-        ``job``: the message's job when the caller has it (else it is decoded).
-        """
-        if job is None:
-            job = j.decode_job(message.body)
-        delay = 0.0 if job.not_before is None else max(0.0, job.not_before - self.clock())
-        caps = self.queue.capabilities
-        if not caps.native_delay:
-            delay = 0.0
-        elif caps.max_delay is not None:
-            delay = min(delay, caps.max_delay)
-        if self._sticky and delay == 0.0 and _sticky_job(job):
-            await self.queue.enqueue(message, sticky=True)
-            return
-        await self.queue.enqueue(message, delay=delay)
+        await self.sender.flush()
 
     # ------------------------------------------------------------------ jobs of a decision
 
@@ -739,17 +619,6 @@ def _changed(decision: act.Decision) -> bool:
     return bool(
         decision.notices or decision.actions or decision.finished or decision.context_writes
     )
-
-
-def _sticky_job(job: j.Job) -> bool:
-    """Whether a job goes out with the sticky hint: a node attempt due now."""
-    return job.kind is j.JobKind.RUN_NODE and job.not_before is None
-
-
-def _observe(task: asyncio.Future[None]) -> None:
-    """Retrieve a background send's failure (its callers, if any, see it too)."""
-    if not task.cancelled() and task.exception() is not None:
-        _log.debug("sending an outbox failed; it is sent again later", exc_info=task.exception())
 
 
 def _dedupe_attempts(

@@ -101,13 +101,13 @@ class Reconciler:
     async def _reconcile(self, run_id: str) -> bool:
         record = await self.coordinator.record(run_id)
         stored, state = await self.coordinator.load(record)
-        await self.coordinator.publish(run_id, stored.outbox)
+        await self.coordinator.sender.publish(run_id, stored.outbox)
         if state.status.value == "pending":
             await self.coordinator.apply(run_id, ev.RunStarted(at=self.clock(), input=record.input))
             return True
         jobs = [job for r in state.nodes.values() if (job := self._job_for(record, state, r))]
         for job in jobs:
-            await self.coordinator.send(j.encode_job(job))
+            await self.coordinator.sender.send(j.encode_job(job))
         return bool(jobs) or bool(stored.outbox)
 
     def _job_for(self, record: RunRecord, state: RunState, r: NodeRecord) -> j.Job | None:

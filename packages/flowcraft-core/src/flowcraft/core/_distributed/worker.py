@@ -311,7 +311,7 @@ class Worker:
     async def _chain(self, job: j.Job, delivery: Delivery) -> None:
         """A job received before its time: enqueue it again for the rest of the delay."""
         chained = dataclasses.replace(job, id=f"{job.id}~{delivery.delivery_count}")
-        await self.coordinator.send(j.encode_job(chained))
+        await self.coordinator.sender.send(j.encode_job(chained))
         await delivery.ack()
 
     def _require_pin(self, job: j.Job) -> None:

@@ -1,0 +1,202 @@
+"""Sending a run's messages and dropping them from its outbox afterwards.
+
+The coordinator saves a decision's messages in the run's outbox together with the decision,
+then hands them to a :class:`Sender`, which enqueues each at its job's ``not_before`` (clipped
+to the queue's longest delay: workers chain the rest) and with the ``sticky`` hint for a node
+attempt due now, where that is asked for and the queue offers it.
+
+Removing sent messages from the outbox may be deferred and batched across runs (``defer``): a
+message still in an outbox is at worst sent again (job ids are deterministic, workers dedupe).
+The next save of the run also removes the ones sent by then (:meth:`Sender.removable` before
+the save, :meth:`Sender.removed` after it), so a run in progress needs no removal statement of
+its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+
+from flowcraft.core._distributed import jobs as j
+from flowcraft.core.ports import JobQueue, Message, RunStore
+
+_log = logging.getLogger("flowcraft.coordinator")
+#: Deferred outbox removals are flushed at once past this many messages.
+_FLUSH_AT = 512
+
+Spawn = Callable[[Coroutine[object, object, None]], "asyncio.Task[None]"]
+
+
+class Sender:
+    """Enqueues messages of runs and keeps track of their removal from the outboxes.
+
+    Args:
+        store, queue: The run store (outboxes) and the job queue.
+        clock: Wall clock (delays until ``not_before``).
+        defer: Seconds to collect sent messages before removing them in one batch; None
+            removes them right after sending. Deferring needs :meth:`flush` at the end.
+        sticky: Send node attempts due now with the queue's ``sticky`` hint.
+        spawn: Runs a coroutine in a task its owner waits for when it closes.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: RunStore,
+        queue: JobQueue,
+        clock: Callable[[], float],
+        defer: float | None,
+        sticky: bool,
+        spawn: Spawn,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.clock = clock
+        self._defer = defer
+        self._sticky = sticky
+        self._spawn = spawn
+        self._sent: dict[str, list[str]] = {}  # sent, removal from the outbox deferred
+        self._outgoing: dict[str, set[str]] = {}  # being sent or sent, not yet removed
+        self._flush_timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ sending
+
+    def later(
+        self,
+        run_id: str,
+        messages: Sequence[Message],
+        jobs: Mapping[str, j.Job],
+        ahead: AbstractSet[str],
+    ) -> asyncio.Future[None] | None:
+        """Send a saved decision's messages in a task of their own (None: nothing to send).
+
+        ``jobs``: the jobs of those messages the caller has decoded, by message id. ``ahead``:
+        ids of messages of attempts run ahead, which are not in the outbox (nothing to remove
+        after sending them).
+        """
+        if not messages:
+            return None
+        self._outgoing.setdefault(run_id, set()).update(m.id for m in messages if m.id not in ahead)
+        task = self._spawn(self._publish_next(run_id, messages, jobs))
+        task.add_done_callback(_observe)
+        return task
+
+    async def _publish_next(
+        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job]
+    ) -> None:
+        await asyncio.sleep(0)  # what the save woke (nodes run ahead) starts first
+        await self._publish(run_id, messages, jobs)
+
+    async def publish(self, run_id: str, messages: Sequence[Message]) -> None:
+        """Enqueue messages of the run's outbox, then drop them from it."""
+        if messages:
+            self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
+            await self._publish(run_id, messages)
+
+    async def _publish(
+        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job] | None = None
+    ) -> None:
+        ids = [m.id for m in messages]
+        known = jobs or {}
+        try:
+            await asyncio.gather(*(self.send(m, known.get(m.id)) for m in messages))
+        except BaseException:
+            self._forget(run_id, ids)  # not (all) sent: the next decide sends them again
+            raise
+        outgoing = self._outgoing.get(run_id, set())
+        ids = [i for i in ids if i in outgoing]  # not removed by a save meanwhile
+        if not ids:
+            return
+        if self._defer is None:
+            try:
+                await self.store.remove_outbox({run_id: ids})
+            finally:
+                self._forget(run_id, ids)
+            return
+        self._sent.setdefault(run_id, []).extend(ids)
+        if sum(len(v) for v in self._sent.values()) >= _FLUSH_AT:
+            self._start_flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                self._defer, self._start_flush
+            )
+
+    async def send(self, message: Message, job: j.Job | None = None) -> None:
+        """Enqueue one message, delayed until its job's ``not_before`` (chained if too long).
+
+        ``job``: the message's job when the caller has it (else it is decoded).
+        """
+        if job is None:
+            job = j.decode_job(message.body)
+        delay = 0.0 if job.not_before is None else max(0.0, job.not_before - self.clock())
+        caps = self.queue.capabilities
+        if not caps.native_delay:
+            delay = 0.0
+        elif caps.max_delay is not None:
+            delay = min(delay, caps.max_delay)
+        if self._sticky and delay == 0.0 and _sticky_job(job):
+            await self.queue.enqueue(message, sticky=True)
+            return
+        await self.queue.enqueue(message, delay=delay)
+
+    # ------------------------------------------------------------------ outbox removal
+
+    def sending(self, run_id: str, message_id: str) -> bool:
+        """Whether this process is sending or sent the message (its removal is pending)."""
+        return message_id in self._outgoing.get(run_id, ())
+
+    def removable(self, run_id: str) -> tuple[str, ...]:
+        """Ids of the run's messages sent and waiting for their removal from the outbox."""
+        return tuple(self._sent.get(run_id, ()))
+
+    def removed(self, run_id: str, ids: Sequence[str]) -> None:
+        """``ids`` left the run's outbox with a save: no deferred removal for them."""
+        waiting = self._sent.get(run_id)
+        if waiting is not None:
+            gone = set(ids)
+            waiting[:] = [m for m in waiting if m not in gone]
+            if not waiting:
+                del self._sent[run_id]
+        self._forget(run_id, ids)
+
+    def _forget(self, run_id: str, ids: Sequence[str]) -> None:
+        outgoing = self._outgoing.get(run_id)
+        if outgoing is not None:
+            outgoing.difference_update(ids)
+            if not outgoing:
+                del self._outgoing[run_id]
+
+    def _start_flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._spawn(self.flush())
+
+    async def flush(self) -> None:
+        """Remove every sent message still waiting for a deferred removal."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        sent, self._sent = self._sent, {}
+        if not sent:
+            return
+        try:
+            await self.store.remove_outbox(sent)
+        except Exception:  # left in the outbox: sent again later, which workers tolerate
+            _log.warning("removing %d sent outbox messages failed", len(sent), exc_info=True)
+        finally:
+            for run_id, ids in sent.items():
+                self._forget(run_id, ids)
+
+
+def _sticky_job(job: j.Job) -> bool:
+    """Whether a job goes out with the sticky hint: a node attempt due now."""
+    return job.kind is j.JobKind.RUN_NODE and job.not_before is None
+
+
+def _observe(task: asyncio.Future[None]) -> None:
+    """Retrieve a background send's failure (its callers, if any, see it too)."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.debug("sending an outbox failed; it is sent again later", exc_info=task.exception())
