@@ -398,8 +398,7 @@ class Coordinator:
                 return unsaved, resend, {}, frozenset()
             jobs, nodes = await self._jobs(record, state, decisions, before, version)
             messages = [j.encode_job(job) for job in jobs.values()]
-            claims, saved = self._run_ahead(messages, jobs, nodes, state)
-            ahead = frozenset(j.node_message_id(attempt) for attempt, _, _ in claims)
+            claims, saved, ahead = self._run_ahead(messages, jobs, nodes, state)
             outbox = [m for m in messages if m.id not in ahead] if ahead else messages
             ok = False
             try:
@@ -444,22 +443,23 @@ class Coordinator:
         jobs: Mapping[str, j.Job],
         nodes: Mapping[str, act.RunNode],
         state: RunState,
-    ) -> tuple[tuple[tuple[str, str, float], ...], asyncio.Future[bool] | None]:
-        """Hand node jobs to the runner ahead of the save; their claims and the save's gate.
+    ) -> tuple[tuple[tuple[str, str, float], ...], asyncio.Future[bool] | None, frozenset[str]]:
+        """Hand node jobs to the runner ahead of the save; their claims, gate and message ids.
 
         ``nodes`` maps the message id of each sticky node job to its attempt. The runner gets
         ready while the save is in flight and runs them once the gate says it was saved.
         """
         if self._ahead is None or not nodes:
-            return (), None
+            return (), None, frozenset()
         picked = self._ahead.pick([m for m in messages if m.id in nodes])
         if not picked:
-            return (), None
+            return (), None, frozenset()
         owner, lease = self._ahead.owner, self._ahead.lease
         saved: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         handed = [AheadJob(message=m, job=jobs[m.id], action=nodes[m.id]) for m in picked]
         self._ahead.start(handed, state, saved)
-        return tuple((a.action.idempotency_key, owner, lease) for a in handed), saved
+        claims = tuple((a.action.idempotency_key, owner, lease) for a in handed)
+        return claims, saved, frozenset(m.id for m in picked)
 
     async def _save(  # noqa: PLR0917 - the parts of one save
         self,
