@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+#: The conformance suite's fixtures and options (flowcraft-core's pytest plugin).
+pytest_plugins = ["flowcraft.core.testing.plugin"]
+
 if TYPE_CHECKING:  # used by the flowcraft-rabbitmq block at the end
     from flowcraft.core.redis import RedisCoordinationStore
     from flowcraft.rabbitmq import PostgresContext, RabbitMqAdapter

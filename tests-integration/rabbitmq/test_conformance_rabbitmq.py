@@ -6,7 +6,7 @@ import gc
 from collections.abc import Iterator
 
 import pytest
-from flowcraft.core.testing.harness import BackendFactory
+from flowcraft.core.backends import BackendFactory
 from flowcraft.core.testing.suite import *  # noqa: F403
 from flowcraft.rabbitmq import RabbitMqBackend
 

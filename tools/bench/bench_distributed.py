@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import Any
 
 from flowcraft.core import Flow, NodeContext
-from flowcraft.core._distributed.backends import load_backend_factory
+from flowcraft.core.backends import load_backend_factory
 from flowcraft.core.testing.harness import BackendFactory, Harness
 
 SPANS: defaultdict[str, list[tuple[float, float]]] = defaultdict(list)

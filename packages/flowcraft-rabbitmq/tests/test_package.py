@@ -41,7 +41,7 @@ def test_adapter_declares_its_capabilities() -> None:
 
 
 def test_backend_is_discoverable_by_name() -> None:
-    from flowcraft.core._distributed.backends import backend_names, load_backend_factory
+    from flowcraft.core.backends import backend_names, load_backend_factory
 
     assert "rabbitmq" in backend_names()
     factory = load_backend_factory("rabbitmq", {"amqp_url": "amqp://x@127.0.0.1:1/%2F"})

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import pika
 from flowcraft.core import BlueprintSet, Reconciler
+from flowcraft.core.backends import Backend
 from flowcraft.core.redis import RedisCoordinationStore
-from flowcraft.core.testing.harness import Backend
 from flowcraft.rabbitmq._delivery import DEAD_REASON
 from flowcraft.rabbitmq._queue import RabbitMqAdapter
 from flowcraft.rabbitmq._store import PostgresContext

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,14 +21,21 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flowcraft.core._distributed.backends import UnknownBackendError, load_backend_factory
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.reconciler import Reconciler
 from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._model.graph import Blueprint
+from flowcraft.core.backends import (
+    BACKEND_ENV,
+    OPTIONS_ENV,
+    UnknownBackendError,
+    load_backend_factory,
+)
 from flowcraft.core.cli._common import EXIT_OK, EXIT_PROBLEMS, UsageError, read_blueprint, report
 from flowcraft.core.cli._registry import import_implementations
-from flowcraft.core.testing.plugin import BACKEND_ENV, OPTIONS_ENV
+
+#: What ``flowcraft conformance`` runs on (the ``testing`` extra).
+_SUITE_NEEDS = ("pytest", "pytest_asyncio", "pytest_timeout")
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,7 +56,10 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     conformance = subcommands.add_parser("conformance", help="run the conformance suite")
     conformance.add_argument("--backend", required=True)
     conformance.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
-    conformance.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    conformance.add_argument(
+        "--duplicate", action="store_true", help="deliver every message twice in every test"
+    )
+    conformance.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest")
     conformance.set_defaults(run=run_conformance)
 
 
@@ -148,11 +159,20 @@ def run_reconcile(args: argparse.Namespace) -> int:
 def run_conformance(args: argparse.Namespace) -> int:
     """Run the conformance suite against the named backend with pytest (a child process)."""
     _factory(args)  # fail early with a clear message for unknown backends
+    missing = [name for name in _SUITE_NEEDS if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"the conformance suite needs {', '.join(missing)}: "
+            "pip install 'flowcraft-core[testing]'"
+        )
     env = {**os.environ, BACKEND_ENV: args.backend, OPTIONS_ENV: json.dumps(_options(args.option))}
     extra = [a for a in args.pytest_args if a != "--"]
+    if args.duplicate:
+        extra.insert(0, "--flowcraft-duplicate")
     command = [
         sys.executable, "-m", "pytest", "--pyargs", "flowcraft.core.testing.suite",
-        "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra,
+        "-p", "flowcraft.core.testing.plugin", "-p", "no:cacheprovider",
+        "-W", "ignore::pytest.PytestAssertRewriteWarning", *extra,
     ]  # fmt: skip
     code = subprocess.run(command, env=env, check=False).returncode
     return EXIT_OK if code == 0 else EXIT_PROBLEMS

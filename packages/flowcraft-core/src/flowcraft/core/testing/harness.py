@@ -1,8 +1,10 @@
 """The conformance harness: a backend under test, workers, a client, and fault injection.
 
-An adapter provides a :class:`BackendFactory`: ``create(namespace)`` returns the three ports for a
-fresh namespace (own queue, table and key prefixes, so tests can run in parallel) and
-``destroy`` cleans up. The suite drives everything else through :class:`Harness`.
+An adapter provides a :class:`~flowcraft.core.backends.BackendFactory`: ``create(namespace)``
+returns the three ports for a fresh namespace (own queue, table and key prefixes, so tests can
+run in parallel) and ``destroy`` cleans up. The suite drives everything else through
+:class:`Harness`. Every session's queue is wrapped in a :class:`RecordingQueue` (what was sent,
+and messages to lose on purpose) and, in duplicate-everything mode, a :class:`DuplicatingQueue`.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.client import Client, DistributedRunHandle
@@ -20,48 +21,19 @@ from flowcraft.core._distributed.reconciler import Reconciler
 from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.result import RunResult
-from flowcraft.core.ports import CoordinationStore, Delivery, JobQueue, Message, RunStore
+from flowcraft.core.backends import Backend, BackendFactory
+from flowcraft.core.ports import Delivery, JobQueue, Message, QueueCapabilities
 from flowcraft.core.testing import nodes
 
-
-@dataclass(slots=True, kw_only=True)
-class Backend:
-    """The ports of one namespace, plus what the suite needs to inspect them.
-
-    Attributes:
-        queue, store, coordination: The ports.
-        dead_letters: Returns ``(message_id, reason)`` of dead-lettered messages.
-        inject: Enqueue a raw message (for poison-message tests).
-    """
-
-    queue: JobQueue
-    store: RunStore
-    coordination: CoordinationStore | None
-    dead_letters: Callable[[], Awaitable[list[tuple[str, str]]]]
-    inject: Callable[[Message], Awaitable[None]] | None = None
-    #: A queue connection of its own for each worker (brokers that redeliver a dead consumer's
-    #: messages only when its connection closes); None: workers share ``queue``.
-    worker_queue: Callable[[], Awaitable[JobQueue]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class BackendFactory(Protocol):
-    """What an adapter gives the conformance suite."""
-
-    #: Capabilities the backend declares (see ``flowcraft.core.testing.CAPABILITIES``).
-    capabilities: frozenset[str]
-
-    async def create(self, namespace: str) -> Backend:
-        """Fresh ports for ``namespace``."""
-        ...
-
-    async def close(self, backend: Backend) -> None:
-        """Release connections; keep the data (workers, reconcilers, clients)."""
-        ...
-
-    async def destroy(self, backend: Backend) -> None:
-        """Release connections and drop the namespace's data (tests)."""
-        ...
+__all__ = [
+    "Backend",
+    "BackendFactory",
+    "DuplicatingQueue",
+    "Harness",
+    "Recording",
+    "RecordingQueue",
+    "Session",
+]
 
 
 class DuplicatingQueue:
@@ -71,7 +43,7 @@ class DuplicatingQueue:
         self._inner = inner
 
     @property
-    def capabilities(self) -> Any:  # noqa: ANN401 - the inner queue's capabilities
+    def capabilities(self) -> QueueCapabilities:
         """The inner queue's capabilities."""
         return self._inner.capabilities
 
@@ -80,6 +52,56 @@ class DuplicatingQueue:
         await self._inner.enqueue(message, delay=delay, sticky=sticky)
         twin = Message(id=f"{message.id}#dup", body=message.body)
         await self._inner.enqueue(twin if self._inner.capabilities.dedup else message, delay=delay)
+
+    async def receive(self, max_messages: int, wait: float) -> Sequence[Delivery]:
+        """Receive from the inner queue."""
+        return await self._inner.receive(max_messages, wait)
+
+    async def close(self) -> None:
+        """Close the inner queue."""
+        await self._inner.close()
+
+
+class Recording:
+    """What the queues of one session sent, and which messages they are to lose."""
+
+    def __init__(self) -> None:
+        #: ``(message id, delay)`` of every enqueue, lost ones included, in order.
+        self.sent: list[tuple[str, float]] = []
+        #: Ids of the messages that were lost.
+        self.lost: list[str] = []
+        self.which: Callable[[Message], bool] | None = None
+
+    def lose(self, which: Callable[[Message], bool] | None) -> None:
+        """Lose every message ``which`` is true of from now on (None: lose nothing)."""
+        self.which = which
+
+
+class RecordingQueue:
+    """Wraps a queue: records every enqueue and loses the messages it is told to lose.
+
+    A lost message is one whose ``enqueue`` returned as if it were durable but that never
+    reached the broker: after the save that produced it, only the reconciler (which sends a
+    stalled run's outbox and running attempts again) can bring its work back.
+    """
+
+    def __init__(self, inner: JobQueue, recording: Recording) -> None:
+        self._inner = inner
+        self.recording = recording
+
+    @property
+    def capabilities(self) -> QueueCapabilities:
+        """The inner queue's capabilities."""
+        return self._inner.capabilities
+
+    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
+        """Record, then enqueue (or silently drop) the message."""
+        recording = self.recording
+        recording.sent.append((message.id, delay))
+        if recording.which is not None and recording.which(message):
+            recording.lost.append(message.id)
+            return
+        await self._inner.enqueue(message, delay=delay, sticky=sticky)
 
     async def receive(self, max_messages: int, wait: float) -> Sequence[Delivery]:
         """Receive from the inner queue."""
@@ -105,7 +127,8 @@ class Session:
         self.backend = backend
         self.registry = dict(registry) if registry is not None else nodes.registry()
         self.blueprints = BlueprintSet(blueprints)
-        self.queue: JobQueue = DuplicatingQueue(backend.queue) if duplicate else backend.queue
+        self.recording = Recording()
+        self.queue: JobQueue = self._wrap(backend.queue, duplicate)
         self.client = Client(queue=self.queue, store=backend.store, blueprints=self.blueprints)
         self.workers: list[Worker] = []
         self._tasks: dict[Worker, asyncio.Task[None]] = {}
@@ -122,8 +145,7 @@ class Session:
         for _ in range(count):
             queue = self.queue
             if self.backend.worker_queue is not None:
-                queue = await self.backend.worker_queue()
-                queue = DuplicatingQueue(queue) if self._duplicate else queue
+                queue = self._wrap(await self.backend.worker_queue(), self._duplicate)
             worker = Worker(
                 queue=queue,
                 store=self.backend.store,
@@ -137,6 +159,9 @@ class Session:
             self.workers.append(worker)
             started.append(worker)
         return started
+
+    def _wrap(self, queue: JobQueue, duplicate: bool) -> JobQueue:
+        return RecordingQueue(DuplicatingQueue(queue) if duplicate else queue, self.recording)
 
     async def crash_worker(self, worker: Worker) -> None:
         """Kill a worker without any cleanup: no ack, no nack, no lease renewal.
@@ -189,11 +214,16 @@ class Session:
 
 
 class Harness:
-    """Creates sessions over fresh namespaces of the backend under test."""
+    """Creates sessions over fresh namespaces of the backend under test.
 
-    def __init__(self, factory: BackendFactory) -> None:
+    ``duplicate_all``: every session delivers every message twice (the suite's
+    duplicate-everything mode, ``--flowcraft-duplicate``), whatever the test asked for.
+    """
+
+    def __init__(self, factory: BackendFactory, *, duplicate_all: bool = False) -> None:
         self.factory = factory
         self.capabilities = factory.capabilities
+        self.duplicate_all = duplicate_all
 
     @contextlib.asynccontextmanager
     async def backend(self) -> AsyncIterator[Backend]:
@@ -218,7 +248,7 @@ class Harness:
         session = Session(
             backend,
             blueprints,
-            duplicate=duplicate,
+            duplicate=duplicate or self.duplicate_all,
             worker_options=worker_options,
             registry=registry,
         )

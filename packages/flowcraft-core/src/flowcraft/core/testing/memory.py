@@ -7,8 +7,8 @@ from flowcraft.core._distributed.memory import (
     MemoryJobQueue,
     MemoryRunStore,
 )
+from flowcraft.core.backends import Backend
 from flowcraft.core.ports import Message
-from flowcraft.core.testing.harness import Backend
 
 
 class MemoryBackendFactory:

@@ -1,8 +1,8 @@
-"""The pytest plugin of the conformance suite.
+"""The pytest plugin of the conformance suite (``pip install flowcraft-core[testing]``).
 
 An adapter's test runner is one conftest plus one module::
 
-    # conftest.py
+    # conftest.py (the rootdir's)
     pytest_plugins = ["flowcraft.core.testing.plugin"]
 
     @pytest.fixture
@@ -14,6 +14,13 @@ An adapter's test runner is one conftest plus one module::
 
 Capabilities are checked both ways: a test that needs a capability the backend does not declare
 runs as a strict expected failure, so under-declaring fails too.
+
+The plugin brings its own defaults, so the suite runs the same from any directory: asyncio
+mode ``auto`` (a project on pytest-asyncio's strict default runs in auto mode while the plugin
+is loaded; ``--asyncio-mode`` wins), and a timeout per suite test (``--flowcraft-timeout``,
+120 s) when pytest-timeout is installed (the ``testing`` extra brings it). Options:
+``--flowcraft-duplicate`` (or ``FLOWCRAFT_CONFORMANCE_DUPLICATE=1``) runs every session with
+every message delivered twice.
 """
 
 from __future__ import annotations
@@ -22,24 +29,63 @@ import json
 import os
 
 import pytest
-from flowcraft.core._distributed.backends import load_backend_factory
-from flowcraft.core.testing.harness import BackendFactory, Harness
+from flowcraft.core.backends import (
+    BACKEND_ENV,
+    CAPABILITIES,
+    OPTIONS_ENV,
+    BackendFactory,
+    load_backend_factory,
+)
+from flowcraft.core.testing.harness import Harness
 from flowcraft.core.testing.memory import MemoryBackendFactory
 
-#: Capabilities a backend may declare.
-CAPABILITIES = frozenset({"dead_letter", "delayed_delivery"})
+#: Set to 1 to deliver every message twice in every session (as ``--flowcraft-duplicate``).
+DUPLICATE_ENV = "FLOWCRAFT_CONFORMANCE_DUPLICATE"
+
+_SUITE = "flowcraft.core.testing.suite"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker."""
-    config.addinivalue_line(
-        "markers", "flowcraft_requires(*capabilities): backend capabilities the test needs"
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The suite's options."""
+    group = parser.getgroup("flowcraft", "Flowcraft conformance suite")
+    group.addoption(
+        "--flowcraft-duplicate",
+        action="store_true",
+        help="deliver every message twice in every session (duplicate-everything mode)",
+    )
+    group.addoption(
+        "--flowcraft-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a suite test may take before it fails (needs pytest-timeout; 0: none)",
     )
 
 
-#: ``flowcraft conformance --backend NAME`` passes the backend and its options in these.
-BACKEND_ENV = "FLOWCRAFT_CONFORMANCE_BACKEND"
-OPTIONS_ENV = "FLOWCRAFT_CONFORMANCE_OPTIONS"
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker; default to asyncio mode auto where the project chose none."""
+    config.addinivalue_line(
+        "markers", "flowcraft_requires(*capabilities): backend capabilities the test needs"
+    )
+    if config.pluginmanager.hasplugin("asyncio") and _asyncio_mode_unset(config):
+        config.option.asyncio_mode = "auto"
+
+
+def _asyncio_mode_unset(config: pytest.Config) -> bool:
+    """No ``--asyncio-mode`` and pytest-asyncio's default (strict) in the ini."""
+    if getattr(config.option, "asyncio_mode", None):
+        return False
+    return str(config.getini("asyncio_mode")) == "strict"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every suite test a timeout (pytest-timeout), unless it has one."""
+    seconds = config.getoption("flowcraft_timeout")
+    if not seconds or not config.pluginmanager.hasplugin("timeout"):
+        return
+    for item in items:
+        module = getattr(getattr(item, "function", None), "__module__", "")
+        if module.startswith(_SUITE) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(seconds))
 
 
 @pytest.fixture
@@ -53,12 +99,18 @@ def flowcraft_backend_factory() -> BackendFactory:
     return MemoryBackendFactory()
 
 
+def _duplicate_all(config: pytest.Config) -> bool:
+    if config.getoption("flowcraft_duplicate"):
+        return True
+    return os.environ.get(DUPLICATE_ENV, "").lower() in ("1", "true", "yes")
+
+
 @pytest.fixture
 def harness(request: pytest.FixtureRequest, flowcraft_backend_factory: BackendFactory) -> Harness:
     """The harness over the backend under test; enforces declared capabilities."""
     marker = request.node.get_closest_marker("flowcraft_requires")
     needed = frozenset(marker.args) if marker else frozenset()
-    unknown = needed - CAPABILITIES
+    unknown = needed - CAPABILITIES.keys()
     if unknown:
         pytest.fail(f"unknown capabilities {sorted(unknown)}; known: {sorted(CAPABILITIES)}")
     missing = needed - flowcraft_backend_factory.capabilities
@@ -66,4 +118,4 @@ def harness(request: pytest.FixtureRequest, flowcraft_backend_factory: BackendFa
         request.applymarker(
             pytest.mark.xfail(strict=True, reason=f"declared absent: {sorted(missing)}")
         )
-    return Harness(flowcraft_backend_factory)
+    return Harness(flowcraft_backend_factory, duplicate_all=_duplicate_all(request.config))
