@@ -15,6 +15,9 @@ from flowcraft.core._runtime.context import NodeContext, Result
 #: run_id -> node ids in execution order (this process only).
 LOG: defaultdict[str, list[str]] = defaultdict(list)
 
+#: run_id -> the tickets ``ticket`` handed out, one per execution (this process only).
+TICKETS: defaultdict[str, list[str]] = defaultdict(list)
+
 
 async def const(ctx: NodeContext) -> Any:  # noqa: ANN401 - any JSON value
     """Return ``params.value``."""
@@ -81,9 +84,24 @@ async def big(ctx: NodeContext) -> str:
     return value
 
 
+async def ticket(ctx: NodeContext) -> str:
+    """A non-idempotent side effect: a fresh ticket per execution, returned and in the context.
+
+    Sleeps ``params.seconds`` first (so duplicates overlap). Every execution hands out a new
+    ticket; the run's committed output, context and downstream inputs must all carry the one
+    ticket of the single attempt whose commit stands.
+    """
+    LOG[ctx.run_id].append(ctx.node_id)
+    await asyncio.sleep(float(ctx.params.get("seconds", 0)))
+    issued = f"{ctx.node_id}-{len(TICKETS[ctx.run_id])}-{ctx.attempt}"
+    TICKETS[ctx.run_id].append(issued)
+    ctx.context.set(f"ticket_{ctx.node_id}", issued)
+    return issued
+
+
 def registry() -> dict[str, object]:
     """``suite.<name>`` -> implementation."""
-    functions = (const, echo, act, fail, write, sleep, scaled, inc, big)
+    functions = (const, echo, act, fail, write, sleep, scaled, inc, big, ticket)
     return {f"suite.{fn.__name__}": fn for fn in functions}
 
 
