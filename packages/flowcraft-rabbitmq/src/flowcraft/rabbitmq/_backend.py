@@ -39,7 +39,7 @@ def _option(name: str, value: str | None) -> str:
 class RabbitMqBackend:
     """Opens the adapter's three ports for a namespace."""
 
-    capabilities = frozenset({"dead_letter", "delayed_delivery"})
+    capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
 
     def __init__(self, *, amqp_url: str | None = None, postgres_dsn: str | None = None,
                  redis_url: str | None = None) -> None:  # fmt: skip

@@ -19,7 +19,7 @@ class MemoryBackendFactory:
     queues take).
     """
 
-    capabilities = frozenset({"dead_letter", "delayed_delivery"})
+    capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
 
     def __init__(self, *, visibility: float = 3.0, sticky: bool = False) -> None:
         self.visibility = visibility
@@ -41,6 +41,7 @@ class MemoryBackendFactory:
             coordination=MemoryCoordinationStore(),
             dead_letters=dead_letters,
             inject=inject,
+            visibility_timeout=self.visibility,
         )
 
     async def close(self, backend: Backend) -> None:

@@ -9,3 +9,4 @@ from flowcraft.core.testing.suite.test_faults import *  # noqa: F403
 from flowcraft.core.testing.suite.test_routing import *  # noqa: F403
 from flowcraft.core.testing.suite.test_store import *  # noqa: F403
 from flowcraft.core.testing.suite.test_wait_resume import *  # noqa: F403
+from flowcraft.core.testing.suite.test_ports_queue import *  # noqa: F403
