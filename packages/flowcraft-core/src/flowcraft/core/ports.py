@@ -320,7 +320,19 @@ class RunStore(Protocol):
 
 
 class CoordinationStore(Protocol):
-    """Small atomic primitives shared by workers. Keys are namespaced by the adapter."""
+    """Small atomic primitives shared by workers. Keys are namespaced by the adapter.
+
+    **Optional.** The runtime needs only the queue and the run store: every guarantee of a run
+    (exactly-once commits, joins, leases, recovery) rests on those two. A backend that has a
+    coordination store (Redis for three adapters, DynamoDB for SQS) declares the
+    ``coordination`` capability and passes the suite's coordination tests; ``Worker`` accepts
+    one and hands it to nothing yet. It is kept as the home of cross-worker primitives that do
+    not belong in the run store's transaction (planned: fan-in arrivals as set-adds and
+    distributed per-node concurrency limits).
+
+    The keys of a run are ``run:{run_id}`` and ``run:{run_id}:...``; ``expire_run`` applies to
+    those. Every method is atomic; TTLs are seconds (None: no expiry).
+    """
 
     async def set_add(self, key: str, member: str, *, ttl: float | None = None) -> bool:
         """Add ``member`` to the set ``key``; True if it was not there. Atomic."""

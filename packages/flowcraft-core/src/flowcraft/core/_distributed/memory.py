@@ -368,7 +368,10 @@ class MemoryRunStore:
         )
         if status is not None:
             records = [r for r in records if r.status == status]
-        start = int(cursor or 0)
+        try:
+            start = int(cursor or 0)
+        except ValueError:
+            raise ValueError(f"not a cursor of this store: {cursor!r}") from None
         page = tuple(records[start : start + limit])
         more = start + limit < len(records)
         return RunPage(runs=page, cursor=str(start + limit) if more else None)
@@ -448,9 +451,10 @@ class MemoryCoordinationStore:
         return True
 
     async def expire_run(self, run_id: str, *, ttl: float) -> None:
-        """Expire every key mentioning the run."""
+        """Expire the run's keys: ``run:{run_id}`` and ``run:{run_id}:...``."""
+        mine = f"run:{run_id}"
         for key, (value, _old) in list(self._values.items()):
-            if run_id in key:
+            if key == mine or key.startswith(f"{mine}:"):
                 self._values[key] = (value, self._expiry(ttl))
 
     async def close(self) -> None:

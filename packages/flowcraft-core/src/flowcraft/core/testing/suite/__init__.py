@@ -6,7 +6,8 @@ from flowcraft.core.testing.suite import *  # noqa: F403
 from flowcraft.core.testing.suite.test_constructs import *  # noqa: F403
 from flowcraft.core.testing.suite.test_failures import *  # noqa: F403
 from flowcraft.core.testing.suite.test_faults import *  # noqa: F403
-from flowcraft.core.testing.suite.test_routing import *  # noqa: F403
-from flowcraft.core.testing.suite.test_store import *  # noqa: F403
-from flowcraft.core.testing.suite.test_wait_resume import *  # noqa: F403
 from flowcraft.core.testing.suite.test_ports_queue import *  # noqa: F403
+from flowcraft.core.testing.suite.test_ports_store import *  # noqa: F403
+from flowcraft.core.testing.suite.test_routing import *  # noqa: F403
+from flowcraft.core.testing.suite.test_wait_resume import *  # noqa: F403
+from flowcraft.core.testing.suite.test_ports_coordination import *  # noqa: F403
