@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -71,6 +72,10 @@ class Recording:
         #: Ids of the messages that were lost.
         self.lost: list[str] = []
         self.which: Callable[[Message], bool] | None = None
+        #: A lower ``max_delay`` for the session's queues to declare (None: the queue's own);
+        #: an enqueue with a longer delay is recorded in ``too_long`` (and still enqueued).
+        self.max_delay: float | None = None
+        self.too_long: list[tuple[str, float]] = []
 
     def lose(self, which: Callable[[Message], bool] | None) -> None:
         """Lose every message ``which`` is true of from now on (None: lose nothing)."""
@@ -91,13 +96,19 @@ class RecordingQueue:
 
     @property
     def capabilities(self) -> QueueCapabilities:
-        """The inner queue's capabilities."""
-        return self._inner.capabilities
+        """The inner queue's capabilities (with the recording's ``max_delay``, if lower)."""
+        inner = self._inner.capabilities
+        cap = self.recording.max_delay
+        if cap is None or (inner.max_delay is not None and inner.max_delay <= cap):
+            return inner
+        return dataclasses.replace(inner, max_delay=cap)
 
     async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
         """Record, then enqueue (or silently drop) the message."""
         recording = self.recording
         recording.sent.append((message.id, delay))
+        if recording.max_delay is not None and delay > recording.max_delay:
+            recording.too_long.append((message.id, delay))
         if recording.which is not None and recording.which(message):
             recording.lost.append(message.id)
             return
@@ -136,11 +147,19 @@ class Session:
         self._duplicate = duplicate
         self._options = {"poll": 0.05, "lease": 5.0, **worker_options}
 
-    async def start_workers(self, count: int = 2, **options: Any) -> list[Worker]:  # noqa: ANN401
+    async def start_workers(
+        self,
+        count: int = 2,
+        *,
+        blueprints: Sequence[Blueprint] | None = None,
+        **options: Any,  # noqa: ANN401 - Worker keyword options
+    ) -> list[Worker]:
         """Start ``count`` workers in this process.
 
-        Each gets its own queue connection when the backend offers one.
+        Each gets its own queue connection when the backend offers one. ``blueprints``: what
+        these workers know instead of the session's blueprints (a worker of another release).
         """
+        known = self.blueprints if blueprints is None else BlueprintSet(blueprints)
         started = []
         for _ in range(count):
             queue = self.queue
@@ -151,7 +170,7 @@ class Session:
                 store=self.backend.store,
                 coordination=self.backend.coordination,
                 registry=self.registry,
-                blueprints=self.blueprints,
+                blueprints=known,
                 **{**self._options, **options},
             )
             self._tasks[worker] = asyncio.ensure_future(worker.run(shutdown_timeout=5))
@@ -174,6 +193,19 @@ class Session:
         if queue is not self.queue:
             with contextlib.suppress(Exception):
                 await queue.close()
+
+    async def stop_worker(self, worker: Worker, *, timeout: float = 15.0) -> None:
+        """Stop a worker gracefully, as SIGTERM does, and wait until it is gone.
+
+        Sets :attr:`Worker.stopping` (it takes no new job; running ones finish and commit),
+        waits for it to drain, then closes its own queue connection, as its process would
+        on exit (whatever it still held goes back to the broker).
+        """
+        worker.stopping.set()
+        await asyncio.wait_for(self._tasks.pop(worker), timeout)
+        queue = self._queues.pop(worker)
+        if queue is not self.queue:
+            await queue.close()
 
     async def start(
         self, blueprint_id: str, input: object = None, *, idempotency_key: str | None = None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import pytest
+from flowcraft.core._distributed import jobs
+from flowcraft.core._distributed.worker import Worker
+from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.state import RunStatus
-from flowcraft.core.ports import Message
+from flowcraft.core.ports import Message, RunStore
 from flowcraft.core.testing.harness import Harness
-from flowcraft.core.testing.nodes import LOG
+from flowcraft.core.testing.nodes import LOG, TICKETS
 from flowcraft.core.testing.suite._dsl import bp, e, n
 from flowcraft.core.testing.suite.test_wait_resume import _until
 
@@ -127,3 +131,147 @@ async def test_large_context_values(harness: Harness) -> None:
         result = await s.run("large")
     assert result.context["big"] == "x" * 300_000
     assert result.output == "x" * 300_000
+
+
+async def test_a_message_lost_after_its_save_is_revived_by_the_reconciler_only(
+    harness: Harness,
+) -> None:
+    """The broker never got the first node's message, though the save that made it stands."""
+    blueprint = bp("lost-start", [n("A", "const", value=1), n("B", "inc")], [e("A", "B")])
+    async with harness.session(blueprint, workers=1) as s:
+        s.recording.lose(lambda message: True)
+        handle = await s.start("lost-start")
+        s.recording.lose(None)
+        assert s.recording.lost, "the start sent nothing to lose"
+        with pytest.raises(TimeoutError):  # nothing in the queue: no worker can progress
+            await handle.result(timeout=0.5)
+        assert LOG[handle.run_id] == []
+        stats = await s.reconciler(stalled_after=0.0).run()
+        assert (stats.stalled_runs, stats.reconciled_runs, stats.failed_runs) == (1, 1, 0)
+        result = await handle.result(timeout=30)
+    assert (result.status, result.output) == (RunStatus.COMPLETED, 2)
+    assert LOG[handle.run_id] == ["A", "B"]
+
+
+async def test_a_node_longer_than_the_visibility_window_and_the_lease_runs_once(
+    harness: Harness,
+) -> None:
+    """Lease and delivery are renewed while it runs: no other worker ever starts it."""
+    lease = 1.0
+    async with harness.backend() as probe:
+        window = max(lease, probe.visibility_timeout or 0.0)
+    blueprint = bp(
+        "long", [n("L", "sleep", seconds=window + 1.5), n("E", "echo")], [e("L", "E")]
+    )
+    async with harness.session(blueprint, workers=2, lease=lease) as s:
+        result = await s.run("long", "in", timeout=60)
+    assert (result.status, result.output) == (RunStatus.COMPLETED, "in")
+    assert LOG[result.run_id] == ["L", "E"]
+
+
+@pytest.mark.flowcraft_requires("dead_letter")
+async def test_a_message_delivered_past_max_deliveries_is_dead_lettered(harness: Harness) -> None:
+    """A job that fails every time (its run is gone) comes back with a rising count, then dies."""
+    pin = jobs.Pin(blueprint="gone", version="1", digest="digest")
+    orphan = jobs.encode_job(jobs.event_job(pin, "no-such-run", ev.CancelRequested(at=1.0)))
+    blueprint = bp("unrelated", [n("A", "const", value=1)])
+    async with harness.session(blueprint, workers=1, max_deliveries=3) as s:
+        assert s.backend.inject is not None
+        await s.backend.inject(orphan)
+        deadline = time.monotonic() + 30
+        while not (dead := await s.backend.dead_letters()):
+            assert time.monotonic() < deadline, "never dead-lettered"
+            await asyncio.sleep(0.05)
+        result = await s.run("unrelated")  # the worker goes on
+    assert dead == [(orphan.id, "delivered 4 times")]
+    assert result.status is RunStatus.COMPLETED
+
+
+class _LostRenewals:
+    """A worker's run store whose lease renewals never arrive (a long pause, a partition)."""
+
+    def __init__(self, inner: RunStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def extend_attempt(self, run_id: str, attempt: str, owner: str, lease: float) -> bool:
+        """Lost on the way: the worker believes it still holds the lease."""
+        del run_id, attempt, owner, lease
+        return True
+
+
+async def test_a_late_commit_of_a_zombie_attempt_does_not_stand_twice(harness: Harness) -> None:
+    """Two workers run one attempt; the run carries the one ticket whose commit stands.
+
+    The first worker's renewals are lost, so its lease runs out while its node runs; the
+    second worker takes the attempt over (from the duplicate of its message) and runs it
+    again. Both commit. Output, context and the successor's input must all come from one
+    of the two executions.
+    """
+    blueprint = bp(
+        "zombie", [n("T", "ticket", seconds=3.0), n("E", "echo")], [e("T", "E")]
+    )
+    async with harness.session(blueprint, workers=0, duplicate=True) as s:
+        zombie = Worker(
+            queue=s.queue,
+            store=_LostRenewals(s.backend.store),  # type: ignore[arg-type]
+            registry=s.registry,
+            blueprints=s.blueprints,
+            concurrency=1,
+            lease=1.0,
+            poll=0.05,
+        )
+        running = asyncio.ensure_future(zombie.run(shutdown_timeout=10))
+        try:
+            handle = await s.start("zombie")
+            deadline = time.monotonic() + 20
+            while "T" not in LOG[handle.run_id]:
+                assert time.monotonic() < deadline, "T never started"
+                await asyncio.sleep(0.02)
+            await s.start_workers(1, lease=1.0)
+            result = await handle.result(timeout=40)
+        finally:
+            zombie.stopping.set()
+            await asyncio.wait_for(running, 20)
+    tickets = TICKETS[handle.run_id]
+    assert LOG[handle.run_id].count("T") == 2
+    assert len(tickets) == 2
+    assert result.status is RunStatus.COMPLETED
+    standing = result.outputs["T"]
+    assert standing in tickets
+    assert result.outputs["E"] == standing
+    assert result.context == {"ticket_T": standing}
+
+
+async def test_a_sleep_costs_a_few_messages_not_a_busy_chain(harness: Harness) -> None:
+    blueprint = bp(
+        "nap", [n("Z", "flowcraft.sleep", seconds=1.0), n("T", "echo")], [e("Z", "T")]
+    )
+    async with harness.session(blueprint, workers=1) as s:
+        started = time.monotonic()
+        result = await s.run("nap", "x")
+        elapsed = time.monotonic() - started
+    assert (result.status, result.output) == (RunStatus.COMPLETED, "x")
+    assert elapsed >= 1.0
+    assert len(s.recording.sent) <= 6, s.recording.sent
+
+
+async def test_delays_beyond_max_delay_are_chained(harness: Harness) -> None:
+    """A queue that declares a 0.4 s ``max_delay`` never gets a longer one; the sleep holds."""
+    blueprint = bp(
+        "chain", [n("Z", "flowcraft.sleep", seconds=1.3), n("T", "echo")], [e("Z", "T")]
+    )
+    async with harness.session(blueprint, workers=0) as s:
+        s.recording.max_delay = 0.4
+        await s.start_workers(1)
+        started = time.monotonic()
+        result = await s.run("chain", "x")
+        elapsed = time.monotonic() - started
+    assert (result.status, result.output) == (RunStatus.COMPLETED, "x")
+    assert s.recording.too_long == []
+    delayed = [delay for _id, delay in s.recording.sent if delay > 0]
+    assert len(delayed) >= 3  # 1.3 s in hops of at most 0.4 s
+    assert len(s.recording.sent) <= 12, s.recording.sent
+    assert elapsed >= 1.3
