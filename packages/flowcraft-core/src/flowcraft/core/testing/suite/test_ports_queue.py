@@ -68,7 +68,9 @@ async def _die(backend: Backend, consumer: JobQueue) -> None:
         await consumer.close()
 
 
-async def test_capabilities_match_the_declared_ones(harness: Harness, port_backend: Backend) -> None:
+async def test_capabilities_match_the_declared_ones(
+    harness: Harness, port_backend: Backend
+) -> None:
     declared = harness.capabilities
     capabilities = port_backend.queue.capabilities
     assert capabilities.dead_letter == ("dead_letter" in declared)

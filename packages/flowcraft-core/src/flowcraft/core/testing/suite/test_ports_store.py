@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import replace
 
 import pytest
@@ -218,15 +219,14 @@ async def test_one_of_many_concurrent_savers_wins(harness: Harness) -> None:
     async with harness.backend() as backend:
         store = backend.store
         await store.create_run(_record("r1"), {"v": 1})
-        saved = await asyncio.gather(
-            *(
-                store.save_state(
-                    "r1", expected_version=1, document={"by": i}, context_writes={"by": i},
-                    outbox=(Message(id=f"m{i}", body=b"x"),), status="running",
-                )  # fmt: skip
-                for i in range(8)
-            )
-        )
+
+        def save(i: int) -> Awaitable[bool]:
+            return store.save_state(
+                "r1", expected_version=1, document={"by": i}, context_writes={"by": i},
+                outbox=(Message(id=f"m{i}", body=b"x"),), status="running",
+            )  # fmt: skip
+
+        saved = await asyncio.gather(*(save(i) for i in range(8)))
         assert saved.count(True) == 1
         winner = saved.index(True)
         state = await store.load_state("r1")
