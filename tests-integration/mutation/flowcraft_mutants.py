@@ -1,0 +1,190 @@
+"""Deliberately broken variants of the in-memory backend (and of the reconciler).
+
+Loaded as a pytest plugin (``-p flowcraft_mutants``) with ``FLOWCRAFT_MUTANT=<name>``: it
+breaks one guarantee of ``flowcraft.core.ports`` (or the reconciler's one job) before the suite
+runs. ``test_mutation.py`` runs the conformance suite on each and requires it to fail: a variant
+the suite passes ("survives") is a blind spot that every adapter would inherit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pytest
+from flowcraft.core._distributed import memory
+from flowcraft.core._distributed.reconciler import Reconciler
+from flowcraft.core.backends import Backend
+from flowcraft.core.ports import AttemptClaim, ClaimStatus
+from flowcraft.core.testing.memory import MemoryBackendFactory
+
+MUTANT_ENV = "FLOWCRAFT_MUTANT"
+
+
+def _reconciler_does_nothing() -> None:
+    async def _reconcile(self: Reconciler, run_id: str) -> bool:
+        del self, run_id
+        return True
+
+    Reconciler._reconcile = _reconcile  # type: ignore[method-assign]
+
+
+def _delivery_extend_is_a_no_op() -> None:
+    async def extend(self: memory.MemoryDelivery, seconds: float) -> None:
+        del self, seconds
+
+    memory.MemoryDelivery.extend = extend  # type: ignore[method-assign]
+
+
+def _lease_extension_is_a_no_op() -> None:
+    async def extend_attempt(
+        self: memory.MemoryRunStore, run_id: str, attempt: str, owner: str, lease: float
+    ) -> bool:
+        del self, run_id, attempt, owner, lease
+        return True
+
+    memory.MemoryRunStore.extend_attempt = extend_attempt  # type: ignore[method-assign]
+
+
+def _delivery_count_stuck_at_one() -> None:
+    original = memory.MemoryDelivery.__init__
+
+    def __init__(self: memory.MemoryDelivery, queue: memory.MemoryJobQueue, entry: Any) -> None:  # noqa: ANN401
+        original(self, queue, entry)
+        self.delivery_count = 1
+
+    memory.MemoryDelivery.__init__ = __init__  # type: ignore[method-assign]
+
+
+def _no_coordination_store() -> None:
+    original = MemoryBackendFactory.create
+
+    async def create(self: MemoryBackendFactory, namespace: str) -> Backend:
+        backend = await original(self, namespace)
+        backend.coordination = None
+        return backend
+
+    MemoryBackendFactory.create = create  # type: ignore[method-assign]
+
+
+def _last_writer_wins_commits() -> None:
+    def _commit(self: memory.MemoryRunStore, run_id: str, attempt: str, outcome: bytes) -> bytes:
+        current = self._attempts.setdefault((run_id, attempt), memory._Attempt("", 0.0))
+        current.outcome = outcome
+        return outcome
+
+    memory.MemoryRunStore._commit = _commit  # type: ignore[method-assign]
+
+
+def _saves_ignore_the_expected_version() -> None:
+    original = memory.MemoryRunStore.save_state
+
+    async def save_state(self: memory.MemoryRunStore, run_id: str, **fields: Any) -> bool:  # noqa: ANN401
+        run = self._runs.get(run_id)
+        if run is not None:
+            fields["expected_version"] = run.version
+        return await original(self, run_id, **fields)
+
+    memory.MemoryRunStore.save_state = save_state  # type: ignore[method-assign]
+
+
+def _dead_letters_dropped() -> None:
+    async def dead_letter(self: memory.MemoryDelivery, reason: str) -> None:
+        del reason
+        if self._owned():
+            self._queue._settle(self._entry)
+
+    memory.MemoryDelivery.dead_letter = dead_letter  # type: ignore[method-assign]
+
+
+def _delays_ignored() -> None:
+    original = memory.MemoryJobQueue._schedule
+
+    def _schedule(self: memory.MemoryJobQueue, entry: Any, delay: float) -> None:  # noqa: ANN401
+        del delay
+        original(self, entry, 0.0)
+
+    memory.MemoryJobQueue._schedule = _schedule  # type: ignore[method-assign]
+
+
+def _leases_never_expire() -> None:
+    original = memory.MemoryRunStore.claim_attempt
+
+    async def claim_attempt(
+        self: memory.MemoryRunStore, run_id: str, attempt: str, owner: str, lease: float
+    ) -> AttemptClaim:
+        current = self._attempts.get((run_id, attempt))
+        if current is not None and current.outcome is None and current.owner not in ("", owner):
+            return AttemptClaim(status=ClaimStatus.BUSY, lease_until=current.lease_until + 3600)
+        return await original(self, run_id, attempt, owner, lease)
+
+    memory.MemoryRunStore.claim_attempt = claim_attempt  # type: ignore[method-assign]
+
+
+def _acks_lost() -> None:
+    async def ack(self: memory.MemoryDelivery) -> None:
+        del self
+
+    memory.MemoryDelivery.ack = ack  # type: ignore[method-assign]
+
+
+def _context_writes_replace_the_context() -> None:
+    original = memory.MemoryRunStore.save_state
+
+    async def save_state(self: memory.MemoryRunStore, run_id: str, **fields: Any) -> bool:  # noqa: ANN401
+        writes: Mapping[str, object] = fields.get("context_writes", {})
+        saved = await original(self, run_id, **fields)
+        run = self._runs.get(run_id)
+        if saved and run is not None and writes:
+            run.context = {k: v for k, v in run.context.items() if k in writes}
+        return saved
+
+    memory.MemoryRunStore.save_state = save_state  # type: ignore[method-assign]
+
+
+def _create_run_not_idempotent_by_key() -> None:
+    original = memory.MemoryRunStore.create_run
+
+    async def create_run(self: memory.MemoryRunStore, record: Any, document: Any) -> Any:  # noqa: ANN401
+        self._keys.clear()
+        return await original(self, record, document)
+
+    memory.MemoryRunStore.create_run = create_run  # type: ignore[method-assign]
+
+
+def _outbox_not_kept() -> None:
+    original = memory.MemoryRunStore.save_state
+
+    async def save_state(self: memory.MemoryRunStore, run_id: str, **fields: Any) -> bool:  # noqa: ANN401
+        outbox: Sequence[object] = ()
+        return await original(self, run_id, **{**fields, "outbox": outbox})
+
+    memory.MemoryRunStore.save_state = save_state  # type: ignore[method-assign]
+
+
+#: Every variant: name -> what breaking it does. ``test_mutation`` requires each to fail.
+MUTANTS: dict[str, Callable[[], None]] = {
+    "reconciler-does-nothing": _reconciler_does_nothing,
+    "delivery-extend-no-op": _delivery_extend_is_a_no_op,
+    "lease-extension-no-op": _lease_extension_is_a_no_op,
+    "delivery-count-stuck-at-1": _delivery_count_stuck_at_one,
+    "no-coordination-store": _no_coordination_store,
+    "last-writer-wins-commits": _last_writer_wins_commits,
+    "saves-ignore-expected-version": _saves_ignore_the_expected_version,
+    "dead-letters-dropped": _dead_letters_dropped,
+    "delays-ignored": _delays_ignored,
+    "leases-never-expire": _leases_never_expire,
+    "acks-lost": _acks_lost,
+    "context-writes-replace-the-context": _context_writes_replace_the_context,
+    "idempotency-key-ignored": _create_run_not_idempotent_by_key,
+    "outbox-not-kept": _outbox_not_kept,
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Apply the mutant named by ``FLOWCRAFT_MUTANT`` (none: the backend as it is)."""
+    del config
+    name = os.environ.get(MUTANT_ENV)
+    if name:
+        MUTANTS[name]()
