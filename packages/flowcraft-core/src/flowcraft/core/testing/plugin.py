@@ -17,10 +17,12 @@ runs as a strict expected failure, so under-declaring fails too.
 
 The plugin brings its own defaults, so the suite runs the same from any directory: asyncio
 mode ``auto`` (a project on pytest-asyncio's strict default runs in auto mode while the plugin
-is loaded; ``--asyncio-mode`` wins), and a timeout per suite test (``--flowcraft-timeout``,
-120 s) when pytest-timeout is installed (the ``testing`` extra brings it). Options:
-``--flowcraft-duplicate`` (or ``FLOWCRAFT_CONFORMANCE_DUPLICATE=1``) runs every session with
-every message delivered twice.
+is loaded; ``--asyncio-mode`` wins), the ``function`` loop scope for async fixtures where the
+ini sets no ``asyncio_default_fixture_loop_scope`` (pytest-asyncio warns when it is unset, an
+INTERNALERROR under ``filterwarnings = error``), and a timeout per suite test
+(``--flowcraft-timeout``, 120 s) when pytest-timeout is installed (the ``testing`` extra brings
+it). Options: ``--flowcraft-duplicate`` (or ``FLOWCRAFT_CONFORMANCE_DUPLICATE=1``) runs every
+session with every message delivered twice.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from flowcraft.core.testing.memory import MemoryBackendFactory
 DUPLICATE_ENV = "FLOWCRAFT_CONFORMANCE_DUPLICATE"
 
 _SUITE = "flowcraft.core.testing.suite"
+_LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,13 +64,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-asyncio's, which reads the loop scope
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker; default to asyncio mode auto where the project chose none."""
+    """Register the marker; pytest-asyncio defaults where the project chose none."""
     config.addinivalue_line(
         "markers", "flowcraft_requires(*capabilities): backend capabilities the test needs"
     )
-    if config.pluginmanager.hasplugin("asyncio") and _asyncio_mode_unset(config):
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return
+    if _asyncio_mode_unset(config):
         config.option.asyncio_mode = "auto"
+    if not config.getini(_LOOP_SCOPE):
+        # An ini-only setting with no public setter: seed getini's cache, as an ini line would.
+        inicache = getattr(config, "_inicache", None)
+        if isinstance(inicache, dict):
+            inicache[_LOOP_SCOPE] = "function"
 
 
 def _asyncio_mode_unset(config: pytest.Config) -> bool:
