@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # the mutants are a plugin module beside this file
 
 from flowcraft_mutants import MUTANT_ENV, MUTANTS  # noqa: E402
+
 ROOT = HERE.parents[1]
 SUITE = ROOT / "tests-integration" / "memory" / "test_conformance.py"
 #: Variants run at once (each is mostly waiting on timers, not CPU).
