@@ -212,7 +212,7 @@ async def test_extend_holds_a_delivery_past_the_visibility_window(port_backend: 
     consumer = await _consumer(port_backend)
     await port_backend.queue.enqueue(_message("long"))
     (held,) = await _receive_all(consumer, 1)
-    others = []
+    others: list[Delivery] = []
     deadline = time.monotonic() + 2.2 * window
     while time.monotonic() < deadline:
         await held.extend(window)
