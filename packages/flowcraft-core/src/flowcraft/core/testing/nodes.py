@@ -7,6 +7,7 @@ append to :data:`LOG` (per process) so tests can count executions when workers r
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -17,6 +18,15 @@ LOG: defaultdict[str, list[str]] = defaultdict(list)
 
 #: run_id -> the tickets ``ticket`` handed out, one per execution (this process only).
 TICKETS: defaultdict[str, list[str]] = defaultdict(list)
+
+#: run_id -> ``gauge`` executions running right now, and the most that ran at once.
+RUNNING: defaultdict[str, int] = defaultdict(int)
+PEAK: defaultdict[str, int] = defaultdict(int)
+_GATHERED: set[str] = set()
+
+#: run_id -> ``(attempt, phase)`` of every ``overrun`` execution: started, then cancelled or
+#: finished (this process only).
+PHASES: defaultdict[str, list[tuple[int, str]]] = defaultdict(list)
 
 
 async def const(ctx: NodeContext) -> Any:  # noqa: ANN401 - any JSON value
@@ -99,9 +109,65 @@ async def ticket(ctx: NodeContext) -> str:
     return issued
 
 
+async def picky(ctx: NodeContext) -> Any:  # noqa: ANN401 - any JSON value
+    """Return the input; raise ``RuntimeError("item <input> refused")`` if it is in ``refuse``."""
+    LOG[ctx.run_id].append(ctx.node_id)
+    if ctx.input in ctx.params.get("refuse", []):
+        raise RuntimeError(f"item {ctx.input} refused")
+    return ctx.input
+
+
+async def gauge(ctx: NodeContext) -> Any:  # noqa: ANN401 - any JSON value
+    """Return the input after ``params.seconds``; counts executions running at once (``PEAK``).
+
+    The first ``params.gather`` executions of a run wait for each other (at most
+    ``params.hold`` seconds), so executions that may overlap do overlap, however slowly the
+    backend hands them out: the peak then measures the limit, not the backend's speed.
+    """
+    LOG[ctx.run_id].append(ctx.node_id)
+    run = ctx.run_id
+    RUNNING[run] += 1
+    PEAK[run] = max(PEAK[run], RUNNING[run])
+    try:
+        await _gather(run, int(ctx.params.get("gather", 1)), float(ctx.params.get("hold", 5.0)))
+        await asyncio.sleep(float(ctx.params.get("seconds", 0.05)))
+    finally:
+        RUNNING[run] -= 1
+    return ctx.input
+
+
+async def _gather(run: str, count: int, hold: float) -> None:
+    deadline = time.monotonic() + hold
+    while run not in _GATHERED and RUNNING[run] < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    _GATHERED.add(run)
+
+
+async def overrun(ctx: NodeContext) -> str:
+    """On attempts <= ``params.times`` sleep ``params.seconds`` (to overrun a timeout); return ok.
+
+    Records its phases in :data:`PHASES`: ``started``, then ``cancelled`` (the sleep was
+    cancelled) or ``finished`` (it reached its end).
+    """
+    LOG[ctx.run_id].append(ctx.node_id)
+    phases = PHASES[ctx.run_id]
+    phases.append((ctx.attempt, "started"))
+    if ctx.attempt <= int(ctx.params.get("times", 1)):
+        try:
+            await asyncio.sleep(float(ctx.params.get("seconds", 10)))
+        except asyncio.CancelledError:
+            phases.append((ctx.attempt, "cancelled"))
+            raise
+    phases.append((ctx.attempt, "finished"))
+    return "ok"
+
+
 def registry() -> dict[str, object]:
     """``suite.<name>`` -> implementation."""
-    functions = (const, echo, act, fail, write, sleep, scaled, inc, big, ticket)
+    functions = (
+        *(const, echo, act, fail, write, sleep, scaled, inc, big, ticket),
+        *(picky, gauge, overrun),
+    )
     return {f"suite.{fn.__name__}": fn for fn in functions}
 
 

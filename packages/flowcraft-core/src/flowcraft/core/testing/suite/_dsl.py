@@ -38,7 +38,9 @@ def bp(
     blueprint_id: str,
     nodes: list[dict[str, Any]],
     edges: list[dict[str, Any]] | None = None,
+    *,
+    version: str = "1",
 ) -> Blueprint:
-    """A validated blueprint."""
-    data = {"id": blueprint_id, "version": "1", "nodes": nodes, "edges": edges or []}
+    """A validated blueprint (version ``"1"`` unless told)."""
+    data = {"id": blueprint_id, "version": version, "nodes": nodes, "edges": edges or []}
     return parse_blueprint(data, registry=registry())

@@ -6,7 +6,7 @@ import asyncio
 
 from flowcraft.core._engine.state import RunStatus
 from flowcraft.core.testing.harness import Harness
-from flowcraft.core.testing.nodes import LOG
+from flowcraft.core.testing.nodes import LOG, PEAK
 from flowcraft.core.testing.suite._dsl import bp, e, n
 from flowcraft.core.testing.suite.test_wait_resume import _until
 
@@ -43,6 +43,113 @@ async def test_map_keeps_item_order(harness: Harness) -> None:
     async with harness.session(blueprint, workers=2, concurrency=4) as s:
         result = await s.run("map", [3, 1, 2])
     assert result.output == [30, 10, 20]
+
+
+#: A map body that refuses item 2.
+_picky_body = {"nodes": [n("P", "picky", refuse=[2])]}
+
+
+async def test_map_item_failing_for_good_fails_the_map_and_the_run(harness: Harness) -> None:
+    blueprint = bp(
+        "map-fails",
+        [n("M", "flowcraft.map", body=_picky_body, concurrency=1), n("T", "echo")],
+        [e("M", "T")],
+    )
+    async with harness.session(blueprint) as s:
+        handle = await s.start("map-fails", [1, 2, 3])
+        result = await handle.result(timeout=20)
+    assert result.status is RunStatus.FAILED
+    (error,) = result.errors
+    assert (error.node_id, error.frame, error.type, error.message) == (
+        "P",
+        "M[1]",
+        "RuntimeError",
+        "item 2 refused",
+    )
+    assert "M" not in result.outputs
+    assert LOG[handle.run_id] == ["P", "P"]  # item 3 never started, T never ran
+
+
+async def test_map_failure_goes_to_the_maps_fallback(harness: Harness) -> None:
+    blueprint = bp(
+        "map-fallback",
+        [
+            n("M", "flowcraft.map", body=_picky_body, config={"fallback": "H"}),
+            n("H", "echo"),
+            n("T", "echo"),
+        ],
+        [e("M", "T")],
+    )
+    async with harness.session(blueprint) as s:
+        result = await s.run("map-fallback", [1, 2, 3])
+    assert result.status is RunStatus.COMPLETED
+    assert isinstance(result.output, dict)
+    assert result.output["input"] == [1, 2, 3]
+    error = result.output["error"]
+    assert (error["node_id"], error["frame"], error["message"]) == ("P", "M[1]", "item 2 refused")
+
+
+async def test_map_over_an_empty_list_gives_an_empty_list(harness: Harness) -> None:
+    blueprint = bp("map-empty", [n("M", "flowcraft.map", uses="suite.echo"), n("T", "echo")],
+                   [e("M", "T")])  # fmt: skip
+    async with harness.session(blueprint) as s:
+        handle = await s.start("map-empty", [])
+        result = await handle.result(timeout=20)
+    assert result.status is RunStatus.COMPLETED
+    assert result.outputs == {"M": [], "T": []}
+    assert LOG[handle.run_id] == ["T"]  # no item ran
+
+
+async def test_map_runs_at_most_concurrency_items_at_once(harness: Harness) -> None:
+    body = {"nodes": [n("G", "gauge", gather=2, seconds=0.1)]}
+    blueprint = bp("map-limit", [n("M", "flowcraft.map", body=body, concurrency=2)])
+    items = list(range(7))
+    async with harness.session(blueprint, workers=3, concurrency=8) as s:
+        handle = await s.start("map-limit", items)
+        result = await handle.result(timeout=30)
+    assert result.output == items
+    assert LOG[handle.run_id].count("G") == len(items)
+    assert PEAK[handle.run_id] == 2  # the first two overlap; never a third at once
+
+
+async def test_subflow_child_failure_fails_the_parent(harness: Harness) -> None:
+    child = bp(
+        "child-fails", [n("CS", "const", value=1), n("CF", "fail", times=9)], [e("CS", "CF")]
+    )
+    parent = bp(
+        "parent-fails",
+        [n("SF", "flowcraft.subflow", blueprint="child-fails"), n("T", "echo")],
+        [e("SF", "T")],
+    )
+    async with harness.session(child, parent) as s:
+        handle = await s.start("parent-fails")
+        result = await handle.result(timeout=20)
+        child_result = await s.client.result(f"{handle.run_id}:SF#1", timeout=20)
+    assert result.status is RunStatus.FAILED
+    assert child_result.status is RunStatus.FAILED
+    (error,) = result.errors
+    assert (error.type, error.message) == ("RuntimeError", "boom")
+    assert error == child_result.errors[0]  # the child's error, kept whole
+    assert "SF" not in result.outputs
+    assert "T" not in LOG[handle.run_id]
+
+
+async def test_loop_past_max_iterations_fails(harness: Harness) -> None:
+    body = {"nodes": [{"id": "inc", "uses": "suite.inc"}]}
+    params = {"while": "input < 3", "max_iterations": 2, "body": body}
+    blueprint = bp(
+        "loop-limit",
+        [{"id": "L", "uses": "flowcraft.loop", "params": params}, n("T", "echo")],
+        [e("L", "T")],
+    )
+    async with harness.session(blueprint) as s:
+        handle = await s.start("loop-limit", 0)
+        result = await handle.result(timeout=20)
+    assert result.status is RunStatus.FAILED
+    (error,) = result.errors
+    assert (error.node_id, error.frame, error.type) == ("L", "", "LoopLimitExceeded")
+    assert "max_iterations=2" in error.message
+    assert LOG[handle.run_id] == ["inc", "inc"]  # two iterations, then the limit; T never ran
 
 
 async def test_loop_iterates_in_frames(harness: Harness) -> None:

@@ -6,7 +6,7 @@ import time
 
 from flowcraft.core._engine.state import RunStatus
 from flowcraft.core.testing.harness import Harness
-from flowcraft.core.testing.nodes import LOG
+from flowcraft.core.testing.nodes import LOG, PHASES
 from flowcraft.core.testing.suite._dsl import bp, e, n
 
 
@@ -44,6 +44,28 @@ async def test_timeout_fails_the_attempt(harness: Harness) -> None:
         result = await s.run("timeout")
     assert result.status is RunStatus.FAILED
     assert result.errors[0].type == "TimeoutError"
+
+
+async def test_timed_out_attempt_is_cancelled_and_the_retry_succeeds(harness: Harness) -> None:
+    config = {"timeout": 0.3, "retry": {"max_attempts": 2, "delay": 0.05}}
+    blueprint = bp(
+        "timeout-retry",
+        [n("O", "overrun", times=1, seconds=10, config=config), n("T", "echo")],
+        [e("O", "T")],
+    )
+    async with harness.session(blueprint) as s:
+        handle = await s.start("timeout-retry")
+        result = await handle.result(timeout=20)
+    assert result.status is RunStatus.COMPLETED
+    assert result.output == "ok"
+    assert result.errors == ()
+    # Attempt 1 was cancelled in its sleep (it never reached its end); attempt 2 ran to its end.
+    assert PHASES[handle.run_id] == [
+        (1, "started"),
+        (1, "cancelled"),
+        (2, "started"),
+        (2, "finished"),
+    ]
 
 
 async def test_fallback_stands_in_and_routing_continues(harness: Harness) -> None:

@@ -6,9 +6,11 @@ import asyncio
 import time
 
 import pytest
+from flowcraft.core._distributed.client import Client
 from flowcraft.core._engine.state import RunStatus
-from flowcraft.core.errors import ResumeError
+from flowcraft.core.errors import ResumeError, RunNotFoundError
 from flowcraft.core.testing.harness import Harness, Session
+from flowcraft.core.testing.nodes import LOG
 from flowcraft.core.testing.suite._dsl import bp, e, n
 
 
@@ -18,6 +20,14 @@ async def _until(session: Session, run_id: str, status: RunStatus, timeout: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run_id} never became {status}")
         await asyncio.sleep(0.05)
+
+
+async def _token(session: Session, run_id: str, node_id: str, frame: str = "") -> str:
+    """The resume token of an awaiting node instance, as the run's state holds it."""
+    _record, _stored, state = await session.client.coordinator.load_run(run_id)
+    token = state.nodes[(node_id, frame)].token
+    assert token is not None
+    return token
 
 
 async def test_wait_with_action_duplicate_and_wrong_resume(harness: Harness) -> None:
@@ -72,3 +82,73 @@ async def test_sleep_is_durable_and_holds_no_worker(harness: Harness) -> None:
         elapsed = time.monotonic() - began
     assert [r.output for r in results] == ["a", "b"]
     assert 1.0 <= elapsed < 1.9  # both slept at once on a single-slot worker
+
+
+async def test_resume_by_token_and_again_is_a_no_op(harness: Harness) -> None:
+    blueprint = bp(
+        "token",
+        [n("S", "const", value=1), n("W", "flowcraft.wait"), n("OK", "echo"), n("NO", "echo")],
+        [e("S", "W"), e("W", "OK", action="approve"), e("W", "NO", action="reject")],
+    )
+    async with harness.session(blueprint) as s:
+        handle = await s.start("token")
+        await _until(s, handle.run_id, RunStatus.AWAITING)
+        token = await _token(s, handle.run_id, "W")
+        with pytest.raises(RunNotFoundError):
+            await handle.resume(token=f"{token}-nope", output="x")
+        await handle.resume(token=token, output="first", action="approve")
+        await handle.resume(token=token, output="second", action="reject")  # no-op
+        result = await handle.result(timeout=20)
+        await handle.resume(token=token, output="third", action="reject")  # still a no-op
+        await handle.resume("W", output="fourth", action="reject")  # by id: the same
+        after = await s.client.snapshot(handle.run_id)
+    assert result.status is RunStatus.COMPLETED
+    assert result.output == {"OK": "first"}
+    assert after == result
+    assert LOG[handle.run_id] == ["S", "OK"]
+
+
+async def test_resume_by_token_reaches_a_wait_in_a_child_run(harness: Harness) -> None:
+    child = bp("token-child", [n("CW", "flowcraft.wait"), n("CT", "echo")], [e("CW", "CT")])
+    parent = bp(
+        "token-parent",
+        [n("SF", "flowcraft.subflow", blueprint="token-child"), n("T", "echo")],
+        [e("SF", "T")],
+    )
+    async with harness.session(child, parent) as s:
+        handle = await s.start("token-parent")
+        await _until(s, handle.run_id, RunStatus.AWAITING)
+        token = await _token(s, f"{handle.run_id}:SF#1", "CW")
+        await handle.resume(token=token, output="from-token")
+        result = await handle.result(timeout=20)
+    assert result.status is RunStatus.COMPLETED
+    assert result.output == "from-token"
+
+
+async def test_concurrent_resumes_take_effect_once(harness: Harness) -> None:
+    blueprint = bp(
+        "race",
+        [n("S", "const", value=1), n("W", "flowcraft.wait"), n("T", "echo")],
+        [e("S", "W"), e("W", "T")],
+    )
+    async with harness.session(blueprint) as s:
+        handle = await s.start("race")
+        await _until(s, handle.run_id, RunStatus.AWAITING)
+        token = await _token(s, handle.run_id, "W")
+        # Other clients stand for other processes: their resumes race through the store.
+        others = [
+            Client(queue=s.queue, store=s.backend.store, blueprints=s.blueprints) for _ in range(3)
+        ]
+        try:
+            await asyncio.gather(
+                *(s.client.resume(handle.run_id, "W", output=i) for i in range(3)),
+                *(c.resume(handle.run_id, token=token, output=3 + i) for i, c in enumerate(others)),
+            )
+        finally:
+            for other in others:
+                await other.close()
+        result = await handle.result(timeout=20)
+    assert result.status is RunStatus.COMPLETED
+    assert result.outputs["W"] in range(6)
+    assert result.output == result.outputs["W"]  # T saw the one resume that took effect
+    assert LOG[handle.run_id] == ["S", "T"]  # T ran once

@@ -1,0 +1,68 @@
+"""Workers: blueprint version pinning across worker releases, graceful stop (SIGTERM drain)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from flowcraft.core._distributed.worker import Worker
+from flowcraft.core._engine.state import RunStatus
+from flowcraft.core.testing.harness import Harness
+from flowcraft.core.testing.nodes import LOG, TICKETS
+from flowcraft.core.testing.suite._dsl import bp, e, n
+from flowcraft.core.testing.suite._poll import eventually
+
+
+def _left_the_job(caplog: pytest.LogCaptureFixture, worker: Worker) -> bool:
+    """Whether ``worker`` logged that it left a job for a worker with the pinned version."""
+    return any(
+        record.name == "flowcraft.worker" and worker.id in (message := record.getMessage())
+        and "leaving" in message and "version '1'" in message
+        for record in caplog.records
+    )  # fmt: skip
+
+
+async def test_worker_without_the_pinned_version_leaves_the_job_to_one_with_it(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    v1 = bp("pinned", [n("A", "const", value="v1"), n("B", "echo")], [e("A", "B")])
+    v2 = bp(
+        "pinned", [n("A", "const", value="v2"), n("B", "const", value="v2")], [e("A", "B")],
+        version="2",
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="flowcraft.worker")
+    async with harness.session(v1, workers=0, version_retry=0.1, max_deliveries=1000) as s:
+        (newer,) = await s.start_workers(1, blueprints=[v2])  # a release that knows only v2
+        handle = await s.start("pinned")  # pinned to version 1 by the client
+        await eventually(lambda: _left_the_job(caplog, newer), "the v2 worker left the job")
+        assert await handle.status() is RunStatus.RUNNING
+        assert LOG[handle.run_id] == []  # not run with the wrong plan
+        await s.start_workers(1)  # knows version 1 (the session's blueprints)
+        result = await handle.result(timeout=30)
+        dead = await s.backend.dead_letters()
+    assert result.status is RunStatus.COMPLETED
+    assert result.outputs == {"A": "v1", "B": "v1"}  # version 1's behaviour
+    assert LOG[handle.run_id] == ["A", "B"]
+    assert dead == []
+
+
+async def test_stopping_worker_finishes_its_node_and_starts_nothing_new(harness: Harness) -> None:
+    blueprint = bp("drain", [n("A", "ticket", seconds=1.0), n("B", "echo")], [e("A", "B")])
+    async with harness.session(blueprint, workers=0) as s:
+        (draining,) = await s.start_workers(1)
+        handle = await s.start("drain")
+        await eventually(lambda: "A" in LOG[handle.run_id], "A started")
+        draining.stopping.set()  # what the SIGTERM handler sets, while A runs
+        await s.stop_worker(draining)  # returns once the worker has drained and is gone
+        (ticket,) = TICKETS[handle.run_id]
+        now = await s.client.snapshot(handle.run_id)
+        assert now.status is RunStatus.RUNNING
+        assert now.outputs == {"A": ticket}  # A finished and committed
+        assert now.context == {"ticket_A": ticket}
+        assert LOG[handle.run_id] == ["A"]  # B did not start on the stopping worker
+        await s.start_workers(1)
+        result = await handle.result(timeout=30)
+    assert result.status is RunStatus.COMPLETED
+    assert result.output == ticket  # B's job was not lost: it ran on the next worker
+    assert LOG[handle.run_id] == ["A", "B"]
+    assert TICKETS[handle.run_id] == [ticket]  # A was not run again
