@@ -160,9 +160,7 @@ async def test_a_node_longer_than_the_visibility_window_and_the_lease_runs_once(
     lease = 1.0
     async with harness.backend() as probe:
         window = max(lease, probe.visibility_timeout or 0.0)
-    blueprint = bp(
-        "long", [n("L", "sleep", seconds=window + 1.5), n("E", "echo")], [e("L", "E")]
-    )
+    blueprint = bp("long", [n("L", "sleep", seconds=window + 1.5), n("E", "echo")], [e("L", "E")])
     async with harness.session(blueprint, workers=2, lease=lease) as s:
         result = await s.run("long", "in", timeout=60)
     assert (result.status, result.output) == (RunStatus.COMPLETED, "in")
@@ -210,9 +208,7 @@ async def test_a_late_commit_of_a_zombie_attempt_does_not_stand_twice(harness: H
     again. Both commit. Output, context and the successor's input must all come from one
     of the two executions.
     """
-    blueprint = bp(
-        "zombie", [n("T", "ticket", seconds=3.0), n("E", "echo")], [e("T", "E")]
-    )
+    blueprint = bp("zombie", [n("T", "ticket", seconds=3.0), n("E", "echo")], [e("T", "E")])
     async with harness.session(blueprint, workers=0, duplicate=True) as s:
         zombie = Worker(
             queue=s.queue,
@@ -246,9 +242,7 @@ async def test_a_late_commit_of_a_zombie_attempt_does_not_stand_twice(harness: H
 
 
 async def test_a_sleep_costs_a_few_messages_not_a_busy_chain(harness: Harness) -> None:
-    blueprint = bp(
-        "nap", [n("Z", "flowcraft.sleep", seconds=1.0), n("T", "echo")], [e("Z", "T")]
-    )
+    blueprint = bp("nap", [n("Z", "flowcraft.sleep", seconds=1.0), n("T", "echo")], [e("Z", "T")])
     async with harness.session(blueprint, workers=1) as s:
         started = time.monotonic()
         result = await s.run("nap", "x")
@@ -260,9 +254,7 @@ async def test_a_sleep_costs_a_few_messages_not_a_busy_chain(harness: Harness) -
 
 async def test_delays_beyond_max_delay_are_chained(harness: Harness) -> None:
     """A queue that declares a 0.4 s ``max_delay`` never gets a longer one; the sleep holds."""
-    blueprint = bp(
-        "chain", [n("Z", "flowcraft.sleep", seconds=1.3), n("T", "echo")], [e("Z", "T")]
-    )
+    blueprint = bp("chain", [n("Z", "flowcraft.sleep", seconds=1.3), n("T", "echo")], [e("Z", "T")])
     async with harness.session(blueprint, workers=0) as s:
         s.recording.max_delay = 0.4
         await s.start_workers(1)
