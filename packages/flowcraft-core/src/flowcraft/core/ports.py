@@ -138,6 +138,17 @@ class JobQueue(Protocol):
         """Up to ``max_messages`` deliveries, waiting up to ``wait`` seconds for the first."""
         ...
 
+    async def stop_receiving(self) -> None:
+        """Take no more messages for this consumer (a worker that starts to drain).
+
+        Messages the queue object fetched ahead for its consumer (a prefetch buffer) but
+        ``receive`` has not returned go back to the queue at once, for other consumers, and
+        no more are fetched; deliveries already returned stay settleable (ack, nack, extend,
+        dead-letter) until ``close``. The caller receives no more on this object. Idempotent.
+        A queue that fetches nothing ahead has nothing to do.
+        """
+        ...
+
     async def close(self) -> None:
         """Release connections; unsettled deliveries become visible again."""
         ...

@@ -205,6 +205,9 @@ class MemoryJobQueue:
         """Messages waiting or in flight."""
         return len(self._ready) + len(self._inflight)
 
+    async def stop_receiving(self) -> None:
+        """Nothing to give back: messages are taken only when ``receive`` returns them."""
+
     async def close(self) -> None:
         """Nothing to release."""
 

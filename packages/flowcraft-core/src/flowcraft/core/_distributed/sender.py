@@ -123,6 +123,10 @@ class Sender:
                 self._defer, self._start_flush
             )
 
+    def unstick(self) -> None:
+        """Send without the sticky hint from now on (a draining worker takes no new job)."""
+        self._sticky = False
+
     async def send(self, message: Message, job: j.Job | None = None) -> None:
         """Enqueue one message, delayed until its job's ``not_before`` (chained if too long).
 

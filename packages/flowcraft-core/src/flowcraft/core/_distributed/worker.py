@@ -147,10 +147,19 @@ class Worker:
                 await self._receive_batch(slots)
         finally:
             if not self._killed:
+                await self._stop_receiving()
                 await self._drain(shutdown_timeout)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.coordinator.close(), 10)
             self._threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _stop_receiving(self) -> None:
+        """Draining: jobs fetched ahead go to other workers; next steps leave unsticky."""
+        self.coordinator.sender.unstick()
+        try:
+            await self.queue.stop_receiving()
+        except Exception:  # draining goes on: what it held comes back when the process ends
+            _log.exception("worker %s: could not give back the jobs fetched ahead", self.id)
 
     def kill(self) -> None:
         """Die like a SIGKILLed process (fault injection): settle nothing, renew nothing."""

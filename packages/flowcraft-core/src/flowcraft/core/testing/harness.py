@@ -58,6 +58,10 @@ class DuplicatingQueue:
         """Receive from the inner queue."""
         return await self._inner.receive(max_messages, wait)
 
+    async def stop_receiving(self) -> None:
+        """Stop the inner queue's receiving."""
+        await self._inner.stop_receiving()
+
     async def close(self) -> None:
         """Close the inner queue."""
         await self._inner.close()
@@ -117,6 +121,10 @@ class RecordingQueue:
     async def receive(self, max_messages: int, wait: float) -> Sequence[Delivery]:
         """Receive from the inner queue."""
         return await self._inner.receive(max_messages, wait)
+
+    async def stop_receiving(self) -> None:
+        """Stop the inner queue's receiving."""
+        await self._inner.stop_receiving()
 
     async def close(self) -> None:
         """Close the inner queue."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -66,3 +67,24 @@ async def test_stopping_worker_finishes_its_node_and_starts_nothing_new(harness:
     assert result.output == ticket  # B's job was not lost: it ran on the next worker
     assert LOG[handle.run_id] == ["A", "B"]
     assert TICKETS[handle.run_id] == [ticket]  # A was not run again
+
+
+async def test_jobs_arriving_during_a_drain_go_to_other_workers(harness: Harness) -> None:
+    """A draining worker gives back what it fetched ahead: new runs never wait for its drain."""
+    slow = bp("slow", [n("A", "ticket", seconds=4.0)])
+    quick = bp("quick", [n("Q", "const", value=1)])
+    async with harness.session(slow, quick, workers=0) as s:
+        (draining,) = await s.start_workers(1)
+        first = await s.start("slow")
+        await eventually(lambda: "A" in LOG[first.run_id], "A started")
+        stopping = asyncio.ensure_future(s.stop_worker(draining))
+        await s.start_workers(1)
+        handles = [await s.start("quick") for _ in range(4)]
+        results = await asyncio.gather(*(h.result(timeout=30) for h in handles))
+        drained = bool(TICKETS[first.run_id])  # the slow node finished: the drain is over
+        await stopping
+        slow_result = await first.result(timeout=30)
+    assert {r.status for r in results} == {RunStatus.COMPLETED}
+    assert not drained, "the quick runs waited for the other worker's drain to end"
+    assert slow_result.status is RunStatus.COMPLETED
+    assert LOG[first.run_id] == ["A"]
