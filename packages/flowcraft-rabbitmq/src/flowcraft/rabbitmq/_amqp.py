@@ -13,6 +13,13 @@ thread, never blocks the loop). ``Link`` turns its callbacks into futures:
 A closed ``Link`` is never reused: the owner opens a new one (with a new ``generation``), so a
 delivery tag of an old channel can be recognised as stale.
 
+Sockets: pika closes a connection's socket only from loop callbacks, after the broker answered
+the close (or at once for a connection still opening). ``close()`` waits for that (and drops
+the TCP connection of a broker that does not answer in time); ``abort()`` only starts it, so
+whoever aborts a link must still ``close()`` it before the event loop goes away (the adapter
+closes every link it made: ``RabbitMqAdapter.close``). A socket left open is collected
+unclosed later, a ``ResourceWarning``.
+
 Writes are coalesced: pika hands its transport one frame at a time (a published message is a
 method, a header and a body frame) and the transport sends each with a syscall of its own; the
 connection here joins the frames of one event-loop turn into one write (``_Connection``), so
@@ -63,6 +70,13 @@ class _Connection(AsyncioConnection):  # type: ignore[misc]  # pika is untyped
         if out and self._transport is not None:
             super()._adapter_emit_data(out[0] if len(out) == 1 else b"".join(out))
 
+    def _on_connection_workflow_done(self, conn_or_exc: object) -> None:
+        # pika (1.4) reports a connect aborted during the AMQP handshake (close() while opening)
+        # with the exception class, not an instance, and then fails an assertion on it.
+        if isinstance(conn_or_exc, type) and issubclass(conn_or_exc, Exception):
+            conn_or_exc = conn_or_exc()
+        super()._on_connection_workflow_done(conn_or_exc)
+
 
 class Link:
     """One AMQP connection with one channel, driven by the running event loop."""
@@ -74,7 +88,8 @@ class Link:
         self._connection: Any = None
         self.channel: Any = None
         self._pending: set[asyncio.Future[Any]] = set()
-        self._closed: asyncio.Future[None] | None = None
+        #: Done once the connection is gone for good: its socket closed, or never made.
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.is_open = False
         self.failure: BackendError | None = None
 
@@ -82,7 +97,7 @@ class Link:
         """Connect and open the channel, or raise a backend error.
 
         If opening fails or is cancelled half-way, the half-open connection is aborted: it never
-        lingers with its socket.
+        lingers with its socket (``close()`` waits until the socket is closed).
         """
         try:
             await self._open(timeout)
@@ -92,7 +107,8 @@ class Link:
 
     async def _open(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
-        self._closed = loop.create_future()
+        if self._closed.done():
+            raise TransientBackendError("connect: the link was closed before it opened")
         opened = self._track(loop.create_future())
         with amqp_errors("connect"):
             self._connection = _Connection(
@@ -103,11 +119,14 @@ class Link:
                 loop=loop,
             )
         await self._await(opened, timeout, "connect")
+        if self.failure is not None:  # opened, and lost (or closed) before we got here
+            raise self.failure
         channel_opened = self._track(loop.create_future())
-        self.channel = self._connection.channel(
-            on_open_callback=lambda ch: _resolve(channel_opened, ch)
-        )
-        self.channel.add_on_close_callback(self._on_channel_closed)
+        with amqp_errors("open channel"):
+            self.channel = self._connection.channel(
+                on_open_callback=lambda ch: _resolve(channel_opened, ch)
+            )
+            self.channel.add_on_close_callback(self._on_channel_closed)
         await self._await(channel_opened, timeout, "open channel")
         self.is_open = True
 
@@ -128,20 +147,39 @@ class Link:
         """Fail ``future`` too when the link goes down."""
         return self._track(future)
 
+    def on_closed(self, callback: Callable[[Link], None]) -> None:
+        """Call ``callback(link)`` once the connection is gone for good."""
+        self._closed.add_done_callback(lambda _: callback(self))
+
     def abort(self) -> None:
-        """Start closing the connection without waiting (failure and cancellation paths)."""
+        """Start closing the connection without waiting (failure and cancellation paths).
+
+        A connection still opening is torn down at once, an open one closed with the broker;
+        either way its socket is closed by a later loop callback (``close()`` waits for it).
+        """
         connection = self._connection
-        if connection is not None and not (connection.is_closed or connection.is_closing):
+        if connection is None:
+            _resolve(self._closed, None)  # no connection, no socket: nothing will open now
+            return
+        if not (connection.is_closed or connection.is_closing):
             with contextlib.suppress(Exception):  # closing a connection that never opened
                 connection.close()
 
-    async def close(self) -> None:
-        """Close the connection (unsettled deliveries go back to their queue)."""
-        if self._connection is None or self._closed is None:
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close the connection and wait until its socket is closed, in any state.
+
+        Unsettled deliveries go back to their queue. A connection still opening (or being
+        opened by another task, which then fails) is torn down; if the broker does not
+        confirm the close within ``timeout`` seconds, the TCP connection is dropped.
+        """
+        self.abort()
+        if await _settled(self._closed, timeout):
             return
-        if not (self._connection.is_closed or self._connection.is_closing):
-            self._connection.close()
-        await asyncio.shield(self._closed)
+        transport = getattr(self._connection, "_transport", None)  # pika has no public abort
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.abort()  # connection_lost follows: the close callback, the socket
+        await _settled(self._closed, timeout)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -161,8 +199,7 @@ class Link:
 
     def _on_open_error(self, _connection: object, reason: BaseException) -> None:
         self._lose(_as_error(reason))
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
+        _resolve(self._closed, None)
 
     def _on_channel_closed(self, _channel: object, reason: BaseException) -> None:
         self._lose(_as_error(reason))
@@ -171,8 +208,7 @@ class Link:
 
     def _on_connection_closed(self, _connection: object, reason: BaseException) -> None:
         self._lose(_as_error(reason))
-        if self._closed is not None and not self._closed.done():
-            self._closed.set_result(None)
+        _resolve(self._closed, None)
 
     def _lose(self, error: BackendError) -> None:
         if self.failure is None:
@@ -183,6 +219,13 @@ class Link:
             _fail(future, self.failure)
         if was_open:
             self._on_lost()
+
+
+async def _settled(future: asyncio.Future[None], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``future`` (not cancelling it); whether it is done."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(future), timeout)
+    return future.done()
 
 
 def _resolve(future: asyncio.Future[Any], value: object) -> None:

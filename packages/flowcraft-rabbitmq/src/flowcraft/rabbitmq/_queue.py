@@ -43,6 +43,11 @@ Spec sheet
   ``connect_timeout`` seconds, then raises ``TransientBackendError``. Unacked deliveries of the
   dead channel are redelivered by the broker (``redelivered``), and settling one of them raises
   ``TransientBackendError``; buffered, not yet returned deliveries of it are dropped.
+* Closing: ``close()`` closes every connection the adapter made, also those still being opened
+  (by a ``receive`` or ``enqueue`` under way, which then fail) or aborted, and returns once
+  their sockets are closed. A closed adapter opens no connection again: ``enqueue`` and
+  ``receive`` raise ``PermanentBackendError`` (a killed worker's late sends fail, as in a dead
+  process, instead of leaving a connection nobody closes). ``delete_queues`` still works.
 * Errors: pika and socket errors leave as ``TransientBackendError``/``PermanentBackendError``.
 """
 
@@ -159,7 +164,7 @@ class _Publisher:
             return self._link
 
     async def _open(self) -> Link:
-        link = Link(self._adapter.parameters, on_lost=lambda: None)
+        link = self._adapter.new_link(on_lost=lambda: None)
         await link.open(self._adapter.connect_timeout)
         try:
             timeout = self._adapter.operation_timeout
@@ -197,10 +202,6 @@ class _Publisher:
                 self._returned.add(seq)
                 return
 
-    async def close(self) -> None:
-        if self._link is not None:
-            await self._link.close()
-
 
 class _Consumer:
     """One connection consuming one queue into the adapter's buffer (bounded by prefetch)."""
@@ -228,7 +229,7 @@ class _Consumer:
                 )
 
     async def _open(self, prefetch: int) -> Link:
-        link = Link(self._adapter.parameters, on_lost=lambda: self._buffer(_LOST, _Lost(self)))
+        link = self._adapter.new_link(on_lost=lambda: self._buffer(_LOST, _Lost(self)))
         await link.open(self._adapter.connect_timeout)
         try:
             await self._consume(link, prefetch)
@@ -280,10 +281,6 @@ class _Consumer:
                 link.channel.basic_ack(tag)
             else:
                 link.channel.basic_nack(tag, requeue=requeue)
-
-    async def close(self) -> None:
-        if self._link is not None:
-            await self._link.close()
 
 
 class RabbitMqAdapter:
@@ -342,6 +339,9 @@ class RabbitMqAdapter:
             None if sticky_timeout is None else _Consumer(self, self.sticky_queue_name, _STICKY)
         )
         self._hops: set[asyncio.Task[None]] = set()
+        #: Every link made and not yet gone for good (open, opening or aborted): close() ends them.
+        self._links: set[Link] = set()
+        self._closed = False
 
     @property
     def capabilities(self) -> ports.QueueCapabilities:
@@ -412,31 +412,50 @@ class RabbitMqAdapter:
         return out
 
     async def close(self) -> None:
-        """Close both connections; unacked deliveries go back to the queue."""
+        """Close every connection, returning once their sockets are closed (idempotent).
+
+        Unacked deliveries go back to the queue. Connections being opened meanwhile are torn
+        down (their ``enqueue``/``receive`` fail); the adapter opens none again.
+        """
+        self._closed = True
         for task in list(self._hops):
             task.cancel()
         await asyncio.gather(*self._hops, return_exceptions=True)
-        await self._consumer.close()
-        if self._sticky is not None:
-            await self._sticky.close()
-        await self._publisher.close()
+        await asyncio.gather(*(link.close(self.operation_timeout) for link in list(self._links)))
+        self._links.clear()  # all gone (or given up on after the timeouts); none comes anew
 
     async def delete_queues(self) -> None:
-        """Delete the jobs, dead-letter and delay queues of this namespace (tests, teardown)."""
+        """Delete the jobs, dead-letter and delay queues of this namespace (tests, teardown).
+
+        Also after ``close()``: the link is its own, closed before this returns.
+        """
         link = Link(self.parameters, on_lost=lambda: None)
-        await link.open(self.connect_timeout)
         try:
+            await link.open(self.connect_timeout)
             names = [self.queue_name, self.dead_letter_queue_name, self.sticky_queue_name]
             names += [self.delay_queue_name(rung) for rung in LADDER_MS]
             for name in names:
                 await link.rpc("queue_delete", self.operation_timeout, queue=name)
         finally:
-            await link.close()
+            await link.close(self.operation_timeout)
 
     # ------------------------------------------------------------------ internals
 
+    def new_link(self, *, on_lost: Callable[[], None]) -> Link:
+        """A new (unopened) link, closed with the adapter; refused once the adapter is closed."""
+        if self._closed:
+            raise PermanentBackendError("connect: the RabbitMQ adapter is closed")
+        link = Link(self.parameters, on_lost=on_lost)
+        self._links.add(link)
+        link.on_closed(self._links.discard)
+        return link
+
     async def connect(self, open_link: Callable[[], Awaitable[Link]]) -> Link:
-        """Open a link, retrying with backoff for up to ``connect_timeout`` seconds."""
+        """Open a link, retrying with backoff for up to ``connect_timeout`` seconds.
+
+        ``open_link`` makes its link with ``new_link``: once the adapter is closed, the
+        attempts end with a ``PermanentBackendError``.
+        """
         deadline = asyncio.get_running_loop().time() + self.connect_timeout
         return await _with_backoff(open_link, deadline)
 
