@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from flowcraft.core._engine.state import RunStatus
 from flowcraft.core.testing.harness import Harness
 from flowcraft.core.testing.nodes import LOG, PEAK
 from flowcraft.core.testing.suite._dsl import bp, e, n
+from flowcraft.core.testing.suite._poll import eventually
 from flowcraft.core.testing.suite.test_wait_resume import _until
 
 
@@ -171,8 +170,7 @@ async def test_cancellation_keeps_committed_work(harness: Harness) -> None:
     )
     async with harness.session(blueprint) as s:
         handle = await s.start("cancel")
-        while "B" not in LOG[handle.run_id]:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: "B" in LOG[handle.run_id], "B started")
         await handle.cancel()
         await handle.cancel()
         result = await handle.result(timeout=20)

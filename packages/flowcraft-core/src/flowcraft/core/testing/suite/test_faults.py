@@ -15,6 +15,7 @@ from flowcraft.core.ports import Message, RunStore
 from flowcraft.core.testing.harness import Harness
 from flowcraft.core.testing.nodes import LOG, TICKETS
 from flowcraft.core.testing.suite._dsl import bp, e, n
+from flowcraft.core.testing.suite._poll import eventually
 from flowcraft.core.testing.suite.test_wait_resume import _until
 
 
@@ -55,8 +56,7 @@ async def test_worker_killed_mid_node_recovers(harness: Harness) -> None:
     async with harness.session(blueprint, workers=0, lease=2.0) as s:
         (victim,) = await s.start_workers(1)
         handle = await s.start("crash")
-        while "B" not in LOG[handle.run_id]:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: "B" in LOG[handle.run_id], "B started")
         await asyncio.sleep(0.3)  # mid-node: B sleeps 1.5 s
         await s.crash_worker(victim)
         await s.start_workers(1)
@@ -75,15 +75,16 @@ async def test_reconciler_revives_lost_work_only(harness: Harness) -> None:
     async with harness.session(blueprint, workers=0) as s:
         handle = await s.start("lost")
         first = (await s.start_workers(1))[0]
-        while "A" not in LOG[handle.run_id]:
-            await asyncio.sleep(0.02)
+        await eventually(lambda: "A" in LOG[handle.run_id], "A ran")
         await s.crash_worker(first)  # B's job may be lost with it (or sit in the queue)
         stats = await s.reconciler(stalled_after=0.0).run()
         assert stats.stalled_runs >= 1
         assert stats.failed_runs == 0
         await s.start_workers(1)
         await _until(s, handle.run_id, RunStatus.AWAITING)  # B done; W still waits
-        await asyncio.sleep(0.5)
+        again = await s.reconciler(stalled_after=0.0).run()  # nothing to revive in W
+        assert (again.failed_runs, await handle.status()) == (0, RunStatus.AWAITING)
+        await asyncio.sleep(0.3)  # (nothing to wait for: a revived W would complete the run)
         assert await handle.status() is RunStatus.AWAITING  # W never "revived"
         await handle.resume("W", output="w")
         result = await handle.result(timeout=20)
@@ -222,10 +223,7 @@ async def test_a_late_commit_of_a_zombie_attempt_does_not_stand_twice(harness: H
         running = asyncio.ensure_future(zombie.run(shutdown_timeout=10))
         try:
             handle = await s.start("zombie")
-            deadline = time.monotonic() + 20
-            while "T" not in LOG[handle.run_id]:
-                assert time.monotonic() < deadline, "T never started"
-                await asyncio.sleep(0.02)
+            await eventually(lambda: "T" in LOG[handle.run_id], "T started")
             await s.start_workers(1, lease=1.0)
             result = await handle.result(timeout=40)
         finally:

@@ -81,7 +81,15 @@ async def test_sleep_is_durable_and_holds_no_worker(harness: Harness) -> None:
         results = [await first.result(timeout=20), await second.result(timeout=20)]
         elapsed = time.monotonic() - began
     assert [r.output for r in results] == ["a", "b"]
-    assert 1.0 <= elapsed < 1.9  # both slept at once on a single-slot worker
+    assert elapsed >= 1.0
+    # Both slept at once on a single-slot worker: both timers were set before either run's
+    # next node was even sent (an order, not a clock reading).
+    sent = [message_id for message_id, _delay in s.recording.sent]
+    timers = [i for i, m in enumerate(sent) if ":TimerFired:Z" in m]
+    nexts = [i for i, m in enumerate(sent) if m.endswith(":T#1")]
+    assert len(timers) >= 2
+    assert nexts
+    assert max(timers[:2]) < min(nexts)
 
 
 async def test_resume_by_token_and_again_is_a_no_op(harness: Harness) -> None:
