@@ -1,12 +1,14 @@
 """The in-memory FlowRuntime and the distributed runtime (in-memory backend, 2 workers) give
-identical results on random blueprints."""
+identical results, and identical lifecycle events, on random blueprints."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 from flowcraft.core import Blueprint, FlowRuntime, RunResult, parse_blueprint
+from flowcraft.core.events import FlowEvent, NodeEvent
 from flowcraft.core.testing import nodes
 from flowcraft.core.testing.harness import Harness
 from flowcraft.core.testing.memory import MemoryBackendFactory
@@ -59,17 +61,35 @@ def _comparable(result: RunResult) -> dict[str, Any]:
     }
 
 
-async def _both(blueprint: Blueprint) -> tuple[RunResult, RunResult]:
+_Events = Counter[tuple[str, str, str, int]]
+
+
+def _lifecycle(events: list[FlowEvent]) -> _Events:
+    """The events as (type, node id, frame, attempt), run events with node "-"."""
+    return Counter(
+        (type(e).__name__, e.node_id, e.frame, e.attempt)
+        if isinstance(e, NodeEvent)
+        else (type(e).__name__, "-", "", 0)
+        for e in events
+    )
+
+
+async def _both(blueprint: Blueprint) -> tuple[RunResult, RunResult, _Events, _Events]:
     runtime = FlowRuntime(registry=nodes.registry())
+    local: list[FlowEvent] = []
+    runtime.events.subscribe(local.append)
     in_memory = await runtime.run(blueprint, {"x": 1}, timeout=10)
     runtime.close()
+    remote: list[FlowEvent] = []
     async with Harness(MemoryBackendFactory()).session(blueprint, workers=2) as session:
+        session.events.subscribe(remote.append)
         distributed = await session.run("random", {"x": 1}, timeout=20)
-    return in_memory, distributed
+    return in_memory, distributed, _lifecycle(local), _lifecycle(remote)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(blueprints())
 def test_same_results_in_memory_and_distributed(blueprint: Blueprint) -> None:
-    in_memory, distributed = asyncio.run(_both(blueprint))
+    in_memory, distributed, local, remote = asyncio.run(_both(blueprint))
     assert _comparable(distributed) == _comparable(in_memory)
+    assert remote == local

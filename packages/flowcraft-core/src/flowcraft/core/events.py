@@ -4,6 +4,10 @@ from flowcraft.core import events
 
 runtime.events.subscribe(print)                                  # every event
 runtime.events.subscribe(on_failure, events.NodeFailed, events.RunFailed)
+
+Distributed, the same events come from ``Worker.events`` and ``Client.events`` (pass one
+``EventBus`` as ``events=`` to several of them): each process emits the events of the decisions
+it saved, once they are saved, and a worker the starts of the attempts it runs.
 """
 
 from flowcraft.core._runtime.events import (

@@ -4,7 +4,9 @@
 start, which puts the first node attempts in the queue: a worker that comes later picks them
 up. ``result`` polls the run record with a bounded backoff (stores that can notify may offer
 faster paths later). ``resume`` and ``cancel`` go through the same decide step as workers, so a
-wrong resume fails at once with a clear error.
+wrong resume fails at once with a clear error. The lifecycle events of the decisions the client
+saves (a run started, resumed, cancelled, ...) go to :attr:`Client.events`; the workers emit the
+rest.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flowcraft.core._engine.codec import error_from_dict, state_to_document
 from flowcraft.core._engine.decide import new_run
 from flowcraft.core._engine.state import RunState, RunStatus
 from flowcraft.core._model.graph import Blueprint
+from flowcraft.core._runtime.events import EventBus
 from flowcraft.core._runtime.handle import HandleBase, check_resumed, resume_event
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core.errors import RunNotFoundError, TransientBackendError
@@ -50,6 +53,10 @@ class Client:
     the client (``await client.close()`` or ``async with client:``) before the process ends,
     or leftovers stay in outboxes of finished runs (harmless, never sent again once a run is
     over). ``outbox_removal_delay=None`` removes them at once.
+
+    ``events`` (``client.events``, a new bus if None) gets the lifecycle events of the
+    decisions this client saves (``start``, ``resume``, ``cancel``): pass the bus of the
+    workers of the same process to see every event in one place.
     """
 
     def __init__(
@@ -59,10 +66,16 @@ class Client:
         store: RunStore,
         blueprints: Sequence[Blueprint] | BlueprintSet,
         outbox_removal_delay: float | None = 0.02,
+        events: EventBus | None = None,
     ) -> None:
         bset = blueprints if isinstance(blueprints, BlueprintSet) else BlueprintSet(blueprints)
+        self.events = events if events is not None else EventBus()
         self.coordinator = Coordinator(
-            store=store, queue=queue, blueprints=bset, defer_outbox_removal=outbox_removal_delay
+            store=store,
+            queue=queue,
+            blueprints=bset,
+            defer_outbox_removal=outbox_removal_delay,
+            events=self.events,
         )
         self.store = store
 

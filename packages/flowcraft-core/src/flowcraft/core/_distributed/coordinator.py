@@ -30,6 +30,12 @@ that saves no outbox for its run-ahead steps writes and removes no outbox rows f
 Sending, and removing what was sent from the outbox (deferred and batched, or with the run's
 next save), is the :class:`~flowcraft.core._distributed.sender.Sender`'s. A save also removes
 the messages of the attempts whose outcomes it commits (``save_state(sent=...)``).
+
+Lifecycle events (``events``, an :class:`~flowcraft.core._runtime.events.EventBus`) of the
+decisions of a save are emitted once that save committed, before its messages go out, and only
+if someone listens: a decision that lost its compare-and-set is decided again (and emits then,
+if it still changes anything), and one that changed nothing emits nothing. A node attempt's
+start is left to the worker that starts it.
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ from flowcraft.core._engine.codec import (
     state_to_document,
 )
 from flowcraft.core._engine.decide import apply
-from flowcraft.core._engine.state import RunState, RunStatus
+from flowcraft.core._engine.state import NodeStatus, RunState, RunStatus
+from flowcraft.core._runtime.events import EventBus, event_of
 from flowcraft.core._runtime.result import result_of
 from flowcraft.core.errors import FlowcraftError, RunNotFoundError
 from flowcraft.core.ports import JobQueue, Message, RunRecord, RunStore, StoredState
@@ -174,6 +181,7 @@ class Coordinator:
             that decided them (and holds the run's state) runs them (workers set it).
         ahead: With ``sticky``: a worker that runs some of a decision's sticky node jobs at
             once (their leases taken by the save itself), see :class:`AheadRunner`.
+        events: Where the lifecycle events of the decisions saved here go (a new bus if None).
     """
 
     def __init__(
@@ -188,8 +196,10 @@ class Coordinator:
         defer_outbox_removal: float | None = None,
         sticky: bool = False,
         ahead: AheadRunner | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.store = store
+        self.events = events if events is not None else EventBus()
         self.queue = queue
         self.blueprints = blueprints
         self.clock = clock
@@ -407,7 +417,7 @@ class Coordinator:
                 if saved is not None:
                     saved.set_result(ok)
             if ok:
-                self._remember(run_id, version + 1, state)
+                self._committed(version + 1, state, events, decisions)
                 applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
                 return applied, (*resend, *messages), jobs, ahead
             self._forget_state(run_id, state)  # changed but not saved: never read it again
@@ -417,6 +427,33 @@ class Coordinator:
                 commits = ()
             await asyncio.sleep(random.uniform(0, 0.002))  # noqa: S311 - contention backoff
         raise ConflictError(f"run {run_id}: state changed {self._max_conflicts} times under us")
+
+    def _committed(
+        self,
+        version: int,
+        state: RunState,
+        applied: Sequence[ev.Event],
+        decisions: Sequence[act.Decision],
+    ) -> None:
+        """``decisions`` (of ``applied``) were saved as ``version``: remember, then emit."""
+        self._remember(state.run_id, version, state)
+        if self.events.has_listeners:  # nobody listens: no event is built
+            self._emit(state, applied, decisions)
+
+    def _emit(
+        self, state: RunState, applied: Sequence[ev.Event], decisions: Sequence[act.Decision]
+    ) -> None:
+        """Emit the lifecycle events of the saved ``decisions`` (those of ``applied``)."""
+        try:
+            now = self.clock()
+            for event, decision in zip(applied, decisions, strict=True):
+                first = isinstance(event, ev.RunStarted)
+                for notice in _notices(decision):
+                    public = event_of(notice, state, at=now, first=first)
+                    if public is not None:
+                        self.events.emit(public)
+        except Exception:  # the save stands: a bug here must not look like a failed decide
+            _log.exception("run %s: lifecycle events not emitted", state.run_id)
 
     async def _standing(
         self,
@@ -619,6 +656,21 @@ def _changed(decision: act.Decision) -> bool:
     return bool(
         decision.notices or decision.actions or decision.finished or decision.context_writes
     )
+
+
+def _notices(decision: act.Decision) -> list[act.Notice]:
+    """The notices the decider reports: a task attempt's start is its worker's to report."""
+    actions = decision.actions
+    handed = {(a.node_id, a.frame, a.attempt) for a in actions if isinstance(a, act.RunNode)}
+    if not handed:
+        return decision.notices
+    return [
+        notice
+        for notice in decision.notices
+        if not isinstance(notice, act.NodeNotice)
+        or notice.status is not NodeStatus.RUNNING
+        or (notice.node_id, notice.frame, notice.attempt) not in handed
+    ]
 
 
 def _dedupe_attempts(

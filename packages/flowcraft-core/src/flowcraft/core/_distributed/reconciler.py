@@ -25,6 +25,7 @@ from flowcraft.core._engine.decide import run_node_action
 from flowcraft.core._engine.plan import NodeKind
 from flowcraft.core._engine.scope import resolve_inputs
 from flowcraft.core._engine.state import NodeRecord, NodeStatus, RunState
+from flowcraft.core._runtime.events import EventBus
 from flowcraft.core.ports import JobQueue, RunRecord, RunStore
 
 _log = logging.getLogger("flowcraft.reconciler")
@@ -53,6 +54,8 @@ class Reconciler:
     Args:
         stalled_after: Seconds without a saved state after which a run counts as stalled.
         batch: Most runs looked at per pass.
+        events: Where the lifecycle events of its decisions go (a run recorded but never
+            started, which it starts), as for ``Client``; a new bus if None.
     """
 
     def __init__(
@@ -64,8 +67,12 @@ class Reconciler:
         stalled_after: float = 60.0,
         batch: int = 100,
         clock: Callable[[], float] = time.time,
+        events: EventBus | None = None,
     ) -> None:
-        self.coordinator = Coordinator(store=store, queue=queue, blueprints=blueprints, clock=clock)
+        self.coordinator = Coordinator(
+            store=store, queue=queue, blueprints=blueprints, clock=clock, events=events
+        )
+        self.events = self.coordinator.events
         self.store = store
         self.stalled_after = stalled_after
         self.batch = batch

@@ -7,7 +7,8 @@ the outbox) -> ack. Nothing is acked before durable progress; a crash anywhere m
 come back, and every step is safe to repeat. Poison messages (undecodable, or still
 unprocessable after ``max_deliveries``) are dead-lettered with a logged reason, never dropped.
 A job pinned to a blueprint version this worker lacks is left for a worker that has it
-(nacked with a delay).
+(nacked with a delay). Lifecycle events go to :attr:`Worker.events`: those of the decisions
+this worker saves, and the start of every attempt it runs.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from flowcraft.core._engine.decide import new_run
 from flowcraft.core._engine.state import NodeStatus, RunState
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.context import CancelFlag
+from flowcraft.core._runtime.events import EventBus, NodeStarted
 from flowcraft.core._runtime.execute import NodeExecutor
 from flowcraft.core._runtime.nodes import NodeForms
 from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
@@ -72,6 +74,9 @@ class Worker:
         poll: Seconds one ``receive`` waits for messages.
         outbox_removal_delay: Seconds sent messages are collected before one batched removal
             from the outboxes (they are removed when the worker stops, too).
+        events: The bus for lifecycle events (``worker.events``, a new one if None): the
+            events of the decisions this worker saves and ``NodeStarted`` of the attempts it
+            runs. Share one bus between workers (and a client) of a process to see them all.
     """
 
     def __init__(
@@ -92,8 +97,10 @@ class Worker:
         serializer: Serializer | None = None,
         worker_id: str | None = None,
         outbox_removal_delay: float = 0.02,
+        events: EventBus | None = None,
     ) -> None:
         self.id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
+        self.events = events if events is not None else EventBus()
         self.queue = queue
         self.store = store
         self.coordination = coordination
@@ -105,6 +112,7 @@ class Worker:
             defer_outbox_removal=outbox_removal_delay,
             sticky=True,
             ahead=self,
+            events=self.events,
         )
         self._threads = ThreadPoolExecutor(max(4, concurrency), thread_name_prefix="flowcraft-node")
         self.executor = NodeExecutor(
@@ -447,6 +455,8 @@ class Worker:
             return None  # cancelled or superseded: nothing to run, nothing to commit
         cancelled = CancelFlag()
         ctx = self.executor.context_for(action, state, cancelled)
+        if self.events.has_listeners:
+            self._started(job.run_id, action)
         this = asyncio.current_task()
         assert this is not None
         beat = _Heartbeat(self, job.run_id, action.idempotency_key, delivery, this, cancelled)
@@ -457,6 +467,18 @@ class Worker:
             beat.stop()
             took = time.perf_counter() - began
             self._node_time += (took - self._node_time) * 0.2
+
+    def _started(self, run_id: str, action: RunNode) -> None:
+        """Emit the start of an attempt this worker runs now (once per execution)."""
+        self.events.emit(
+            NodeStarted(
+                run_id=run_id,
+                at=time.time(),
+                node_id=action.node_id,
+                frame=action.frame,
+                attempt=action.attempt,
+            )
+        )
 
 
 class _Heartbeat:

@@ -21,10 +21,8 @@ from flowcraft.core._engine.actions import (
     CancelChildRun,
     CancelNode,
     Decision,
-    NodeNotice,
     ResumeChildRun,
     RunNode,
-    RunNotice,
     ScheduleTimer,
     StartChildRun,
 )
@@ -230,45 +228,9 @@ class RunDriver:
     def _emit(self, decision: Decision, *, first: bool) -> None:
         now = time.time()
         for notice in decision.notices:
-            event = self._public_event(notice, now, first)
+            event = public.event_of(notice, self.state, at=now, first=first)
             if event is not None:
                 self.runtime.events.emit(event)
-
-    def _public_event(
-        self, notice: NodeNotice | RunNotice, now: float, first: bool
-    ) -> public.FlowEvent | None:
-        if isinstance(notice, RunNotice):
-            return self._run_event(notice.status, now, first)
-        common: dict[str, Any] = {
-            "run_id": self.run_id,
-            "at": now,
-            "node_id": notice.node_id,
-            "frame": notice.frame,
-            "attempt": notice.attempt,
-        }
-        if notice.status is NodeStatus.PENDING:
-            return public.NodeRetrying(error=notice.error, **common) if notice.retrying else None
-        if notice.status is NodeStatus.SUCCEEDED:
-            record = self.state.nodes.get((notice.node_id, notice.frame))
-            resumed = record is not None and record.resumed
-            return public.NodeResumed(**common) if resumed else public.NodeSucceeded(**common)
-        if notice.status is NodeStatus.FAILED:
-            return public.NodeFailed(error=notice.error, **common)
-        if notice.status is NodeStatus.AWAITING:
-            record = self.state.nodes.get((notice.node_id, notice.frame))
-            return public.NodeAwaiting(token=record.token if record else None, **common)
-        factory: Callable[..., public.FlowEvent] = _NODE_EVENTS[notice.status]
-        return factory(**common)
-
-    def _run_event(self, status: RunStatus, now: float, first: bool) -> public.FlowEvent:
-        if status is RunStatus.COMPLETED:
-            return public.RunCompleted(run_id=self.run_id, at=now, output=self.state.output)
-        if status is RunStatus.FAILED:
-            return public.RunFailed(run_id=self.run_id, at=now, errors=tuple(self.state.errors))
-        if status is RunStatus.RUNNING and not first:
-            return public.RunResumed(run_id=self.run_id, at=now)
-        factory: Callable[..., public.FlowEvent] = _RUN_EVENTS[status]
-        return factory(run_id=self.run_id, at=now)
 
 
 _ACTIONS: dict[type, Callable[[RunDriver, Any], None]] = {
@@ -278,17 +240,6 @@ _ACTIONS: dict[type, Callable[[RunDriver, Any], None]] = {
     CancelChildRun: RunDriver._cancel_child,
     ResumeChildRun: RunDriver._resume_child,
     CancelNode: RunDriver._cancel_node,
-}
-_NODE_EVENTS: dict[NodeStatus, Callable[..., public.FlowEvent]] = {
-    NodeStatus.RUNNING: public.NodeStarted,
-    NodeStatus.SKIPPED: public.NodeSkipped,
-    NodeStatus.SLEEPING: public.NodeSleeping,
-    NodeStatus.CANCELLED: public.NodeCancelled,
-}
-_RUN_EVENTS: dict[RunStatus, Callable[..., public.FlowEvent]] = {
-    RunStatus.RUNNING: public.RunStarted,
-    RunStatus.AWAITING: public.RunAwaiting,
-    RunStatus.CANCELLED: public.RunCancelled,
 }
 _OUTCOMES = {
     RunStatus.COMPLETED: ev.ChildOutcome.COMPLETED,

@@ -4,6 +4,14 @@ Every event carries ``run_id`` and ``at`` (epoch seconds); node events also carr
 ``frame`` and ``attempt``. Emitting never blocks execution and a failing listener never fails a
 run: sync listeners are called in a guard, async listeners are scheduled as tasks, and any
 exception they raise is logged on ``flowcraft.events``.
+
+The same events, built by :func:`event_of` from the decision core's notices, come from every
+runtime. In memory (``FlowRuntime.events``) each is emitted once. Distributed
+(``Worker.events``, ``Client.events``), the process that made a decision emits its events right
+after the save of that decision committed (a decision that lost its compare-and-set, or that
+changed nothing, emits nothing), so a duplicate delivery never repeats one; if that process dies
+between its save and the emit, they are lost (at most once). :class:`NodeStarted` is the
+exception: the worker that starts the attempt emits it, once per execution (see there).
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flowcraft.core._engine.state import NodeError
+from flowcraft.core._engine.actions import NodeNotice, RunNotice
+from flowcraft.core._engine.state import NodeError, NodeStatus, RunState, RunStatus
 
 _log = logging.getLogger("flowcraft.events")
 
@@ -78,7 +87,13 @@ class NodeEvent(FlowEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeStarted(NodeEvent):
-    """An attempt started."""
+    """An attempt started.
+
+    Distributed, the worker that runs the attempt emits it as it starts it: once per execution,
+    so at least once per attempt (an attempt run again after its worker crashed, or whose lease
+    lapsed, starts again with the same ``attempt``). An attempt that never runs (its run was
+    cancelled or failed first) has none.
+    """
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,3 +184,57 @@ class EventBus:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             _log.error("async event listener failed", exc_info=task.exception())
+
+
+def event_of(
+    notice: NodeNotice | RunNotice, state: RunState, *, at: float, first: bool
+) -> FlowEvent | None:
+    """The public event of a decision's ``notice``, over ``state`` (the run after the decision).
+
+    ``first``: the decision applied the run's start (a run that runs again is resumed). None
+    for a notice no event reports (a node back to pending without a retry).
+    """
+    if isinstance(notice, RunNotice):
+        return _run_event(notice.status, state, at, first)
+    common: dict[str, Any] = {
+        "run_id": state.run_id,
+        "at": at,
+        "node_id": notice.node_id,
+        "frame": notice.frame,
+        "attempt": notice.attempt,
+    }
+    status = notice.status
+    if status is NodeStatus.PENDING:
+        return NodeRetrying(error=notice.error, **common) if notice.retrying else None
+    if status is NodeStatus.FAILED:
+        return NodeFailed(error=notice.error, **common)
+    record = state.nodes.get((notice.node_id, notice.frame))
+    if status is NodeStatus.SUCCEEDED:
+        resumed = record is not None and record.resumed
+        return NodeResumed(**common) if resumed else NodeSucceeded(**common)
+    if status is NodeStatus.AWAITING:
+        return NodeAwaiting(token=record.token if record else None, **common)
+    return _NODE_EVENTS[status](**common)
+
+
+def _run_event(status: RunStatus, state: RunState, at: float, first: bool) -> FlowEvent:
+    if status is RunStatus.COMPLETED:
+        return RunCompleted(run_id=state.run_id, at=at, output=state.output)
+    if status is RunStatus.FAILED:
+        return RunFailed(run_id=state.run_id, at=at, errors=tuple(state.errors))
+    if status is RunStatus.RUNNING and not first:
+        return RunResumed(run_id=state.run_id, at=at)
+    return _RUN_EVENTS[status](run_id=state.run_id, at=at)
+
+
+_NODE_EVENTS: dict[NodeStatus, Callable[..., FlowEvent]] = {
+    NodeStatus.RUNNING: NodeStarted,
+    NodeStatus.SKIPPED: NodeSkipped,
+    NodeStatus.SLEEPING: NodeSleeping,
+    NodeStatus.CANCELLED: NodeCancelled,
+}
+_RUN_EVENTS: dict[RunStatus, Callable[..., FlowEvent]] = {
+    RunStatus.RUNNING: RunStarted,
+    RunStatus.AWAITING: RunAwaiting,
+    RunStatus.CANCELLED: RunCancelled,
+}

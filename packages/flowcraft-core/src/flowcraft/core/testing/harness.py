@@ -21,6 +21,7 @@ from flowcraft.core._distributed.client import Client, DistributedRunHandle
 from flowcraft.core._distributed.reconciler import Reconciler
 from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._model.graph import Blueprint
+from flowcraft.core._runtime.events import EventBus
 from flowcraft.core._runtime.result import RunResult
 from flowcraft.core.backends import Backend, BackendFactory
 from flowcraft.core.ports import Delivery, JobQueue, Message, QueueCapabilities
@@ -132,7 +133,11 @@ class RecordingQueue:
 
 
 class Session:
-    """Workers and a client over one backend with a set of blueprints."""
+    """Workers and a client over one backend with a set of blueprints.
+
+    They all share :attr:`events`, one lifecycle-event bus: subscribe to it to see the events
+    of every run of the session, whichever worker (or the client) emitted them.
+    """
 
     def __init__(
         self,
@@ -147,8 +152,12 @@ class Session:
         self.registry = dict(registry) if registry is not None else nodes.registry()
         self.blueprints = BlueprintSet(blueprints)
         self.recording = Recording()
+        #: The lifecycle events of the client, every worker and the reconcilers of the session.
+        self.events = EventBus()
         self.queue: JobQueue = self._wrap(backend.queue, duplicate)
-        self.client = Client(queue=self.queue, store=backend.store, blueprints=self.blueprints)
+        self.client = Client(
+            queue=self.queue, store=backend.store, blueprints=self.blueprints, events=self.events
+        )
         self.workers: list[Worker] = []
         self._tasks: dict[Worker, asyncio.Task[None]] = {}
         self._queues: dict[Worker, JobQueue] = {}
@@ -179,7 +188,7 @@ class Session:
                 coordination=self.backend.coordination,
                 registry=self.registry,
                 blueprints=known,
-                **{**self._options, **options},
+                **{"events": self.events, **self._options, **options},
             )
             self._tasks[worker] = asyncio.ensure_future(worker.run(shutdown_timeout=5))
             self._queues[worker] = queue
@@ -235,6 +244,7 @@ class Session:
             store=self.backend.store,
             blueprints=self.blueprints,
             stalled_after=stalled_after,
+            events=self.events,
         )
 
     async def stop(self) -> None:
