@@ -161,3 +161,30 @@ async def test_sticky_is_plain_until_the_adapter_consumes(
         await consumer.close()
         await publisher.close()
         await publisher.delete_queues()
+
+
+async def test_stop_receiving_hands_the_prefetched_messages_to_others(
+    rabbitmq_url: str, namespace: str
+) -> None:
+    draining = RabbitMqAdapter(rabbitmq_url, prefix=namespace, prefetch=5, sticky_timeout=None)
+    other = RabbitMqAdapter(rabbitmq_url, prefix=namespace, prefetch=5, sticky_timeout=None)
+    try:
+        for i in range(5):
+            await draining.enqueue(message(i))
+        (held,) = await draining.receive(1, wait=2.0)  # the other four wait in its buffer
+        await draining.stop_receiving()
+        await draining.stop_receiving()  # idempotent
+        got: list[ports.Delivery] = []
+        while len(got) < 4:
+            more = await other.receive(5, wait=5.0)
+            assert more, f"only {len(got)} of the 4 prefetched messages came back"
+            got += more
+        assert sorted(d.message_id for d in [held, *got]) == [f"m{i}" for i in range(5)]
+        await held.ack()  # what it handed out stays settleable
+        for delivery in got:
+            await delivery.ack()
+        assert await draining.receive(5, wait=0.3) == []
+    finally:
+        await other.close()
+        await draining.close()
+        await draining.delete_queues()

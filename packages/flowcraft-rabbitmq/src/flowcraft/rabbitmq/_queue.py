@@ -43,6 +43,9 @@ Spec sheet
   ``connect_timeout`` seconds, then raises ``TransientBackendError``. Unacked deliveries of the
   dead channel are redelivered by the broker (``redelivered``), and settling one of them raises
   ``TransientBackendError``; buffered, not yet returned deliveries of it are dropped.
+* Draining: ``stop_receiving()`` cancels the consumers (``basic.cancel``; the channels stay
+  open, so deliveries already handed out can still be settled) and requeues what the prefetch
+  buffer holds, so a worker that drains a long node does not sit on jobs others could run.
 * Closing: ``close()`` closes every connection the adapter made, also those still being opened
   (by a ``receive`` or ``enqueue`` under way, which then fail) or aborted, and returns once
   their sockets are closed. A closed adapter opens no connection again: ``enqueue`` and
@@ -212,7 +215,9 @@ class _Consumer:
         self.priority = priority
         self._link: Link | None = None
         self._lock = asyncio.Lock()
+        self._tag: str | None = None
         self.prefetch = 0
+        self.stopped = False
 
     @property
     def generation(self) -> int:
@@ -223,6 +228,8 @@ class _Consumer:
         """Connect and consume unless a live channel does (``prefetch`` fixed on first call)."""
         self.prefetch = self.prefetch or prefetch
         async with self._lock:
+            if self.stopped:
+                return
             if self._link is None or not self._link.is_open:
                 self._link = await self._adapter.connect(
                     functools.partial(self._open, self.prefetch)
@@ -245,13 +252,25 @@ class _Consumer:
         timeout = self._adapter.operation_timeout
         await link.rpc("basic_qos", timeout, prefetch_count=prefetch)
         await self._adapter.declare(link, self.queue)
-        await link.rpc(
+        ok = await link.rpc(
             "basic_consume",
             timeout,
             queue=self.queue,
             on_message_callback=functools.partial(self._on_message, link.generation),
             auto_ack=False,
         )
+        self._tag = str(ok.method.consumer_tag)
+
+    async def stop(self) -> None:
+        """Cancel the consumer: the broker sends it nothing more (the channel stays open)."""
+        async with self._lock:
+            if self.stopped:
+                return
+            self.stopped = True
+            link, tag, self._tag = self._link, self._tag, None
+            if link is None or not link.is_open or tag is None:
+                return
+            await link.rpc("basic_cancel", self._adapter.operation_timeout, consumer_tag=tag)
 
     def _on_message(
         self, generation: int, _channel: Untyped, method: Untyped, properties: Untyped, body: bytes
@@ -411,6 +430,21 @@ class RabbitMqAdapter:
                 out.append(delivery)
         return out
 
+    async def stop_receiving(self) -> None:
+        """Cancel the consumers and requeue what they fetched but ``receive`` did not return.
+
+        Deliveries already returned stay settleable until ``close``. Idempotent.
+        """
+        consumers = [c for c in (self._consumer, self._sticky) if c is not None]
+        for consumer in consumers:
+            with contextlib.suppress(BackendError):  # a dead channel requeues them anyway
+                await consumer.stop()
+        while not self.buffer.empty():
+            _, _, item = self.buffer.get_nowait()
+            if isinstance(item, _Incoming) and item.generation == item.source.generation:
+                with contextlib.suppress(BackendError):
+                    item.source.settle(item.generation, item.tag, requeue=True)
+
     async def close(self) -> None:
         """Close every connection, returning once their sockets are closed (idempotent).
 
@@ -524,7 +558,7 @@ class RabbitMqAdapter:
             except TimeoutError:
                 return None
             if isinstance(item, _Lost):  # the channel died: reconnect and keep waiting
-                await item.source.ready(item.source.prefetch)
+                await item.source.ready(item.source.prefetch)  # (not once stopped)
             elif item.generation == item.source.generation:
                 return item
 

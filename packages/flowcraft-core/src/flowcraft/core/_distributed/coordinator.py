@@ -532,6 +532,12 @@ class Coordinator:
             self.sender.removed(run_id, sent)
         return saved
 
+    def abandon(self) -> None:
+        """Drop everything under way, finishing nothing (fault injection: a process dies)."""
+        self.sender.abandon()
+        for task in list(self._tasks):
+            task.cancel()
+
     async def close(self) -> None:
         """Finish queued decides and deferred outbox removals."""
         while self._tasks:

@@ -123,6 +123,13 @@ class Sender:
                 self._defer, self._start_flush
             )
 
+    def abandon(self) -> None:
+        """Forget the deferred removals (the process is dying: nothing is finished)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._sent.clear()
+
     def unstick(self) -> None:
         """Send without the sticky hint from now on (a draining worker takes no new job)."""
         self._sticky = False

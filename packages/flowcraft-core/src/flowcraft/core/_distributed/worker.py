@@ -175,6 +175,7 @@ class Worker:
         self.stopping.set()
         for task in list(self._inflight):
             task.cancel()
+        self.coordinator.abandon()  # no decide or send of this "process" goes on
 
     async def _receive_batch(self, slots: asyncio.Semaphore) -> None:
         free = self.concurrency - len(self._inflight)
