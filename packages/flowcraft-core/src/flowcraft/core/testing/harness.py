@@ -38,8 +38,8 @@ __all__ = [
 ]
 
 
-class DuplicatingQueue:
-    """Wraps a queue so every message is enqueued twice (duplicate delivery of everything)."""
+class _Wrapped:
+    """A queue around another: everything but ``enqueue`` goes to the inner queue."""
 
     def __init__(self, inner: JobQueue) -> None:
         self._inner = inner
@@ -48,12 +48,6 @@ class DuplicatingQueue:
     def capabilities(self) -> QueueCapabilities:
         """The inner queue's capabilities."""
         return self._inner.capabilities
-
-    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
-        """Enqueue twice (the twin never sticky: it may reach another worker)."""
-        await self._inner.enqueue(message, delay=delay, sticky=sticky)
-        twin = Message(id=f"{message.id}#dup", body=message.body)
-        await self._inner.enqueue(twin if self._inner.capabilities.dedup else message, delay=delay)
 
     async def receive(self, max_messages: int, wait: float) -> Sequence[Delivery]:
         """Receive from the inner queue."""
@@ -66,6 +60,16 @@ class DuplicatingQueue:
     async def close(self) -> None:
         """Close the inner queue."""
         await self._inner.close()
+
+
+class DuplicatingQueue(_Wrapped):
+    """Wraps a queue so every message is enqueued twice (duplicate delivery of everything)."""
+
+    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
+        """Enqueue twice (the twin never sticky: it may reach another worker)."""
+        await self._inner.enqueue(message, delay=delay, sticky=sticky)
+        twin = Message(id=f"{message.id}#dup", body=message.body)
+        await self._inner.enqueue(twin if self._inner.capabilities.dedup else message, delay=delay)
 
 
 class Recording:
@@ -87,7 +91,7 @@ class Recording:
         self.which = which
 
 
-class RecordingQueue:
+class RecordingQueue(_Wrapped):
     """Wraps a queue: records every enqueue and loses the messages it is told to lose.
 
     A lost message is one whose ``enqueue`` returned as if it were durable but that never
@@ -96,7 +100,7 @@ class RecordingQueue:
     """
 
     def __init__(self, inner: JobQueue, recording: Recording) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.recording = recording
 
     @property
@@ -118,18 +122,6 @@ class RecordingQueue:
             recording.lost.append(message.id)
             return
         await self._inner.enqueue(message, delay=delay, sticky=sticky)
-
-    async def receive(self, max_messages: int, wait: float) -> Sequence[Delivery]:
-        """Receive from the inner queue."""
-        return await self._inner.receive(max_messages, wait)
-
-    async def stop_receiving(self) -> None:
-        """Stop the inner queue's receiving."""
-        await self._inner.stop_receiving()
-
-    async def close(self) -> None:
-        """Close the inner queue."""
-        await self._inner.close()
 
 
 class Session:
