@@ -61,6 +61,7 @@ RUNTIME_API = {
     "RunHandle",
     "RunNotFoundError",
     "RunResult",
+    "AwaitingNode",
     "RunStatus",
     "Serializer",
     "Suspend",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,3 +152,35 @@ async def test_examples_through_the_python_api() -> None:
     result = await runtime.run(blueprint, orders)
     assert result.status is RunStatus.COMPLETED
     assert result.outputs["fetch_rates"] == {"EUR": 1.0, "USD": 0.92, "GBP": 1.17}
+
+
+def _flowcraft(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``flowcraft`` command, run from the repository root as a user would."""
+    command = Path(sys.executable).with_name("flowcraft")
+    return subprocess.run(
+        [str(command), *args], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+    )
+
+
+APPROVAL = (
+    "run", "examples/approval/approval.yaml", "--registry", "examples.approval.nodes:registry",
+    "--input", '{"title": "Q3 report"}', "--no-watch",
+)  # fmt: skip
+
+
+def test_a_resume_with_an_action_the_wait_does_not_declare_is_refused() -> None:
+    refused = _flowcraft(*APPROVAL, "--resume", "review:maybe")
+    assert refused.returncode == 2
+    assert "action 'maybe'" in refused.stderr
+    assert "approve, reject" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_an_awaiting_run_says_how_to_resume_it() -> None:
+    waiting = _flowcraft(*APPROVAL)
+    assert waiting.returncode == 1
+    result = json.loads(waiting.stdout)
+    assert result["status"] == "awaiting"
+    (review,) = result["awaiting"]
+    assert (review["node_id"], review["actions"]) == ("review", ["approve", "reject"])
+    assert review["token"]

@@ -299,6 +299,24 @@ async def test_wait_resume_by_handle_and_token_and_errors() -> None:
     assert "no" not in result.outputs
 
 
+async def test_a_resume_with_an_undeclared_action_is_refused_and_the_wait_stays() -> None:
+    rt = FlowRuntime(registry={"echo": _echo})
+    handle = await rt.start(_wait_plan())
+    await asyncio.sleep(0)
+    (waiting,) = handle.snapshot().awaiting
+    assert (waiting.node_id, waiting.frame, waiting.actions) == ("W", "", ("approve", "reject"))
+    assert waiting.token
+    with pytest.raises(ResumeError, match=r"no edge for action 'maybe'.*approve, reject") as info:
+        await handle.resume("W", action="maybe")
+    assert info.value.code == "unknown-action"
+    assert handle.status() is RunStatus.AWAITING  # nothing moved: resume it properly
+    assert handle.snapshot().to_dict()["awaiting"][0]["actions"] == ["approve", "reject"]
+    await handle.resume(token=waiting.token, output="fine", action="reject")
+    result = await handle.result(timeout=2)
+    assert (result.outputs["no"], result.awaiting) == ("fine", ())
+    assert "awaiting" not in result.to_dict()
+
+
 async def test_cancel_keeps_committed_work() -> None:
     started = asyncio.Event()
 

@@ -58,7 +58,7 @@ from flowcraft.core._model.problems import ALL_CODES, Code
 from flowcraft.core._model.schema import blueprint_json_schema
 from flowcraft.core._runtime.context import NodeContext, Result, RunContext, Suspend
 from flowcraft.core._runtime.events import EventBus
-from flowcraft.core._runtime.result import RunResult
+from flowcraft.core._runtime.result import AwaitingNode, RunResult
 from flowcraft.core._runtime.runtime import FlowRuntime, RunHandle
 from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
 from flowcraft.core.errors import (
@@ -79,6 +79,7 @@ __all__ = [
     "BUILTIN_KINDS",
     "SCOPE_NAMES",
     "STATE_STYLES",
+    "AwaitingNode",
     "Blueprint",
     "BlueprintError",
     "BlueprintSet",

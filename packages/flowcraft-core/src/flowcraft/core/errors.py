@@ -148,7 +148,10 @@ class RunNotFoundError(RunError, KeyError):
 
 
 class ResumeError(RunError, ValueError):
-    """A resume named a node that is not awaiting (``.code``: ``not-awaiting``/``unknown-node``)."""
+    """A resume the run refuses.
+
+    ``.code``: ``not-awaiting``, ``unknown-node`` or ``unknown-action``.
+    """
 
     def __init__(self, run_id: str, code: str, message: str) -> None:
         self.code = code

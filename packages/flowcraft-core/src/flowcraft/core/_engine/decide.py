@@ -363,8 +363,21 @@ class Machine:
                 )
             )
             return
+        declared = self._declared_actions(record)
+        if event.action is not None and declared and event.action not in declared:
+            self._reject(
+                "unknown-action",
+                f"node {record.node_id!r} (frame {record.frame!r}) has no edge for action "
+                f"{event.action!r}; its actions: {', '.join(sorted(declared))}",
+            )
+            return
         record.resumed = True
         self.succeed(record, event.output, event.action)
+
+    def _declared_actions(self, record: NodeRecord) -> frozenset[str]:
+        """The actions of the node's outgoing edges (empty: it routes without actions)."""
+        edges = self.state.frames[record.frame].plan.outgoing.get(record.node_id, ())
+        return frozenset(e.action for e in edges if e.action is not None)
 
     def _resume_key(self, event: NodeResumed) -> InstanceKey | None:
         if event.token is not None:

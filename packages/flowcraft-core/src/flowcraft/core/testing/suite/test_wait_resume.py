@@ -23,11 +23,34 @@ async def _until(session: Session, run_id: str, status: RunStatus, timeout: floa
 
 
 async def _token(session: Session, run_id: str, node_id: str, frame: str = "") -> str:
-    """The resume token of an awaiting node instance, as the run's state holds it."""
-    _record, _stored, state = await session.client.coordinator.load_run(run_id)
-    token = state.nodes[(node_id, frame)].token
+    """The resume token of an awaiting node instance, as the run's result tells it."""
+    snapshot = await session.client.snapshot(run_id)
+    (token,) = [a.token for a in snapshot.awaiting if (a.node_id, a.frame) == (node_id, frame)]
     assert token is not None
     return token
+
+
+async def test_an_undeclared_action_is_refused_and_the_run_says_how_to_resume(
+    harness: Harness,
+) -> None:
+    blueprint = bp(
+        "review",
+        [n("W", "flowcraft.wait"), n("OK", "echo"), n("NO", "echo")],
+        [e("W", "OK", action="approve"), e("W", "NO", action="reject")],
+    )
+    async with harness.session(blueprint) as s:
+        handle = await s.start("review")
+        await _until(s, handle.run_id, RunStatus.AWAITING)
+        (waiting,) = (await s.client.snapshot(handle.run_id)).awaiting
+        assert (waiting.node_id, waiting.actions) == ("W", ("approve", "reject"))
+        with pytest.raises(ResumeError, match=r"'maybe'.*approve, reject") as refused:
+            await handle.resume("W", output="?", action="maybe")
+        assert refused.value.code == "unknown-action"
+        assert await handle.status() is RunStatus.AWAITING
+        assert waiting.token is not None
+        await s.client.resume(handle.run_id, token=waiting.token, output="yes", action="approve")
+        result = await handle.result(timeout=20)
+    assert (result.status, result.outputs) == (RunStatus.COMPLETED, {"W": "yes", "OK": "yes"})
 
 
 async def test_wait_with_action_duplicate_and_wrong_resume(harness: Harness) -> None:
