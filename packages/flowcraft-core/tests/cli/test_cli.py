@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,15 @@ def test_typescript_dialect_flag(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "$.nodes[0].config.maxRetries: FC005" in capsys.readouterr().err
     assert main(["validate", str(path), "--dialect", "python"]) == 1
     assert "$.nodes[0].config.maxRetries: FC004 unknown-field" in capsys.readouterr().err
+
+
+def test_an_unknown_backend_option_lists_the_accepted_ones() -> None:
+    command = Path(sys.executable).with_name("flowcraft")
+    done = subprocess.run(
+        [str(command), "conformance", "--backend", "memory", "--option", "visiblity=1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "backend 'memory' has no option 'visiblity' (did you mean 'visibility'?)" in done.stderr
+    assert "its options: sticky, visibility" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -18,6 +18,7 @@ This module is production code: it imports nothing of pytest or of ``flowcraft.c
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -33,6 +34,7 @@ __all__ = [
     "OPTIONS_ENV",
     "Backend",
     "BackendFactory",
+    "BackendOptionError",
     "UnknownBackendError",
     "backend_names",
     "load_backend_factory",
@@ -109,6 +111,10 @@ class UnknownBackendError(FlowcraftError, LookupError):
     """No installed backend has that name."""
 
 
+class BackendOptionError(FlowcraftError, TypeError):
+    """A backend was given an option it does not take (the message lists the ones it does)."""
+
+
 def backend_names() -> list[str]:
     """Names of the installed backends."""
     return sorted(ep.name for ep in entry_points(group=GROUP))
@@ -123,4 +129,27 @@ def load_backend_factory(name: str, options: Mapping[str, str] | None = None) ->
         known = ", ".join(sorted(found)) or "none"
         raise UnknownBackendError(f"no backend {name!r}{suffix}; installed: {known}")
     factory_class = found[name].load()
-    return factory_class(**dict(options or {}))
+    given = dict(options or {})
+    accepted = _option_names(factory_class)
+    unknown = sorted(set(given) - accepted) if accepted is not None else []
+    if unknown:
+        listed = ", ".join(sorted(accepted or ())) or "none"
+        hints = [difflib.get_close_matches(key, list(accepted or ()), n=1) for key in unknown]
+        suggestion = "".join(f" (did you mean {h[0]!r}?)" for h in hints if h)
+        raise BackendOptionError(
+            f"backend {name!r} has no option {', '.join(map(repr, unknown))}{suggestion}; "
+            f"its options: {listed}"
+        )
+    return factory_class(**given)
+
+
+def _option_names(factory_class: Any) -> frozenset[str] | None:  # noqa: ANN401
+    """The keyword options a factory takes (None: any, it takes ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(factory_class).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return frozenset(p.name for p in parameters if p.kind in kinds)

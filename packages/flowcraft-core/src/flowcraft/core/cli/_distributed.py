@@ -28,6 +28,7 @@ from flowcraft.core._model.graph import Blueprint
 from flowcraft.core.backends import (
     BACKEND_ENV,
     OPTIONS_ENV,
+    BackendOptionError,
     UnknownBackendError,
     load_backend_factory,
 )
@@ -83,7 +84,7 @@ def _options(pairs: Sequence[str]) -> dict[str, str]:
 def _factory(args: argparse.Namespace) -> Any:  # noqa: ANN401 - an adapter's factory
     try:
         return load_backend_factory(args.backend, _options(args.option))
-    except UnknownBackendError as exc:
+    except (UnknownBackendError, BackendOptionError) as exc:
         raise UsageError(str(exc)) from None
 
 
