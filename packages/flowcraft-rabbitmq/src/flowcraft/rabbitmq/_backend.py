@@ -14,8 +14,10 @@ import os
 from collections.abc import Sequence
 
 import pika
+import psycopg
 from flowcraft.core import BlueprintSet, Reconciler
 from flowcraft.core.backends import Backend
+from flowcraft.core.errors import BackendError
 from flowcraft.core.redis import RedisCoordinationStore
 from flowcraft.rabbitmq._delivery import DEAD_REASON
 from flowcraft.rabbitmq._queue import RabbitMqAdapter
@@ -29,6 +31,15 @@ _DEFAULTS = {
     ),
     "redis_url": ("FLOWCRAFT_REDIS_URL", "redis://127.0.0.1:16379/0"),
 }
+
+
+def _endpoint(dsn: str) -> str:
+    """``host:port/dbname`` of a libpq connection string (no user, no password)."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "(an unreadable connection string)"
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
 
 
 def _option(name: str, value: str | None) -> str:
@@ -51,7 +62,13 @@ class RabbitMqBackend:
         """The ports of ``namespace`` (queues and tables created if missing)."""
         queue = RabbitMqAdapter(self.amqp_url, prefix=namespace, connect_timeout=30.0)
         store = PostgresContext(self.postgres_dsn, table_prefix=namespace, max_size=8)
-        await store.ensure_schema()
+        try:
+            await store.ensure_schema()
+        except BackendError as exc:  # name the server (never the credentials)
+            await store.close()
+            await queue.close()
+            where = f"{_endpoint(self.postgres_dsn)} ({_DEFAULTS['postgres_dsn'][0]})"
+            raise type(exc)(f"PostgreSQL at {where}: {exc}") from exc
         coordination = RedisCoordinationStore(self.redis_url, prefix=namespace)
 
         async def dead_letters() -> list[tuple[str, str]]:

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from flowcraft.core.__about__ import __version__
 from flowcraft.core.cli import _distributed, _lint, _mermaid, _run, _schema, _validate
 from flowcraft.core.cli._common import EXIT_PROBLEMS, EXIT_USAGE, UsageError
+from flowcraft.core.errors import BackendError
 
 _SUBCOMMANDS = (_validate, _lint, _schema, _mermaid, _run, _distributed)
 
@@ -62,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"flowcraft: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BackendError as exc:  # a server that is down or refuses: no traceback, exit 1
+        print(f"flowcraft: backend error: {exc}", file=sys.stderr)
+        return EXIT_PROBLEMS
     except KeyboardInterrupt:
         return EXIT_PROBLEMS
     return code
