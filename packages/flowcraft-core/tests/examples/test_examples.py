@@ -184,3 +184,16 @@ def test_an_awaiting_run_says_how_to_resume_it() -> None:
     (review,) = result["awaiting"]
     assert (review["node_id"], review["actions"]) == ("review", ["approve", "reject"])
     assert review["token"]
+
+
+def test_validate_and_run_import_a_registry_the_same_way() -> None:
+    registry = ("--registry", "examples.etl.nodes:registry")
+    checked = _flowcraft("validate", "examples/etl/etl.yaml", *registry)
+    assert checked.returncode == 0, checked.stderr
+    assert "valid blueprint 'etl'" in checked.stdout + checked.stderr
+    ran = _flowcraft(
+        "run", "examples/etl/etl.yaml", *registry, "--input", "@examples/etl/input.json",
+        "--no-watch",
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["status"] == "completed"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Container, Iterable
@@ -53,25 +52,6 @@ def read_blueprint(
         if exc.problems and exc.problems[0].code == codes.UNREADABLE.code:
             raise UsageError(f"{args.file}: {exc.problems[0].message}") from None
         return list(exc.problems)
-
-
-def import_registry(spec: str) -> Container[str]:
-    """Import ``module:attribute`` and return it as a registry of ``uses`` keys.
-
-    Raises:
-        UsageError: The spec is malformed, the import fails, or the object is no registry.
-    """
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise UsageError(f"--registry wants MODULE:ATTRIBUTE, got {spec!r}")
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise UsageError(f"cannot load registry {spec!r}: {exc}") from None
-    registry = target.registry() if hasattr(target, "registry") else target
-    if not isinstance(registry, Container) or isinstance(registry, str):
-        raise UsageError(f"registry {spec!r} is a {type(registry).__name__}, not a collection")
-    return registry
 
 
 def report(problems: Iterable[Problem], *, as_json: bool, stream: TextIO | None = None) -> None:

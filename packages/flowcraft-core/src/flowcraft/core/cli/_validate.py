@@ -9,11 +9,11 @@ from flowcraft.core.cli._common import (
     EXIT_OK,
     EXIT_PROBLEMS,
     add_file_arguments,
-    import_registry,
     plural,
     read_blueprint,
     report,
 )
+from flowcraft.core.cli._registry import import_registry
 
 
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
