@@ -158,3 +158,47 @@ def test_an_unknown_backend_option_lists_the_accepted_ones() -> None:
     assert "backend 'memory' has no option 'visiblity' (did you mean 'visibility'?)" in done.stderr
     assert "its options: sticky, visibility" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+NOISY = """
+import logging
+
+from flowcraft.core import NodeContext
+
+
+async def talk(ctx: NodeContext) -> str:
+    print("hello from an async node")
+    ctx.logger.info("logged by %s", ctx.node_id)
+    return "said"
+
+
+def shout(ctx: NodeContext) -> str:
+    print("hello from a thread")
+    return "shouted"
+
+
+registry = {"talk": talk, "shout": shout}
+"""
+NOISY_BLUEPRINT = """id: noisy
+nodes:
+  - {id: a, uses: talk}
+  - {id: b, uses: shout}
+edges:
+  - {source: a, target: b}
+"""
+
+
+def test_stdout_carries_only_the_result_and_logs_go_to_stderr(tmp_path: Path) -> None:
+    (tmp_path / "noisy_nodes.py").write_text(NOISY)
+    (tmp_path / "noisy.yaml").write_text(NOISY_BLUEPRINT)
+    command = Path(sys.executable).with_name("flowcraft")
+    done = subprocess.run(
+        [str(command), "run", "noisy.yaml", "--registry", "noisy_nodes:registry",
+         "--no-watch", "--log-level", "info"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["output"] == "shouted"  # nothing else on stdout
+    assert "hello from an async node" in done.stderr
+    assert "hello from a thread" in done.stderr
+    assert "INFO flowcraft.node.a: logged by a" in done.stderr

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,6 +69,13 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     watch.add_argument("--no-watch", dest="watch", action="store_false")
     parser.add_argument("--mermaid", metavar="OUT.mmd", help="write the run's coloured diagram")
     parser.add_argument("--timeout", type=float, help="give up (cancel) after SECONDS")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="show log records of this level and above on stderr (ctx.logger included)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -114,18 +123,34 @@ def run(args: argparse.Namespace) -> int:
     input_value = _json(args.input, "--input")
     watch = sys.stderr.isatty() if args.watch is None else args.watch
     runtime = FlowRuntime(registry=registry, blueprints=others)
-    try:
-        result, states = asyncio.run(
-            _execute(
-                runtime, loaded, input_value, resumes=resumes, watch=watch, timeout=args.timeout
+    _log_to_stderr(args.log_level)
+    try:  # stdout carries the result only: what nodes print goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            result, states = asyncio.run(
+                _execute(
+                    runtime,
+                    loaded,
+                    input_value,
+                    resumes=resumes,
+                    watch=watch,
+                    timeout=args.timeout,
+                )
             )
-        )
     finally:
         runtime.close()
     print(json.dumps(result.to_dict(), indent=2, default=str))
     if args.mermaid:
         write_output(to_mermaid(loaded, states), args.mermaid)
     return EXIT_OK if result.status is RunStatus.COMPLETED else EXIT_PROBLEMS
+
+
+def _log_to_stderr(level: str) -> None:
+    """Log records of ``level`` and above (nodes' ``ctx.logger`` too) as lines on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _load_other(path: str, args: argparse.Namespace, registry: Mapping[str, object]) -> Blueprint:
