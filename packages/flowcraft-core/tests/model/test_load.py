@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -72,7 +73,8 @@ def test_dump_leaves_defaults_out() -> None:
 
 
 def test_numeric_version_is_kept_as_text() -> None:
-    assert parse_blueprint({"id": "x", "version": 2}).version == "2"
+    nodes = [{"id": "a", "uses": "u"}]
+    assert parse_blueprint({"id": "x", "version": 2, "nodes": nodes}).version == "2"
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -259,5 +261,33 @@ class TestFiles:
 
     def test_explicit_format(self) -> None:
         with pytest.raises(BlueprintError):
-            loads_blueprint("id: x", format="json")
-        assert isinstance(loads_blueprint("id: x", format="yaml"), Blueprint)
+            loads_blueprint("id: x\nnodes: [{id: a, uses: u}]", format="json")
+        text = "id: x\nnodes: [{id: a, uses: u}]"
+        assert isinstance(loads_blueprint(text, format="yaml"), Blueprint)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("id: x\nid: y\nnodes: [{id: a, uses: u}]", "duplicate key 'id' (first at line 1)"),
+        ('{"id": "x", "id": "y", "nodes": [{"id": "a", "uses": "u"}]}', "duplicate key 'id'"),
+        ("id: x\nnodes:\n  - {id: a, uses: u, uses: v}", "duplicate key 'uses'"),
+    ],
+)
+def test_duplicate_keys_are_refused_never_last_wins(text: str, expected: str) -> None:
+    with pytest.raises(BlueprintError, match=re.escape(expected)) as refused:
+        loads_blueprint(text)
+    assert refused.value.problems[0].code == "FC001"
+
+
+def test_values_of_the_wrong_type_are_named_in_plain_words() -> None:
+    with pytest.raises(BlueprintError) as refused:
+        loads_blueprint("id: x\nnodes:\n  - {id: a, uses: u, config: {retry: 3}}")
+    (problem,) = refused.value.problems
+    assert problem.path == "$.nodes[0].config.retry"
+    assert problem.message == "should be a mapping (got 3)"
+
+
+def test_an_empty_document_says_so() -> None:
+    with pytest.raises(BlueprintError, match="the document is empty"):
+        loads_blueprint("", format="yaml")

@@ -19,8 +19,14 @@ def _loop(**params: Any) -> dict[str, Any]:
 BODY = {"nodes": [{"id": "inc", "uses": "inc"}]}
 
 CASES: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = [
-    ("missing id", {"nodes": []}, [("FC003", "$.id")]),
-    ("unknown top field", {"id": "t", "nodez": []}, [("FC004", "$.nodez")]),
+    ("missing id", {"nodes": [{"id": "a", "uses": "u"}]}, [("FC003", "$.id")]),
+    ("no nodes", {"id": "t", "nodes": []}, [("FC005", "$.nodes")]),
+    ("no nodes at all", {"id": "t"}, [("FC005", "$.nodes")]),
+    (
+        "unknown top field",
+        {"id": "t", "nodez": [], "nodes": [{"id": "a", "uses": "u"}]},
+        [("FC004", "$.nodez")],
+    ),
     ("empty node id", _doc([{"id": " ", "uses": "u"}]), [("FC101", "$.nodes[0].id")]),
     (
         "duplicate node id",

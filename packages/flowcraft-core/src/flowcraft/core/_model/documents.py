@@ -24,6 +24,21 @@ class _SafeLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed", mark)
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # noqa: ANN401 - PyYAML's signature
+        """A mapping whose keys are unique (a repeated key is an error, never "last wins")."""
+        seen: dict[object, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: the mapping constructor reports it
+            if first is not None:
+                message = f"duplicate key {key!r} (first at line {first + 1})"
+                raise yaml.constructor.ConstructorError(None, None, message, key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
 
 _SafeLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
@@ -78,9 +93,27 @@ def _decode(text: str | bytes) -> str:
         raise _unreadable(f"the document is not UTF-8 text ({exc.reason})") from None
 
 
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object whose keys are unique (a repeated key is an error, never "last wins")."""
+    found: dict[str, object] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKeyError(key)
+        found[key] = value
+    return found
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
 def _json(text: str) -> object:
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique)
+    except _DuplicateKeyError as exc:
+        raise _unreadable(f"not valid JSON: duplicate key {exc.key!r}") from None
     except json.JSONDecodeError as exc:
         raise _unreadable(
             f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"

@@ -67,12 +67,32 @@ def _code_of(kind: str, loc: tuple[str | int, ...], *, construct: bool) -> codes
     return codes.INVALID_VALUE
 
 
+#: pydantic's error types in the words of a blueprint's author.
+_PLAIN = {
+    "dict_type": "should be a mapping",
+    "model_type": "should be a mapping",
+    "model_attributes_type": "should be a mapping",
+    "list_type": "should be a list",
+    "tuple_type": "should be a list",
+    "string_type": "should be text",
+    "int_type": "should be a whole number",
+    "int_parsing": "should be a whole number",
+    "int_from_float": "should be a whole number",
+    "float_type": "should be a number",
+    "float_parsing": "should be a number",
+    "bool_type": "should be true or false",
+    "bool_parsing": "should be true or false",
+}
+
+
 def _message(error: Mapping[str, Any]) -> str:
     if error["type"] == "missing":
         return f"the field `{error['loc'][-1]}` is required"
     if error["type"] == "extra_forbidden":
         return f"unknown field `{error['loc'][-1]}`"
-    text = str(error["msg"]).removeprefix("Value error, ")
+    text = _PLAIN.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
+    if text.startswith("Input should"):
+        text = "should" + text.removeprefix("Input should")
     if error["loc"] == ():
         return text
     return f"{text} (got {_show(error.get('input'))})"

@@ -39,7 +39,11 @@ def check_document(
 ) -> Checked:
     """Validate a parsed document (JSON-like data) and collect every problem."""
     if not isinstance(data, Mapping):
-        message = f"a blueprint must be a mapping, not {_type_name(data)}"
+        message = (
+            "the document is empty"
+            if data is None
+            else f"a blueprint must be a mapping, not {_type_name(data)}"
+        )
         return Checked(None, (codes.INVALID_VALUE.problem("$", message),))
     normalised = normalise(data, dialect)
     scope = Scope(registry, limits, normalised.dialect, normalised.origins, data.get("metadata"))
@@ -53,9 +57,18 @@ def _check_root(document: Mapping[str, Any], scope: Scope) -> Blueprint | None:
     if not scope.admit_sizes(document, "$"):
         return None
     blueprint = validate_model(Blueprint, document, "$", scope)
+    _require_nodes(document, "$", scope)
     items = GraphItems.of(blueprint, document)
     check_graph(items, "$", scope, depth=0, check_body=_check_body)
     return blueprint
+
+
+def _require_nodes(document: Mapping[str, Any], path: str, scope: Scope) -> None:
+    """A graph without nodes does nothing: a mistake, never a workflow."""
+    nodes = document.get("nodes")
+    if nodes is None or (isinstance(nodes, list | tuple) and not nodes):
+        where = "a blueprint" if path == "$" else "a body"
+        scope.add(codes.INVALID_VALUE.problem(f"{path}.nodes", f"{where} needs at least one node"))
 
 
 def _check_body(raw: object, path: str, scope: Scope, depth: int) -> None:
@@ -70,6 +83,7 @@ def _check_body(raw: object, path: str, scope: Scope, depth: int) -> None:
     if not scope.admit_sizes(raw, path):
         return
     graph = validate_model(Graph, raw, path, scope)
+    _require_nodes(raw, path, scope)
     check_graph(GraphItems.of(graph, raw), path, scope, depth, check_body=_check_body)
 
 
