@@ -158,3 +158,34 @@ def test_uses_keys_are_identical_across_processes(tmp_path: Path) -> None:
         for seed in (1, 2)
     }
     assert runs == {"stable_nodes.step,stable_nodes.Steps.other"}
+
+
+def test_keys_of_a_script_run_as_main_match_those_of_an_import(tmp_path: Path) -> None:
+    """``python app.py``, ``python -m app`` and a worker's ``import app`` agree on the keys."""
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent(
+            """
+            from flowcraft.core import Flow, node
+
+            @node
+            def fetch(x):
+                return x
+
+            def keys():
+                return Flow("s").node("a", fetch).build().nodes[0].uses
+
+            if __name__ == "__main__":
+                print(keys())
+            """
+        )
+    )
+
+    def key(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *args], cwd=tmp_path, check=True, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    assert key("app.py") == "app.fetch"
+    assert key("-m", "app") == "app.fetch"
+    assert key("-c", "import app; print(app.keys())") == "app.fetch"

@@ -8,7 +8,9 @@ without a stable name (lambdas, functions defined inside functions) need an expl
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Container, Mapping
+from pathlib import Path
 from typing import Any, Self, TypedDict, TypeVar, Unpack, overload
 
 from flowcraft.core._model.config import JoinStrategy, RetryPolicy
@@ -70,7 +72,32 @@ def _qualified_name(implementation: Callable[..., object]) -> str:
         raise ValueError(
             f"{shown} has no stable qualified name; give it a key with @node('some.key')"
         )
-    return f"{module}.{qualname}"
+    return f"{_importable(module)}.{qualname}"
+
+
+def _importable(module: str) -> str:
+    """The name a worker imports ``module`` by (``__main__`` is a script or ``python -m``).
+
+    ``python -m pkg.mod`` keeps the real name in ``__main__.__spec__``; ``python path/app.py``
+    gets the file's module name relative to the directory it ran from (``sys.path[0]``), so
+    the keys match those of a worker that imports the same file as a module.
+    """
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return str(spec.name).removesuffix(".__main__")
+    file = getattr(main, "__file__", None)
+    if not file:
+        return module  # an interactive session: nothing a worker could import
+    path = Path(file).resolve().with_suffix("")
+    base = Path(sys.path[0] or ".").resolve() if sys.path else path.parent
+    try:
+        parts = path.relative_to(base).parts
+    except ValueError:
+        parts = (path.name,)
+    return ".".join(parts)
 
 
 Uses = str | Callable[..., object]
