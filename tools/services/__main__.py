@@ -2,12 +2,14 @@
 
 Usage::
 
-    python tools/services start  [--only redis,postgres]   # installs what is missing, then starts
-    python tools/services stop   [--only ...]
-    python tools/services status [--only ...]   # one line per service; exit 1 if any is down
-    python tools/services install [--only ...]
-    python tools/services restart [--only ...]
-    python tools/services logs NAME                          # the tail of one service's log
+    python tools/services start  [NAME ...] [--only redis,postgres]  # installs what is missing
+    python tools/services stop   [NAME ...]
+    python tools/services status [NAME ...]   # one line per service; exit 1 if any is down
+    python tools/services install [NAME ...]
+    python tools/services restart [NAME ...]  # e.g. restart postgres (clients connected or not)
+    python tools/services logs NAME           # the tail of one service's log
+
+Without a name (or ``--only``) a command applies to every service.
 
 Ports and credentials: tools/services/services.toml (the same as docker-compose.yml).
 State (data, logs, pid files): ./.services/ (git-ignored; FLOWCRAFT_SERVICES_STATE overrides).
@@ -29,16 +31,16 @@ from _base import Paths, Service, ServiceError, load_catalog
 from _catalog import SERVICES
 
 
-def _select(only: str | None) -> list[str]:
-    if not only:
+def _select(named: list[str], only: str | None = None) -> list[str]:
+    names = [n.strip() for n in [*named, *(only or "").split(",")] if n.strip()]
+    if not names:
         return list(SERVICES)
-    names = [n.strip() for n in only.split(",") if n.strip()]
     for name in names:
         if name not in SERVICES:
             hint = difflib.get_close_matches(name, SERVICES, n=1)
             suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise SystemExit(f"unknown service {name!r}{suffix}; known: {', '.join(SERVICES)}")
-    return names
+    return list(dict.fromkeys(names))
 
 
 def _build(names: list[str]) -> list[Service]:
@@ -89,16 +91,16 @@ def _stop_one(service: Service) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/services", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["install", "start", "stop", "restart", "status", "logs"])
-    parser.add_argument("name", nargs="?", help="service for 'logs'")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="services (default: all)")
     parser.add_argument("--only", help="comma-separated services, e.g. redis,postgres")
     args = parser.parse_args(argv)
     if args.action == "logs":
-        if not args.name:
-            parser.error("logs needs a service name")
-        (service,) = _build(_select(args.name))
+        if len(args.names) != 1 or args.only:
+            parser.error("logs needs exactly one service name")
+        (service,) = _build(_select(args.names))
         print(_runner.log_tail(service, lines=200))
         return 0
-    services = _build(_select(args.only))
+    services = _build(_select(args.names, args.only))
     if args.action == "status":
         lines = [_runner.status_line(s) for s in services]
         for _up, line in lines:

@@ -11,6 +11,7 @@ import http.client
 import os
 import pwd
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -70,8 +71,10 @@ class Service:
     name: ClassVar[str]
     #: Seconds the runner waits for the first healthy probe.
     start_timeout: ClassVar[float] = 60.0
-    #: Seconds between SIGTERM and SIGKILL on stop.
+    #: Seconds between the stop signal and SIGKILL on stop.
     stop_timeout: ClassVar[float] = 20.0
+    #: The signal that stops the server cleanly without waiting for its clients.
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
     #: Slow services are started first (all starts run in parallel threads).
     slow: ClassVar[bool] = False
 

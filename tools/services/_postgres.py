@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 import tempfile
@@ -33,6 +34,7 @@ def _bin_dir() -> Path:
 class Postgres(Service):
     name = "postgres"
     start_timeout = 60.0
+    stop_signal = signal.SIGINT  # fast shutdown: connected clients do not hold it up
 
     def install(self) -> None:
         apt_install("postgresql")

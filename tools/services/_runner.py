@@ -150,11 +150,15 @@ def _wait_healthy(service: Service, proc: subprocess.Popen[bytes]) -> None:
 
 
 def stop(service: Service) -> bool:
-    """SIGTERM the server's process group, SIGKILL after the grace period. True if it ran."""
+    """Signal the server's process group to stop, SIGKILL after the grace period.
+
+    True if it ran. The signal is the service's ``stop_signal`` (PostgreSQL: SIGINT, its fast
+    shutdown, which disconnects clients; SIGTERM would wait for every client to leave).
+    """
     pid = read_pid(service)
     ran = pid is not None
     if pid is not None:
-        _signal_group(pid, signal.SIGTERM)
+        _signal_group(pid, service.stop_signal)
         deadline = time.monotonic() + service.stop_timeout
         while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
