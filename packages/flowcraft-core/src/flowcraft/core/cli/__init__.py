@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackendError as exc:  # a server that is down or refuses: no traceback, exit 1
         print(f"flowcraft: backend error: {exc}", file=sys.stderr)
         return EXIT_PROBLEMS
-    except KeyboardInterrupt:
-        return EXIT_PROBLEMS
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a run handles its own): the shell's code
+        print("flowcraft: interrupted", file=sys.stderr)
+        return 130
     return code

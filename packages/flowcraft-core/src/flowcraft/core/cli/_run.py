@@ -39,6 +39,7 @@ from flowcraft.core.cli._common import (
 )
 from flowcraft.core.cli._progress import Progress
 from flowcraft.core.cli._registry import import_implementations
+from flowcraft.core.cli._stop import INTERRUPTED, Stop, exit_now_if_threads_linger, report_stop
 from flowcraft.core.errors import ResumeError
 
 
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     watch = sys.stderr.isatty() if args.watch is None else args.watch
     runtime = FlowRuntime(registry=registry, blueprints=others)
     _log_to_stderr(args.log_level)
+    stop = Stop()
     try:  # stdout carries the result only: what nodes print goes to stderr
         with contextlib.redirect_stdout(sys.stderr):
             result, states = asyncio.run(
@@ -134,14 +136,21 @@ def run(args: argparse.Namespace) -> int:
                     resumes=resumes,
                     watch=watch,
                     timeout=args.timeout,
+                    stop=stop,
                 )
             )
     finally:
         runtime.close()
-    print(json.dumps(result.to_dict(), indent=2, default=str))
+    printed = result.to_dict()
+    report_stop(printed, stop)
+    print(json.dumps(printed, indent=2, default=str))
     if args.mermaid:
         write_output(to_mermaid(loaded, states), args.mermaid)
-    return EXIT_OK if result.status is RunStatus.COMPLETED else EXIT_PROBLEMS
+    code = EXIT_OK if result.status is RunStatus.COMPLETED else EXIT_PROBLEMS
+    code = INTERRUPTED if stop.interrupted else code
+    if stop.reason is not None:
+        exit_now_if_threads_linger(code)
+    return code
 
 
 def _log_to_stderr(level: str) -> None:
@@ -169,17 +178,16 @@ async def _execute(
     resumes: list[ResumeSpec],
     watch: bool,
     timeout: float | None,
+    stop: Stop,
 ) -> tuple[RunResult, dict[str, str]]:
     progress = Progress(live=watch)
     awaiting = asyncio.Event()
     runtime.events.subscribe(progress.on_event)
     runtime.events.subscribe(lambda event: awaiting.set(), fe.RunAwaiting)
+    stop.install()  # before anything runs: a Ctrl-C from now on cancels the run
     handle = await runtime.start(blueprint, input_value)
     try:
-        result = await asyncio.wait_for(_drive(handle, awaiting, resumes), timeout)
-    except TimeoutError:
-        await handle.cancel()
-        result = await handle.result()
+        result = await stop.run(_drive(handle, awaiting, resumes), handle, timeout)
     finally:
         progress.close()
     return result, _states(runtime, handle.run_id)
