@@ -153,6 +153,12 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def _graph_nodes(blueprint: Blueprint) -> int:
+    """Top-level nodes a run resolves (fallback handlers run only instead of another)."""
+    handlers = {node.config.fallback for node in blueprint.nodes if node.config.fallback}
+    return sum(node.id not in handlers for node in blueprint.nodes)
+
+
 def _log_to_stderr(level: str) -> None:
     """Log records of ``level`` and above (nodes' ``ctx.logger`` too) as lines on stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -180,11 +186,12 @@ async def _execute(
     timeout: float | None,
     stop: Stop,
 ) -> tuple[RunResult, dict[str, str]]:
-    progress = Progress(live=watch)
+    progress = Progress(live=watch, total=_graph_nodes(blueprint))
     awaiting = asyncio.Event()
     runtime.events.subscribe(progress.on_event)
     runtime.events.subscribe(lambda event: awaiting.set(), fe.RunAwaiting)
     stop.install()  # before anything runs: a Ctrl-C from now on cancels the run
+    progress.start()
     handle = await runtime.start(blueprint, input_value)
     try:
         result = await stop.run(_drive(handle, awaiting, resumes), handle, timeout)
