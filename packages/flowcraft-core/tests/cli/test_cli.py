@@ -202,3 +202,18 @@ def test_stdout_carries_only_the_result_and_logs_go_to_stderr(tmp_path: Path) ->
     assert "hello from an async node" in done.stderr
     assert "hello from a thread" in done.stderr
     assert "INFO flowcraft.node.a: logged by a" in done.stderr
+
+
+def test_backends_lists_the_installed_ones_with_versions() -> None:
+    command = Path(sys.executable).with_name("flowcraft")
+    done = subprocess.run(
+        [str(command), "backends", "--json"], capture_output=True, text=True, timeout=60, check=True
+    )
+    found = {b["name"]: b for b in json.loads(done.stdout)}
+    assert found["memory"]["distribution"] == "flowcraft-core"
+    assert found["memory"]["version"] == __version__
+    assert "dead_letter" in found["memory"]["capabilities"]
+    text = subprocess.run(
+        [str(command), "backends"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert text.splitlines()[0].startswith("memory ")

@@ -35,8 +35,10 @@ __all__ = [
     "Backend",
     "BackendFactory",
     "BackendOptionError",
+    "InstalledBackend",
     "UnknownBackendError",
     "backend_names",
+    "installed_backends",
     "load_backend_factory",
 ]
 
@@ -113,6 +115,33 @@ class UnknownBackendError(FlowcraftError, LookupError):
 
 class BackendOptionError(FlowcraftError, TypeError):
     """A backend was given an option it does not take (the message lists the ones it does)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstalledBackend:
+    """An installed backend: its name, the distribution that provides it, its capabilities."""
+
+    name: str
+    distribution: str
+    version: str
+    capabilities: frozenset[str]
+
+
+def installed_backends() -> list[InstalledBackend]:
+    """Every backend of the ``flowcraft.backends`` group, by name (loads their factories)."""
+    found = []
+    for ep in sorted(entry_points(group=GROUP), key=lambda ep: ep.name):
+        dist = ep.dist
+        capabilities: frozenset[str] = getattr(ep.load(), "capabilities", frozenset())
+        found.append(
+            InstalledBackend(
+                name=ep.name,
+                distribution=dist.name if dist is not None else "?",
+                version=dist.version if dist is not None else "?",
+                capabilities=frozenset(capabilities),
+            )
+        )
+    return found
 
 
 def backend_names() -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import importlib.util
 import json
@@ -30,6 +31,7 @@ from flowcraft.core.backends import (
     OPTIONS_ENV,
     BackendOptionError,
     UnknownBackendError,
+    installed_backends,
     load_backend_factory,
 )
 from flowcraft.core.cli._common import EXIT_OK, EXIT_PROBLEMS, UsageError, read_blueprint, report
@@ -54,6 +56,9 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     reconcile.add_argument("--interval", type=float, help="repeat every SECONDS (default: once)")
     reconcile.add_argument("--namespace", default="flowcraft")
     reconcile.set_defaults(run=run_reconcile)
+    backends = subcommands.add_parser("backends", help="list the installed backends")
+    backends.add_argument("--json", action="store_true", help="print JSON")
+    backends.set_defaults(run=run_backends)
     conformance = subcommands.add_parser("conformance", help="run the conformance suite")
     conformance.add_argument("--backend", required=True)
     conformance.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
@@ -154,6 +159,20 @@ def run_reconcile(args: argparse.Namespace) -> int:
             await factory.close(backend)
 
     asyncio.run(main())
+    return EXIT_OK
+
+
+def run_backends(args: argparse.Namespace) -> int:
+    """One line per installed backend: name, distribution and version, capabilities."""
+    found = installed_backends()
+    if args.json:
+        rows = [{**dataclasses.asdict(b), "capabilities": sorted(b.capabilities)} for b in found]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    for b in found:
+        caps = ", ".join(sorted(b.capabilities)) or "-"
+        provided = f"{b.distribution} {b.version}"
+        print(f"{b.name:<12} {provided:<28} capabilities: {caps}")
     return EXIT_OK
 
 
