@@ -67,6 +67,29 @@ def test_each_wheel_holds_only_its_own_subpackage(wheels: dict[str, Path]) -> No
         assert "flowcraft/__init__.py" not in names
 
 
+def test_each_wheel_carries_the_license_and_honest_classifiers(wheels: dict[str, Path]) -> None:
+    tested = f"Programming Language :: Python :: {sys.version_info.major}.{sys.version_info.minor}"
+    for dist, wheel in wheels.items():
+        archive = zipfile.ZipFile(wheel)
+        licenses = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert licenses, f"{wheel.name} has no LICENSE"
+        assert archive.read(licenses[0]) == (ROOT / "LICENSE").read_bytes()
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        text = archive.read(metadata).decode()
+        versions = {
+            line.removeprefix("Classifier: ")
+            for line in text.splitlines()
+            if line.startswith("Classifier: Programming Language :: Python :: 3.")
+        }
+        assert versions == {tested}, f"{dist} claims {versions}; CI tests {tested}"
+
+
+def test_each_package_license_is_the_repository_license() -> None:
+    for dist in MODULES:
+        copy = ROOT / "packages" / dist / "LICENSE"
+        assert copy.read_bytes() == (ROOT / "LICENSE").read_bytes(), f"{copy} differs"
+
+
 def test_core_plus_one_adapter_installs_alone(wheels: dict[str, Path], tmp_path: Path) -> None:
     uv = shutil.which("uv")
     assert uv is not None, "uv is needed to build the throwaway venv"
