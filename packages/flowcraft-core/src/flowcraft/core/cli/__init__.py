@@ -26,11 +26,11 @@ import sys
 from collections.abc import Sequence
 
 from flowcraft.core.__about__ import __version__
-from flowcraft.core.cli import _distributed, _lint, _mermaid, _run, _schema, _validate
+from flowcraft.core.cli import _distributed, _lint, _mermaid, _run, _runs, _schema, _validate
 from flowcraft.core.cli._common import EXIT_PROBLEMS, EXIT_USAGE, UsageError
 from flowcraft.core.errors import BackendError
 
-_SUBCOMMANDS = (_validate, _lint, _schema, _mermaid, _run, _distributed)
+_SUBCOMMANDS = (_validate, _lint, _schema, _mermaid, _run, _distributed, _runs)
 
 __all__ = ["main"]
 

@@ -44,14 +44,14 @@ _SUITE_NEEDS = ("pytest", "pytest_asyncio", "pytest_timeout")
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the three subcommands."""
     worker = subcommands.add_parser("worker", help="run a worker against a backend")
-    _backend_arguments(worker)
+    backend_arguments(worker)
     worker.add_argument("--registry", metavar="MODULE:ATTR", required=True)
     worker.add_argument("--concurrency", type=int, default=8)
     worker.add_argument("--lease", type=float, default=30.0)
     worker.add_argument("--namespace", default="flowcraft")
     worker.set_defaults(run=run_worker)
     reconcile = subcommands.add_parser("reconcile", help="re-enqueue the lost work of stalled runs")
-    _backend_arguments(reconcile)
+    backend_arguments(reconcile)
     reconcile.add_argument("--stalled-after", type=float, default=60.0)
     reconcile.add_argument("--interval", type=float, help="repeat every SECONDS (default: once)")
     reconcile.add_argument("--namespace", default="flowcraft")
@@ -69,10 +69,32 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     conformance.set_defaults(run=run_conformance)
 
 
-def _backend_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", required=True, help="backend name (flowcraft.backends)")
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--blueprint", action="append", default=[], metavar="FILE")
+def backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--backend``, ``--option``, ``--blueprint`` and ``--dialect``.
+
+    Shared by every command that talks to a backend (``worker``, ``reconcile``, ``start``, ...).
+    """
+    parser.add_argument(
+        "--backend",
+        required=True,
+        help="backend name (`flowcraft backends` lists them; its options may come from "
+        "environment variables, e.g. FLOWCRAFT_RABBITMQ_URL, FLOWCRAFT_POSTGRES_URL, "
+        "FLOWCRAFT_REDIS_URL for rabbitmq)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a backend option (repeatable; an unknown key lists the accepted ones)",
+    )
+    parser.add_argument(
+        "--blueprint",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a blueprint runs may be pinned to (repeatable)",
+    )
     parser.add_argument("--dialect", choices=["auto", "python", "typescript"], default="auto")
 
 
@@ -86,14 +108,18 @@ def _options(pairs: Sequence[str]) -> dict[str, str]:
     return options
 
 
-def _factory(args: argparse.Namespace) -> Any:  # noqa: ANN401 - an adapter's factory
+def backend_factory(args: argparse.Namespace) -> Any:  # noqa: ANN401 - an adapter's factory
+    """The factory of ``--backend`` with its ``--option`` pairs (a usage error if unknown)."""
     try:
         return load_backend_factory(args.backend, _options(args.option))
     except (UnknownBackendError, BackendOptionError) as exc:
         raise UsageError(str(exc)) from None
 
 
-def _blueprints(args: argparse.Namespace, registry: Mapping[str, object] | None) -> BlueprintSet:
+def blueprint_set(
+    args: argparse.Namespace, registry: Mapping[str, object] | None, *, required: bool = True
+) -> BlueprintSet:
+    """The ``--blueprint`` files, validated (problems reported, then a usage error)."""
     loaded: list[Blueprint] = []
     for path in args.blueprint:
         found = read_blueprint(argparse.Namespace(file=path, dialect=args.dialect), registry)
@@ -101,7 +127,7 @@ def _blueprints(args: argparse.Namespace, registry: Mapping[str, object] | None)
             report(found, as_json=False)
             raise UsageError(f"{path}: invalid blueprint")
         loaded.append(found)
-    if not loaded:
+    if required and not loaded:
         raise UsageError("give at least one --blueprint FILE")
     return BlueprintSet(loaded)
 
@@ -109,8 +135,8 @@ def _blueprints(args: argparse.Namespace, registry: Mapping[str, object] | None)
 def run_worker(args: argparse.Namespace) -> int:
     """Consume jobs until SIGTERM/SIGINT."""
     registry = import_implementations(args.registry)
-    blueprints = _blueprints(args, registry)
-    factory = _factory(args)
+    blueprints = blueprint_set(args, registry)
+    factory = backend_factory(args)
 
     async def main() -> None:
         backend = await factory.create(args.namespace)
@@ -139,8 +165,8 @@ def run_worker(args: argparse.Namespace) -> int:
 
 def run_reconcile(args: argparse.Namespace) -> int:
     """One pass (or passes every ``--interval``); prints the stats as JSON."""
-    blueprints = _blueprints(args, None)
-    factory = _factory(args)
+    blueprints = blueprint_set(args, None)
+    factory = backend_factory(args)
 
     async def main() -> None:
         backend = await factory.create(args.namespace)
@@ -178,7 +204,7 @@ def run_backends(args: argparse.Namespace) -> int:
 
 def run_conformance(args: argparse.Namespace) -> int:
     """Run the conformance suite against the named backend with pytest (a child process)."""
-    _factory(args)  # fail early with a clear message for unknown backends
+    backend_factory(args)  # fail early with a clear message for unknown backends
     missing = [name for name in _SUITE_NEEDS if importlib.util.find_spec(name) is None]
     if missing:
         raise UsageError(
