@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Container, Iterable
+from pathlib import Path
 from typing import TextIO
 
 from flowcraft.core._model import problems as codes
@@ -52,6 +53,19 @@ def read_blueprint(
         if exc.problems and exc.problems[0].code == codes.UNREADABLE.code:
             raise UsageError(f"{args.file}: {exc.problems[0].message}") from None
         return list(exc.problems)
+
+
+def json_argument(text: str, option: str) -> object:
+    """An option's JSON value: JSON text, or ``@FILE`` to read it from a file."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{option}: not valid JSON ({exc.msg} at column {exc.colno})") from None
 
 
 def report(problems: Iterable[Problem], *, as_json: bool, stream: TextIO | None = None) -> None:

@@ -19,7 +19,6 @@ import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from flowcraft.core._analysis.mermaid import to_mermaid
 from flowcraft.core._engine.frames import ROOT
@@ -33,6 +32,7 @@ from flowcraft.core.cli._common import (
     EXIT_PROBLEMS,
     UsageError,
     add_file_arguments,
+    json_argument,
     read_blueprint,
     report,
     write_output,
@@ -95,21 +95,8 @@ def parse_resume(text: str) -> ResumeSpec:
     node, _, action = head.partition(":")
     if not node:
         raise UsageError(f"--resume wants NODE[:ACTION][=JSON], got {text!r}")
-    return ResumeSpec(
-        node=node, action=action or None, output=_json(raw, "--resume") if has_value else None
-    )
-
-
-def _json(text: str, option: str) -> object:
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{option}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    output = json_argument(raw, "--resume") if has_value else None
+    return ResumeSpec(node=node, action=action or None, output=output)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS
     others = [_load_other(path, args, registry) for path in args.blueprint]
     resumes = [parse_resume(text) for text in args.resume]
-    input_value = _json(args.input, "--input")
+    input_value = json_argument(args.input, "--input")
     watch = sys.stderr.isatty() if args.watch is None else args.watch
     runtime = FlowRuntime(registry=registry, blueprints=others)
     _log_to_stderr(args.log_level)

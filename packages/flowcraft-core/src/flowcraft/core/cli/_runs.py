@@ -26,7 +26,14 @@ from typing import Any
 from flowcraft.core._distributed.client import Client
 from flowcraft.core._distributed.coordinator import VersionUnavailableError
 from flowcraft.core._engine.state import RunStatus
-from flowcraft.core.cli._common import EXIT_OK, EXIT_PROBLEMS, UsageError, read_blueprint, report
+from flowcraft.core.cli._common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    UsageError,
+    json_argument,
+    read_blueprint,
+    report,
+)
 from flowcraft.core.cli._distributed import backend_arguments, backend_factory, blueprint_set
 from flowcraft.core.errors import ResumeError, RunNotFoundError
 from flowcraft.core.ports import RunRecord
@@ -102,19 +109,6 @@ def _on_client(args: argparse.Namespace, work: Callable[[Client], Awaitable[int]
         raise UsageError(str(exc)) from None
 
 
-def _json_argument(text: str, option: str) -> object:
-    if text.startswith("@"):
-        try:
-            with open(text[1:], encoding="utf-8") as file:
-                text = file.read()
-        except OSError as exc:
-            raise UsageError(f"{option}: cannot read {text[1:]!r}: {exc.strerror}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{option}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-
-
 def _print_result(client: Client, run_id: str, args: argparse.Namespace) -> Awaitable[int]:
     async def show() -> int:
         if args.wait:
@@ -139,7 +133,7 @@ def run_start(args: argparse.Namespace) -> int:
         report(loaded, as_json=False)
         return EXIT_PROBLEMS
     args.blueprint = [*args.blueprint, args.file]
-    input_value = _json_argument(args.input, "--input")
+    input_value = json_argument(args.input, "--input")
 
     async def work(client: Client) -> int:
         handle = await client.start(loaded.id, input_value, idempotency_key=args.idempotency_key)
@@ -180,7 +174,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 def run_resume(args: argparse.Namespace) -> int:
     """Resume an awaiting node of the run and print the run's status."""
-    output = _json_argument(args.output, "--output")
+    output = json_argument(args.output, "--output")
 
     async def work(client: Client) -> int:
         node, token = (None, args.node) if args.token else (args.node, None)
