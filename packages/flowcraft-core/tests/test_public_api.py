@@ -51,6 +51,7 @@ RUNTIME_API = {
     "FlowRuntime",
     "JsonSerializer",
     "NodeContext",
+    "NodeLogFilter",
     "NodeError",
     "NodeStatus",
     "NonRetryableError",

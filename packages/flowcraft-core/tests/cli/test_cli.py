@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -174,6 +175,7 @@ async def talk(ctx: NodeContext) -> str:
 
 def shout(ctx: NodeContext) -> str:
     print("hello from a thread")
+    logging.getLogger("app").warning("plain logging in a thread")
     return "shouted"
 
 
@@ -201,7 +203,8 @@ def test_stdout_carries_only_the_result_and_logs_go_to_stderr(tmp_path: Path) ->
     assert json.loads(done.stdout)["output"] == "shouted"  # nothing else on stdout
     assert "hello from an async node" in done.stderr
     assert "hello from a thread" in done.stderr
-    assert "INFO flowcraft.node.a: logged by a" in done.stderr
+    assert re.search(r"WARNING app: \[run \w+ node b#1\] plain logging in a thread", done.stderr)
+    assert re.search(r"INFO flowcraft\.node\.a: \[run \w+ node a#1\] logged by a", done.stderr)
 
 
 def test_backends_lists_the_installed_ones_with_versions() -> None:

@@ -56,7 +56,13 @@ from flowcraft.core._model.load import (
 )
 from flowcraft.core._model.problems import ALL_CODES, Code
 from flowcraft.core._model.schema import blueprint_json_schema
-from flowcraft.core._runtime.context import NodeContext, Result, RunContext, Suspend
+from flowcraft.core._runtime.context import (
+    NodeContext,
+    NodeLogFilter,
+    Result,
+    RunContext,
+    Suspend,
+)
 from flowcraft.core._runtime.events import EventBus
 from flowcraft.core._runtime.result import AwaitingNode, RunResult
 from flowcraft.core._runtime.runtime import FlowRuntime, RunHandle
@@ -109,6 +115,7 @@ __all__ = [
     "NodeConfig",
     "NodeContext",
     "NodeError",
+    "NodeLogFilter",
     "NodeStatus",
     "NonRetryableError",
     "Problem",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,3 +149,46 @@ class NodeContext:
     def suspend(self, reason: str | None = None) -> Suspend:
         """Return this from a node to wait for ``resume``."""
         return Suspend(reason)
+
+
+#: The node attempt running in this task (or thread): ``(run_id, node_id, frame, attempt)``.
+_RUNNING: ContextVar[tuple[str, str, str, int] | None] = ContextVar(
+    "flowcraft_running_node", default=None
+)
+
+
+@contextlib.contextmanager
+def running_node(run_id: str, node_id: str, frame: str, attempt: int) -> Iterator[None]:
+    """Mark the code inside as one node attempt (for :class:`NodeLogFilter`).
+
+    Restores the previous value by setting it, not with the token: a node coroutine may be
+    started eagerly in one context and finish in its task's copy of it.
+    """
+    previous = _RUNNING.get()
+    _RUNNING.set((run_id, node_id, frame, attempt))
+    try:
+        yield
+    finally:
+        _RUNNING.set(previous)
+
+
+class NodeLogFilter(logging.Filter):
+    """Stamps log records with the node attempt that logged them.
+
+    Adds ``run_id``, ``node_id``, ``frame`` and ``attempt`` (None outside a node) and
+    ``flowcraft_node``, a short ``[run R node N#A]`` label ("" outside a node), to every record
+    that passes the handler or logger it is added to: ``ctx.logger`` records and anything else
+    a node's code logs, in coroutines and in threads alike.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Stamp the record; never drops one."""
+        running = _RUNNING.get()
+        record.run_id, record.node_id, record.frame, record.attempt = running or (None,) * 4
+        record.flowcraft_node = "" if running is None else _label(*running)
+        return True
+
+
+def _label(run_id: str, node_id: str, frame: str, attempt: int) -> str:
+    where = f"{node_id} [{frame}]" if frame else node_id
+    return f"[run {run_id} node {where}#{attempt}] "

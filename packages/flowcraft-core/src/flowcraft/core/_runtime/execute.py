@@ -18,7 +18,14 @@ from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.actions import RunNode
 from flowcraft.core._engine.scope import OutputsView
 from flowcraft.core._engine.state import NodeError, RunState
-from flowcraft.core._runtime.context import CancelFlag, NodeContext, Result, RunContext, Suspend
+from flowcraft.core._runtime.context import (
+    CancelFlag,
+    NodeContext,
+    Result,
+    RunContext,
+    Suspend,
+    running_node,
+)
 from flowcraft.core._runtime.middleware import compose
 from flowcraft.core._runtime.nodes import NodeFn, NodeForms
 from flowcraft.core._runtime.serializer import Serializer
@@ -87,11 +94,12 @@ class NodeExecutor:
         """Run one attempt; its outcome event, or None if it was cancelled on purpose."""
         try:
             fn = self.node_fn(action.uses)
-            if action.timeout is None:
-                value = await fn(ctx)
-            else:
-                async with asyncio.timeout(action.timeout):
+            with running_node(ctx.run_id, action.node_id, action.frame, action.attempt):
+                if action.timeout is None:
                     value = await fn(ctx)
+                else:
+                    async with asyncio.timeout(action.timeout):
+                        value = await fn(ctx)
         except asyncio.CancelledError:
             if ctx.cancelled.is_set():
                 return None  # cancelled on purpose: the core already recorded it

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -54,8 +55,9 @@ class NodeForms:
         async def call(ctx: NodeContext) -> object:
             if inline:
                 return fn(ctx)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, fn, ctx)
+            loop = asyncio.get_running_loop()  # the thread sees the task's context variables
+            run = contextvars.copy_context().run
+            return await loop.run_in_executor(self._executor, run, fn, ctx)
 
         return call
 
@@ -65,7 +67,8 @@ class NodeForms:
         if self._inline_sync or getattr(method, INLINE_ATTR, False):
             return method(*args)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: method(*args))
+        run = contextvars.copy_context().run
+        return await loop.run_in_executor(self._executor, lambda: run(method, *args))
 
     def _class_node(self, cls: type) -> NodeFn:
         if not hasattr(cls, "exec"):

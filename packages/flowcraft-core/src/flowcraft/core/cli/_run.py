@@ -25,6 +25,7 @@ from flowcraft.core._engine.frames import ROOT
 from flowcraft.core._engine.state import RunStatus
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime import events as fe
+from flowcraft.core._runtime.context import NodeLogFilter
 from flowcraft.core._runtime.result import RunResult
 from flowcraft.core._runtime.runtime import FlowRuntime, RunHandle
 from flowcraft.core.cli._common import (
@@ -149,7 +150,8 @@ def _graph_nodes(blueprint: Blueprint) -> int:
 def _log_to_stderr(level: str) -> None:
     """Log records of ``level`` and above (nodes' ``ctx.logger`` too) as lines on stderr."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(NodeLogFilter())  # which run, node and attempt logged it
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(flowcraft_node)s%(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
