@@ -20,6 +20,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flowcraft.core._analysis.facts import analyze
 from flowcraft.core._analysis.mermaid import to_mermaid
 from flowcraft.core._engine.frames import ROOT
 from flowcraft.core._engine.state import RunStatus
@@ -141,12 +142,6 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _graph_nodes(blueprint: Blueprint) -> int:
-    """Top-level nodes a run resolves (fallback handlers run only instead of another)."""
-    handlers = {node.config.fallback for node in blueprint.nodes if node.config.fallback}
-    return sum(node.id not in handlers for node in blueprint.nodes)
-
-
 def _log_to_stderr(level: str) -> None:
     """Log records of ``level`` and above (nodes' ``ctx.logger`` too) as lines on stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -175,7 +170,9 @@ async def _execute(
     timeout: float | None,
     stop: Stop,
 ) -> tuple[RunResult, dict[str, str]]:
-    progress = Progress(live=watch, total=_graph_nodes(blueprint))
+    # Top-level nodes a run resolves: fallback handlers run only instead of another node.
+    total = len(blueprint.nodes) - len(analyze(blueprint).fallback_nodes)
+    progress = Progress(live=watch, total=total)
     awaiting = asyncio.Event()
     runtime.events.subscribe(progress.on_event)
     runtime.events.subscribe(lambda event: awaiting.set(), fe.RunAwaiting)

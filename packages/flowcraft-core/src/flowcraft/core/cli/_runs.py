@@ -26,6 +26,7 @@ from typing import Any
 from flowcraft.core._distributed.client import Client
 from flowcraft.core._distributed.coordinator import VersionUnavailableError
 from flowcraft.core._engine.state import RunStatus
+from flowcraft.core._model.graph import Blueprint
 from flowcraft.core.cli._common import (
     EXIT_OK,
     EXIT_PROBLEMS,
@@ -85,10 +86,19 @@ def _wait_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, help="with --wait: give up after SECONDS")
 
 
-def _on_client(args: argparse.Namespace, work: Callable[[Client], Awaitable[int]]) -> int:
-    """Run ``work`` with a client over the backend's namespace; user mistakes exit cleanly."""
+def _on_client(
+    args: argparse.Namespace,
+    work: Callable[[Client], Awaitable[int]],
+    also: Blueprint | None = None,
+) -> int:
+    """Run ``work`` with a client over the backend's namespace; user mistakes exit cleanly.
+
+    ``also``: a blueprint loaded already (``start``'s FILE), known besides ``--blueprint``.
+    """
     factory = backend_factory(args)
     blueprints = blueprint_set(args, None, required=False)
+    if also is not None:
+        blueprints.add(also)
 
     async def main() -> int:
         backend = await factory.create(args.namespace)
@@ -132,7 +142,6 @@ def run_start(args: argparse.Namespace) -> int:
     if isinstance(loaded, list):
         report(loaded, as_json=False)
         return EXIT_PROBLEMS
-    args.blueprint = [*args.blueprint, args.file]
     input_value = json_argument(args.input, "--input")
 
     async def work(client: Client) -> int:
@@ -142,7 +151,7 @@ def run_start(args: argparse.Namespace) -> int:
         print(json.dumps({"run_id": handle.run_id}) if args.json else handle.run_id)
         return EXIT_OK
 
-    return _on_client(args, work)
+    return _on_client(args, work, also=loaded)
 
 
 def run_status(args: argparse.Namespace) -> int:
