@@ -12,7 +12,7 @@ from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.state import RunStatus
 from flowcraft.core.ports import Message, RunStore
-from flowcraft.core.testing.harness import Harness
+from flowcraft.core.testing.harness import Harness, Session
 from flowcraft.core.testing.nodes import LOG, TICKETS
 from flowcraft.core.testing.suite._dsl import bp, e, n
 from flowcraft.core.testing.suite._poll import eventually
@@ -75,8 +75,11 @@ async def test_reconciler_revives_lost_work_only(harness: Harness) -> None:
     async with harness.session(blueprint, workers=0) as s:
         handle = await s.start("lost")
         first = (await s.start_workers(1))[0]
-        await eventually(lambda: "A" in LOG[handle.run_id], "A ran")
-        await s.crash_worker(first)  # B's job may be lost with it (or sit in the queue)
+        # Crashed once A's outcome is committed: A is finished work (never run again), B's
+        # job may be lost with the worker (or sit in the queue). A crash before that commit
+        # would rightly run A's body again: the worker really dies, its save with it.
+        await eventually(lambda: _committed(s, handle.run_id, "A"), "A committed")
+        await s.crash_worker(first)
         stats = await s.reconciler(stalled_after=0.0).run()
         assert stats.stalled_runs >= 1
         assert stats.failed_runs == 0
@@ -90,6 +93,11 @@ async def test_reconciler_revives_lost_work_only(harness: Harness) -> None:
         result = await handle.result(timeout=20)
     assert result.outputs["B"] == 2
     assert LOG[handle.run_id].count("A") == 1
+
+
+async def _committed(session: Session, run_id: str, node_id: str) -> bool:
+    """Whether the node's outcome is in the run's saved state."""
+    return node_id in (await session.client.snapshot(run_id)).outputs
 
 
 @pytest.mark.flowcraft_requires("dead_letter")
