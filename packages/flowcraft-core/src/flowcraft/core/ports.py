@@ -7,13 +7,13 @@ enqueue -> ack, lease renewal, retry maths, delay chaining and dedup ids. An ada
 to its server.
 
 Time: stores keep wall-clock timestamps (seconds since the epoch, float) and compare leases
-against their own clock. Bodies and documents are opaque bytes / JSON-ready values produced by
-core's codecs; adapters store them as they are.
+against their own clock. Bodies, headers and records are opaque bytes / JSON-ready values
+produced by core's codecs; adapters store them as they are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -181,19 +181,24 @@ class RunRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoredState:
-    """A run's decision state as stored: the engine document, the context and the outbox.
+    """A run's decision state as stored: header, records, context and outbox (one snapshot).
 
     ``version`` increases by one with every successful ``save_state`` (compare-and-set).
+    ``header`` is the small JSON object every save rewrites; ``records`` maps record keys
+    (strings) to JSON values: every record of the run, or (``since`` is not None) only those
+    saved after version ``since`` plus the requested ``keys`` that exist (see ``load_state``).
     ``outbox`` holds messages a decision produced that may not have been enqueued yet.
     ``record`` is the run's record of the same snapshot, for stores that read it together
     (None: the caller reads it with ``get_run`` when it needs it).
     """
 
     version: int
-    document: Mapping[str, object]
+    header: Mapping[str, object]
+    records: Mapping[str, object]
     context: Mapping[str, object]
     outbox: tuple[Message, ...] = ()
     record: RunRecord | None = None
+    since: int | None = None
 
 
 class ClaimStatus(StrEnum):
@@ -222,11 +227,32 @@ class RunPage:
 
 
 class RunStore(Protocol):
-    """Durable run state of one namespace."""
+    """Durable run state of one namespace.
 
-    async def create_run(self, record: RunRecord, document: Mapping[str, object]) -> RunRecord:
-        """Create the run with its initial state (version 1) unless it exists.
+    A run's decision state is a small **header** (rewritten by every save, under the
+    compare-and-set) and **records**: JSON values under string keys, written only when a
+    decision changed them, never deleted while the run exists. A save costs what the decision
+    changed; a load costs the run's size (and only happens when a worker does not hold the
+    state already, or catches up after a lost compare-and-set by loading what changed since).
 
+    Stores with bounded transactions (DynamoDB: 100 items and 4 MB; Cosmos DB: 100 operations
+    in one partition; Cassandra: one partition per conditional batch) keep ``save_state``
+    atomic by packing: a save's records (one decision can start 10,000 nodes: about 20,000
+    records of a few dozen bytes) are written as a few items holding many records each,
+    before or in the transaction, and the header's compare-and-set is what makes them count
+    (a reader only takes records of versions the header reached). The core keeps records small
+    and a save's size proportional to its decision; packing is the store's.
+    """
+
+    async def create_run(
+        self,
+        record: RunRecord,
+        header: Mapping[str, object],
+        records: Mapping[str, object] | None = None,
+    ) -> RunRecord:
+        """Create the run with its initial state unless it exists.
+
+        The state is version 1: ``header`` and ``records``, an empty context and outbox.
         Atomic and idempotent: if ``record.run_id`` exists, or ``record.idempotency_key`` names
         an existing run, nothing is written and the existing record is returned.
         """
@@ -236,8 +262,16 @@ class RunStore(Protocol):
         """The run's record, or None."""
         ...
 
-    async def load_state(self, run_id: str) -> StoredState | None:
-        """The run's state, context and outbox as of the last ``save_state`` (consistent)."""
+    async def load_state(
+        self, run_id: str, *, since: int | None = None, keys: Collection[str] = ()
+    ) -> StoredState | None:
+        """The run's state, context and outbox as of the last ``save_state`` (one snapshot).
+
+        ``since=None``: every record. ``since=v``: only the records written by saves after
+        version ``v``, plus the current value of each of ``keys`` (records the caller changed
+        but could not save) that exists; a requested key that is in neither does not exist.
+        Header, context, outbox and record are always whole. None if there is no such run.
+        """
         ...
 
     async def save_state(
@@ -245,7 +279,8 @@ class RunStore(Protocol):
         run_id: str,
         *,
         expected_version: int,
-        document: Mapping[str, object],
+        header: Mapping[str, object],
+        records: Mapping[str, object],
         context_writes: Mapping[str, object],
         outbox: Sequence[Message],
         status: str,
@@ -257,11 +292,12 @@ class RunStore(Protocol):
     ) -> bool:
         """Compare-and-set the state: only if the stored version is ``expected_version``.
 
-        Atomically: store ``document`` as version ``expected_version + 1``, apply
-        ``context_writes`` key by key (``DELETE`` removes a key; other keys are untouched, never
-        a whole-document rewrite), append ``outbox`` to the outbox, and update the record's
-        status, output, errors and ``updated_at``. Returns False (and writes nothing of the
-        state) when the version moved on.
+        Atomically: store ``header`` as version ``expected_version + 1``, write ``records``
+        key by key (each noted as written by that version; records not named are untouched),
+        apply ``context_writes`` key by key (``DELETE`` removes a key; other keys are
+        untouched, never a whole-document rewrite), append ``outbox`` to the outbox, and
+        update the record's status, output, errors and ``updated_at``. Returns False (and
+        writes nothing of the state) when the version moved on.
 
         ``outcomes`` are ``(attempt, outcome)`` pairs whose decision this save carries (the
         one-round-trip path of a worker). In the same transaction each is committed as

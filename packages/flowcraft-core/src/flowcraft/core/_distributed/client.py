@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.coordinator import Coordinator
 from flowcraft.core._engine import events as ev
-from flowcraft.core._engine.codec import error_from_dict, state_to_document
+from flowcraft.core._engine.codec import error_from_dict
 from flowcraft.core._engine.decide import new_run
+from flowcraft.core._engine.records import all_records, header_of
 from flowcraft.core._engine.state import RunState, RunStatus
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.events import EventBus
@@ -112,7 +113,7 @@ class Client:
             updated_at=now,
         )
         initial = new_run(run_id, pinned.plan)
-        created = await self.store.create_run(record, state_to_document(initial))
+        created = await self.store.create_run(record, header_of(initial), all_records(initial))
         self.coordinator.created(created, initial)
         await self.coordinator.apply(created.run_id, ev.RunStarted(at=now, input=created.input))
         return DistributedRunHandle(self, created.run_id)

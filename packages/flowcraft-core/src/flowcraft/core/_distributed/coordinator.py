@@ -56,14 +56,15 @@ from flowcraft.core._distributed.blueprints import BlueprintSet, Pinned
 from flowcraft.core._distributed.sender import Sender
 from flowcraft.core._engine import actions as act
 from flowcraft.core._engine import events as ev
-from flowcraft.core._engine.codec import (
-    CodecError,
-    encode_writes,
-    event_from_dict,
-    state_from_document,
-    state_to_document,
-)
+from flowcraft.core._engine.codec import CodecError, encode_writes, event_from_dict
 from flowcraft.core._engine.decide import apply
+from flowcraft.core._engine.records import (
+    changed_records,
+    encode_key,
+    header_of,
+    patch_state,
+    state_from_records,
+)
 from flowcraft.core._engine.state import NodeStatus, RunState, RunStatus
 from flowcraft.core._runtime.events import EventBus, event_of
 from flowcraft.core._runtime.result import result_of
@@ -264,9 +265,39 @@ class Coordinator:
 
     def _rebuild(self, record: RunRecord, stored: StoredState) -> RunState:
         plan = self.pinned(record).plan
-        state = state_from_document(stored.document, plan, stored.context)
+        state = state_from_records(
+            record.run_id, plan, stored.header, stored.records, stored.context
+        )
+        state.changes = set()
         self._remember(record.run_id, stored.version, state)
         return state
+
+    async def _catch_up(self, run_id: str, known: _Known) -> _Known | None:
+        """Bring a held state to the store's version by loading only what changed since.
+
+        The state may carry changes of a decide whose save was refused: the stored values of
+        those records come with the load (and what the store does not have is taken out), so
+        the state is exactly the stored one again. None (forgotten: load it whole) if that
+        cannot be done.
+        """
+        state = known.state
+        keys = [encode_key(k) for k in state.changes or ()]
+        try:
+            stored = await self.store.load_state(run_id, since=known.version, keys=keys)
+            if stored is None:
+                raise RunNotFoundError(run_id, f"no run {run_id!r}")
+            patch_state(state, stored.header, stored.records, set(keys) - stored.records.keys())
+        except CodecError:
+            _log.warning("run %s: could not catch up with the store, loading it", run_id)
+            self._forget_state(run_id, state)
+            return None
+        except BaseException:
+            self._forget_state(run_id, state)  # half caught up: never read it again
+            raise
+        state.context = dict(stored.context)
+        state.changes = set()
+        self._remember(run_id, stored.version, state)
+        return _Known(version=stored.version, state=state)
 
     def created(self, record: RunRecord, initial: RunState) -> None:
         """Note a run this process just created with ``initial`` as its version 1 state.
@@ -277,6 +308,7 @@ class Coordinator:
         """
         self._pins[record.run_id] = record
         if record.run_id == initial.run_id and self._is_plan_of(record, initial):
+            initial.changes = set()
             self._remember(record.run_id, 1, initial)
 
     def _is_plan_of(self, record: RunRecord, state: RunState) -> bool:
@@ -380,10 +412,11 @@ class Coordinator:
         events, commits = _dedupe_attempts(batch)
         known = self._known.get(run_id)
         record = self._pins.get(run_id)
+        fresh = False  # the state is known to be the stored one (loaded or caught up)
         for _ in range(self._max_conflicts):
             resend: Sequence[Message] = ()
-            fresh = known is None
             if known is None:
+                fresh = True
                 record, stored, state = await self.load_run(run_id)
                 known = _Known(version=stored.version, state=state)
                 resend = [m for m in stored.outbox if not self.sender.sending(run_id, m.id)]
@@ -392,10 +425,10 @@ class Coordinator:
             version, state = known.version, known.state
             before = state.status
             decisions = [apply(state, event) for event in events]
-            if not any(_changed(d) for d in decisions):
+            if not any(_changed(d) for d in decisions) and not state.changes:
                 if not fresh:  # a held state may be stale: only a save would have proved it
-                    self._forget_state(run_id, state)
-                    known = None
+                    known = await self._catch_up(run_id, known)
+                    fresh = known is not None
                     continue
                 if commits:  # nothing to save, but the outcomes must stand
                     standing = await self._standing(run_id, batch, events, commits)
@@ -420,8 +453,9 @@ class Coordinator:
                 self._committed(version + 1, state, events, decisions)
                 applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
                 return applied, (*resend, *messages), jobs, ahead
-            self._forget_state(run_id, state)  # changed but not saved: never read it again
-            known = None  # the version moved on (or an outcome was there first): reload
+            # The version moved on (or an outcome was there first): catch up, decide again.
+            known = await self._catch_up(run_id, known)
+            fresh = known is not None
             if commits:
                 events = await self._standing(run_id, batch, events, commits)
                 commits = ()
@@ -518,7 +552,8 @@ class Coordinator:
         saved = await self.store.save_state(
             run_id,
             expected_version=version,
-            document=state_to_document(state),
+            header=header_of(state),
+            records=changed_records(state),
             context_writes=encode_writes(writes),
             outbox=messages,
             status=state.status.value,
@@ -528,8 +563,11 @@ class Coordinator:
             claims=claims,
             sent=sent,
         )
-        if saved and sent:
-            self.sender.removed(run_id, sent)
+        if saved:
+            if state.changes is not None:
+                state.changes.clear()
+            if sent:
+                self.sender.removed(run_id, sent)
         return saved
 
     def abandon(self) -> None:

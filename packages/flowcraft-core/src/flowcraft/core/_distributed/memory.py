@@ -19,7 +19,7 @@ import heapq
 import itertools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from flowcraft.core.ports import (
@@ -219,7 +219,9 @@ class MemoryJobQueue:
 class _Run:
     record: RunRecord
     version: int
-    document: Mapping[str, object]
+    header: Mapping[str, object]
+    #: key -> (version that wrote it, value)
+    records: dict[str, tuple[int, object]] = field(default_factory=dict)
     context: dict[str, object] = field(default_factory=dict)
     outbox: dict[str, Message] = field(default_factory=dict)
 
@@ -240,7 +242,12 @@ class MemoryRunStore:
         self._keys: dict[str, str] = {}
         self._attempts: dict[tuple[str, str], _Attempt] = {}
 
-    async def create_run(self, record: RunRecord, document: Mapping[str, object]) -> RunRecord:
+    async def create_run(
+        self,
+        record: RunRecord,
+        header: Mapping[str, object],
+        records: Mapping[str, object] | None = None,
+    ) -> RunRecord:
         """Create unless the id or idempotency key exists."""
         async with self._lock:
             if record.run_id in self._runs:
@@ -250,7 +257,12 @@ class MemoryRunStore:
                 return self._runs[self._keys[key]].record
             now = time.time()
             stamped = replace(record, created_at=record.created_at or now, updated_at=now)
-            self._runs[record.run_id] = _Run(record=stamped, version=1, document=_json(document))
+            self._runs[record.run_id] = _Run(
+                record=stamped,
+                version=1,
+                header=_json(header),
+                records={k: (1, v) for k, v in _json(records or {}).items()},
+            )
             if key is not None:
                 self._keys[key] = record.run_id
             return stamped
@@ -260,15 +272,24 @@ class MemoryRunStore:
         run = self._runs.get(run_id)
         return None if run is None else run.record
 
-    async def load_state(self, run_id: str) -> StoredState | None:
-        """State, context and outbox (copies)."""
+    async def load_state(
+        self, run_id: str, *, since: int | None = None, keys: Collection[str] = ()
+    ) -> StoredState | None:
+        """Header, records (all, or since a version plus ``keys``), context and outbox."""
         async with self._lock:
             run = self._runs.get(run_id)
             if run is None:
                 return None
+            if since is None:
+                records = {k: v for k, (_, v) in run.records.items()}
+            else:
+                wanted = set(keys)
+                records = {k: v for k, (at, v) in run.records.items() if at > since or k in wanted}
             return StoredState(
                 version=run.version,
-                document=run.document,
+                header=run.header,
+                records=records,
+                since=since,
                 context=dict(run.context),
                 outbox=tuple(run.outbox.values()),
                 record=run.record,
@@ -279,7 +300,8 @@ class MemoryRunStore:
         run_id: str,
         *,
         expected_version: int,
-        document: Mapping[str, object],
+        header: Mapping[str, object],
+        records: Mapping[str, object],
         context_writes: Mapping[str, object],
         outbox: Sequence[Message],
         status: str,
@@ -296,7 +318,9 @@ class MemoryRunStore:
             if run is None or run.version != expected_version or not all(standing):
                 return False
             run.version += 1
-            run.document = _json(document)  # stored as JSON, like every real store
+            run.header = _json(header)  # stored as JSON, like every real store
+            for key, value in _json(records).items():
+                run.records[key] = (run.version, value)
             now = time.time()
             for attempt, owner, lease in claims:
                 self._attempts.setdefault((run_id, attempt), _Attempt(owner, now + lease))

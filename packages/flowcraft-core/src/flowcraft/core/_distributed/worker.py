@@ -37,8 +37,8 @@ from flowcraft.core._distributed.coordinator import (
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.actions import RunNode
 from flowcraft.core._engine.codec import CodecError, event_from_dict, event_to_dict
-from flowcraft.core._engine.codec import state_to_document as _doc
 from flowcraft.core._engine.decide import new_run
+from flowcraft.core._engine.records import all_records, header_of
 from flowcraft.core._engine.state import NodeStatus, RunState
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.context import CancelFlag
@@ -363,7 +363,7 @@ class Worker:
             updated_at=now,
         )
         initial = new_run(job.run_id, pinned.plan)
-        created = await self.store.create_run(record, _doc(initial))
+        created = await self.store.create_run(record, header_of(initial), all_records(initial))
         self.coordinator.created(created, initial)
         await self.coordinator.apply(job.run_id, ev.RunStarted(at=now, input=created.input))
         await delivery.ack()

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from flowcraft.core._engine.decide import Machine
 
 
+def _touch(machine: Machine, cs: ConstructState) -> None:
+    """Note that the construct's own record (progress, value, done) changed."""
+    machine.state.touch("c", cs.key[1], cs.key[0])
+
+
 def _error(record: NodeRecord, kind: str, message: str) -> NodeError:
     return NodeError(
         node_id=record.node_id,
@@ -40,6 +45,7 @@ def start(machine: Machine, record: NodeRecord, node: PlanNode) -> None:
     """Start an attempt of a map or loop node."""
     construct = ConstructState(key=record.key, attempt=record.attempt, value=record.input)
     machine.state.constructs[record.key] = construct
+    _touch(machine, construct)
     if node.kind is NodeKind.MAP:
         _start_map(machine, record, node, construct)
     else:
@@ -64,8 +70,10 @@ def _start_map(machine: Machine, record: NodeRecord, node: PlanNode, cs: Constru
         machine.attempt_failed(record, _error(record, "TypeError", message), retryable=False)
         return
     cs.items = list(items)
+    machine.state.touch("ci", cs.key[1], cs.key[0], cs.attempt)
     if not cs.items:
         cs.done = True
+        _touch(machine, cs)
         machine.succeed(record, [], None)
         return
     _fill_map(machine, record, node, cs)
@@ -77,6 +85,7 @@ def _fill_map(machine: Machine, record: NodeRecord, node: PlanNode, cs: Construc
         index = cs.next_index
         cs.next_index += 1
         cs.active.add(index)
+        _touch(machine, cs)
         frame = map_frame(record.frame, node.id, cs.attempt, index)
         cs.frames.append(frame)
         machine.open_frame(
@@ -97,8 +106,11 @@ def _map_item_done(
 ) -> None:
     cs.results[frame.index] = result
     cs.active.discard(frame.index)
+    machine.state.touch("cr", cs.key[1], cs.key[0], cs.attempt, frame.index)
+    _touch(machine, cs)
     if len(cs.results) == len(cs.items):
         cs.done = True
+        _touch(machine, cs)
         machine.succeed(record, [cs.results[i] for i in range(len(cs.items))], None)
         return
     _fill_map(machine, record, node, cs)
@@ -130,6 +142,7 @@ def _loop_next(machine: Machine, record: NodeRecord, node: PlanNode, cs: Constru
         holds = value
     if not holds:
         cs.done = True
+        _touch(machine, cs)
         machine.succeed(record, cs.value, None)
     elif iteration >= spec.max_iterations:
         message = (
@@ -141,6 +154,7 @@ def _loop_next(machine: Machine, record: NodeRecord, node: PlanNode, cs: Constru
         )
     else:
         cs.next_index += 1
+        _touch(machine, cs)
         frame = loop_frame(record.frame, node.id, cs.attempt, iteration)
         cs.frames.append(frame)
         machine.open_frame(frame, spec.body, owner=record.key, input=cs.value, index=iteration)
@@ -163,6 +177,7 @@ def body_done(machine: Machine, frame: FrameState, result: object) -> None:
         _map_item_done(machine, record, node, cs, frame=frame, result=result)
     else:
         cs.value = result
+        _touch(machine, cs)
         _loop_next(machine, record, node, cs)
 
 
@@ -174,6 +189,7 @@ def body_failed(machine: Machine, frame: FrameState, error: NodeError) -> None:
     if cs is None or cs.done or record.status is not NodeStatus.RUNNING:
         return
     cs.done = True
+    _touch(machine, cs)
     machine.abandon_frames(cs.frames)
     machine.attempt_failed(record, error, retryable=True)
 

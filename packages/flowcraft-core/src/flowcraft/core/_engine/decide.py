@@ -145,6 +145,7 @@ class Machine:
         if self.state.status is not RunStatus.PENDING:
             return
         self.state.input = event.input
+        self.state.touch("i")
         self._set_run_status(RunStatus.RUNNING)
         self.open_frame(ROOT, self.state.plan, owner=None, input=event.input)
 
@@ -234,10 +235,13 @@ class Machine:
             open=len(plan.nodes) - len(plan.fallback_handlers),
         )
         self.state.frames[frame] = state
+        self.state.touch("f", frame)
+        self.state.touch("o", frame)
         if state.open == 0:
             self._frame_done(state)
         for node_id in plan.start_nodes:
             state.fired.add(node_id)
+            self.state.touch("x", frame, node_id)
             self.activate(state, node_id, input)
         return state
 
@@ -248,6 +252,7 @@ class Machine:
         if frame.owner is None:
             if not self.state.status.terminal:
                 self.state.output = result
+                self.state.touch("r")
                 self.finish(RunStatus.COMPLETED)
             return
         constructs.body_done(self, frame, result)
@@ -258,6 +263,7 @@ class Machine:
         doomed = {f for f in self.state.frames if f in frames or f.startswith(prefixes)}
         for name in doomed:
             self.state.frames[name].dead = True
+            self.state.touch("o", name)
         for record in list(self.state.nodes.values()):
             if record.frame in doomed and record.status in _LIVE:
                 self._cancel_record(record)
@@ -277,6 +283,7 @@ class Machine:
     def _new_record(self, node_id: str, frame: str, input: object) -> NodeRecord:
         record = NodeRecord(node_id=node_id, frame=frame, input=input)
         self.state.nodes[record.key] = record
+        self.state.touch("n", frame, node_id)
         self.state.busy += 1
         return record
 
@@ -477,6 +484,8 @@ class Machine:
     def _resolve(self, frame: FrameState, record: NodeRecord) -> None:
         record.resolved = True
         frame.open -= 1
+        self.state.touch("n", record.frame, record.node_id)
+        self.state.touch("o", frame.frame)
         if record.status is _S.SKIPPED:
             for edge in frame.plan.outgoing[record.node_id]:
                 self._arrive(frame, edge, Arrival(taken=False, source=edge.source))
@@ -525,28 +534,32 @@ class Machine:
         if edge.target in frame.fired:
             return
         if len(frame.plan.incoming[edge.target]) == 1:  # no join: decide at once
-            frame.fired.add(edge.target)
+            self._fire(frame, edge.target)
             if arrival.taken:
                 self.activate(frame, edge.target, arrival.value)
             else:
                 self._skips.append((frame, edge.target))
             return
         arrivals = frame.arrivals.setdefault(edge.target, {})
-        if edge.index in arrivals or edge.target in frame.fired:
-            arrivals.setdefault(edge.index, arrival)
+        if edge.index in arrivals:
             return
         arrivals[edge.index] = arrival
+        self.state.touch("a", frame.frame, edge.target, edge.index)
         node = frame.plan.nodes[edge.target]
         incoming = frame.plan.incoming[edge.target]
         if node.join is Join.ANY and arrival.taken:
-            frame.fired.add(node.id)
+            self._fire(frame, node.id)
             self.activate(frame, node.id, _join_input(incoming, {edge.index: arrival}))
         elif len(arrivals) == len(incoming):
-            frame.fired.add(node.id)
+            self._fire(frame, node.id)
             if any(a.taken for a in arrivals.values()):
                 self.activate(frame, node.id, _join_input(incoming, arrivals))
             else:
                 self._skips.append((frame, node.id))
+
+    def _fire(self, frame: FrameState, node_id: str) -> None:
+        frame.fired.add(node_id)
+        self.state.touch("x", frame.frame, node_id)
 
     def _drain_skips(self) -> None:
         while self._skips:

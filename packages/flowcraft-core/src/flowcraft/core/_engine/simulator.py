@@ -4,6 +4,11 @@ Virtual time, no threads, no I/O: node implementations are plain functions, time
 in a heap, child runs are simulated runs. It can deliver every event twice (duplicate delivery)
 to prove that duplicates change nothing. The unit and property tests of the core drive it; it is
 also the reference the real runtimes are compared with.
+
+With ``check_records`` (the default) every step also proves the stored form of the state right
+(``records.py``): the records a decision marks as changed rebuild exactly the state it left; the
+state before the step, patched with those records, is the state after it; and a decision that is
+never saved, rolled back with the stored values of the keys it touched, leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ from flowcraft.core._engine.events import (
     TimerFired,
 )
 from flowcraft.core._engine.plan import Plan
+from flowcraft.core._engine.records import (
+    all_records,
+    changed_records,
+    header_of,
+    patch_state,
+    state_from_records,
+)
 from flowcraft.core._engine.state import NodeError, NodeStatus, RunState, RunStatus
 
 
@@ -80,6 +92,9 @@ class SimRun:
     parent: tuple[str, str, str, int] | None = None  # (run id, node id, frame, attempt)
     reported: ChildOutcome | None = None
     decisions: list[Decision] = field(default_factory=list)
+    #: The run as a store would hold it (header, records), with ``check_records``.
+    header: dict[str, object] = field(default_factory=dict)
+    records: dict[str, object] = field(default_factory=dict)
 
 
 class Simulator:
@@ -91,7 +106,9 @@ class Simulator:
         registry: Mapping[str, Impl],
         *,
         duplicate: bool = False,
+        check_records: bool = True,
     ) -> None:
+        self.check_records = check_records
         self.plans = plans
         self.registry = registry
         self.duplicate = duplicate
@@ -107,6 +124,9 @@ class Simulator:
     def start(self, plan_id: str, input: object = None, *, run_id: str = "run") -> SimRun:
         """Create a run and queue its start."""
         run = SimRun(state=new_run(run_id, self.plans[plan_id]))
+        if self.check_records:
+            run.state.changes = set()
+            run.header = header_of(run.state)
         self.runs[run_id] = run
         self.post(run_id, RunStarted(at=self.now, input=input))
         return run
@@ -164,12 +184,44 @@ class Simulator:
 
     def _apply(self, run_id: str, event: Event) -> Decision:
         run = self.runs[run_id]
+        before = self._stored_state(run) if self.check_records else None
         decision = apply(run.state, event)
+        if before is not None:
+            self._check_records(run, before)
         run.decisions.append(decision)
         for action in decision.actions:
             self._carry_out(run, action)
         self._report_to_parent(run)
         return decision
+
+    def _stored_state(self, run: SimRun) -> RunState:
+        state = run.state
+        return state_from_records(state.run_id, state.plan, run.header, run.records, state.context)
+
+    def _check_records(self, run: SimRun, before: RunState) -> None:
+        """Save the step's changes to the run's records and prove them (see the docstring)."""
+        state = run.state
+        written = changed_records(state)
+        assert state.changes is not None
+        state.changes.clear()
+        run.header = header_of(state)
+        run.records.update(written)
+        expected = _snapshot(state)
+        assert _snapshot(self._stored_state(run)) == expected, "records do not rebuild the state"
+        patch_state(before, run.header, written)
+        before.context = dict(state.context)
+        assert _snapshot(before) == expected, "the step's records do not patch the state"
+        unsaved = self._stored_state(run)
+        unsaved.changes = set()
+        apply(unsaved, CancelRequested(at=self.now))
+        touched = list(changed_records(unsaved))
+        patch_state(
+            unsaved,
+            run.header,
+            {k: run.records[k] for k in touched if k in run.records},
+            [k for k in touched if k not in run.records],
+        )
+        assert _snapshot(unsaved) == expected, "an unsaved decision is not rolled back"
 
     def _carry_out(self, run: SimRun, action: Action) -> None:
         run_id = run.state.run_id
@@ -302,3 +354,14 @@ def _outcome_of(status: RunStatus) -> ChildOutcome | None:
         RunStatus.AWAITING: ChildOutcome.AWAITING,
         RunStatus.RUNNING: ChildOutcome.RUNNING,
     }.get(status)
+
+
+def _snapshot(state: RunState) -> tuple[object, ...]:
+    """Everything a state holds, comparable (what the records hold and what is derived)."""
+    return (
+        header_of(state),
+        all_records(state),
+        dict(state.tokens),
+        {name: (id(f.plan), f.owner) for name, f in state.frames.items()},
+        {k: (cs.frames, cs.active, cs.items) for k, cs in state.constructs.items()},
+    )

@@ -14,6 +14,9 @@ from enum import StrEnum
 from flowcraft.core._engine.frames import ROOT, InstanceKey
 from flowcraft.core._engine.plan import Plan
 
+#: A stored record's key: its kind, then what identifies it within the run (see ``records.py``).
+RecordKey = tuple[str | int, ...]
+
 
 class RunStatus(StrEnum):
     """Status of a run. Completed, failed and cancelled are terminal."""
@@ -172,6 +175,14 @@ class RunState:
     awaiting: int = 0
     #: Terminal and nothing runs any more: the final result is published (once).
     settled: bool = False
+    #: Keys of the stored records this state changed since it was last saved (see
+    #: ``records.py``); None: nobody stores this state record by record (nothing is tracked).
+    changes: set[RecordKey] | None = None
+
+    def touch(self, *key: str | int) -> None:
+        """Note that the stored record ``key`` changed (a no-op unless changes are tracked)."""
+        if self.changes is not None:
+            self.changes.add(key)
 
     @property
     def root(self) -> FrameState:
@@ -197,3 +208,4 @@ def set_node_status(state: RunState, record: NodeRecord, status: NodeStatus) -> 
     state.busy += (status in BUSY) - (record.status in BUSY)
     state.awaiting += (status is NodeStatus.AWAITING) - (record.status is NodeStatus.AWAITING)
     record.status = status
+    state.touch("n", record.frame, record.node_id)
