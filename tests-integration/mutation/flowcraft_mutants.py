@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -146,9 +147,11 @@ def _context_writes_replace_the_context() -> None:
 def _create_run_not_idempotent_by_key() -> None:
     original = memory.MemoryRunStore.create_run
 
-    async def create_run(self: memory.MemoryRunStore, record: Any, document: Any) -> Any:
+    async def create_run(
+        self: memory.MemoryRunStore, record: Any, header: Any, records: Any = None
+    ) -> Any:
         self._keys.clear()
-        return await original(self, record, document)
+        return await original(self, record, header, records)
 
     memory.MemoryRunStore.create_run = create_run  # type: ignore[method-assign]
 
@@ -164,6 +167,52 @@ def _outbox_not_kept() -> None:
 
 
 #: Every variant: name -> what breaking it does. ``test_mutation`` requires each to fail.
+def _records_rewritten_whole() -> None:
+    """Each save's records replace the run's records (a whole-state rewrite gone wrong)."""
+    original = memory.MemoryRunStore.save_state
+
+    async def save_state(self: memory.MemoryRunStore, run_id: str, **fields: Any) -> bool:
+        saved = await original(self, run_id, **fields)
+        if saved:
+            run = self._runs[run_id]
+            run.records = {k: v for k, v in run.records.items() if k in fields["records"]}
+        return saved
+
+    memory.MemoryRunStore.save_state = save_state  # type: ignore[method-assign]
+
+
+def _keys_asked_for_are_ignored() -> None:
+    """A load since a version leaves out the records the caller asked back."""
+    original = memory.MemoryRunStore.load_state
+
+    async def load_state(
+        self: memory.MemoryRunStore, run_id: str, *, since: int | None = None, keys: Any = ()
+    ) -> Any:
+        del keys
+        return await original(self, run_id, since=since)
+
+    memory.MemoryRunStore.load_state = load_state  # type: ignore[method-assign]
+
+
+def _delta_loads_miss_the_latest_save() -> None:
+    """A load since a version leaves out what the latest save wrote (an off-by-one)."""
+    original = memory.MemoryRunStore.load_state
+
+    async def load_state(
+        self: memory.MemoryRunStore, run_id: str, *, since: int | None = None, keys: Any = ()
+    ) -> Any:
+        stored = await original(self, run_id, since=since, keys=keys)
+        if stored is None or since is None:
+            return stored
+        run = self._runs[run_id]
+        wanted = set(keys)
+        latest = {k for k, (at, _) in run.records.items() if at == run.version}
+        records = {k: v for k, v in stored.records.items() if k not in latest or k in wanted}
+        return replace(stored, records=records)
+
+    memory.MemoryRunStore.load_state = load_state  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Callable[[], None]] = {
     "reconciler-does-nothing": _reconciler_does_nothing,
     "delivery-extend-no-op": _delivery_extend_is_a_no_op,
@@ -179,6 +228,9 @@ MUTANTS: dict[str, Callable[[], None]] = {
     "context-writes-replace-the-context": _context_writes_replace_the_context,
     "idempotency-key-ignored": _create_run_not_idempotent_by_key,
     "outbox-not-kept": _outbox_not_kept,
+    "records-rewritten-whole": _records_rewritten_whole,
+    "keys-asked-for-ignored": _keys_asked_for_are_ignored,
+    "delta-loads-miss-the-latest-save": _delta_loads_miss_the_latest_save,
 }
 
 

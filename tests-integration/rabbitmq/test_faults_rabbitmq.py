@@ -4,6 +4,7 @@ a worker process killed with SIGKILL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -73,9 +74,9 @@ async def test_postgres_connections_dropped_mid_run(
 
 async def _running(store: RunStore, run_id: str, node_id: str) -> bool:
     stored = await store.load_state(run_id)
-    nodes = stored.document.get("nodes", []) if stored else []
-    assert isinstance(nodes, list)
-    return any(r["node_id"] == node_id and r["status"] == "running" for r in nodes)
+    key = json.dumps(["n", "", node_id], separators=(",", ":"))
+    record = stored.records.get(key) if stored else None
+    return isinstance(record, dict) and record.get("status") == "running"
 
 
 async def test_worker_process_killed_with_sigkill(

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Mapping
 
 import psycopg
+import psycopg.types.json
 from flowcraft.core import ports
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.rabbitmq import PostgresContext
@@ -29,12 +30,13 @@ async def save(
     writes: Mapping[str, object] | None = None,
     outbox: tuple[ports.Message, ...] = (),
     status: str = "running",
-    document: dict[str, object] | None = None,
+    header: dict[str, object] | None = None,
 ) -> bool:
     return await store.save_state(
         run_id,
         expected_version=version,
-        document=document or {"v": version + 1},
+        header=header or {"v": version + 1},
+        records={},
         context_writes=writes or {},
         outbox=outbox,
         status=status,
@@ -49,7 +51,8 @@ async def test_save_state_updates_the_record_and_the_status_row(
     ok = await pg_store.save_state(
         "r1",
         expected_version=1,
-        document={},
+        header={},
+        records={},
         context_writes={},
         outbox=(),
         status="failed",
@@ -189,6 +192,61 @@ async def test_ensure_schema_converts_an_outbox_of_one_row_per_message(
     finally:
         await old.drop_schema()
         await old.close()
+
+
+#: A run state as builds before the records layout stored it: one whole document.
+_LEGACY_DOCUMENT = {
+    "run_id": "r1", "plan": ["bp", "1"], "status": "running", "input": {"n": 1},
+    "output": None, "errors": [], "busy": 1, "awaiting": 0, "settled": False, "tokens": {},
+    "nodes": [
+        {"node_id": "a", "frame": "", "status": "succeeded", "attempt": 1, "output": 2,
+         "resolved": True},
+        {"node_id": "M", "frame": "", "status": "running", "attempt": 2, "input": [5, 6]},
+    ],
+    "frames": [
+        {"frame": "", "owner": None, "input": {"n": 1}, "index": 0, "open": 2, "dead": False,
+         "fired": ["a", "M"], "arrivals": {"j": {"0": [True, "a", 2]}}},
+    ],
+    "constructs": [
+        {"key": ["M", ""], "attempt": 2, "items": [5, 6], "next_index": 2, "active": [1],
+         "results": {"0": 50}, "value": None, "frames": ["M@2[0]", "M@2[1]"], "done": False},
+    ],
+}  # fmt: skip
+
+
+async def test_ensure_schema_converts_states_stored_whole(pg_store: PostgresContext) -> None:
+    await pg_store.create_run(record("r1"), {})
+    assert await save(pg_store, "r1", 1)
+    states = psycopg.sql.Identifier(pg_store.tables.states)
+    async with pg_store._pool.connection() as conn:
+        await conn.execute(
+            psycopg.sql.SQL("UPDATE {} SET document = %s").format(states),
+            (psycopg.types.json.Jsonb(_LEGACY_DOCUMENT),),
+        )
+    await pg_store.ensure_schema()
+    await pg_store.ensure_schema()  # idempotent once converted
+    state = await pg_store.load_state("r1")
+    assert state is not None
+    assert state.version == 2
+    assert state.header == {
+        "status": "running", "busy": 1, "awaiting": 0, "settled": False, "errors": [],
+    }  # fmt: skip
+    assert state.records == {
+        '["i"]': {"n": 1},
+        '["n","","a"]': {"status": "succeeded", "attempt": 1, "output": 2, "resolved": True},
+        '["n","","M"]': {"status": "running", "attempt": 2, "input": [5, 6]},
+        '["f",""]': {"owner": None, "input": {"n": 1}, "index": 0},
+        '["o",""]': [2, False],
+        '["x","","a"]': 1,
+        '["x","","M"]': 1,
+        '["a","","j",0]': [True, "a", 2],
+        '["c","","M"]': {"attempt": 2, "next_index": 2, "value": None, "done": False},
+        '["ci","","M",2]': [5, 6],
+        '["cr","","M",2,0]': 50,
+    }
+    delta = await pg_store.load_state("r1", since=1)
+    assert delta is not None
+    assert delta.records == state.records  # converted records count as the current version's
 
 
 async def test_ensure_schema_is_idempotent_and_concurrent(pg_store: PostgresContext) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 from flowcraft.core import (
     Client,
@@ -23,9 +24,11 @@ class _CountingStore(MemoryRunStore):
         self.loads = 0
         self.records = 0
 
-    async def load_state(self, run_id: str) -> StoredState | None:
+    async def load_state(
+        self, run_id: str, *, since: int | None = None, keys: Collection[str] = ()
+    ) -> StoredState | None:
         self.loads += 1
-        return await super().load_state(run_id)
+        return await super().load_state(run_id, since=since, keys=keys)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         self.records += 1

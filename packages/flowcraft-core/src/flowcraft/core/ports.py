@@ -31,6 +31,7 @@ __all__ = [
     "RunRecord",
     "RunStore",
     "StoredState",
+    "records_from_document",
 ]
 
 #: The value of a context write that deletes the key (JSON-encoded form in ``save_state``).
@@ -413,3 +414,16 @@ class CoordinationStore(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+def records_from_document(
+    document: Mapping[str, object],
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The ``(header, records)`` of a run state that an earlier build stored whole.
+
+    For adapters that migrate stored states to the header-and-records layout (``ValueError``
+    if ``document`` is not such a state).
+    """
+    from flowcraft.core._engine.records import records_from_document as convert  # noqa: PLC0415
+
+    return convert(document)

@@ -11,14 +11,18 @@ Tables (default names with ``table_prefix="flowcraft"``)::
                          updated_at timestamptz)                     status_data = {"status": ...}
     flowcraft_runs      run records: status, blueprint id/version/digest, input, output, errors,
                         parent, idempotency_key UNIQUE (NULLs allowed), created_at, updated_at
-    flowcraft_states    (run_id PK, version int, document jsonb)    the engine document, CAS'd
+    flowcraft_states    (run_id PK, version int, document jsonb)    the run header, CAS'd
+    flowcraft_records   (run_id, key, version int, value jsonb)     PK (run_id, key): the run's
+                                                                     records, each with the
+                                                                     version that wrote it
     flowcraft_outbox    (run_id, position, message_ids text[],      PK (run_id, position): one
                          bodies bytea[])                             row per save, not per message
     flowcraft_attempts  (run_id, attempt, owner, lease_until,       PK (run_id, attempt)
                          outcome bytea NULL)
 
-Indexes: statuses ((status_data->>'status'), updated_at) for ``stalled_runs`` (and the original
-reconciler query); runs (created_at, run_id) and runs (status, created_at, run_id) for
+Indexes: records (run_id, version) for loading what changed since a version; statuses
+((status_data->>'status'), updated_at) for ``stalled_runs`` (and the original reconciler
+query); runs (created_at, run_id) and runs (status, created_at, run_id) for
 ``list_runs``. No index of the run table covers ``updated_at``: every save sets it, and an
 indexed column that changes turns the update of the run row into a non-HOT one (a new entry
 in every index of the table per save). ``ensure_schema`` drops ``{runs}_status_idx``
@@ -32,6 +36,11 @@ coarser, and a step of a busy run writes two rows fewer).
 The outbox keeps one row per save holding all of that save's messages (inserting eight rows
 for a fan-out of eight cost about as much as the rest of the save). An outbox of the earlier
 one-row-per-message shape is converted by ``ensure_schema`` (``outbox_migration``).
+
+A run's state is its header (``states.document``, rewritten by each save) and its records
+(``records``: a save upserts those its decision changed, in the same statement). States of
+earlier builds kept the whole engine document in ``states.document``; ``ensure_schema``
+converts them (``legacy_states_sql``, then the core's ``ports.records_from_document``).
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ __all__ = [
     "ddl",
     "extend_sql",
     "find_run_sql",
+    "legacy_states_sql",
     "list_runs_sql",
     "load_state_sql",
     "outbox_migration",
@@ -79,7 +89,7 @@ RUN_COLUMNS = sql.SQL(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TableNames:
-    """The six table names of one store (unquoted; quoted by ``sql.Identifier`` when used)."""
+    """The seven table names of one store (unquoted; quoted by ``sql.Identifier`` when used)."""
 
     contexts: str
     statuses: str
@@ -87,6 +97,7 @@ class TableNames:
     states: str
     outbox: str
     attempts: str
+    records: str
 
     @classmethod
     def with_prefix(cls, prefix: str, **overrides: str | None) -> TableNames:
@@ -163,6 +174,14 @@ _DDL = (
     outcome BYTEA,
     PRIMARY KEY (run_id, attempt)
 )""",
+    """CREATE TABLE IF NOT EXISTS {records} (
+    run_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    value JSONB NOT NULL,
+    PRIMARY KEY (run_id, key)
+)""",
+    "CREATE INDEX IF NOT EXISTS {records_version_idx} ON {records} (run_id, version)",
 )
 
 
@@ -172,6 +191,7 @@ def _names(t: TableNames) -> dict[str, sql.Identifier]:
     names["runs_status_idx"] = t.index("runs", "status_idx")  # dropped: see the docstring
     names["runs_status_created_idx"] = t.index("runs", "status_created_idx")
     names["runs_created_idx"] = t.index("runs", "created_idx")
+    names["records_version_idx"] = t.index("records", "version_idx")
     names["outbox_v1"] = t.index("outbox", "v1")
     names["outbox_pkey"] = t.index("outbox", "pkey")
     names["outbox_v1_pkey"] = t.index("outbox", "v1_pkey")
@@ -215,11 +235,33 @@ FROM {outbox_v1} GROUP BY run_id""",
     return check, before, after
 
 
+def legacy_states_sql(t: TableNames) -> tuple[sql.Composed, sql.Composed]:
+    """Finding states of earlier builds (a whole engine document) and storing one converted.
+
+    The first selects ``run_id, version, document`` of every such state (for update); the
+    second (params: header, run_id, records as jsonb) stores the header and the records.
+    """
+    names = _names(t)
+    find = sql.SQL(
+        "SELECT run_id, version, document FROM {states} WHERE document ? 'nodes' FOR UPDATE"
+    ).format(**names)
+    store = sql.SQL(
+        """WITH s AS (
+    UPDATE {states} SET document = %s WHERE run_id = %s RETURNING run_id, version
+)
+INSERT INTO {records} (run_id, key, version, value)
+SELECT s.run_id, x.key, s.version, x.value FROM s, jsonb_each(%s::jsonb) AS x(key, value)
+ON CONFLICT (run_id, key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value"""
+    ).format(**names)
+    return find, store
+
+
 def create_run_sql(t: TableNames) -> sql.Composed:
-    """Insert the run and its state, context and status rows, unless the id or key exists.
+    """Insert the run and its state, records, context and status rows, unless it exists.
 
     Params: run_id, blueprint_id, blueprint_version, blueprint_digest, status, input, output,
-    errors, parent, idempotency_key, created_at (epoch or NULL), document, status_data.
+    errors, parent, idempotency_key, created_at (epoch or NULL), header, records (jsonb),
+    status_data.
     Returns the new record's columns, or no row when nothing was written.
     """
     return sql.SQL(
@@ -232,6 +274,9 @@ def create_run_sql(t: TableNames) -> sql.Composed:
     RETURNING *
 ), s AS (
     INSERT INTO {states} (run_id, version, document) SELECT run_id, 1, %s FROM r
+), k AS (
+    INSERT INTO {records} (run_id, key, version, value)
+    SELECT r.run_id, x.key, 1, x.value FROM r, jsonb_each(%s::jsonb) AS x(key, value)
 ), c AS (
     INSERT INTO {contexts} (run_id, context_data) SELECT run_id, '{{}}'::jsonb FROM r
     ON CONFLICT (run_id) DO UPDATE SET context_data = '{{}}'::jsonb
@@ -252,10 +297,12 @@ def find_run_sql(t: TableNames) -> sql.Composed:
 
 
 def load_state_sql(t: TableNames) -> sql.Composed:
-    """Version, document, context, outbox and the run's record, in one snapshot.
+    """Version, header, context, outbox, records and the run's record, in one snapshot.
 
-    The outbox comes as ids and bodies in order (an id saved twice comes twice: the caller
-    keeps the first); the record as the ``RUN_COLUMNS``.
+    Params: since (-1: every record), keys (text[]: records wanted whatever their version),
+    run_id. The outbox comes as ids and bodies in order (an id saved twice comes
+    twice: the caller keeps the first); the records as one JSON object; the record as the
+    ``RUN_COLUMNS``. Records newer than ``since`` are found through (run_id, version).
     """
     return sql.SQL(
         """SELECT s.version, s.document, COALESCE(c.context_data, '{{}}'::jsonb),
@@ -263,6 +310,10 @@ def load_state_sql(t: TableNames) -> sql.Composed:
           WHERE o.run_id = s.run_id ORDER BY o.position, m.n),
     ARRAY(SELECT m.body FROM {outbox} o, unnest(o.bodies) WITH ORDINALITY AS m(body, n)
           WHERE o.run_id = s.run_id ORDER BY o.position, m.n),
+    (SELECT COALESCE(json_object_agg(k.key, k.value), '{{}}'::json) FROM (
+        SELECT key, value FROM {records} WHERE run_id = s.run_id AND version > %s
+        UNION SELECT key, value FROM {records} WHERE run_id = s.run_id AND key = ANY(%s::text[])
+    ) AS k),
     r.run_id, r.blueprint_id, r.blueprint_version, r.blueprint_digest, r.status, r.input,
     r.output, r.errors, r.parent, r.idempotency_key, extract(epoch FROM r.created_at)::float8,
     extract(epoch FROM r.updated_at)::float8, r.created_at
@@ -279,12 +330,12 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     every other write hangs off the versioned UPDATE of the state row, which also requires
     that each of those outcomes was written by this statement: when the version moved on (or
     an outcome was there before), that UPDATE matches nothing and so does everything else.
-    Params: run_id, outcomes (JSON ``[[attempt, base64 outcome], ...]``), document, run_id,
-    expected_version, number of outcomes, context sets (jsonb), context deletes (JSON list of
-    keys), whether there are context writes (the context row is left alone otherwise: no
-    new row version per save), outbox (JSON ``[[id, base64 body], ...]``), claims (JSON
-    ``[[attempt, owner, lease seconds], ...]``), sent (JSON ``[message id, ...]``), status,
-    output, errors, status_data.
+    Params: run_id, outcomes (JSON ``[[attempt, base64 outcome], ...]``), header, run_id,
+    expected_version, number of outcomes, records (jsonb: key -> value), context sets (jsonb),
+    context deletes (JSON list of keys), whether there are context writes (the context row is
+    left alone otherwise: no new row version per save), outbox (JSON ``[[id, base64 body],
+    ...]``), claims (JSON ``[[attempt, owner, lease seconds], ...]``), sent (JSON ``[message id,
+    ...]``), status, output, errors, status_data.
     Lists travel as one JSON text each: psycopg adapts arrays in Python, element by element,
     which showed up in profiles; JSON is encoded in C on both sides. The outbox becomes one
     row (none without messages); the ``sent`` messages leave the outbox as with
@@ -303,7 +354,11 @@ def save_state_sql(t: TableNames) -> sql.Composed:
 ), s AS (
     UPDATE {states} SET version = version + 1, document = %s
     WHERE run_id = %s AND version = %s AND (SELECT count(*) FROM a) = %s
-    RETURNING run_id
+    RETURNING run_id, version
+), k AS (
+    INSERT INTO {records} (run_id, key, version, value)
+    SELECT s.run_id, x.key, s.version, x.value FROM s, jsonb_each(%s::jsonb) AS x(key, value)
+    ON CONFLICT (run_id, key) DO UPDATE SET version = EXCLUDED.version, value = EXCLUDED.value
 ), c AS (
     UPDATE {contexts}
     SET context_data = (context_data || %s::jsonb)

@@ -30,7 +30,7 @@ import asyncio
 import base64
 import json
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -63,6 +63,7 @@ class PostgresContext:
         state_table: Name of the state document table (default ``{prefix}_states``).
         outbox_table: Name of the outbox table (default ``{prefix}_outbox``).
         attempt_table: Name of the attempt table (default ``{prefix}_attempts``).
+        record_table: Name of the table of the runs' records (default ``{prefix}_records``).
         min_size: Connections the owned pool keeps open.
         max_size: Most connections the owned pool opens.
         connect_timeout: Seconds to wait for a connection before a ``TransientBackendError``.
@@ -79,6 +80,7 @@ class PostgresContext:
         state_table: str | None = None,
         outbox_table: str | None = None,
         attempt_table: str | None = None,
+        record_table: str | None = None,
         min_size: int = 1,
         max_size: int = 10,
         connect_timeout: float = 10.0,
@@ -91,6 +93,7 @@ class PostgresContext:
             states=state_table,
             outbox=outbox_table,
             attempts=attempt_table,
+            records=record_table,
         )
         self._q = q.Queries.render(self.tables)
         self._claims: list[_Claim] = []
@@ -116,9 +119,18 @@ class PostgresContext:
                     statements = [*before, *statements, *after]
                 for statement in statements:
                     await conn.execute(statement)
+                await self._convert_legacy_states(conn)
+
+    async def _convert_legacy_states(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """States of earlier builds (one whole document) become a header and records."""
+        find, store = q.legacy_states_sql(self.tables)
+        cur = await conn.execute(find)
+        for run_id, _version, document in await cur.fetchall():
+            header, records = ports.records_from_document(document)
+            await conn.execute(store, (Jsonb(header), run_id, Jsonb(records)))
 
     async def drop_schema(self) -> None:
-        """Drop the six tables (for tests and throwaway namespaces)."""
+        """Drop the seven tables (for tests and throwaway namespaces)."""
         names = [self.tables.ident(field) for field in _TABLE_FIELDS]
         statement = sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(names))
         await self._execute("drop_schema", statement, (), retry=True)
@@ -139,10 +151,18 @@ class PostgresContext:
     # ------------------------------------------------------------------ runs
 
     async def create_run(
-        self, record: ports.RunRecord, document: Mapping[str, object]
+        self,
+        record: ports.RunRecord,
+        header: Mapping[str, object],
+        records: Mapping[str, object] | None = None,
     ) -> ports.RunRecord:
         """Create the run (state version 1, empty context) unless its id or key exists."""
-        params = (*_record_params(record), Jsonb(document), Jsonb({"status": record.status}))
+        params = (
+            *_record_params(record),
+            Jsonb(header),
+            Jsonb(records or {}),
+            Jsonb({"status": record.status}),
+        )
         row = await self._fetchone("create_run", self._q.create_run, params, retry=True)
         if row is None:
             find = (record.run_id, record.idempotency_key, record.run_id)
@@ -184,18 +204,23 @@ class PostgresContext:
 
     # ------------------------------------------------------------------ state
 
-    async def load_state(self, run_id: str) -> ports.StoredState | None:
-        """Document, context, outbox and record as of the last ``save_state`` (one snapshot)."""
-        row = await self._fetchone("load_state", self._q.load_state, (run_id,), True)
+    async def load_state(
+        self, run_id: str, *, since: int | None = None, keys: Collection[str] = ()
+    ) -> ports.StoredState | None:
+        """Header, records, context, outbox and record as of the last save (one snapshot)."""
+        params = (-1 if since is None else since, list(keys), run_id)
+        row = await self._fetchone("load_state", self._q.load_state, params, True)
         if row is None:
             return None
-        version, document, context, ids, bodies = row[:5]
+        version, header, context, ids, bodies, records = row[:6]
         return ports.StoredState(
             version=version,
-            document=document,
+            header=header,
+            records=records,
+            since=since,
             context=context,
             outbox=_outbox(ids, bodies),
-            record=_record(row[5:]),
+            record=_record(row[6:]),
         )
 
     async def save_state(
@@ -203,7 +228,8 @@ class PostgresContext:
         run_id: str,
         *,
         expected_version: int,
-        document: Mapping[str, object],
+        header: Mapping[str, object],
+        records: Mapping[str, object],
         context_writes: Mapping[str, object],
         outbox: Sequence[ports.Message],
         status: str,
@@ -218,10 +244,11 @@ class PostgresContext:
         params = (
             run_id,
             _json_pairs(outcomes),
-            Jsonb(document),
+            Jsonb(header),
             run_id,
             expected_version,
             len(outcomes),
+            Jsonb(records),
             Jsonb(sets),
             json.dumps(deletes),
             bool(sets or deletes),
@@ -385,7 +412,7 @@ class _Claim(NamedTuple):
     future: asyncio.Future[ports.AttemptClaim]
 
 
-_TABLE_FIELDS = ("contexts", "statuses", "runs", "states", "outbox", "attempts")
+_TABLE_FIELDS = ("contexts", "statuses", "runs", "states", "outbox", "attempts", "records")
 
 
 def _make_pool(

@@ -61,6 +61,7 @@ __all__ = [
     "encode_key",
     "header_of",
     "patch_state",
+    "records_from_document",
     "state_from_records",
 ]
 
@@ -404,3 +405,75 @@ def _remove(state: RunState, key: RecordKey) -> None:  # noqa: PLR0912 - one bra
                 cs.items = []
             else:
                 cs.results.pop(int(key[4]), None)
+
+
+# --------------------------------------------------------------------------- earlier layout
+
+
+def records_from_document(
+    document: Mapping[str, Any],
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The header and records of a state stored whole by earlier builds (one JSON document).
+
+    A pure reshaping of that document (nodes, frames with their arrivals and fired nodes,
+    constructs); ``CodecError`` if it is not one.
+    """
+    try:
+        header: dict[str, object] = {
+            "status": str(RunStatus(document["status"])),
+            "busy": int(document["busy"]),
+            "awaiting": int(document["awaiting"]),
+            "settled": bool(document.get("settled", False)),
+            "errors": list(document["errors"]),
+        }
+        records: dict[str, object] = {}
+        if document.get("input") is not None:
+            records[encode_key(("i",))] = document["input"]
+        if document.get("output") is not None:
+            records[encode_key(("r",))] = document["output"]
+        for raw in document["nodes"]:
+            node = {k: v for k, v in raw.items() if k not in ("node_id", "frame")}
+            records[encode_key(("n", raw["frame"], raw["node_id"]))] = node
+        for raw in document["frames"]:
+            records.update(_legacy_frame(raw))
+        for raw in document["constructs"]:
+            records.update(_legacy_construct(raw))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CodecError(f"not a run state document: {exc!r}") from None
+    return header, records
+
+
+def _legacy_frame(raw: Mapping[str, Any]) -> dict[str, object]:
+    name = raw["frame"]
+    out: dict[str, object] = {
+        encode_key(("f", name)): {
+            "owner": raw["owner"],
+            "input": raw["input"],
+            "index": raw["index"],
+        },
+        encode_key(("o", name)): [raw["open"], raw["dead"]],
+    }
+    for node_id in raw["fired"]:
+        out[encode_key(("x", name, node_id))] = 1
+    for target, by_edge in raw["arrivals"].items():
+        for index, arrival in by_edge.items():
+            out[encode_key(("a", name, target, int(index)))] = list(arrival)
+    return out
+
+
+def _legacy_construct(raw: Mapping[str, Any]) -> dict[str, object]:
+    node_id, frame = raw["key"]
+    attempt = int(raw["attempt"])
+    out: dict[str, object] = {
+        encode_key(("c", frame, node_id)): {
+            "attempt": attempt,
+            "next_index": raw["next_index"],
+            "value": raw["value"],
+            "done": raw["done"],
+        }
+    }
+    if raw["items"]:
+        out[encode_key(("ci", frame, node_id, attempt))] = list(raw["items"])
+    for index, result in raw["results"].items():
+        out[encode_key(("cr", frame, node_id, attempt, int(index)))] = result
+    return out

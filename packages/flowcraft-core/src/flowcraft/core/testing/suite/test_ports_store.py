@@ -1,9 +1,10 @@
 """The run store's contract (``ports.RunStore``): what the coordinator and workers rely on.
 
 Compare-and-set saves (one winner among concurrent savers, a refused save writes nothing),
-per-key context writes, the outbox, outcomes carried by a save, leased attempt claims (busy,
-take-over after expiry, extension, first-writer-wins commits), idempotent ``create_run``,
-``list_runs`` paging and ``stalled_runs``.
+records written key by key and loaded whole or since a version (with the keys a caller asks
+back), a 20,000-record save in one piece, per-key context writes, the outbox, outcomes carried
+by a save, leased attempt claims (busy, take-over after expiry, extension, first-writer-wins
+commits), idempotent ``create_run``, ``list_runs`` paging and ``stalled_runs``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ async def _save(
     return await store.save_state(
         run_id,
         expected_version=version,
-        document={"v": version + 1},
+        header={"v": version + 1},
+        records={},
         context_writes={f"k{version}": version},
         outbox=outbox,
         status=status,
@@ -53,7 +55,7 @@ async def test_save_commits_the_outcomes_it_carries(harness: Harness) -> None:
         assert await _save(store, "r1", 1, outcomes=(("a#1", b"ok"), ("b#1", b"fine")))
         state = await store.load_state("r1")
         assert state is not None
-        assert (state.version, state.document, state.context) == (2, {"v": 2}, {"k1": 1})
+        assert (state.version, state.header, state.context) == (2, {"v": 2}, {"k1": 1})
         done = await store.claim_attempt("r1", "a#1", "w2", 30)
         assert (done.status, done.outcome) == (ClaimStatus.DONE, b"ok")
         assert await store.commit_attempt("r1", "b#1", b"late") == b"fine"
@@ -148,7 +150,7 @@ async def test_create_run_stores_the_record_and_the_initial_state(harness: Harne
         assert await store.get_run("r1") == created
         state = await store.load_state("r1")
         assert state is not None
-        assert (state.version, state.document, state.context, state.outbox) == (
+        assert (state.version, state.header, state.context, state.outbox) == (
             1,
             {"doc": 1},
             {},
@@ -166,7 +168,7 @@ async def test_create_run_is_idempotent_by_id(harness: Harness) -> None:
         assert again == first
         state = await store.load_state("r1")
         assert state is not None
-        assert state.document == {"doc": 1}
+        assert state.header == {"doc": 1}
 
 
 async def test_concurrent_starts_with_one_key_create_one_run(harness: Harness) -> None:
@@ -185,32 +187,33 @@ async def test_concurrent_starts_with_one_key_create_one_run(harness: Harness) -
 async def test_a_refused_save_writes_nothing(harness: Harness) -> None:
     async with harness.backend() as backend:
         store = backend.store
-        await store.create_run(_record("r1"), {"v": 1})
+        await store.create_run(_record("r1"), {"v": 1}, {"k": 1})
         kept = Message(id="m1", body=b"\x00one")
         assert await store.save_state(
-            "r1", expected_version=1, document={"v": 2}, context_writes={"a": 1},
+            "r1", expected_version=1, header={"v": 2}, records={"k": 2}, context_writes={"a": 1},
             outbox=(kept,), status="running",
         )  # fmt: skip
         refused = await store.save_state(
-            "r1", expected_version=1, document={"v": 99}, context_writes={"a": 99, "b": 2},
-            outbox=(Message(id="m2", body=b"two"),), status="failed", output="x",
-            claims=(("c#1", "w", 30.0),),
+            "r1", expected_version=1, header={"v": 99}, records={"k": 99, "new": 1},
+            context_writes={"a": 99, "b": 2}, outbox=(Message(id="m2", body=b"two"),),
+            status="failed", output="x", claims=(("c#1", "w", 30.0),),
         )  # fmt: skip
         assert refused is False
         state = await store.load_state("r1")
         run = await store.get_run("r1")
         assert state is not None
         assert run is not None
-        assert (state.version, state.document, state.context, state.outbox) == (
+        assert (state.version, state.header, state.records, state.context, state.outbox) == (
             2,
             {"v": 2},
+            {"k": 2},
             {"a": 1},
             (kept,),
         )
         assert (run.status, run.output) == ("running", None)
         assert (await store.claim_attempt("r1", "c#1", "other", 30)).status is ClaimStatus.CLAIMED
         assert not await store.save_state(
-            "missing", expected_version=1, document={}, context_writes={}, outbox=(),
+            "missing", expected_version=1, header={}, records={}, context_writes={}, outbox=(),
             status="running",
         )  # fmt: skip
 
@@ -222,8 +225,9 @@ async def test_one_of_many_concurrent_savers_wins(harness: Harness) -> None:
 
         def save(i: int) -> Awaitable[bool]:
             return store.save_state(
-                "r1", expected_version=1, document={"by": i}, context_writes={"by": i},
-                outbox=(Message(id=f"m{i}", body=b"x"),), status="running",
+                "r1", expected_version=1, header={"by": i}, records={"k": i, f"own{i}": i},
+                context_writes={"by": i}, outbox=(Message(id=f"m{i}", body=b"x"),),
+                status="running",
             )  # fmt: skip
 
         saved = await asyncio.gather(*(save(i) for i in range(8)))
@@ -231,12 +235,105 @@ async def test_one_of_many_concurrent_savers_wins(harness: Harness) -> None:
         winner = saved.index(True)
         state = await store.load_state("r1")
         assert state is not None
-        assert (state.version, state.document, state.context) == (
+        assert (state.version, state.header, state.records, state.context) == (
             2,
             {"by": winner},
+            {"k": winner, f"own{winner}": winner},
             {"by": winner},
         )
         assert [m.id for m in state.outbox] == [f"m{winner}"]
+
+
+#: Record keys as the core writes them (JSON text of arbitrary node ids and frames).
+_KEYS = ('["n","","a"]', '["n","M[0]/L#2","b \\"quoted\\" / ü"]', '["a","",":join",3]')
+
+
+async def test_records_are_written_key_by_key(harness: Harness) -> None:
+    async with harness.backend() as backend:
+        store = backend.store
+        first, second, third = _KEYS
+        await store.create_run(_record("r1"), {"h": 1}, {first: {"status": "running"}})
+        assert await store.save_state(
+            "r1", expected_version=1, header={"h": 2},
+            records={second: [1, "x", None], third: {"deep": {"list": [1, 2]}}},
+            context_writes={}, outbox=(), status="running",
+        )  # fmt: skip
+        assert await store.save_state(
+            "r1", expected_version=2, header={"h": 3}, records={second: "replaced"},
+            context_writes={}, outbox=(), status="running",
+        )  # fmt: skip
+        state = await store.load_state("r1")
+        assert state is not None
+        assert (state.version, state.header, state.since) == (3, {"h": 3}, None)
+        assert state.records == {
+            first: {"status": "running"},
+            second: "replaced",
+            third: {"deep": {"list": [1, 2]}},
+        }
+
+
+async def test_a_load_since_a_version_has_what_changed_and_the_keys_asked_for(
+    harness: Harness,
+) -> None:
+    async with harness.backend() as backend:
+        store = backend.store
+        first, second, third = _KEYS
+        await store.create_run(_record("r1"), {"h": 1}, {first: 1})
+        for version, records in ((1, {second: 2}), (2, {third: 3}), (3, {second: 22})):
+            assert await store.save_state(
+                "r1", expected_version=version, header={"h": version + 1}, records=records,
+                context_writes={"c": version}, outbox=(), status="running",
+            )  # fmt: skip
+
+        async def since(version: int, *keys: str) -> dict[str, object]:
+            state = await store.load_state("r1", since=version, keys=keys)
+            assert state is not None
+            assert (state.version, state.header, state.context) == (4, {"h": 4}, {"c": 3})
+            assert state.since == version
+            return dict(state.records)
+
+        assert await since(0) == {first: 1, second: 22, third: 3}
+        assert await since(1) == {second: 22, third: 3}
+        assert await since(2) == {second: 22, third: 3}
+        assert await since(3) == {second: 22}
+        assert await since(4) == {}
+        assert await since(4, first, "never-written") == {first: 1}
+        assert await since(3, third) == {second: 22, third: 3}
+        assert await store.load_state("nope", since=1) is None
+
+
+async def test_a_save_of_twenty_thousand_records_is_one_save(harness: Harness) -> None:
+    """A 10,000-wide fan-out decided at once writes about this many records in one save."""
+    async with harness.backend() as backend:
+        store = backend.store
+        await store.create_run(_record("r1"), {"h": 1})
+        records: dict[str, object] = {
+            f'["n","",{i}]': {"status": "running", "attempt": 1, "input": {"i": i}}
+            for i in range(20_000)
+        }
+        big = {"n": 1, "refused": False}
+        refused = {"n": 2, "refused": True}
+        outcome = await asyncio.gather(
+            store.save_state(
+                "r1", expected_version=1, header=big, records=records, context_writes={},
+                outbox=(), status="running",
+            ),
+            store.save_state(
+                "r1", expected_version=1, header=refused, records={'["n","",1]': "lost"},
+                context_writes={}, outbox=(), status="running",
+            ),
+        )  # fmt: skip
+        assert sorted(outcome) == [False, True]
+        state = await store.load_state("r1")
+        assert state is not None
+        assert state.version == 2
+        if state.header == big:
+            assert state.records == records
+        else:
+            assert state.records == {'["n","",1]': "lost"}
+        delta = await store.load_state("r1", since=2)
+        assert delta is not None
+        assert delta.records == {}
 
 
 async def test_a_save_updates_the_record(harness: Harness) -> None:
@@ -245,7 +342,7 @@ async def test_a_save_updates_the_record(harness: Harness) -> None:
         created = await store.create_run(_record("r1"), {})
         before = time.time()
         assert await store.save_state(
-            "r1", expected_version=1, document={}, context_writes={}, outbox=(),
+            "r1", expected_version=1, header={}, records={}, context_writes={}, outbox=(),
             status="failed", output={"out": [1, 2]}, errors=({"node": "n", "message": "boom"},),
         )  # fmt: skip
         run = await store.get_run("r1")
@@ -267,11 +364,11 @@ async def test_context_writes_are_per_key_and_delete_removes_one_key(harness: Ha
         await store.create_run(_record("r1"), {})
         writes: dict[str, object] = {"a": 1, "b": {"nested": True}, "c": None}
         assert await store.save_state(
-            "r1", expected_version=1, document={}, context_writes=writes, outbox=(),
+            "r1", expected_version=1, header={}, records={}, context_writes=writes, outbox=(),
             status="running",
         )  # fmt: skip
         assert await store.save_state(
-            "r1", expected_version=2, document={}, context_writes={"a": DELETE, "d": 4},
+            "r1", expected_version=2, header={}, records={}, context_writes={"a": DELETE, "d": 4},
             outbox=(), status="running",
         )  # fmt: skip
         state = await store.load_state("r1")
@@ -291,7 +388,7 @@ async def test_concurrent_chains_on_different_keys_lose_no_update(harness: Harne
                     state = await store.load_state("r1")
                     assert state is not None
                     if await store.save_state(
-                        "r1", expected_version=state.version, document={"last": name},
+                        "r1", expected_version=state.version, header={"last": name}, records={},
                         context_writes={f"{name}{i}": i, name: i}, outbox=(), status="running",
                     ):  # fmt: skip
                         break
