@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,7 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Serve, then write the counts."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    counts = asyncio.run(serve(args))
+    profile_dir = os.environ.get("FLOWCRAFT_BENCH_PROFILE")
+    if profile_dir:  # where a worker's time goes: one cProfile dump per process
+        with cProfile.Profile() as profiler:
+            counts = asyncio.run(serve(args))
+        profiler.dump_stats(Path(profile_dir) / f"worker-{os.getpid()}.prof")
+    else:
+        counts = asyncio.run(serve(args))
     args.counts.write_text(counts.to_json())
     return 0
 

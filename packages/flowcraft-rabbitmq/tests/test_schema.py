@@ -60,7 +60,7 @@ def test_statements_take_values_only_as_parameters() -> None:
     names = q.TableNames.with_prefix("fc")
     assert placeholders(q.create_run_sql(names)) == 14
     assert placeholders(q.save_state_sql(names)) == 17
-    assert placeholders(q.load_state_sql(names)) == 3
+    assert placeholders(q.load_state_sql(names)) == 5
     assert placeholders(q.remove_outbox_sql(names)) == 1
     assert placeholders(q.claim_sql(names)) == 4
     assert placeholders(q.extend_sql(names)) == 4

@@ -268,10 +268,12 @@ class RunStore(Protocol):
     ) -> StoredState | None:
         """The run's state, context and outbox as of the last ``save_state`` (one snapshot).
 
-        ``since=None``: every record. ``since=v``: only the records written by saves after
-        version ``v``, plus the current value of each of ``keys`` (records the caller changed
-        but could not save) that exists; a requested key that is in neither does not exist.
-        Header, context, outbox and record are always whole. None if there is no such run.
+        ``since=None``: every record and the outbox. ``since=v`` (catching up a state held at
+        version ``v``): only the records written by saves after version ``v``, plus the
+        current value of each of ``keys`` (records the caller changed but could not save) that
+        exists (a requested key in neither does not exist), and no outbox (empty: it is the
+        business of whoever saved it, or of a full load). Header, context and record are
+        always whole. None if there is no such run.
         """
         ...
 

@@ -299,17 +299,18 @@ def find_run_sql(t: TableNames) -> sql.Composed:
 def load_state_sql(t: TableNames) -> sql.Composed:
     """Version, header, context, outbox, records and the run's record, in one snapshot.
 
-    Params: since (-1: every record), keys (text[]: records wanted whatever their version),
-    run_id. The outbox comes as ids and bodies in order (an id saved twice comes
-    twice: the caller keeps the first); the records as one JSON object; the record as the
-    ``RUN_COLUMNS``. Records newer than ``since`` are found through (run_id, version).
+    Params: whether to read the outbox (twice), since (-1: every record), keys (text[]: records
+    wanted whatever their version), run_id. The outbox comes as ids and bodies in order (an id
+    saved twice comes twice: the caller keeps the first); the records as one JSON object; the
+    record as the ``RUN_COLUMNS``. Records newer than ``since`` are found through (run_id,
+    version).
     """
     return sql.SQL(
         """SELECT s.version, s.document, COALESCE(c.context_data, '{{}}'::jsonb),
     ARRAY(SELECT m.id FROM {outbox} o, unnest(o.message_ids) WITH ORDINALITY AS m(id, n)
-          WHERE o.run_id = s.run_id ORDER BY o.position, m.n),
+          WHERE o.run_id = s.run_id AND %s ORDER BY o.position, m.n),
     ARRAY(SELECT m.body FROM {outbox} o, unnest(o.bodies) WITH ORDINALITY AS m(body, n)
-          WHERE o.run_id = s.run_id ORDER BY o.position, m.n),
+          WHERE o.run_id = s.run_id AND %s ORDER BY o.position, m.n),
     (SELECT COALESCE(json_object_agg(k.key, k.value), '{{}}'::json) FROM (
         SELECT key, value FROM {records} WHERE run_id = s.run_id AND version > %s
         UNION SELECT key, value FROM {records} WHERE run_id = s.run_id AND key = ANY(%s::text[])

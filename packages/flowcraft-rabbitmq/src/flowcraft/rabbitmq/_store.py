@@ -208,7 +208,8 @@ class PostgresContext:
         self, run_id: str, *, since: int | None = None, keys: Collection[str] = ()
     ) -> ports.StoredState | None:
         """Header, records, context, outbox and record as of the last save (one snapshot)."""
-        params = (-1 if since is None else since, list(keys), run_id)
+        whole = since is None
+        params = (whole, whole, -1 if since is None else since, list(keys), run_id)
         row = await self._fetchone("load_state", self._q.load_state, params, True)
         if row is None:
             return None

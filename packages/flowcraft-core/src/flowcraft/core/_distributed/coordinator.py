@@ -54,6 +54,7 @@ from typing import Protocol, TypeVar
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, Pinned
 from flowcraft.core._distributed.sender import Sender
+from flowcraft.core._distributed.turns import Turns
 from flowcraft.core._engine import actions as act
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.codec import CodecError, encode_writes, event_from_dict
@@ -69,9 +70,19 @@ from flowcraft.core._engine.state import NodeStatus, RunState, RunStatus
 from flowcraft.core._runtime.events import EventBus, event_of
 from flowcraft.core._runtime.result import result_of
 from flowcraft.core.errors import FlowcraftError, RunNotFoundError
-from flowcraft.core.ports import JobQueue, Message, RunRecord, RunStore, StoredState
+from flowcraft.core.ports import (
+    CoordinationStore,
+    JobQueue,
+    Message,
+    RunRecord,
+    RunStore,
+    StoredState,
+)
 
 _T = TypeVar("_T")
+#: Pause after a lost compare-and-set (seconds, doubling per conflict in a row, up to the max).
+_BACKOFF = 0.001
+_MAX_BACKOFF = 0.01
 _log = logging.getLogger("flowcraft.coordinator")
 _REPORTED = {
     RunStatus.COMPLETED: ev.ChildOutcome.COMPLETED,
@@ -105,6 +116,14 @@ class _Known:
 
     version: int
     state: RunState
+
+
+@dataclass(slots=True)
+class _Turn:
+    """The fencing token of a decide's turn, if it holds one (``new``: taken for it)."""
+
+    token: int | None = None
+    new: bool = False
 
 
 @dataclass(slots=True)
@@ -183,6 +202,8 @@ class Coordinator:
         ahead: With ``sticky``: a worker that runs some of a decision's sticky node jobs at
             once (their leases taken by the save itself), see :class:`AheadRunner`.
         events: Where the lifecycle events of the decisions saved here go (a new bus if None).
+        coordination: Where decides of a contended run take turns across processes (see
+            ``turns.py``); None: they race on the compare-and-set alone.
     """
 
     def __init__(
@@ -198,8 +219,10 @@ class Coordinator:
         sticky: bool = False,
         ahead: AheadRunner | None = None,
         events: EventBus | None = None,
+        coordination: CoordinationStore | None = None,
     ) -> None:
         self.store = store
+        self._turns = Turns(coordination)
         self.events = events if events is not None else EventBus()
         self.queue = queue
         self.blueprints = blueprints
@@ -373,7 +396,7 @@ class Coordinator:
                 batch = list(queue)
                 queue.clear()
                 try:
-                    results, outgoing, jobs, ahead = await self._apply_batch(run_id, batch)
+                    results, outgoing, jobs, ahead = await self._apply_batch(run_id, batch, queue)
                 except Exception as exc:  # every caller of the batch sees the failure
                     for p in batch:
                         if not p.future.done():
@@ -401,19 +424,41 @@ class Coordinator:
         return task
 
     async def _apply_batch(
-        self, run_id: str, batch: Sequence[_Pending]
+        self, run_id: str, batch: list[_Pending], queue: list[_Pending]
     ) -> tuple[list[Applied], Sequence[Message], Mapping[str, j.Job], AbstractSet[str]]:
-        """Decide a batch.
+        """Decide a batch, in the run's turn if the run is contended (see ``turns.py``).
+
+        While a decide waits (for its turn, or after a lost compare-and-set) the events queued
+        meanwhile (``queue``) join the batch (appended to ``batch``): under contention each
+        save carries more, so there are fewer.
 
         Returns the applied decisions, the messages to send (saved in the outbox, or leased
         to the runner ahead), the jobs of those this decision made (by message id; resent ones
         are decoded when sent) and the ids of the messages run ahead (not in the outbox).
         """
+        turn = _Turn(token=self._turns.held(run_id))
+        if turn.token is None and self._turns.wanted(run_id):
+            turn.token = await self._turns.take(run_id)
+            turn.new = turn.token is not None
+            batch.extend(queue)
+            queue.clear()
+        try:
+            return await self._decide_batch(run_id, batch, queue, turn)
+        finally:
+            if turn.token is not None and not (queue and self._turns.keep(run_id)):
+                self._spawn(self._turns.give(run_id))
+
+    async def _decide_batch(
+        self, run_id: str, batch: list[_Pending], queue: list[_Pending], turn: _Turn
+    ) -> tuple[list[Applied], Sequence[Message], Mapping[str, j.Job], AbstractSet[str]]:
         events, commits = _dedupe_attempts(batch)
         known = self._known.get(run_id)
         record = self._pins.get(run_id)
         fresh = False  # the state is known to be the stored one (loaded or caught up)
-        for _ in range(self._max_conflicts):
+        if known is not None and turn.new:  # others decided before this turn
+            known = await self._catch_up(run_id, known)
+            fresh = known is not None
+        for conflicts in range(self._max_conflicts):
             resend: Sequence[Message] = ()
             if known is None:
                 fresh = True
@@ -454,13 +499,61 @@ class Coordinator:
                 applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
                 return applied, (*resend, *messages), jobs, ahead
             # The version moved on (or an outcome was there first): catch up, decide again.
-            known = await self._catch_up(run_id, known)
+            known, events, commits = await self._refused(
+                run_id, known, (batch, queue), events, commits, turn, conflicts
+            )
             fresh = known is not None
-            if commits:
-                events = await self._standing(run_id, batch, events, commits)
-                commits = ()
-            await asyncio.sleep(random.uniform(0, 0.002))  # noqa: S311 - contention backoff
         raise ConflictError(f"run {run_id}: state changed {self._max_conflicts} times under us")
+
+    async def _refused(  # noqa: PLR0917 - the parts of a decide under way
+        self,
+        run_id: str,
+        known: _Known,
+        pending: tuple[list[_Pending], list[_Pending]],
+        events: list[ev.Event],
+        commits: tuple[tuple[str, bytes], ...],
+        turn: _Turn,
+        conflicts: int,
+    ) -> tuple[_Known | None, list[ev.Event], tuple[tuple[str, bytes], ...]]:
+        """After a refused save: the state, events and commits to decide next.
+
+        From now on the run's decides take turns; the held state catches up; carried outcomes
+        are settled; what queued meanwhile is taken in.
+        """
+        self._turns.contended(run_id)
+        if turn.token is None and self._turns.wanted(run_id):
+            turn.token = await self._turns.take(run_id)
+        caught = await self._catch_up(run_id, known)
+        batch, queue = pending
+        if commits:
+            events = await self._standing(run_id, batch, events, commits)
+            commits = ()
+        pause = 0 if turn.token is not None else conflicts + 1
+        events, commits = await self._take_in(batch, queue, events, commits, pause)
+        return caught, events, commits
+
+    @staticmethod
+    async def _take_in(
+        batch: list[_Pending],
+        queue: list[_Pending],
+        events: list[ev.Event],
+        commits: tuple[tuple[str, bytes], ...],
+        conflicts: int,
+    ) -> tuple[list[ev.Event], tuple[tuple[str, bytes], ...]]:
+        """After a lost compare-and-set: pause, then take in the events queued meanwhile.
+
+        The pause grows with ``conflicts`` in a row (jittered, bounded; none for 0: in its
+        turn a decide need not wait); the queued events join ``batch``.
+        """
+        if conflicts:
+            pause = min(_BACKOFF * 2 ** (conflicts - 1), _MAX_BACKOFF)
+            await asyncio.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter
+        if not queue:
+            return events, commits
+        batch.extend(queue)
+        queue.clear()
+        more, more_commits = _dedupe_attempts(batch[len(events) :])
+        return [*events, *more], (*commits, *more_commits)
 
     def _committed(
         self,

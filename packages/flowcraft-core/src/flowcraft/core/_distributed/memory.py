@@ -291,7 +291,7 @@ class MemoryRunStore:
                 records=records,
                 since=since,
                 context=dict(run.context),
-                outbox=tuple(run.outbox.values()),
+                outbox=tuple(run.outbox.values()) if since is None else (),
                 record=run.record,
             )
 

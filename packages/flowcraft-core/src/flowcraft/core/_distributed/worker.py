@@ -55,6 +55,7 @@ from flowcraft.core.ports import (
     Message,
     RunRecord,
     RunStore,
+    StoredState,
 )
 
 _log = logging.getLogger("flowcraft.worker")
@@ -113,6 +114,7 @@ class Worker:
             sticky=True,
             ahead=self,
             events=self.events,
+            coordination=coordination,
         )
         self._threads = ThreadPoolExecutor(max(4, concurrency), thread_name_prefix="flowcraft-node")
         self.executor = NodeExecutor(
@@ -130,6 +132,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Future[None]] = {}  # attempt -> its run here
+        self._loads: dict[str, asyncio.Future[tuple[RunRecord, StoredState, RunState]]] = {}
         self._ahead: dict[str, tuple[_Ahead, asyncio.Task[None]]] = {}  # message id -> run
         self._slots: asyncio.Semaphore | None = None
         self._reserved = 0
@@ -420,7 +423,8 @@ class Worker:
         elif (known := self.coordinator.known_state(job.run_id, j.seen_version(job))) is None:
             # claim and load at once (the load is wasted only if not CLAIMED)
             claiming = self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
-            claim, state = await asyncio.gather(claiming, self._load(job.run_id))
+            loading = self._shared_load(job.run_id, j.seen_version(job))
+            claim, state = await asyncio.gather(claiming, loading)
         else:
             claim = await self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
             state = known
@@ -445,6 +449,33 @@ class Worker:
     async def _load(self, run_id: str) -> RunState:
         _record, _stored, state = await self.coordinator.load_run(run_id)
         return state
+
+    async def _shared_load(self, run_id: str, at_least: int | None) -> RunState:
+        """The run's state for running a node, one load for every job of the run waiting.
+
+        A worker meeting a wide run runs many of its nodes at once: they share a load in
+        flight if it read version ``at_least`` (the one the job was decided at) or later. A
+        job that does not say its version loads on its own.
+        """
+        if at_least is None:
+            return await self._load(run_id)
+        loading = self._loads.get(run_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self.coordinator.load_run(run_id))
+            self._loads[run_id] = loading
+            loading.add_done_callback(lambda done: self._loaded(run_id, done))
+        _record, stored, state = await asyncio.shield(loading)
+        if stored.version < at_least:
+            return await self._load(run_id)  # that load began before this job was decided
+        return state
+
+    def _loaded(
+        self, run_id: str, done: asyncio.Future[tuple[RunRecord, StoredState, RunState]]
+    ) -> None:
+        if self._loads.get(run_id) is done:
+            del self._loads[run_id]
+        if not done.cancelled():
+            done.exception()  # retrieved: each waiter sees it
 
     async def _decide_outcome(self, run_id: str, outcome: bytes) -> None:
         await self.coordinator.apply(run_id, outcome_event(outcome))

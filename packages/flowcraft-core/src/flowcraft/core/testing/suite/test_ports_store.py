@@ -282,13 +282,18 @@ async def test_a_load_since_a_version_has_what_changed_and_the_keys_asked_for(
         for version, records in ((1, {second: 2}), (2, {third: 3}), (3, {second: 22})):
             assert await store.save_state(
                 "r1", expected_version=version, header={"h": version + 1}, records=records,
-                context_writes={"c": version}, outbox=(), status="running",
+                context_writes={"c": version}, outbox=(Message(id=f"m{version}", body=b"m"),),
+                status="running",
             )  # fmt: skip
+        whole = await store.load_state("r1")
+        assert whole is not None
+        assert [m.id for m in whole.outbox] == ["m1", "m2", "m3"]
 
         async def since(version: int, *keys: str) -> dict[str, object]:
             state = await store.load_state("r1", since=version, keys=keys)
             assert state is not None
             assert (state.version, state.header, state.context) == (4, {"h": 4}, {"c": 3})
+            assert state.outbox == ()  # a catch-up leaves the outbox to a full load
             assert state.since == version
             return dict(state.records)
 
