@@ -64,7 +64,7 @@ def test_statements_take_values_only_as_parameters() -> None:
     assert placeholders(q.remove_outbox_sql(names)) == 1
     assert placeholders(q.claim_sql(names)) == 4
     assert placeholders(q.extend_sql(names)) == 4
-    assert placeholders(q.commit_sql(names)) == 3
+    assert placeholders(q.commit_many_sql(names)) == 1
     assert placeholders(q.find_run_sql(names)) == 3
     assert placeholders(q.stalled_runs_sql(names)) == 3
 

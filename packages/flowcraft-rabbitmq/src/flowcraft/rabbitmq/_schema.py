@@ -56,11 +56,10 @@ __all__ = [
     "Queries",
     "TableNames",
     "active_statuses",
-    "attempt_sql",
     "attempts_sql",
     "claim_many_sql",
     "claim_sql",
-    "commit_sql",
+    "commit_many_sql",
     "create_run_sql",
     "ddl",
     "extend_sql",
@@ -327,7 +326,7 @@ WHERE s.run_id = %s"""
 def save_state_sql(t: TableNames) -> sql.Composed:
     """The whole compare-and-set of ``save_state`` as one statement (atomic, one round trip).
 
-    First the carried attempt outcomes are committed (first writer wins, like ``commit_sql``);
+    First the carried attempt outcomes are committed (first writer wins, like ``commit_many_sql``);
     every other write hangs off the versioned UPDATE of the state row, which also requires
     that each of those outcomes was written by this statement: when the version moved on (or
     an outcome was there before), that UPDATE matches nothing and so does everything else.
@@ -469,7 +468,7 @@ RETURNING run_id, attempt, extract(epoch FROM lease_until)::float8"""
 
 
 def attempts_sql(t: TableNames) -> sql.Composed:
-    """``attempt_sql`` for many attempts: run id, attempt, lease expiry and outcome of each.
+    """Run id, attempt, lease expiry (epoch) and outcome of each of many attempts.
 
     Params: JSON ``[[run_id, attempt], ...]``.
     """
@@ -477,14 +476,6 @@ def attempts_sql(t: TableNames) -> sql.Composed:
         """SELECT a.run_id, a.attempt, extract(epoch FROM a.lease_until)::float8, a.outcome
 FROM {attempts} a JOIN json_array_elements(%s::json) AS x(v)
     ON a.run_id = x.v->>0 AND a.attempt = x.v->>1"""
-    ).format(attempts=t.ident("attempts"))
-
-
-def attempt_sql(t: TableNames) -> sql.Composed:
-    """The lease expiry (epoch) and outcome of one attempt. Params: run_id, attempt."""
-    return sql.SQL(
-        "SELECT extract(epoch FROM lease_until)::float8, outcome FROM {attempts} "
-        "WHERE run_id = %s AND attempt = %s"
     ).format(attempts=t.ident("attempts"))
 
 
@@ -496,17 +487,20 @@ WHERE run_id = %s AND attempt = %s AND owner = %s AND outcome IS NULL"""
     ).format(attempts=t.ident("attempts"))
 
 
-def commit_sql(t: TableNames) -> sql.Composed:
-    """Record the outcome if none is; returns it when this call wrote it.
+def commit_many_sql(t: TableNames) -> sql.Composed:
+    """Record each outcome if none is: first writer wins (distinct ``(run_id, attempt)``).
 
-    Params: run_id, attempt, outcome.
+    Params: JSON ``[[run_id, attempt, base64 outcome], ...]``. Returns ``(run_id, attempt)``
+    of each outcome this statement wrote; the others had one already (read them with
+    ``attempts_sql``).
     """
     return sql.SQL(
         """INSERT INTO {attempts} AS a (run_id, attempt, owner, lease_until, outcome)
-VALUES (%s, %s, '', clock_timestamp(), %s)
+SELECT x.v->>0, x.v->>1, '', clock_timestamp(), decode(x.v->>2, 'base64')
+FROM json_array_elements(%s::json) AS x(v)
 ON CONFLICT (run_id, attempt) DO UPDATE SET outcome = EXCLUDED.outcome
     WHERE a.outcome IS NULL
-RETURNING outcome"""
+RETURNING run_id, attempt"""
     ).format(attempts=t.ident("attempts"))
 
 
@@ -559,10 +553,9 @@ class Queries:
     remove_outbox: bytes
     claim: bytes
     claim_many: bytes
-    attempt: bytes
     attempts: bytes
     extend: bytes
-    commit: bytes
+    commit_many: bytes
     stalled_runs: bytes
 
     @classmethod
@@ -576,9 +569,8 @@ class Queries:
             remove_outbox=remove_outbox_sql(t).as_bytes(None),
             claim=claim_sql(t).as_bytes(None),
             claim_many=claim_many_sql(t).as_bytes(None),
-            attempt=attempt_sql(t).as_bytes(None),
             attempts=attempts_sql(t).as_bytes(None),
             extend=extend_sql(t).as_bytes(None),
-            commit=commit_sql(t).as_bytes(None),
+            commit_many=commit_many_sql(t).as_bytes(None),
             stalled_runs=stalled_runs_sql(t).as_bytes(None),
         )

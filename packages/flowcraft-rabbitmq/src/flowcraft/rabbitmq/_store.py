@@ -6,10 +6,11 @@ Spec sheet
   mode. Pass a DSN (the store owns and closes its pool) or your own pool (you close it).
 * Atomicity: every port method is ONE SQL statement (data-modifying CTEs where several tables
   change), so each is atomic by itself and costs one round trip. ``save_state`` hangs every
-  write (context patch, outbox rows, run record, status row) off the versioned
-  ``UPDATE states ... WHERE version = expected``: a stale version matches no row and writes
-  nothing. ``claim_attempt`` and ``commit_attempt`` are ``INSERT ... ON CONFLICT DO UPDATE
-  ... WHERE ... RETURNING`` (plus a read when nothing was returned).
+  write (changed records, context patch, outbox rows, run record, status row) off the
+  versioned ``UPDATE states ... WHERE version = expected``: a stale version matches no row and
+  writes nothing. ``claim_attempt`` and ``commit_attempt`` are ``INSERT ... ON CONFLICT DO
+  UPDATE ... WHERE ... RETURNING`` (plus a read when nothing was returned); calls made in one
+  event-loop turn share one statement.
 * Context: ``context_data = (context_data || sets) - deletes``: writes are per key and never a
   read-modify-write of the whole document; concurrent writers of different keys lose nothing.
 * Clock: leases use the database clock (``clock_timestamp()``); ``updated_at`` is ``now()``.
@@ -97,6 +98,7 @@ class PostgresContext:
         )
         self._q = q.Queries.render(self.tables)
         self._claims: list[_Claim] = []
+        self._commits: list[_Commit] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._owns_pool = isinstance(dsn_or_pool, str)
         self._pool = _make_pool(dsn_or_pool, min_size, max_size, connect_timeout)
@@ -345,15 +347,56 @@ class PostgresContext:
         return count == 1
 
     async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
-        """Record the outcome, first writer wins; the outcome that stands."""
-        params = (run_id, attempt, outcome)
-        row = await self._fetchone("commit_attempt", self._q.commit, params, True)
-        if row is None:
-            row = await self._fetchone("commit_attempt", self._q.attempt, params[:2], True)
-            if row is None or row[1] is None:  # pragma: no cover - outcomes are never removed
-                raise TransientBackendError(f"commit_attempt: {run_id}/{attempt} vanished")
-            return bytes(row[1])
-        return bytes(row[0])
+        """Record the outcome, first writer wins; the outcome that stands.
+
+        Commits made in the same event-loop turn (workers handing over many outcomes of a
+        contended run) go to the server together, as claims do.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        self._commits.append(_Commit(run_id, attempt, outcome, future))
+        if len(self._commits) == 1:
+            loop.call_soon(self._send_commits)
+        return await future
+
+    def _send_commits(self) -> None:
+        commits, self._commits = self._commits, []
+        task = asyncio.get_running_loop().create_task(self._commit_group(commits))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _commit_group(self, group: list[_Commit]) -> None:
+        try:
+            standing = await self._commit_many(group)
+        except Exception as exc:  # every caller sees the failure
+            for commit in group:
+                if not commit.future.done():
+                    commit.future.set_exception(exc)
+            return
+        for commit in group:
+            if not commit.future.done():
+                commit.future.set_result(standing[commit.run_id, commit.attempt])
+
+    async def _commit_many(self, group: list[_Commit]) -> dict[tuple[str, str], bytes]:
+        """The outcome that stands for each attempt of ``group`` (the first of duplicates)."""
+        first: dict[tuple[str, str], bytes] = {}
+        for commit in group:
+            first.setdefault((commit.run_id, commit.attempt), commit.outcome)
+        params = (_json_triples(first),)
+        written = await self._fetchall("commit_attempt", self._q.commit_many, params, True)
+        standing = {(row[0], row[1]): first[row[0], row[1]] for row in written}
+        rest = [key for key in first if key not in standing]
+        if rest:
+            params = (json.dumps(rest),)
+            for run_id, attempt, _lease, outcome in await self._fetchall(
+                "commit_attempt", self._q.attempts, params, True
+            ):
+                if outcome is not None:
+                    standing[run_id, attempt] = bytes(outcome)
+        missing = first.keys() - standing.keys()
+        if missing:  # pragma: no cover - outcomes are never removed
+            raise TransientBackendError(f"commit_attempt: {sorted(missing)} vanished, retry")
+        return standing
 
     # ------------------------------------------------------------------ execution
 
@@ -405,6 +448,13 @@ class PostgresContext:
                 return await work(conn)
 
 
+class _Commit(NamedTuple):
+    run_id: str
+    attempt: str
+    outcome: bytes
+    future: asyncio.Future[bytes]
+
+
 class _Claim(NamedTuple):
     run_id: str
     attempt: str
@@ -442,6 +492,13 @@ def _outbox(ids: Sequence[str], bodies: Sequence[bytes]) -> tuple[ports.Message,
             seen.add(message_id)
             messages.append(ports.Message(id=message_id, body=bytes(body)))
     return tuple(messages)
+
+
+def _json_triples(outcomes: Mapping[tuple[str, str], bytes]) -> str:
+    """``[[run_id, attempt, base64 outcome], ...]`` as JSON text (one parameter)."""
+    return json.dumps(
+        [[run, attempt, base64.b64encode(raw).decode()] for (run, attempt), raw in outcomes.items()]
+    )
 
 
 def _json_pairs(pairs: Iterable[tuple[str, bytes]]) -> str:

@@ -375,6 +375,36 @@ class Coordinator:
         that one is decided instead. Events of one run queue behind the decide in flight and
         are then decided together; across processes the compare-and-set keeps them safe.
         """
+        pending = self._enqueue(run_id, event, commit)
+        applied, sending = await pending.future
+        if sending is not None:  # the next decide of the run does not wait for this
+            await asyncio.shield(sending)
+        return applied
+
+    async def hand_over(self, run_id: str, event: ev.Event, commit: tuple[str, bytes]) -> bool:
+        """Under contention, commit an attempt's outcome on its own and decide it later.
+
+        When the run is contended (its decides take turns, see ``turns.py``) and this process
+        does not hold the turn, a worker should not hold a node slot until its turn comes: the
+        outcome is committed at once (first writer wins: durable progress, the delivery may be
+        settled) and its event joins this process's next decide of the run, in the background.
+        A process that dies before that decide leaves a committed outcome the reconciler
+        decides (as after any crash between commit and decide). Returns False, having done
+        nothing, when the run is not contended or this process holds its turn: then ``apply``
+        (which carries the outcome on the save) is the way.
+        """
+        if not self._turns.wanted(run_id) or self._turns.held(run_id) is not None:
+            return False
+        attempt, outcome = commit
+        standing = await self.store.commit_attempt(run_id, attempt, outcome)
+        if standing != outcome:  # another outcome of the attempt stands: decide that one
+            event = outcome_event(standing)
+        pending = self._enqueue(run_id, event, None)
+        pending.future.add_done_callback(lambda done: _report_handed_over(run_id, done))
+        return True
+
+    def _enqueue(self, run_id: str, event: ev.Event, commit: tuple[str, bytes] | None) -> _Pending:
+        """Queue ``event`` for the run's next decide in this process (starting one if idle)."""
         loop = asyncio.get_running_loop()
         pending = _Pending(event=event, commit=commit, future=loop.create_future())
         queue = self._queues.get(run_id)
@@ -382,10 +412,7 @@ class Coordinator:
             queue = self._queues[run_id] = []
             self._spawn(self._drain(run_id, queue))
         queue.append(pending)
-        applied, sending = await pending.future
-        if sending is not None:  # the next decide of the run does not wait for this
-            await asyncio.shield(sending)
-        return applied
+        return pending
 
     async def _drain(self, run_id: str, queue: list[_Pending]) -> None:
         try:
@@ -829,6 +856,21 @@ def _dedupe_attempts(
         event, _ = first.setdefault(attempt, (p.event, outcome))
         events.append(event)
     return events, tuple((attempt, outcome) for attempt, (_, outcome) in first.items())
+
+
+def _report_handed_over(
+    run_id: str, done: asyncio.Future[tuple[Applied, asyncio.Future[None] | None]]
+) -> None:
+    """The decide of a handed-over outcome ended: say so if it failed (nobody awaits it)."""
+    if done.cancelled():
+        return
+    failure = done.exception()
+    if failure is not None:
+        _log.warning(
+            "run %s: the decide of a committed outcome failed (%s); the reconciler decides it",
+            run_id,
+            failure,
+        )
 
 
 def outcome_event(raw: bytes) -> ev.Event:

@@ -92,6 +92,7 @@ class Turns:
         if released is not None and self._clock() - released < _GAP:
             await asyncio.sleep(_GAP)  # let a process that waits have the next turn
         deadline = self._clock() + self._max_wait
+        poll = _POLL
         try:
             while True:
                 token = await store.acquire_lock(name, ttl=self._lock_ttl)
@@ -101,7 +102,8 @@ class Turns:
                 self._contended[run_id] = self._clock()  # someone else decides: contended
                 if self._clock() >= deadline:
                     return None
-                await asyncio.sleep(_POLL)
+                await asyncio.sleep(poll)
+                poll = min(poll * 2, _MAX_POLL)
         except Exception:  # an optimisation only: decide without a turn
             _log.warning("run %s: no decide turn (coordination store failed)", run_id)
             return None
@@ -124,7 +126,9 @@ class Turns:
             _log.warning("run %s: decide turn not released (coordination store failed)", run_id)
 
 
-#: Seconds between polls of a busy turn, and the pause before a process takes the turn of a
-#: run again right after its own (so a waiting process gets it: the lock is not a queue).
+#: Seconds between polls of a busy turn (doubling up to the max: a waiting decide holds no
+#: node slot, it only gathers more events), and the pause before a process takes the turn of
+#: a run again right after its own (so a waiting process gets it: the lock is not a queue).
 _POLL = 0.0005
+_MAX_POLL = 0.008
 _GAP = 0.001

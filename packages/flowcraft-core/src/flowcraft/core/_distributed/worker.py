@@ -443,7 +443,9 @@ class Worker:
             await asyncio.sleep(0)
         if event is not None:
             outcome = json.dumps(event_to_dict(event), separators=(",", ":")).encode()
-            await self.coordinator.apply(job.run_id, event, commit=(attempt, outcome))
+            commit = (attempt, outcome)
+            if not await self.coordinator.hand_over(job.run_id, event, commit):
+                await self.coordinator.apply(job.run_id, event, commit=commit)
         await delivery.ack()
 
     async def _load(self, run_id: str) -> RunState:
