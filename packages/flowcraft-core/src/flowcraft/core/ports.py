@@ -375,10 +375,11 @@ class CoordinationStore(Protocol):
     **Optional.** The runtime needs only the queue and the run store: every guarantee of a run
     (exactly-once commits, joins, leases, recovery) rests on those two. A backend that has a
     coordination store (Redis for three adapters, DynamoDB for SQS) declares the
-    ``coordination`` capability and passes the suite's coordination tests; ``Worker`` accepts
-    one and hands it to nothing yet. It is kept as the home of cross-worker primitives that do
-    not belong in the run store's transaction (planned: fan-in arrivals as set-adds and
-    distributed per-node concurrency limits).
+    ``coordination`` capability and passes the suite's coordination tests. Workers use its
+    fenced locks for the decide turns of contended runs (``run:{run_id}:decide``: workers
+    completing branches of one wide fan-in take turns instead of racing on the run's
+    compare-and-set); a lost or failing lock only costs speed. Planned: distributed per-node
+    concurrency limits.
 
     The keys of a run are ``run:{run_id}`` and ``run:{run_id}:...``; ``expire_run`` applies to
     those. Every method is atomic; TTLs are seconds (None: no expiry).

@@ -5,7 +5,11 @@ saves the new state with compare-and-set together with the context writes (per k
 outbox of the jobs the decision produced; then it enqueues the outbox and drops what it sent.
 A crash after the save leaves the outbox in the store: the next decide on the run, or the
 reconciler, sends it again (job ids are deterministic, workers dedupe by claiming attempts).
-A lost race (the version moved on) reloads and applies again; the core ignores duplicates.
+The state is saved as records (``_engine/records.py``): a save sends the header and the
+records the decision changed. A lost race (the version moved on) catches up (the records saved
+since, and the stored values of the records this decide changed) and applies again; the core
+ignores duplicates. A run seen contended makes its decides take turns across processes, and
+workers hand their outcomes over to their process's next turn (``turns.py``, :meth:`hand_over`).
 
 Three things keep a step cheap without weakening any of that:
 
@@ -60,8 +64,8 @@ from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.codec import CodecError, encode_writes, event_from_dict
 from flowcraft.core._engine.decide import apply
 from flowcraft.core._engine.records import (
+    changed_keys,
     changed_records,
-    encode_key,
     header_of,
     patch_state,
     state_from_records,
@@ -304,7 +308,7 @@ class Coordinator:
         cannot be done.
         """
         state = known.state
-        keys = [encode_key(k) for k in state.changes or ()]
+        keys = changed_keys(state)
         try:
             stored = await self.store.load_state(run_id, since=known.version, keys=keys)
             if stored is None:

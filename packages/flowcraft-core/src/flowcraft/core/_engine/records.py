@@ -10,10 +10,12 @@ The records (key -> value; keys are the JSON text of a list, kind first):
 =========================  ===============================================================
 ``["i"]``                  the run's input
 ``["r"]``                  the run's output
-``["n", frame, node]``     a node instance (status, attempt, input, output, error, ...)
+``["n", frame, node]``     a node instance (status, attempt, input, output, error, ...;
+                           ``fired``: its turn came in ``frame``)
 ``["f", frame]``           a frame's owner, input and index (written once)
-``["o", frame]``           a frame's ``[open, dead]``
-``["x", frame, node]``     ``node`` has fired in ``frame`` (its turn came, once)
+``["o", frame]``           a frame's ``[open, dead]`` (the root frame's are in the header)
+``["x", frame, node]``     ``node`` has fired in ``frame`` without an instance (a halted
+                           frame); a fired node with an instance says so in its record
 ``["a", frame, t, i]``     what reached node ``t`` along its incoming edge ``i``:
                            ``[taken, source, value]``
 ``["c", frame, node]``     a loop's or map's progress: attempt, next index, value, done
@@ -22,7 +24,10 @@ The records (key -> value; keys are the JSON text of a list, kind first):
 =========================  ===============================================================
 
 Everything else is derived when records are read: hook tokens (from the node records), a
-construct's frames and a map's active items (from its progress and results). Records are only
+construct's frames and a map's active items (from its progress and results). What changes
+with every step of a small run lives in the header (the root frame's counters) or in the
+record that changes anyway (a node fires when its instance is created), so a step of a chain
+writes the header and the two node records it moved. Records are only
 ever added or overwritten, never deleted; records of an earlier attempt of a construct stay
 and are ignored. One decision writes a record per node it starts and per arrival, fired node
 and frame it touches: a 10,000-wide fan-out is about 20,000 small records, which is why a
@@ -37,11 +42,11 @@ could not save (a lost compare-and-set), so a conflict costs the delta, not a re
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
 
 from flowcraft.core._engine.codec import CodecError, error_from_dict, error_to_dict
-from flowcraft.core._engine.frames import loop_frame, map_frame
+from flowcraft.core._engine.frames import ROOT, loop_frame, map_frame
 from flowcraft.core._engine.plan import NodeKind, Plan
 from flowcraft.core._engine.state import (
     Arrival,
@@ -56,6 +61,7 @@ from flowcraft.core._engine.state import (
 
 __all__ = [
     "all_records",
+    "changed_keys",
     "changed_records",
     "decode_key",
     "encode_key",
@@ -90,12 +96,14 @@ def decode_key(text: str) -> RecordKey:
 
 def header_of(state: RunState) -> dict[str, object]:
     """The run header: what every save rewrites (small, whatever the run's size)."""
+    root = state.frames.get(ROOT)
     return {
         "status": state.status.value,
         "busy": state.busy,
         "awaiting": state.awaiting,
         "settled": state.settled,
         "errors": [error_to_dict(e) for e in state.errors],
+        "root": None if root is None else [root.open, root.dead],
     }
 
 
@@ -103,12 +111,42 @@ def changed_records(state: RunState) -> dict[str, object]:
     """The records the state changed since ``state.changes`` was last cleared, by stored key."""
     if not state.changes:
         return {}
-    return {encode_key(key): _value(state, key) for key in state.changes}
+    return _encode(state, state.changes)
 
 
 def all_records(state: RunState) -> dict[str, object]:
     """Every record of the state (a new run's, or to check a round trip)."""
-    return {encode_key(key): _value(state, key) for key in _keys(state)}
+    return _encode(state, _keys(state))
+
+
+def changed_keys(state: RunState) -> list[str]:
+    """The stored keys the state's unsaved changes touch (to ask back after a refused save).
+
+    Both forms of a fired node are asked for: its ``x`` record and its instance's record.
+    """
+    keys: set[str] = set()
+    for key in state.changes or ():
+        keys.add(encode_key(key))
+        if key[0] == "x":
+            keys.add(encode_key(("n", key[1], key[2])))
+    return sorted(keys)
+
+
+def _encode(state: RunState, keys: Iterable[RecordKey]) -> dict[str, object]:
+    """The stored form of ``keys``.
+
+    What the header holds is left out; a fired node with an instance is said in the record of
+    its instance.
+    """
+    out: dict[str, object] = {}
+    for key in keys:
+        kind, stored = key[0], key
+        if kind == "o" and key[1] == ROOT:
+            continue
+        if kind == "x" and (str(key[2]), str(key[1])) in state.nodes:
+            stored = ("n", key[1], key[2])
+        out[encode_key(stored)] = _value(state, stored)
+    return out
 
 
 def _keys(state: RunState) -> Iterator[RecordKey]:
@@ -142,7 +180,9 @@ def _value(state: RunState, key: RecordKey) -> object:
         if kind == "r":
             return state.output
         if kind == "n":
-            return _node_value(state.nodes[str(key[2]), str(key[1])])
+            frame = state.frames.get(str(key[1]))
+            fired = frame is not None and str(key[2]) in frame.fired
+            return _node_value(state.nodes[str(key[2]), str(key[1])], fired=fired)
         if kind in ("f", "o", "x", "a"):
             return _frame_value(state.frames[str(key[1])], key)
         return _construct_value(state.constructs[str(key[2]), str(key[1])], key)
@@ -150,7 +190,7 @@ def _value(state: RunState, key: RecordKey) -> object:
         raise CodecError(f"record {key!r} names nothing in run {state.run_id}") from None
 
 
-def _node_value(r: NodeRecord) -> dict[str, object]:
+def _node_value(r: NodeRecord, *, fired: bool) -> dict[str, object]:
     """A node record; fields at their default are left out."""
     out: dict[str, object] = {"status": r.status.value, "attempt": r.attempt}
     for name, value in (
@@ -169,6 +209,8 @@ def _node_value(r: NodeRecord) -> dict[str, object]:
         out["resolved"] = True
     if r.resumed:
         out["resumed"] = True
+    if fired:
+        out["fired"] = True
     return out
 
 
@@ -242,6 +284,9 @@ def patch_state(
                 constructs.add((str(key[2]), str(key[1])))
         for construct in constructs:
             _derive_construct(state, construct)
+        root, counters = state.frames.get(ROOT), header.get("root")
+        if root is not None and counters is not None:
+            root.open, root.dead = int(counters[0]), bool(counters[1])
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         if isinstance(exc, CodecError):
             raise
@@ -323,6 +368,8 @@ def _put_node(state: RunState, frame: str, node_id: str, r: Mapping[str, Any]) -
     state.nodes[record.key] = record
     if record.token is not None:
         state.tokens[record.token] = record.key
+    if r.get("fired"):
+        state.frames[frame].fired.add(node_id)
 
 
 def _put_frame(state: RunState, name: str, value: Mapping[str, Any]) -> None:

@@ -44,6 +44,7 @@ from flowcraft.core._engine.events import (
 from flowcraft.core._engine.plan import Plan
 from flowcraft.core._engine.records import (
     all_records,
+    changed_keys,
     changed_records,
     header_of,
     patch_state,
@@ -214,7 +215,7 @@ class Simulator:
         unsaved = self._stored_state(run)
         unsaved.changes = set()
         apply(unsaved, CancelRequested(at=self.now))
-        touched = list(changed_records(unsaved))
+        touched = changed_keys(unsaved)
         patch_state(
             unsaved,
             run.header,
