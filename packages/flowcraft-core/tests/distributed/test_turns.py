@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -13,6 +14,8 @@ from flowcraft.core import (
     MemoryJobQueue,
     MemoryRunStore,
     NodeContext,
+    Reconciler,
+    Worker,
 )
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.coordinator import Coordinator
@@ -160,3 +163,45 @@ async def test_a_handed_over_outcome_yields_to_the_one_committed_first() -> None
 async def test_an_uncontended_run_is_not_handed_over() -> None:
     handed, claim, status, _ = await _handed_over(5, contended=False)
     assert (handed, claim, status) == (False, ClaimStatus.CLAIMED, "running")
+
+
+async def test_a_handed_over_outcome_of_a_process_that_died_is_decided_by_the_reconciler() -> None:
+    store, queue = MemoryRunStore(), MemoryJobQueue()
+    flow, run_id = await _started(store, queue)
+    for delivery in await queue.receive(10, 0.1):  # the node ran here; its delivery was acked
+        await delivery.ack()
+    dying = Coordinator(
+        store=store,
+        queue=queue,
+        blueprints=BlueprintSet([flow.build()]),
+        coordination=MemoryCoordinationStore(),
+    )
+    for _ in range(3):
+        dying._turns.contended(run_id)
+    event, raw = _outcome(5)
+    assert await dying.hand_over(run_id, event, (attempt_id(run_id, ("a", ""), 1), raw))
+    dying.abandon()  # the process dies before its next turn decides the outcome
+    await asyncio.sleep(0.05)
+    assert (await _status(store, run_id)) == ("running", None)
+    reconciler = Reconciler(
+        queue=queue, store=store, blueprints=BlueprintSet([flow.build()]), stalled_after=0.0
+    )
+    stats = await reconciler.run()
+    assert stats.reconciled_runs == 1
+    worker = Worker(queue=queue, store=store, registry=flow.registry(), blueprints=[flow.build()])
+    task = asyncio.ensure_future(worker.run())
+    try:
+        for _ in range(200):
+            if (await _status(store, run_id))[0] == "completed":
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        worker.stopping.set()
+        await task
+    assert (await _status(store, run_id)) == ("completed", 5)  # the committed outcome, once
+
+
+async def _status(store: MemoryRunStore, run_id: str) -> tuple[str, object]:
+    run = await store.get_run(run_id)
+    assert run is not None
+    return run.status, run.output
