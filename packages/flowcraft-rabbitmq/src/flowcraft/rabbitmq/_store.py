@@ -31,7 +31,15 @@ import asyncio
 import base64
 import json
 import zlib
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -296,21 +304,9 @@ class PostgresContext:
         for claim in claims:
             groups.setdefault((claim.owner, claim.lease), []).append(claim)
         for (owner, lease), group in groups.items():
-            task = asyncio.get_running_loop().create_task(self._claim_group(owner, lease, group))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _claim_group(self, owner: str, lease: float, group: list[_Claim]) -> None:
-        try:
-            answers = await self._claim_many(owner, lease, {(c.run_id, c.attempt) for c in group})
-        except Exception as exc:  # every caller sees the failure
-            for claim in group:
-                if not claim.future.done():
-                    claim.future.set_exception(exc)
-            return
-        for claim in group:
-            if not claim.future.done():
-                claim.future.set_result(answers[claim.run_id, claim.attempt])
+            waiting = [((c.run_id, c.attempt), c.future) for c in group]
+            keys = {key for key, _ in waiting}
+            self._spawn(_answer(waiting, self._claim_many(owner, lease, keys)))
 
     async def _claim_many(
         self, owner: str, lease: float, keys: set[tuple[str, str]]
@@ -361,21 +357,14 @@ class PostgresContext:
 
     def _send_commits(self) -> None:
         commits, self._commits = self._commits, []
-        task = asyncio.get_running_loop().create_task(self._commit_group(commits))
+        waiting = [((c.run_id, c.attempt), c.future) for c in commits]
+        self._spawn(_answer(waiting, self._commit_many(commits)))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task kept until it is done."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _commit_group(self, group: list[_Commit]) -> None:
-        try:
-            standing = await self._commit_many(group)
-        except Exception as exc:  # every caller sees the failure
-            for commit in group:
-                if not commit.future.done():
-                    commit.future.set_exception(exc)
-            return
-        for commit in group:
-            if not commit.future.done():
-                commit.future.set_result(standing[commit.run_id, commit.attempt])
 
     async def _commit_many(self, group: list[_Commit]) -> dict[tuple[str, str], bytes]:
         """The outcome that stands for each attempt of ``group`` (the first of duplicates)."""
@@ -446,6 +435,23 @@ class PostgresContext:
         with postgres_errors(what):
             async with (await self._ready()).connection() as conn:
                 return await work(conn)
+
+
+async def _answer(
+    waiting: Sequence[tuple[tuple[str, str], asyncio.Future[_T]]],
+    answers: Awaitable[Mapping[tuple[str, str], _T]],
+) -> None:
+    """Hand each call of a batch its answer by (run id, attempt), or the batch's failure."""
+    try:
+        found = await answers
+    except Exception as exc:  # every caller sees the failure
+        for _, future in waiting:
+            if not future.done():
+                future.set_exception(exc)
+        return
+    for key, future in waiting:
+        if not future.done():
+            future.set_result(found[key])
 
 
 class _Commit(NamedTuple):
