@@ -1,4 +1,9 @@
-"""moto in server mode: SQS, DynamoDB and S3 on one port, from a pinned PyPI release in a venv."""
+"""moto in server mode: SQS, DynamoDB and S3 on one port, from a pinned PyPI release in a venv.
+
+Started through ``moto_server_isolated.py``: moto's own server with DynamoDB requests isolated
+from each other (moto's transaction rollback restores whole tables, undoing concurrent
+requests' writes; see that file).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,9 @@ class Moto(Service):
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
-        return [str(self._venv / "bin" / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+        launcher = Path(__file__).with_name("moto_server_isolated.py")
+        python = str(self._venv / "bin" / "python")
+        return [python, str(launcher), "-H", "127.0.0.1", "-p", str(self.port)]
 
     def healthy(self) -> bool:
         return http_status(self.port, "/moto-api/") == 200
