@@ -22,7 +22,7 @@ from flowcraft.sqs._items import item_size
 from flowcraft.sqs._schema import Names, drop_tables, ensure_tables
 
 
-def _record(run_id: str, **fields: Any) -> ports.RunRecord:  # noqa: ANN401
+def _record(run_id: str, **fields: Any) -> ports.RunRecord:
     return ports.RunRecord(run_id=run_id, blueprint_id="bp", blueprint_version="1",
                            blueprint_digest="d", **fields)  # fmt: skip
 
@@ -61,7 +61,7 @@ async def _items(aws: Aws, names: Names, run_id: str) -> list[dict[str, Any]]:
         params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-async def _save(store: DynamoDbContext, version: int, **parts: Any) -> bool:  # noqa: ANN401
+async def _save(store: DynamoDbContext, version: int, **parts: Any) -> bool:
     fields: dict[str, Any] = {"header": {"v": version + 1}, "records": {}, "context_writes": {},
                               "outbox": (), "status": "running"}  # fmt: skip
     return await store.save_state("r1", expected_version=version, **(fields | parts))
@@ -110,7 +110,7 @@ async def test_a_journal_whose_writer_died_is_read_and_then_rolled_forward(
     records = {f"k{i}": i for i in range(500)}
     with pytest.raises(ConnectionResetError):
         await _save(dying, 1, records=records, context_writes={"gone": ports.DELETE, "x": 1})
-    head = [i for i in await _items(aws, names, "r1") if i["sk"]["S"] == "!h"][0]
+    head = next(i for i in await _items(aws, names, "r1") if i["sk"]["S"] == "!h")
     assert "pending" in head  # committed, not applied
     other = _store(aws, names)
     state = await other.load_state("r1")
@@ -122,7 +122,7 @@ async def test_a_journal_whose_writer_died_is_read_and_then_rolled_forward(
     assert dict(delta.records) == {"kept": 0, **records}
     assert not await _save(other, 1)  # stale: refused, nothing rolled back
     assert await _save(other, 2, records={"k0": "new"})  # rolls the journal forward first
-    head = [i for i in await _items(aws, names, "r1") if i["sk"]["S"] == "!h"][0]
+    head = next(i for i in await _items(aws, names, "r1") if i["sk"]["S"] == "!h")
     assert "pending" not in head
     final = await other.load_state("r1")
     assert final is not None
@@ -199,7 +199,9 @@ async def test_context_deletions_are_tombstones(aws: Aws, names: Names) -> None:
     assert await _save(store, 1, context_writes={"a": 1, "b": 2})
     assert await _save(store, 2, context_writes={"a": ports.DELETE})
     tomb = [i for i in await _items(aws, names, "r1") if i["sk"]["S"] == "c#a"]
-    assert tomb and tomb[0]["ver"] == {"N": "3"} and "del" in tomb[0]
+    assert len(tomb) == 1
+    assert tomb[0]["ver"] == {"N": "3"}
+    assert "del" in tomb[0]
     state = await store.load_state("r1")
     assert state is not None
     assert state.context == {"b": 2}
@@ -247,10 +249,10 @@ class _Replaying:
     def __init__(self, inner: Aws) -> None:
         self.inner = inner
 
-    def __getattr__(self, name: str) -> Any:  # noqa: ANN401
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def dynamodb(self, operation: str, **params: Any) -> dict[str, Any]:  # noqa: ANN401
+    async def dynamodb(self, operation: str, **params: Any) -> dict[str, Any]:
         if operation != "transact_write_items":
             return await self.inner.dynamodb(operation, **params)
         await self.inner.dynamodb(operation, **params)
@@ -289,15 +291,16 @@ async def test_throttling_is_retried_with_backoff(aws_endpoint_url: str, names: 
     aws = Aws(endpoint_url=aws_endpoint_url)
     throttled: list[str] = []
 
-    def throttle(request: Any, **_: object) -> Any:  # noqa: ANN401
+    def throttle(request: Any, **_: object) -> Any:
         if len(throttled) >= 3:
             return None
         throttled.append(request.url)
-        body = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#"
-                           "ProvisionedThroughputExceededException", "message": "slow down"})  # fmt: skip
+        kind = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
+        body = json.dumps({"__type": kind, "message": "slow down"})
+        headers = botocore.awsrequest.HTTPHeaders()
+        headers["x-amzn-ErrorType"] = "ProvisionedThroughputExceededException"
         return botocore.awsrequest.AWSResponse(
-            request.url, 400, {"x-amzn-ErrorType": "ProvisionedThroughputExceededException"},
-            _ThrottledBody(body.encode()),
+            request.url, 400, headers, _ThrottledBody(body.encode())
         )
 
     aws.dynamodb_client.meta.events.register("before-send.dynamodb", throttle)

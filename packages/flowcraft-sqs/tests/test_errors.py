@@ -85,7 +85,8 @@ def test_throttling_and_server_codes_are_transient(code: str) -> None:
 @pytest.mark.parametrize(
     "code",
     ["AccessDeniedException", "ValidationException", "ResourceNotFoundException",
-     "AWS.SimpleQueueService.NonExistentQueue", "InvalidClientTokenId", "UnrecognizedClientException"],
+     "AWS.SimpleQueueService.NonExistentQueue", "InvalidClientTokenId",
+     "UnrecognizedClientException"],
 )  # fmt: skip
 def test_configuration_and_request_errors_are_permanent(code: str) -> None:
     assert classify(client_error(code)) is PermanentBackendError

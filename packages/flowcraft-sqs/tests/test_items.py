@@ -32,7 +32,7 @@ def test_a_journal_gives_back_its_entries_in_order(entries: list[it.Entry]) -> N
 
 def test_a_journal_of_twenty_thousand_records_fits_in_a_few_items() -> None:
     entries = [
-        it.Entry("r", f'["n","",{i}]', it.dumps({"status": "running", "attempt": 1, "input": {"i": i}}))
+        it.Entry("r", f'["n","",{i}]', it.dumps({"status": "running", "input": {"i": i}}))
         for i in range(20_000)
     ]  # fmt: skip
     payloads = it.pack_journal(entries)
@@ -80,7 +80,9 @@ def test_a_missing_or_corrupt_chunk_is_an_error_not_a_wrong_value() -> None:
 
 
 def test_created_keys_sort_newest_first_then_by_id() -> None:
-    keys = [it.created_key(t, r) for t, r in ((5000.0, "a"), (5000.0, "c"), (999.5, "z"), (1e9, "b"))]
+    keys = [
+        it.created_key(t, r) for t, r in ((5000.0, "a"), (5000.0, "c"), (999.5, "z"), (1e9, "b"))
+    ]
     assert sorted(keys, reverse=True) == [keys[3], keys[1], keys[0], keys[2]]
 
 
@@ -104,6 +106,12 @@ def test_a_status_item_round_trips_a_run_record() -> None:
     values = {n: it.stored_value(item, n) for n in ("input", "output", "errors")}
     plain = {n: v for n, v in values.items() if isinstance(v, bytes)}
     assert it.run_record(item, plain) == record
-    done = it.status_item(ports.RunRecord(run_id="r2", blueprint_id="b", blueprint_version="1",
-                                          blueprint_digest="d", status="completed"), blobs)  # fmt: skip
+    finished = ports.RunRecord(
+        run_id="r2",
+        blueprint_id="b",
+        blueprint_version="1",
+        blueprint_digest="d",
+        status="completed",
+    )
+    done = it.status_item(finished, blobs)
     assert "active" not in done

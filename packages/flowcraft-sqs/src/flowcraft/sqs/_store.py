@@ -332,7 +332,8 @@ class DynamoDbContext:
                             else self._load_since(run_id, since, keys))  # fmt: skip
             if not isinstance(loaded, bool):
                 return loaded
-            await asyncio.sleep(random.uniform(0.5, 1.0) * min(0.1, 0.002 * 2**attempt))
+            jitter = random.uniform(0.5, 1.0)  # noqa: S311 (spreading retries, not a secret)
+            await asyncio.sleep(jitter * min(0.1, 0.002 * 2**attempt))
         raise TransientBackendError(f"run {run_id}: its state kept changing under the read")
 
     async def _load_all(self, run_id: str) -> ports.StoredState | bool | None:

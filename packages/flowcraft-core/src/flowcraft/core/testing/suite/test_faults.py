@@ -270,6 +270,8 @@ async def test_delays_beyond_max_delay_are_chained(harness: Harness) -> None:
     assert (result.status, result.output) == (RunStatus.COMPLETED, "x")
     assert s.recording.too_long == []
     delayed = [delay for _id, delay in s.recording.sent if delay > 0]
-    assert len(delayed) >= 3  # 1.3 s in hops of at most 0.4 s
+    # 1.3 s in hops of at most 0.4 s: at least two (three where delays are exact; a queue
+    # with whole-second delays, such as SQS or Azure, delivers each hop later than asked).
+    assert len(delayed) >= 2
     assert len({message_id for message_id, _delay in s.recording.sent}) <= 12, s.recording.sent
     assert elapsed >= 1.3
