@@ -75,8 +75,18 @@ class SqsBackend:
             context_table_name=names.contexts, status_table_name=names.statuses, aws=aws
         )
         coordination = DynamoDbCoordinationStore(table_name=names.coordination, aws=aws)
+
+        async def worker_queue() -> SqsAdapter:
+            """A consumer of its own (its own stop and close), on the shared clients."""
+            return SqsAdapter(
+                queue_url=jobs_url, dead_letter_queue_url=dead_url,
+                offload_table_name=names.contexts, aws=aws,
+                visibility_timeout=self.visibility_timeout,
+            )  # fmt: skip
+
         return Backend(queue=queue, store=store, coordination=coordination,
                        dead_letters=queue.dead_letters, inject=queue.enqueue,
+                       worker_queue=worker_queue,
                        visibility_timeout=float(self.visibility_timeout),
                        extra={"namespace": namespace, "aws": aws, "names": names,
                               "queues": (jobs_url, dead_url)})  # fmt: skip
