@@ -92,7 +92,7 @@ def table_definitions(names: Names) -> list[dict[str, Any]]:
         "AttributeDefinitions": [
             _attribute("runId", "S"),
             _attribute("status", "S"),
-            _attribute("created", "N"),
+            _attribute("created", "S"),
             _attribute("active", "S"),
             _attribute("updated", "N"),
         ],
