@@ -58,3 +58,13 @@ def test_same_credentials() -> None:
         catalog["rabbitmq"]["user"],
         catalog["rabbitmq"]["password"],
     )
+
+
+def test_moto_runs_the_isolating_launcher_of_the_same_version() -> None:
+    """Stock moto undoes concurrent writes when a transaction fails; both run the launcher."""
+    moto = _compose()["services"]["moto"]
+    assert "/flowcraft/moto_server_isolated.py" in moto["entrypoint"]
+    assert any("tools/services/moto_server_isolated.py" in v for v in moto["volumes"])
+    pinned = (ROOT / "tools" / "services" / "_moto.py").read_text()
+    version = moto["image"].rsplit(":", 1)[1]
+    assert f'MOTO = "moto[server]=={version}"' in pinned
