@@ -24,7 +24,8 @@ def _template() -> dict[str, Any]:
                       flags=re.S)  # fmt: skip
     assert match is not None
     loaded: dict[str, Any] = yaml.load(match.group(1), Loader=_Loader)
-    return loaded["Resources"]
+    resources: dict[str, Any] = loaded["Resources"]
+    return resources
 
 
 def _shape(table: dict[str, Any]) -> dict[str, Any]:

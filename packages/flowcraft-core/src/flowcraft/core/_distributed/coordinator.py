@@ -5,6 +5,8 @@ saves the new state with compare-and-set together with the context writes (per k
 outbox of the jobs the decision produced; then it enqueues the outbox and drops what it sent.
 A crash after the save leaves the outbox in the store: the next decide on the run, or the
 reconciler, sends it again (job ids are deterministic, workers dedupe by claiming attempts).
+A save that fails may have stood all the same (its answer lost on the way): the run's next
+decide in this process loads it whole and sends the outbox it finds.
 The state is saved as records (``_engine/records.py``): a save sends the header and the
 records the decision changed. A lost race (the version moved on) catches up (the records saved
 since, and the stored values of the records this decide changed) and applies again; the core
@@ -234,6 +236,9 @@ class Coordinator:
         self._max_conflicts = max_conflicts
         self._pins: _Bounded[RunRecord] = _Bounded(10_000)
         self._known: _Bounded[_Known] = _Bounded(known_states)
+        #: Runs whose last save here failed and may still have stood (an answer lost on the
+        #: way): their next decide loads them whole and sends the outbox it finds.
+        self._unsure: set[str] = set()
         self._queues: dict[str, list[_Pending]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         sticky = sticky and queue.capabilities.sticky
@@ -489,9 +494,12 @@ class Coordinator:
         if known is not None and turn.new:  # others decided before this turn
             known = await self._catch_up(run_id, known)
             fresh = known is not None
+        if run_id in self._unsure:
+            known = None
         for conflicts in range(self._max_conflicts):
             resend: Sequence[Message] = ()
             if known is None:
+                self._unsure.discard(run_id)
                 fresh = True
                 record, stored, state = await self.load_run(run_id)
                 known = _Known(version=stored.version, state=state)
@@ -517,14 +525,9 @@ class Coordinator:
                 return unsaved, resend, {}, frozenset()
             jobs, nodes = await self._jobs(record, state, decisions, before, version)
             messages = [j.encode_job(job) for job in jobs.values()]
-            claims, saved, ahead = self._run_ahead(messages, jobs, nodes, state)
-            outbox = [m for m in messages if m.id not in ahead] if ahead else messages
-            ok = False
-            try:
-                ok = await self._save(record, version, state, decisions, outbox, commits, claims)
-            finally:
-                if saved is not None:
-                    saved.set_result(ok)
+            ok, ahead = await self._save_deciding(
+                record, version, state, decisions, (messages, jobs, nodes), commits
+            )
             if ok:
                 self._committed(version + 1, state, events, decisions)
                 applied = [Applied(decision=d, state=state, saved=True) for d in decisions]
@@ -535,6 +538,38 @@ class Coordinator:
             )
             fresh = known is not None
         raise ConflictError(f"run {run_id}: state changed {self._max_conflicts} times under us")
+
+    async def _save_deciding(  # noqa: PLR0917 - the parts of one save
+        self,
+        record: RunRecord,
+        version: int,
+        state: RunState,
+        decisions: Sequence[act.Decision],
+        made: tuple[Sequence[Message], Mapping[str, j.Job], Mapping[str, act.RunNode]],
+        commits: Sequence[tuple[str, bytes]],
+    ) -> tuple[bool, frozenset[str]]:
+        """Save a decision whose node jobs may run ahead here; True if it stood, and their ids.
+
+        A save that fails may have stood all the same (an answer lost on the way): the jobs
+        run ahead (leased by it, kept in no outbox) are then sent like any other, so they run
+        wherever their lease allows (here at once, elsewhere once it has run out); if the save
+        did not stand, whoever gets them finds nothing to run.
+        """
+        messages, jobs, nodes = made
+        claims, saved, ahead = self._run_ahead(messages, jobs, nodes, state)
+        outbox = [m for m in messages if m.id not in ahead] if ahead else messages
+        ok = False
+        try:
+            ok = await self._save(record, version, state, decisions, outbox, commits, claims)
+        except BaseException:
+            if ahead:
+                kept = [m for m in messages if m.id in ahead]
+                self.sender.later(record.run_id, kept, jobs, ahead)
+            raise
+        finally:
+            if saved is not None:
+                saved.set_result(ok)
+        return ok, ahead
 
     async def _refused(  # noqa: PLR0917 - the parts of a decide under way
         self,
@@ -673,20 +708,25 @@ class Coordinator:
         # Their removal rides on this save: what this process sent, and the jobs of the
         # attempts whose outcomes it commits (sent or not, nobody needs them any more).
         sent = (*self.sender.removable(run_id), *(j.node_message_id(a) for a, _ in commits))
-        saved = await self.store.save_state(
-            run_id,
-            expected_version=version,
-            header=header_of(state),
-            records=changed_records(state),
-            context_writes=encode_writes(writes),
-            outbox=messages,
-            status=state.status.value,
-            output=state.output,
-            errors=[e.as_dict() for e in state.errors],
-            outcomes=commits,
-            claims=claims,
-            sent=sent,
-        )
+        try:
+            saved = await self.store.save_state(
+                run_id,
+                expected_version=version,
+                header=header_of(state),
+                records=changed_records(state),
+                context_writes=encode_writes(writes),
+                outbox=messages,
+                status=state.status.value,
+                output=state.output,
+                errors=[e.as_dict() for e in state.errors],
+                outcomes=commits,
+                claims=claims,
+                sent=sent,
+            )
+        except BaseException:  # it may have stood all the same (an answer lost on the way)
+            self._unsure.add(run_id)
+            self._forget_state(run_id, state)
+            raise
         if saved:
             if state.changes is not None:
                 state.changes.clear()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from flowcraft.core._distributed import jobs
 from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.state import RunStatus
+from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.ports import Message, RunStore
 from flowcraft.core.testing.harness import Harness, Session
 from flowcraft.core.testing.nodes import LOG, TICKETS
@@ -245,6 +247,53 @@ async def test_a_late_commit_of_a_zombie_attempt_does_not_stand_twice(harness: H
     assert standing in tickets
     assert result.outputs["E"] == standing
     assert result.context == {"ticket_T": standing}
+
+
+class _LostAnswer:
+    """A worker's run store whose first save carrying an outcome commits, then fails.
+
+    As a connection cut after the request reached the server: the save stands, the worker
+    only sees an error (``TransientBackendError``, as the adapters raise it).
+    """
+
+    def __init__(self, inner: RunStore) -> None:
+        self._inner = inner
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def save_state(self, run_id: str, **parts: Any) -> bool:  # noqa: ANN401
+        saved = await self._inner.save_state(run_id, **parts)
+        if saved and parts.get("outcomes") and not self.lost:
+            self.lost += 1
+            raise TransientBackendError("the answer of a save that committed was lost")
+        return saved
+
+
+async def test_a_save_whose_answer_was_lost_sends_its_outbox_without_the_reconciler(
+    harness: Harness,
+) -> None:
+    """The outbox of a save that stood although the worker saw it fail is sent.
+
+    The worker cannot know whether the save stood; its redelivered job finds out, and the jobs
+    that save put in the outbox are sent (no reconciler runs here).
+    """
+    blueprint = bp("lost-answer", [n("A", "const", value=1), n("B", "inc"), n("C", "inc")],
+                   [e("A", "B"), e("B", "C")])  # fmt: skip
+    async with harness.session(blueprint, workers=0) as s:
+        store = _LostAnswer(s.backend.store)
+        worker = Worker(queue=s.queue, store=store, registry=s.registry,  # type: ignore[arg-type]
+                        blueprints=s.blueprints, concurrency=2, lease=5.0, poll=0.05)  # fmt: skip
+        running = asyncio.ensure_future(worker.run(shutdown_timeout=10))
+        try:
+            result = await s.run("lost-answer", timeout=30)
+        finally:
+            worker.stopping.set()
+            await asyncio.wait_for(running, 20)
+    assert store.lost == 1
+    assert (result.status, result.output) == (RunStatus.COMPLETED, 3)
+    assert LOG[result.run_id].count("C") == 1
 
 
 async def test_a_sleep_costs_a_few_messages_not_a_busy_chain(harness: Harness) -> None:
