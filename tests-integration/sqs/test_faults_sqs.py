@@ -519,8 +519,8 @@ async def test_poison_messages_are_dead_lettered_and_the_worker_goes_on(
     reasons = dict(dead)
     assert len(reasons) == 2
     assert reasons["poison-1"].startswith("undecodable message"), reasons
-    # The foreign message is known by an SQS message id (it has no id of its own), kept as it
-    # came, with its reason.
+    # The foreign message is known by its SQS message id (it has no id of its own), the id the
+    # worker saw and the dead letter keeps; its body is kept as it came, with its reason.
     (foreign,) = [i for i, body in bodies.items() if body == raw]
     assert reasons[foreign].startswith("undecodable message"), reasons
     for result, first in zip(results, ("before", "after", "late"), strict=True):
@@ -528,14 +528,19 @@ async def test_poison_messages_are_dead_lettered_and_the_worker_goes_on(
 
 
 async def _dead_bodies(aws: Aws, url: str) -> dict[str, str]:
-    """SQS message id -> body of what the dead-letter queue holds (made visible again)."""
+    """Message id -> body of what the dead-letter queue holds (made visible again)."""
     answer = await aws.sqs("receive_message", QueueUrl=url, MaxNumberOfMessages=10,
-                           WaitTimeSeconds=1, VisibilityTimeout=5)  # fmt: skip
+                           WaitTimeSeconds=1, VisibilityTimeout=5,
+                           MessageAttributeNames=["All"])  # fmt: skip
     messages = answer.get("Messages", [])
     for message in messages:
         await aws.sqs("change_message_visibility", QueueUrl=url,
                       ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)  # fmt: skip
-    return {m["MessageId"]: m["Body"] for m in messages}
+    return {
+        m.get("MessageAttributes", {}).get("flowcraft-id", {}).get("StringValue", m["MessageId"]):
+        m["Body"]
+        for m in messages
+    }  # fmt: skip
 
 
 # ------------------------------------------------------------------ throttling

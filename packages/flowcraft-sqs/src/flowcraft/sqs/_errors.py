@@ -44,6 +44,7 @@ TRANSIENT_CODES = frozenset(
         "SlowDown",
         "OverLimit",
         "KmsThrottled",
+        "KMS.ThrottlingException",
         "InternalServerError",
         "InternalFailure",
         "InternalError",

@@ -74,6 +74,7 @@ from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._batch import Batcher, Errors, entry_errors, stale_error
 from flowcraft.sqs._codec import (
     BATCH_ENTRIES,
+    ID,
     MAX_DELAY,
     MAX_VISIBILITY,
     REASON,
@@ -448,7 +449,12 @@ class SqsAdapter:
             "send_message",
             QueueUrl=self.dead_letter_queue_url,
             MessageBody=delivery.wire_body,
-            MessageAttributes={**delivery.wire_attributes, REASON: reason_attribute(reason)},
+            MessageAttributes={
+                # the id the worker saw (a foreign producer's message has SQS's only)
+                ID: {"DataType": "String", "StringValue": delivery.message_id},
+                **delivery.wire_attributes,
+                REASON: reason_attribute(reason),
+            },
         )
         await self.settle_ack(delivery)
 
