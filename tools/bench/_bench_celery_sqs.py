@@ -1,6 +1,7 @@
 """``_bench_celery``'s app on kombu's SQS transport (``sqs://``), for ``bench_sqs.py``.
 
-Same tasks, same canvas (``_bench_celery.workflow``), Redis result backend; the broker is SQS
+Same tasks, same canvas (``_bench_celery.workflow``), any result backend (``result_backend``
+gives Redis's or Celery's DynamoDB backend on the same endpoint); the broker is SQS
 at ``BENCH_CELERY_ENDPOINT`` (moto): kombu takes the endpoint from the broker URL's host and
 port (``sqs://KEY:SECRET@HOST:PORT``, plain HTTP with the transport option ``is_secure``
 False); its workers receive with pycurl (kombu's asynchronous SQS client). Every transport
@@ -28,6 +29,21 @@ def broker_url(endpoint: str) -> str:
     """``sqs://`` URL for an SQS endpoint such as ``http://127.0.0.1:15000`` (dummy keys)."""
     where = urlsplit(endpoint)
     return f"sqs://testing:testing@{where.hostname}:{where.port}"
+
+
+def result_backend(kind: str, *, endpoint: str, redis_url: str, tag: str) -> str:
+    """The result backend URL of ``kind``: ``redis``, or ``dynamodb`` (table ``<tag>-results``).
+
+    Celery's DynamoDB backend talks to a local endpoint when the URL's "region" is
+    ``localhost`` (then ``http://localhost:PORT``); it creates its table on first use and
+    counts a chord's finished parts with an atomic ``ADD`` (a native chord join).
+    """
+    if kind == "redis":
+        return redis_url
+    if kind == "dynamodb":
+        port = urlsplit(endpoint).port
+        return f"dynamodb://testing:testing@localhost:{port}/{tag}-results"
+    raise ValueError(f"unknown result backend {kind!r} (redis, dynamodb)")
 
 
 def make_app(

@@ -19,8 +19,10 @@ configuration once per repeat, interleaved; figures are medians over ``--repeat`
   polls of the run record, then the state) are counted the same way in this process and
   shown apart.
 * **Celery**: ``_bench_celery``'s chord over kombu's SQS transport on the same moto
-  (``_bench_celery_sqs``: ``sqs://`` with the endpoint in the URL, pycurl receiving), Redis
-  result backend, a fresh queue and key prefix per configuration; ``--celery-mode prefork``
+  (``_bench_celery_sqs``: ``sqs://`` with the endpoint in the URL, pycurl receiving), with
+  each result backend of ``--celery-results``: ``redis`` (Redis, as in ``bench_rabbitmq``) and
+  ``dynamodb`` (Celery's DynamoDB backend on the same moto: the same stack as flowcraft-sqs),
+  a fresh queue, key prefix and results table per configuration; ``--celery-mode prefork``
   (default) or ``solo`` as in ``bench_rabbitmq``. kombu's default ``polling_interval`` of 1 s
   (the consumer also sleeps that long whenever its prefetch window is full) makes a run take
   2-3 s; ``--celery-polling-interval`` (default 0.01 s) sets it (empty: kombu's default).
@@ -31,6 +33,14 @@ configuration once per repeat, interleaved; figures are medians over ``--repeat`
   ``attribute_not_exists`` on its key, ``--round-trips`` times; and, for reference, the same
   put as a one-item ``TransactWriteItems`` (the adapter saves a run with transactions).
 * **1 run in flight** (both systems, one worker): ``--sequential-runs`` runs one after another.
+* **CPU per step** of moto, of the worker processes (with their children), of this process
+  (the client) and of Redis, from ``/proc`` over the measured window (moto's and Redis's pids
+  from ``tools/services``' pid files, or ``--moto-pid``): on moto, whose one process (one GIL)
+  serves every call, the throughput is about 1 / moto's CPU per step.
+
+``--runs`` is 50 by default (``bench_rabbitmq``: 500): moto's ``ReceiveMessage`` computes every
+attribute of the queue, walking all its messages, for each message it returns, so on moto a
+step costs more the longer the queue is, for both systems alike.
 
 Targets (issue 16): flowcraft / Celery steps/s >= 1.5x (runs started at once); p50 step with
 one run in flight <= 3 x (bare SQS round trip p50 + bare conditional put p50); calls per step
@@ -59,6 +69,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import _bench_celery
 import _bench_celery_sqs
 import redis
 from _bench_nodes import FLOW
@@ -66,7 +77,7 @@ from _bench_sqs_worker import Calls, Snapshot, difference, total
 from bench_rabbitmq import (
     STEPS,
     Sample,
-    celery_runs,
+    celery_gaps,
     child_env,
     flowcraft_runs,
     logs_say,
@@ -110,17 +121,20 @@ _T = TypeVar("_T")
 
 
 def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of process ``pid`` and its live descendants (0: gone)."""
+    """CPU seconds (user + system) of process ``pid`` and its live descendants (0: gone).
+
+    ``/proc/PID/stat`` counts every thread the process ever had; its threads (moto starts one
+    per request) come and go while their ``children`` files are read: those are skipped.
+    """
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        children = [
-            int(child)
-            for task in Path(f"/proc/{pid}/task").iterdir()
-            for child in (task / "children").read_text().split()
-        ]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except (FileNotFoundError, ProcessLookupError):
         return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
+    children: list[int] = []
+    for task in tasks:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            children.extend(int(child) for child in (task / "children").read_text().split())
     return (int(fields[11]) + int(fields[12])) / _TICK + sum(process_cpu(c) for c in children)
 
 
@@ -259,13 +273,15 @@ def celery_commands(mode: str, workers: int, tag: str) -> list[list[str]]:
 
 @contextlib.contextmanager
 def celery_session(
-    services: Services, workers: int, mode: str, polling_interval: str
+    services: Services, workers: int, mode: str, polling_interval: str, results: str
 ) -> Iterator[tuple[Any, list[int]]]:
-    """An app on a fresh SQS queue and Redis key prefix, and the pids of its ready workers."""
+    """An app on a fresh SQS queue and results, and the pids of its ready workers."""
     tag = f"bench-celery-{uuid.uuid4().hex[:10]}"
     settings = {
         "endpoint": services.endpoint_url,
-        "backend": services.redis_url,
+        "backend": _bench_celery_sqs.result_backend(
+            results, endpoint=services.endpoint_url, redis_url=services.redis_url, tag=tag
+        ),
         "queue": tag,
         "prefix": f"{tag}:",
         "polling_interval": polling_interval,
@@ -290,15 +306,34 @@ def celery_once(
     services: Services,
     runs: int,
     workers: int,
-    mode: str,
-    polling_interval: str,
+    args: argparse.Namespace,
+    results: str,
     *,
     at_once: bool = True,
 ) -> Measured:
-    """One configuration: a fresh queue and key prefix, Celery workers, ``runs`` runs."""
-    with celery_session(services, workers, mode, polling_interval) as (app, pids):
+    """One configuration: a fresh queue and results, Celery workers, ``runs`` runs."""
+    mode, polling_interval = args.celery_mode, args.celery_polling_interval
+    with celery_session(services, workers, mode, polling_interval, results) as (app, pids):
         sample, cpu = timed_cpu(services, pids, lambda: celery_runs(app, runs, at_once=at_once))
         return Measured(sample=sample, steps=runs * STEPS, cpu=cpu)
+
+
+def celery_runs(app: Any, runs: int, *, at_once: bool) -> Sample:  # noqa: ANN401
+    """``bench_rabbitmq.celery_runs``, polling results every 20 ms (not Celery's 0.5 s).
+
+    Redis delivers results by pub/sub; the DynamoDB backend is polled.
+    """
+    began = time.perf_counter()
+    if at_once:
+        pending = [_bench_celery.workflow(app).apply_async() for _ in range(runs)]
+        results = [p.get(timeout=900, interval=0.02) for p in pending]
+    else:
+        results = [
+            _bench_celery.workflow(app).apply_async().get(timeout=60, interval=0.02)
+            for _ in range(runs)
+        ]
+    wall = time.perf_counter() - began
+    return summarize(runs * STEPS, wall, [g for r in results for g in celery_gaps(r)])
 
 
 def timed_cpu(
@@ -311,12 +346,16 @@ def timed_cpu(
 
 
 def purge_celery(services: Services, tag: str) -> None:
-    """Delete the configuration's SQS queues and its keys in Redis."""
+    """Delete the configuration's SQS queues, its results table and its keys in Redis."""
     aws = Aws(endpoint_url=services.endpoint_url)
     try:
         urls = aws.sqs_client.list_queues(QueueNamePrefix=tag).get("QueueUrls", [])
         for url in urls:
             aws.sqs_client.delete_queue(QueueUrl=url)
+        tables = aws.dynamodb_client.list_tables(ExclusiveStartTableName=tag, Limit=10)
+        for table in tables.get("TableNames", []):
+            if table.startswith(tag):
+                aws.dynamodb_client.delete_table(TableName=table)
     finally:
         aws.close()
     client = redis.Redis.from_url(services.redis_url)
@@ -407,7 +446,9 @@ class Table:
         if measured.cpu:
             cpu = {k: round(v / measured.steps * 1e3, 2) for k, v in measured.cpu.items()}
             extra += f" CPU ms/step {cpu}"
-        print(f"  {label} x{workers}: {s.steps_per_s:.1f} steps/s p50 {s.p50_ms:.2f} ms "
+        load = Path("/proc/loadavg").read_text().split()[0]
+        print(f"  [{time.strftime('%H:%M:%S')} load {load}] "
+              f"{label} x{workers}: {s.steps_per_s:.1f} steps/s p50 {s.p50_ms:.2f} ms "
               f"p99 {s.p99_ms:.2f} ms{extra}", file=sys.stderr, flush=True)  # fmt: skip
 
     def median(self, label: str, workers: int) -> Sample:
@@ -424,7 +465,7 @@ def per_step(snapshot: Snapshot, steps: int, kind: str = "calls") -> dict[str, f
     return {k: round(v, 3) for k, v in sorted(by_service.items())}
 
 
-def measure(args: argparse.Namespace, services: Services, celery: str) -> Table:
+def measure(args: argparse.Namespace, services: Services, celeries: Mapping[str, str]) -> Table:
     """Every configuration once per repeat, interleaved."""
     table = Table(rows={})
     for repeat in range(args.repeat):
@@ -436,21 +477,18 @@ def measure(args: argparse.Namespace, services: Services, celery: str) -> Table:
         if args.sequential_runs > 0:
             fc = flowcraft_once(services, args.sequential_runs, 1, args.concurrency, at_once=False)
             table.add(FLOWCRAFT + ONE, 1, asyncio.run(fc))
-            if not args.no_celery:
-                m = celery_once(services, args.sequential_runs, 1, args.celery_mode,
-                                args.celery_polling_interval, at_once=False)  # fmt: skip
+            for results, celery in celeries.items():
+                m = celery_once(services, args.sequential_runs, 1, args, results, at_once=False)
                 table.add(celery + ONE, 1, m)
         for workers in args.workers:
             fc = flowcraft_once(services, args.runs, workers, args.concurrency)
             table.add(FLOWCRAFT, workers, asyncio.run(fc))
-            if not args.no_celery:
-                m = celery_once(services, args.runs, workers, args.celery_mode,
-                                args.celery_polling_interval)  # fmt: skip
-                table.add(celery, workers, m)
+            for results, celery in celeries.items():
+                table.add(celery, workers, celery_once(services, args.runs, workers, args, results))
     return table
 
 
-def print_report(args: argparse.Namespace, table: Table, celery: str) -> None:
+def print_report(args: argparse.Namespace, table: Table, celeries: Mapping[str, str]) -> None:
     """The results, the ratios against the targets, calls per step and per-repeat ratios."""
     print(f"{args.runs} runs x {STEPS} nodes at once (one run at a time: {args.sequential_runs}); "
           f"median of {args.repeat}\n")  # fmt: skip
@@ -461,7 +499,7 @@ def print_report(args: argparse.Namespace, table: Table, celery: str) -> None:
         shown = (str(workers), f"{s.steps_per_s:.0f}") if workers else ("-", "-")
         print(f"| {label} | {shown[0]} | {shown[1]} | {s.p50_ms:.2f} | {s.p99_ms:.2f} |")
     print()
-    print_ratios(args, table, celery)
+    print_ratios(args, table, celeries)
     print()
     print_calls(table)
     print()
@@ -469,7 +507,7 @@ def print_report(args: argparse.Namespace, table: Table, celery: str) -> None:
     print()
     print_cpu(table)
     print()
-    print_repeats(args, table, celery)
+    print_repeats(args, table, celeries)
 
 
 def _bare_sum(table: Table, i: int | None = None) -> float:
@@ -480,28 +518,34 @@ def _bare_sum(table: Table, i: int | None = None) -> float:
     return rows[(BARE_SQS, 0)][i].sample.p50_ms + rows[(BARE_PUT, 0)][i].sample.p50_ms
 
 
-def print_ratios(args: argparse.Namespace, table: Table, celery: str) -> None:
-    """flowcraft/Celery throughput and flowcraft p50 / (bare SQS + bare put), with targets."""
+def print_ratios(args: argparse.Namespace, table: Table, celeries: Mapping[str, str]) -> None:
+    """flowcraft/Celery throughput (per Celery variant) and flowcraft p50 / (bare SQS + put).
+
+    The throughput target applies to the runs started at once; the step latency target to one
+    run in flight (with every run started at once, a step waits behind the backlog: those
+    ratios are shown, marked as backlog-bound).
+    """
     bare = _bare_sum(table)
-    print("| workers | flowcraft / Celery steps/s (target >= 1.5x) | flowcraft p50 step / "
-          "(bare SQS round trip + conditional put) p50 (target <= 3x) |")  # fmt: skip
-    print("|---|---:|---:|")
-    rows = [(str(w), FLOWCRAFT, celery, w, False) for w in args.workers]
+    heads = [f"flowcraft / Celery ({r} results) steps/s (target >= 1.5x)" for r in celeries]
+    heads.append("flowcraft p50 step / (bare SQS round trip + conditional put) p50 (target <= 3x)")
+    print("| workers | " + " | ".join(heads) + " |")
+    print("|---|" + "---:|" * len(heads))
+    rows = [(str(w), "", w, False) for w in args.workers]
     if args.sequential_runs > 0:
-        rows.insert(0, ("1, one run in flight", FLOWCRAFT + ONE, celery + ONE, 1, True))
-    for shown, fc_label, celery_label, workers, alone in rows:
-        fc = table.median(fc_label, workers)
-        speedup = None if args.no_celery else (
-            fc.steps_per_s / table.median(celery_label, workers).steps_per_s
-        )  # fmt: skip
-        throughput = (
-            "-" if speedup is None
-            else f"{speedup:.2f}x (no target)" if alone
-            else _verdict(speedup, 1.5, above=True)
-        )  # fmt: skip
+        rows.insert(0, ("1, one run in flight", ONE, 1, True))
+    for shown, suffix, workers, alone in rows:
+        fc = table.median(FLOWCRAFT + suffix, workers)
+        cells = []
+        for celery in celeries.values():
+            speedup = fc.steps_per_s / table.median(celery + suffix, workers).steps_per_s
+            cells.append(
+                f"{speedup:.2f}x (no target)" if alone else _verdict(speedup, 1.5, above=True)
+            )
         ratio = fc.p50_ms / bare
-        latency = _verdict(ratio, 3.0, above=False) if alone else f"{ratio:.2f}x (backlog-bound)"
-        print(f"| {shown} | {throughput} | {latency} |")
+        cells.append(
+            _verdict(ratio, 3.0, above=False) if alone else f"{ratio:.2f}x (backlog-bound)"
+        )
+        print(f"| {shown} | " + " | ".join(cells) + " |")
 
 
 def _median_per_step(measured: Sequence[Measured], who: str, kind: str) -> dict[str, float]:
@@ -589,13 +633,13 @@ def print_cpu(table: Table) -> None:
         print(f"| {label} | {workers} | {cells} | {everything:.2f} |")
 
 
-def print_repeats(args: argparse.Namespace, table: Table, celery: str) -> None:
+def print_repeats(args: argparse.Namespace, table: Table, celeries: Mapping[str, str]) -> None:
     """The ratios within each repeat (figures of the same minute: this machine drifts)."""
     heads = ["repeat", "bare SQS p50 ms", "bare put p50 ms"]
     if args.sequential_runs > 0:
         heads.append("1 run in flight p50 ms (/ bare sum)")
-    if not args.no_celery:
-        heads.extend(f"{w} workers / Celery" for w in args.workers)
+    for results in celeries:
+        heads.extend(f"{w} workers / Celery ({results})" for w in args.workers)
     print("| " + " | ".join(heads) + " |")
     print("|" + "---:|" * len(heads))
     for i in range(args.repeat):
@@ -605,7 +649,7 @@ def print_repeats(args: argparse.Namespace, table: Table, celery: str) -> None:
         if args.sequential_runs > 0:
             step = table.rows[(FLOWCRAFT + ONE, 1)][i].sample.p50_ms
             cells.append(f"{step:.2f} ({step / (sqs + put):.1f}x)")
-        if not args.no_celery:
+        for celery in celeries.values():
             for w in args.workers:
                 fc = table.rows[(FLOWCRAFT, w)][i].sample
                 other = table.rows[(celery, w)][i].sample
@@ -623,7 +667,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=50)
     parser.add_argument(
         "--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2, 4]
     )
@@ -632,6 +676,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--celery-polling-interval", default="0.01",
         help="kombu's SQS polling_interval, seconds (empty: kombu's default, 1 s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--celery-results", type=lambda s: [r for r in s.split(",") if r],
+        default=["redis", "dynamodb"], help="Celery's result backends to run (redis, dynamodb)",
     )  # fmt: skip
     parser.add_argument("--no-celery", action="store_true")
     parser.add_argument("--round-trips", type=int, default=300)
@@ -657,8 +705,12 @@ def main() -> int:
                         visibility_timeout=args.visibility_timeout,
                         server_pids=server_pids(HERE.parent.parent, args.moto_pid))  # fmt: skip
     interval = args.celery_polling_interval or "1 (default)"
-    celery = f"Celery {_celery_version()} chord on SQS ({args.celery_mode}, polling {interval} s)"
-    print_report(args, measure(args, services, celery), celery)
+    celeries = {
+        results: f"Celery {_celery_version()} chord on SQS, {results} results "
+        f"({args.celery_mode}, polling {interval} s)"
+        for results in ([] if args.no_celery else args.celery_results)
+    }
+    print_report(args, measure(args, services, celeries), celeries)
     return 0
 
 
