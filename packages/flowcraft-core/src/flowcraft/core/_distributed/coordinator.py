@@ -362,6 +362,15 @@ class Coordinator:
             return None
         return known.state
 
+    def doubt(self, run_id: str) -> None:
+        """The run's last save may have stood unseen: its next decide here loads it whole.
+
+        A worker calls it for a job whose outcome it finds committed already (a redelivery):
+        whoever committed it may have died, or lost the answer of the save that carried it,
+        so the jobs that save put in the outbox may never have been sent.
+        """
+        self._unsure.add(run_id)
+
     def _forget_state(self, run_id: str, state: RunState) -> None:
         known = self._known.get(run_id)
         if known is not None and known.state is state:

@@ -433,6 +433,7 @@ class Worker:
             return
         if claim.status is ClaimStatus.DONE:
             assert claim.outcome is not None
+            self.coordinator.doubt(job.run_id)  # its committer may not have sent what it made
             await self._decide_outcome(job.run_id, claim.outcome)
             await delivery.ack()
             return
