@@ -85,3 +85,51 @@ def test_unknown_distribution_is_a_clear_error(workspace: Path) -> None:
     result = _release(workspace, "bump", "flowcraft-nope", "patch")
     assert result.returncode == 1
     assert "unknown distribution 'flowcraft-nope'" in result.stderr
+
+
+def test_build_makes_a_wheel_and_an_sdist_of_the_named_distribution(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "release"), "build", "flowcraft-sqs",
+         "--outdir", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert [re.sub(r"-\d+\.\d+\.\d+", "-V", name) for name in written] == [
+        "flowcraft_sqs-V-py3-none-any.whl",
+        "flowcraft_sqs-V.tar.gz",
+    ]
+    assert sorted(Path(line).name for line in result.stdout.split()) == written
+
+
+def test_build_of_an_unknown_distribution_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "release"), "build", "flowcraft-nope",
+         "--outdir", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "unknown distribution 'flowcraft-nope'" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_build_that_fails_names_the_distribution(workspace: Path, tmp_path: Path) -> None:
+    pyproject = workspace / "packages" / "flowcraft-sqs" / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('readme = "README.md"', 'readme = "NO.md"'))
+    result = _release(workspace, "build", "flowcraft-sqs", "--outdir", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("release: flowcraft-sqs did not build:")
+    assert "Traceback" not in result.stderr.splitlines()[0]
+
+
+def test_build_without_the_build_package_says_what_to_install(tmp_path: Path) -> None:
+    bare = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    result = subprocess.run(
+        [str(bare / "bin" / "python"), str(ROOT / "tools" / "release"), "build", "--outdir",
+         str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "no 'build' package: pip install 'build[uv]'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,10 +1,11 @@
-"""tools/release: bump one distribution's version and CHANGELOG without touching the others.
+"""tools/release: bump, check and build the distributions, one at a time or all together.
 
 Usage::
 
     python tools/release bump flowcraft-rabbitmq patch      # or minor / major / an explicit 1.2.3
     python tools/release check                              # every adapter's core range holds core
     python tools/release versions                           # one line per distribution
+    python tools/release build [DIST...] [--outdir DIR]     # wheel + sdist (default: all, dist/)
 
 A bump rewrites only ``__about__.py`` and ``CHANGELOG.md`` of that distribution: the
 "## Unreleased" section becomes "## X.Y.Z (date)" and a fresh empty "Unreleased" is opened.
@@ -18,8 +19,10 @@ import argparse
 import datetime
 import re
 import sys
+from pathlib import Path
 
-from _workspace import CORE, Distribution, distributions, parse_version, satisfies
+from _build import BuildError, build
+from _workspace import CORE, ROOT, Distribution, distributions, parse_version, satisfies
 
 
 class ReleaseError(Exception):
@@ -89,10 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     bump_p.add_argument("part", help="major, minor, patch or an explicit X.Y.Z")
     sub.add_parser("check", help="check adapters' core ranges against core's version")
     sub.add_parser("versions", help="list versions")
+    build_p = sub.add_parser("build", help="build wheels and sdists, each distribution alone")
+    build_p.add_argument("names", nargs="*", metavar="DIST", help="default: every distribution")
+    build_p.add_argument("--outdir", type=Path, default=ROOT / "dist", help="default: dist/")
     args = parser.parse_args(argv)
     try:
         return _dispatch(args)
-    except ReleaseError as exc:
+    except (ReleaseError, BuildError) as exc:
         print(f"release: {exc}", file=sys.stderr)
         return 1
 
@@ -103,6 +109,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{args.distribution} -> {new}")
         return 0
     dists = distributions()
+    if args.command == "build":
+        return _build(dists, args.names, args.outdir)
     if args.command == "versions":
         for dist in dists.values():
             print(f"{dist.name:<22} {dist.version}  core{dist.core_range or ' (is core)'}")
@@ -111,6 +119,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     for line in broken:
         print(f"release: {line} excludes flowcraft-core {dists[CORE].version}", file=sys.stderr)
     return 1 if broken else 0
+
+
+def _build(dists: dict[str, Distribution], names: list[str], outdir: Path) -> int:
+    unknown = [name for name in names if name not in dists]
+    if unknown:
+        raise ReleaseError(f"unknown distribution {unknown[0]!r}; known: {', '.join(dists)}")
+    chosen = [dists[name] for name in names] if names else list(dists.values())
+    for artefact in build(chosen, outdir):
+        print(artefact.relative_to(ROOT) if artefact.is_relative_to(ROOT) else artefact)
+    return 0
 
 
 if __name__ == "__main__":
