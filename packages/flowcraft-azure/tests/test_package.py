@@ -1,11 +1,13 @@
-"""The distribution's public surface while it holds no behaviour yet."""
+"""The distribution's public surface."""
 
 import flowcraft.azure
 from flowcraft.azure.__about__ import __version__
 
 
-def test_facade_exports_only_the_version() -> None:
-    assert flowcraft.azure.__all__ == ["__version__"]
+def test_facade_exports_the_adapter_names() -> None:
+    assert sorted(flowcraft.azure.__all__) == sorted(
+        ["AzureDelivery", "AzureQueueAdapter", "__version__"]
+    )
     assert flowcraft.azure.__version__ == __version__
 
 

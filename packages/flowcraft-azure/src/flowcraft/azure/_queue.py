@@ -1,0 +1,396 @@
+"""``AzureQueueAdapter``: the job queue (``flowcraft.core.ports.JobQueue``) on Azure Queue Storage.
+
+Spec sheet
+----------
+* Queues: one for the jobs and one for poison messages (dead letters), created by
+  ``_schema.ensure_queues``. The async clients of azure-storage-queue, built without an
+  encode/decode policy: the envelope (``_wire``) does its own base64.
+* Capabilities: ``native_delay`` (a message's initial visibility timeout), ``max_delay`` 7 days
+  (604,800 s, the service's cap; the runtime chains longer delays), ``dead_letter`` when a
+  poison queue is given, no ``dedup`` (duplicates are delivered; the runtime dedupes), no
+  ``sticky``.
+* Enqueue: ``send_message`` with ``visibility_timeout`` = ``ceil(delay)`` (never early) and
+  ``time_to_live`` = -1 (never expires); durable when it returns. An envelope bigger than 56 KiB
+  (64 KiB less room for a dead-letter reason) is offloaded to Cosmos DB (``_offload``) and
+  travels as a reference; ``receive`` reads it back. Without an offload container such an
+  enqueue raises ``PermanentBackendError`` naming the limit.
+* Receive: ``receive_messages`` of up to ``min(32, max_messages)`` with the adapter's
+  ``visibility_timeout``. Azure has no long polling: while the queue is empty, ``receive``
+  polls again after a pause that starts at 20 ms and doubles up to ``max_poll_interval``
+  (1 s by default) until ``wait`` runs out, so an idle worker costs about one request a
+  second. ``delivery_count`` is ``dequeue_count``. A receive cancelled (or overtaken by
+  ``stop_receiving``) while its request is in flight loses nothing: what the request returns
+  is made visible again at once (visibility 0). A message that cannot be decoded (another
+  producer, offloaded chunks gone) is delivered with its raw text as body for the worker to
+  dead-letter; a failure reading offloaded bodies gives the whole batch back and raises.
+* Settling (``ack``, ``nack``, ``extend`` with the new pop receipt, ``dead_letter``): see
+  ``_delivery``.
+* ``close()``: waits for requests in flight, makes the deliveries it handed out that are still
+  unsettled visible again, then closes the clients it created itself.
+* ``dead_letters()`` (tests, operators): peeks at the poison queue (up to 32 messages, left in
+  place): every message's id and reason.
+* Limits (Azure): 64 KiB of text per message, visibility and delay up to 7 days, 2,000 messages
+  per second per queue (20,000 per account); a throttled request (503 ``ServerBusy``) is
+  retried by the SDK's retry policy (exponential, from 0.5 s) and then leaves as
+  ``TransientBackendError``.
+
+Example::
+
+    queue = AzureQueueAdapter(
+        queue_client=QueueClient.from_connection_string(conn, "flowcraft-jobs"),
+        poison_queue_client=QueueClient.from_connection_string(conn, "flowcraft-poison"),
+    )
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any
+
+from flowcraft.azure._delivery import AzureDelivery
+from flowcraft.azure._errors import Refused, edge
+from flowcraft.azure._offload import MissingBodyError, Offload
+from flowcraft.azure._wire import (
+    MAX_DELAY,
+    MAX_TEXT,
+    SIZE_MARGIN,
+    Decoded,
+    dead_text,
+    decode,
+    encode,
+    encode_offloaded,
+    seconds_up,
+)
+from flowcraft.core import ports
+from flowcraft.core.errors import PermanentBackendError, TransientBackendError
+
+__all__ = ["AzureQueueAdapter"]
+
+_log = logging.getLogger("flowcraft.azure")
+
+#: Messages one receive request may return (the service's cap).
+_PAGE = 32
+#: First pause between polls of an empty queue, seconds.
+_PAUSE = 0.02
+#: Seconds ``close`` waits for requests in flight.
+_CLOSE_WAIT = 30.0
+
+
+class AzureQueueAdapter:
+    """The job queue of one namespace on Azure Queue Storage (``ports.JobQueue``; see the module).
+
+    Args:
+        queue_client: The jobs queue's ``azure.storage.queue.aio.QueueClient``.
+        poison_queue_client: The poison queue's client (None: no ``dead_letter`` capability).
+        offload_container: An ``azure.cosmos.aio`` container (partition key ``/runId``) for
+            bodies too big for a message; or give ``cosmos_client``, ``cosmos_database_name``
+            and ``context_container_name`` (the original adapter's options) to name it.
+        visibility_timeout: Seconds a received message stays invisible (1..604,800).
+        max_poll_interval: The longest pause between polls of an empty queue, seconds.
+        owns_clients: Close the queue clients in ``close`` (the backend shares them: False).
+    """
+
+    def __init__(
+        self,
+        *,
+        queue_client: Any,  # noqa: ANN401 (azure.storage.queue.aio.QueueClient)
+        poison_queue_client: Any = None,  # noqa: ANN401
+        offload_container: Any = None,  # noqa: ANN401 (azure.cosmos.aio.ContainerProxy)
+        cosmos_client: Any = None,  # noqa: ANN401 (azure.cosmos.aio.CosmosClient)
+        cosmos_database_name: str | None = None,
+        context_container_name: str | None = None,
+        visibility_timeout: int = 30,
+        max_poll_interval: float = 1.0,
+        owns_clients: bool = False,
+    ) -> None:
+        if not 1 <= visibility_timeout <= MAX_DELAY:
+            raise ValueError(f"visibility_timeout {visibility_timeout} is outside 1..{MAX_DELAY}")
+        if max_poll_interval <= 0:
+            raise ValueError(f"max_poll_interval must be positive, got {max_poll_interval}")
+        if offload_container is None and cosmos_client is not None:
+            if not (cosmos_database_name and context_container_name):
+                raise TypeError(
+                    "cosmos_client needs cosmos_database_name and context_container_name"
+                )
+            database = cosmos_client.get_database_client(cosmos_database_name)
+            offload_container = database.get_container_client(context_container_name)
+        self.queue_client = queue_client
+        self.poison_queue_client = poison_queue_client
+        self.visibility_timeout = visibility_timeout
+        self.max_poll_interval = max_poll_interval
+        self._owns = owns_clients
+        self._offload = Offload(offload_container) if offload_container is not None else None
+        self._caps = ports.QueueCapabilities(
+            native_delay=True,
+            max_delay=float(MAX_DELAY),
+            dead_letter=poison_queue_client is not None,
+            dedup=False,
+            sticky=False,
+        )
+        self._unsettled: dict[int, AzureDelivery] = {}
+        self._polls: set[asyncio.Task[list[AzureDelivery]]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stop: asyncio.Future[None] | None = None
+        self._stopped = False
+        self._closed = False
+
+    @property
+    def capabilities(self) -> ports.QueueCapabilities:
+        """What this queue can do (see the module)."""
+        return self._caps
+
+    # ------------------------------------------------------------------ enqueue
+
+    async def enqueue(
+        self, message: ports.Message, *, delay: float = 0.0, sticky: bool = False
+    ) -> None:
+        """Durably enqueue ``message``, deliverable after ``delay`` seconds (rounded up).
+
+        ``sticky`` is ignored (capability ``sticky`` is False).
+
+        Raises:
+            ValueError: ``delay`` above 7 days, or an empty message id.
+            PermanentBackendError: the body is too big and there is no offload container, or
+                the service refused the message; also after ``close``.
+            TransientBackendError: the service failed; retrying may succeed.
+        """
+        del sticky
+        seconds = seconds_up(delay, "delay")
+        self._check_open("enqueue")
+        text = encode(message.id, message.body)
+        if len(text) > MAX_TEXT - SIZE_MARGIN:
+            text = await self._offloaded(message, len(text))
+        with edge(f"enqueue {message.id}"):
+            await self.queue_client.send_message(
+                text, visibility_timeout=seconds or None, time_to_live=-1
+            )
+
+    async def _offloaded(self, message: ports.Message, size: int) -> str:
+        if self._offload is None:
+            raise PermanentBackendError(
+                f"enqueue {message.id}: the message takes {size} characters, over the limit "
+                f"of {MAX_TEXT - SIZE_MARGIN} (64 KiB less {SIZE_MARGIN} kept free); give the "
+                "adapter an offload container to keep large bodies in Cosmos DB"
+            )
+        key, count = await self._offload.store(message.body)
+        return encode_offloaded(message.id, key, count)
+
+    # ------------------------------------------------------------------ receive
+
+    async def receive(self, max_messages: int, wait: float) -> Sequence[ports.Delivery]:
+        """Up to ``max_messages`` deliveries, polling with backoff for up to ``wait`` seconds."""
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, wait)
+        pause = _PAUSE
+        while not self._stopped:
+            got = await self._receive_once(min(_PAGE, max_messages))
+            left = deadline - loop.time()
+            if got or left <= 0:
+                return got
+            await asyncio.wait((self._stopping(),), timeout=min(pause, left))
+            pause = min(pause * 2, self.max_poll_interval)
+        return []
+
+    async def _receive_once(self, count: int) -> list[AzureDelivery]:
+        """One receive request; what it brings goes back if nobody takes it."""
+        task = asyncio.get_running_loop().create_task(self._fetch(count))
+        self._polls.add(task)
+        task.add_done_callback(self._polls.discard)
+        try:
+            await asyncio.wait((task, self._stopping()), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.add_done_callback(self._give_back)
+            raise
+        if not task.done():  # stop_receiving: its messages go back when the request returns
+            task.add_done_callback(self._give_back)
+            return []
+        got = task.result()
+        for delivery in got:
+            self._unsettled[id(delivery)] = delivery
+        return got
+
+    async def _fetch(self, count: int) -> list[AzureDelivery]:
+        messages: list[Any] = []
+        with edge("receive"):
+            pager = self.queue_client.receive_messages(
+                messages_per_page=count, max_messages=count,
+                visibility_timeout=self.visibility_timeout,
+            )  # fmt: skip
+            async for page in pager.by_page():
+                messages = [m async for m in page]
+                break
+        try:
+            return list(await asyncio.gather(*(self._read(m) for m in messages)))
+        except BaseException:
+            await self._release((m.id, m.pop_receipt) for m in messages)
+            raise
+
+    async def _read(self, message: Any) -> AzureDelivery:  # noqa: ANN401 (a QueueMessage)
+        text = str(message.content or "")
+        decoded = decode(text, str(message.id))
+        if decoded.offload is not None:
+            decoded = await self._fetch_body(decoded, *decoded.offload)
+        if decoded.problem is not None:
+            _log.warning("message %s cannot be decoded: %s", decoded.message_id, decoded.problem)
+        return AzureDelivery(
+            message_id=decoded.message_id, body=decoded.body,
+            delivery_count=max(1, int(message.dequeue_count or 1)), azure_id=str(message.id),
+            pop_receipt=str(message.pop_receipt), text=text, settler=self,
+        )  # fmt: skip
+
+    async def _fetch_body(self, decoded: Decoded, key: str, count: int) -> Decoded:
+        message_id = decoded.message_id
+        if self._offload is None:
+            problem = f"its body was offloaded to {key}, but the adapter has no offload container"
+            raise PermanentBackendError(f"receive {message_id}: {problem}")
+        try:
+            body = await self._offload.fetch(key, count)
+        except MissingBodyError as exc:
+            return Decoded(message_id=message_id, body=key.encode(), problem=str(exc))
+        return Decoded(message_id=message_id, body=body)
+
+    def _give_back(self, task: asyncio.Task[list[AzureDelivery]]) -> None:
+        """Make what an abandoned receive returned visible again (its errors: logged)."""
+        if task.cancelled():
+            return
+        if task.exception() is not None:  # _fetch released what it had
+            _log.debug("abandoned receive failed: %s", task.exception())
+            return
+        handles = [(d.azure_id, d.pop_receipt) for d in task.result()]
+        if handles:
+            self._spawn(self._release(handles))
+
+    def _stopping(self) -> asyncio.Future[None]:
+        """A future done once ``stop_receiving`` was called."""
+        if self._stop is None:
+            self._stop = asyncio.get_running_loop().create_future()
+            if self._stopped:
+                self._stop.set_result(None)
+        return self._stop
+
+    async def stop_receiving(self) -> None:
+        """Receive nothing more: in-flight and later receives return ``[]``. Idempotent.
+
+        Nothing is fetched ahead; what an in-flight request brings goes back when it returns.
+        Deliveries already returned stay settleable until ``close``.
+        """
+        self._stopped = True
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(None)
+
+    # ------------------------------------------------------------------ settling (Settler)
+
+    async def settle_ack(self, delivery: AzureDelivery) -> None:
+        """Delete ``delivery``'s message (a stale pop receipt is fine)."""
+        self._check_open("ack")
+        try:
+            with edge(f"ack {delivery.message_id}"):
+                await self.queue_client.delete_message(delivery.azure_id, delivery.pop_receipt)
+        except Refused:
+            _log.debug("ack %s: stale pop receipt (delivered again)", delivery.message_id)
+
+    async def settle_visibility(
+        self, delivery: AzureDelivery, seconds: float, *, nack: bool
+    ) -> None:
+        """Make ``delivery``'s message visible in ``seconds`` (``nack``: stale is fine)."""
+        what = "nack" if nack else "extend"
+        self._check_open(what)
+        timeout = seconds_up(min(float(seconds), MAX_DELAY), f"{what} seconds")
+        try:
+            with edge(f"{what} {delivery.message_id}"):
+                updated = await self.queue_client.update_message(
+                    delivery.azure_id, delivery.pop_receipt, visibility_timeout=timeout
+                )
+        except Refused as refused:
+            if not nack:
+                raise TransientBackendError(
+                    f"extend {delivery.message_id}: the delivery is stale ({refused}); the "
+                    "message was delivered again"
+                ) from refused
+            _log.debug("nack %s: stale pop receipt (delivered again)", delivery.message_id)
+            return
+        delivery.pop_receipt = str(updated.pop_receipt)
+
+    async def settle_dead(self, delivery: AzureDelivery, reason: str) -> None:
+        """Copy the message to the poison queue with ``reason``, then delete it."""
+        self._check_open("dead_letter")
+        if self.poison_queue_client is None:
+            _log.error("message %s: no poison queue; hidden for %d s instead: %s",
+                       delivery.message_id, MAX_DELAY, reason)  # fmt: skip
+            await self.settle_visibility(delivery, MAX_DELAY, nack=True)
+            return
+        text = dead_text(delivery.text, delivery.message_id, reason)
+        with edge(f"dead-letter {delivery.message_id}"):
+            await self.poison_queue_client.send_message(text, time_to_live=-1)
+        await self.settle_ack(delivery)
+
+    def forget(self, delivery: AzureDelivery) -> None:
+        """``delivery`` is settled: ``close`` does not give it back."""
+        self._unsettled.pop(id(delivery), None)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def close(self) -> None:
+        """Give back unsettled deliveries, finish requests in flight, close owned clients.
+
+        Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        await self.stop_receiving()
+        if self._polls:
+            await asyncio.wait(set(self._polls), timeout=_CLOSE_WAIT)
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        unsettled, self._unsettled = self._unsettled, {}
+        await self._release((d.azure_id, d.pop_receipt) for d in unsettled.values())
+        if self._owns:
+            await self.queue_client.close()
+            if self.poison_queue_client is not None:
+                await self.poison_queue_client.close()
+
+    async def dead_letters(self) -> list[tuple[str, str]]:
+        """``(message id, reason)`` of the poison queue's messages (up to 32), left in place."""
+        if self.poison_queue_client is None:
+            return []
+        with edge("peek poison queue"):
+            messages = await self.poison_queue_client.peek_messages(max_messages=_PAGE)
+        found = []
+        for message in messages:
+            decoded = decode(str(message.content or ""), str(message.id))
+            found.append((decoded.message_id, decoded.reason or decoded.problem or ""))
+        return found
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise TransientBackendError(
+                f"{what}: the Azure queue adapter is closed (its unsettled messages were made "
+                "visible again)"
+            )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task that ``close`` waits for."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, handles: Iterable[tuple[str, str]]) -> None:
+        """Make these messages visible at once (failures logged, never raised)."""
+
+        async def one(azure_id: str, pop_receipt: str) -> None:
+            try:
+                with edge("release"):
+                    await self.queue_client.update_message(
+                        azure_id, pop_receipt, visibility_timeout=0
+                    )
+            except (Refused, TransientBackendError, PermanentBackendError) as exc:
+                _log.debug("could not make message %s visible again: %s", azure_id, exc)
+
+        await asyncio.gather(*(one(*handle) for handle in handles))
