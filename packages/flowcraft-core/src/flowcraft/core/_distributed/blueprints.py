@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from flowcraft.core._engine.compile import compile_blueprint
 from flowcraft.core._engine.plan import Plan
+from flowcraft.core._expressions import DEFAULT_BUDGET, checked_budget
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core.errors import UnknownBlueprintError
 
@@ -28,9 +29,16 @@ class Pinned:
 
 
 class BlueprintSet:
-    """Blueprints by id and version. A run pins ``(id, version, digest)`` when it starts."""
+    """Blueprints by id and version. A run pins ``(id, version, digest)`` when it starts.
 
-    def __init__(self, blueprints: Iterable[Blueprint] = ()) -> None:
+    ``expression_budget`` is the seconds of work one expression evaluation may take (default
+    0.1); give every process of a deployment the same one.
+    """
+
+    def __init__(
+        self, blueprints: Iterable[Blueprint] = (), *, expression_budget: float = DEFAULT_BUDGET
+    ) -> None:
+        self.expression_budget = checked_budget(expression_budget)
         self._by_key: dict[tuple[str, str], Pinned] = {}
         self._latest: dict[str, Pinned] = {}
         for blueprint in blueprints:
@@ -39,7 +47,7 @@ class BlueprintSet:
     def add(self, blueprint: Blueprint) -> Pinned:
         """Register a blueprint; the last one added for an id is its latest."""
         version = blueprint.version or "0"
-        plan = compile_blueprint(blueprint, self._resolve)
+        plan = compile_blueprint(blueprint, self._resolve, expression_budget=self.expression_budget)
         pinned = Pinned(
             blueprint=blueprint, plan=plan, version=version, digest=digest_of(blueprint)
         )
@@ -65,3 +73,19 @@ class BlueprintSet:
 
     def _resolve(self, blueprint_id: str) -> Plan:
         return self.latest(blueprint_id).plan
+
+
+def blueprint_set(
+    blueprints: Iterable[Blueprint] | BlueprintSet, expression_budget: float | None
+) -> BlueprintSet:
+    """``blueprints`` as a set; ``expression_budget`` (None: the default) for a new one.
+
+    Raises:
+        ValueError: A set is given with a budget other than its own.
+    """
+    if not isinstance(blueprints, BlueprintSet):
+        budget = DEFAULT_BUDGET if expression_budget is None else expression_budget
+        return BlueprintSet(blueprints, expression_budget=budget)
+    if expression_budget is not None and expression_budget != blueprints.expression_budget:
+        raise ValueError("expression_budget: give it to the BlueprintSet passed as blueprints")
+    return blueprints

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from flowcraft.core._distributed.blueprints import BlueprintSet
+from flowcraft.core._distributed.blueprints import BlueprintSet, blueprint_set
 from flowcraft.core._distributed.coordinator import Coordinator
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.codec import error_from_dict
@@ -58,6 +58,10 @@ class Client:
     ``events`` (``client.events``, a new bus if None) gets the lifecycle events of the
     decisions this client saves (``start``, ``resume``, ``cancel``): pass the bus of the
     workers of the same process to see every event in one place.
+
+    ``expression_budget`` (seconds, None: 0.1 or the budget of a ``BlueprintSet`` given as
+    ``blueprints``) bounds the work of each expression this client's decisions evaluate (a
+    resume routes along edges); give clients and workers the same one.
     """
 
     def __init__(
@@ -68,8 +72,9 @@ class Client:
         blueprints: Sequence[Blueprint] | BlueprintSet,
         outbox_removal_delay: float | None = 0.02,
         events: EventBus | None = None,
+        expression_budget: float | None = None,
     ) -> None:
-        bset = blueprints if isinstance(blueprints, BlueprintSet) else BlueprintSet(blueprints)
+        bset = blueprint_set(blueprints, expression_budget)
         self.events = events if events is not None else EventBus()
         self.coordinator = Coordinator(
             store=store,

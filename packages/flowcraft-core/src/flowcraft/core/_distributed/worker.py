@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flowcraft.core._distributed import jobs as j
-from flowcraft.core._distributed.blueprints import BlueprintSet
+from flowcraft.core._distributed.blueprints import BlueprintSet, blueprint_set
 from flowcraft.core._distributed.coordinator import (
     AheadJob,
     Coordinator,
@@ -78,6 +78,9 @@ class Worker:
         events: The bus for lifecycle events (``worker.events``, a new one if None): the
             events of the decisions this worker saves and ``NodeStarted`` of the attempts it
             runs. Share one bus between workers (and a client) of a process to see them all.
+        expression_budget: Seconds of work one expression evaluation may take (None: 0.1,
+            or the budget of the ``BlueprintSet`` given as ``blueprints``); an evaluation that
+            needs more fails its edge or node with ``ExpressionError``.
     """
 
     def __init__(
@@ -99,13 +102,14 @@ class Worker:
         worker_id: str | None = None,
         outbox_removal_delay: float = 0.02,
         events: EventBus | None = None,
+        expression_budget: float | None = None,
     ) -> None:
         self.id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
         self.events = events if events is not None else EventBus()
         self.queue = queue
         self.store = store
         self.coordination = coordination
-        bset = blueprints if isinstance(blueprints, BlueprintSet) else BlueprintSet(blueprints)
+        bset = blueprint_set(blueprints, expression_budget)
         self.coordinator = Coordinator(
             store=store,
             queue=queue,

@@ -9,14 +9,24 @@ instance ``(M, "M[i]")``). A loop or subflow that names another blueprint is res
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from flowcraft.core._engine import plan as p
-from flowcraft.core._expressions import CompiledExpression, compile_expression
+from flowcraft.core._expressions import DEFAULT_BUDGET, CompiledExpression, compile_expression
 from flowcraft.core._model import kinds
 from flowcraft.core._model.config import NodeConfig
 from flowcraft.core._model.graph import Blueprint, Edge, Graph, Node
 
 Resolver = Callable[[str], p.Plan]
+
+
+@dataclass(frozen=True, slots=True)
+class _How:
+    """How to compile: where named blueprints come from, and each expression's budget."""
+
+    resolve: Resolver | None
+    budget: float
+
 
 _KINDS = {
     kinds.WAIT: p.NodeKind.WAIT,
@@ -27,32 +37,37 @@ _KINDS = {
 }
 
 
-def compile_blueprint(blueprint: Blueprint, resolve: Resolver | None = None) -> p.Plan:
-    """The plan of a validated blueprint."""
+def compile_blueprint(
+    blueprint: Blueprint,
+    resolve: Resolver | None = None,
+    *,
+    expression_budget: float = DEFAULT_BUDGET,
+) -> p.Plan:
+    """The plan of a validated blueprint; each expression gets ``expression_budget`` seconds."""
     version = blueprint.version or "0"
-    return _graph(blueprint.id, version, blueprint.graph, resolve)
+    return _graph(blueprint.id, version, blueprint.graph, _How(resolve, expression_budget))
 
 
-def _graph(plan_id: str, version: str, graph: Graph, resolve: Resolver | None) -> p.Plan:
+def _graph(plan_id: str, version: str, graph: Graph, how: _How) -> p.Plan:
     return p.build_plan(
         id=plan_id,
         version=version,
-        nodes=[_node(plan_id, version, n, resolve) for n in graph.nodes],
-        edges=[_edge(e) for e in graph.edges],
+        nodes=[_node(plan_id, version, n, how) for n in graph.nodes],
+        edges=[_edge(e, how) for e in graph.edges],
     )
 
 
-def _expr(source: str | None) -> CompiledExpression | None:
-    return None if source is None else compile_expression(source)
+def _expr(source: str | None, how: _How) -> CompiledExpression | None:
+    return None if source is None else compile_expression(source).with_budget(how.budget)
 
 
-def _edge(edge: Edge) -> p.EdgeSpec:
+def _edge(edge: Edge, how: _How) -> p.EdgeSpec:
     return p.EdgeSpec(
         source=edge.source,
         target=edge.target,
         action=edge.action,
-        condition=_expr(edge.condition),
-        transform=_expr(edge.transform),
+        condition=_expr(edge.condition, how),
+        transform=_expr(edge.transform, how),
     )
 
 
@@ -69,7 +84,7 @@ def _retry(config: NodeConfig) -> p.RetryPolicy:
     )
 
 
-def _node(owner: str, version: str, node: Node, resolve: Resolver | None) -> p.PlanNode:
+def _node(owner: str, version: str, node: Node, how: _How) -> p.PlanNode:
     kind = _KINDS.get(node.uses, p.NodeKind.TASK)
     config = node.config
     base = p.PlanNode(
@@ -85,12 +100,10 @@ def _node(owner: str, version: str, node: Node, resolve: Resolver | None) -> p.P
     )
     if kind is p.NodeKind.TASK or kind is p.NodeKind.WAIT:
         return base
-    return _with_spec(base, owner, version, node, resolve)
+    return _with_spec(base, owner, version, node, how)
 
 
-def _with_spec(
-    base: p.PlanNode, owner: str, version: str, node: Node, resolve: Resolver | None
-) -> p.PlanNode:
+def _with_spec(base: p.PlanNode, owner: str, version: str, node: Node, how: _How) -> p.PlanNode:
     from dataclasses import replace  # noqa: PLC0415 - only constructs need it
 
     if base.kind is p.NodeKind.SLEEP:
@@ -102,28 +115,29 @@ def _with_spec(
         spec = p.SubflowSpec(blueprint=sub.blueprint, input=sub.input, output=sub.output)
         return replace(base, subflow=spec)
     if base.kind is p.NodeKind.MAP:
-        return replace(base, map=_map(owner, version, node, resolve))
-    return replace(base, loop=_loop(owner, version, node, resolve))
+        return replace(base, map=_map(owner, version, node, how))
+    return replace(base, loop=_loop(owner, version, node, how))
 
 
-def _map(owner: str, version: str, node: Node, resolve: Resolver | None) -> p.MapSpec:
+def _map(owner: str, version: str, node: Node, how: _How) -> p.MapSpec:
     spec = node.map_spec()
     if spec.body is not None:
-        body = _graph(f"{owner}/{node.id}", version, spec.body, resolve)
+        body = _graph(f"{owner}/{node.id}", version, spec.body, how)
     else:
         assert spec.uses is not None
         item = p.PlanNode(id=node.id, uses=spec.uses, params=dict(node.params))
         body = p.build_plan(id=f"{owner}/{node.id}", version=version, nodes=[item], edges=[])
-    return p.MapSpec(body=body, items=_expr(spec.items), concurrency=spec.concurrency)
+    return p.MapSpec(body=body, items=_expr(spec.items, how), concurrency=spec.concurrency)
 
 
-def _loop(owner: str, version: str, node: Node, resolve: Resolver | None) -> p.LoopSpec:
+def _loop(owner: str, version: str, node: Node, how: _How) -> p.LoopSpec:
     spec = node.loop_spec()
     if spec.body is not None:
-        body = _graph(f"{owner}/{node.id}", version, spec.body, resolve)
+        body = _graph(f"{owner}/{node.id}", version, spec.body, how)
     else:
         assert spec.blueprint is not None
-        if resolve is None:
+        if how.resolve is None:
             raise LookupError(f"loop {node.id!r} names blueprint {spec.blueprint!r}: no registry")
-        body = resolve(spec.blueprint)
-    return p.LoopSpec(body=body, condition=_expr(spec.while_), max_iterations=spec.max_iterations)
+        body = how.resolve(spec.blueprint)
+    condition = _expr(spec.while_, how)
+    return p.LoopSpec(body=body, condition=condition, max_iterations=spec.max_iterations)

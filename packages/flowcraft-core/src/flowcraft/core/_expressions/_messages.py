@@ -10,15 +10,19 @@ _MAX_MESSAGE = 240
 
 def describe_failure(exc: BaseException) -> str:
     """Return a one-line explanation of a CEL compile or evaluation failure."""
-    text = str(exc)
-    if isinstance(exc, KeyError):
+    return describe_text(type(exc).__name__, str(exc))
+
+
+def describe_text(kind: str, text: str) -> str:
+    """:func:`describe_failure` of an exception known by its class name and text."""
+    if kind == "KeyError":
         return f"no such key: {text}"
     located = _LOCATED.search(text)
     if located is not None:
         line, column, reason = located.groups()
         reason = reason.removeprefix("Syntax error: ")
         return _short(f"syntax error at line {line}, column {column}: {reason}")
-    return _short(_first_sentence(text) or type(exc).__name__)
+    return _short(_first_sentence(text) or kind)
 
 
 def _first_sentence(text: str) -> str:

@@ -15,6 +15,7 @@ from flowcraft.core._engine.actions import StartChildRun
 from flowcraft.core._engine.compile import compile_blueprint
 from flowcraft.core._engine.plan import Plan
 from flowcraft.core._engine.state import RunStatus
+from flowcraft.core._expressions import DEFAULT_BUDGET, checked_budget
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.driver import ParentLink, RunDriver
 from flowcraft.core._runtime.events import EventBus
@@ -66,6 +67,9 @@ class FlowRuntime:
             runs behave like distributed ones.
         max_threads: Size of the thread pool that runs plain (sync) functions.
         inline_sync: Call sync functions on the event loop (only for nodes that never block).
+        expression_budget: Seconds of work one expression evaluation may take (default 0.1);
+            an evaluation that needs more fails its edge or node with ``ExpressionError``. It is
+            also the longest an evaluation holds the event loop.
     """
 
     def __init__(
@@ -78,7 +82,9 @@ class FlowRuntime:
         serializer: Serializer | None = None,
         max_threads: int = 16,
         inline_sync: bool = False,
+        expression_budget: float = DEFAULT_BUDGET,
     ) -> None:
+        self.expression_budget = checked_budget(expression_budget)
         self.registry: dict[str, object] = dict(registry or {})
         self.events = EventBus()
         self._threads = ThreadPoolExecutor(max_threads, thread_name_prefix="flowcraft-node")
@@ -224,7 +230,9 @@ class FlowRuntime:
         if isinstance(source, Plan):
             return source
         if isinstance(source, Blueprint):
-            return compile_blueprint(source, self._resolve)
+            return compile_blueprint(
+                source, self._resolve, expression_budget=self.expression_budget
+            )
         raise TypeError(
             f"cannot run a {type(source).__name__}: pass a Blueprint (load_blueprint, "
             "parse_blueprint or Flow(...).build()) or the id of a registered one"

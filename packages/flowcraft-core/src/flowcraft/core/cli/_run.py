@@ -24,6 +24,7 @@ from flowcraft.core._analysis.facts import analyze
 from flowcraft.core._analysis.mermaid import to_mermaid
 from flowcraft.core._engine.frames import ROOT
 from flowcraft.core._engine.state import RunStatus
+from flowcraft.core._expressions import DEFAULT_BUDGET
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime import events as fe
 from flowcraft.core._runtime.context import NodeLogFilter
@@ -73,6 +74,13 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.add_argument("--mermaid", metavar="OUT.mmd", help="write the run's coloured diagram")
     parser.add_argument("--timeout", type=float, help="give up (cancel) after SECONDS")
     parser.add_argument(
+        "--expression-budget",
+        type=float,
+        default=DEFAULT_BUDGET,
+        metavar="SECONDS",
+        help=f"work one expression evaluation may take (default {DEFAULT_BUDGET:g})",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -112,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
     resumes = [parse_resume(text) for text in args.resume]
     input_value = json_argument(args.input, "--input")
     watch = sys.stderr.isatty() if args.watch is None else args.watch
-    runtime = FlowRuntime(registry=registry, blueprints=others)
+    runtime = FlowRuntime(
+        registry=registry, blueprints=others, expression_budget=_budget(args.expression_budget)
+    )
     _log_to_stderr(args.log_level)
     stop = Stop()
     try:  # stdout carries the result only: what nodes print goes to stderr
@@ -140,6 +150,12 @@ def run(args: argparse.Namespace) -> int:
     if stop.reason is not None:
         exit_now_if_threads_linger(code)
     return code
+
+
+def _budget(seconds: float) -> float:
+    if not seconds > 0:
+        raise UsageError(f"--expression-budget wants seconds > 0, got {seconds:g}")
+    return seconds
 
 
 def _log_to_stderr(level: str) -> None:
