@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-#: The conformance suite's fixtures and options (flowcraft-core's pytest plugin).
-pytest_plugins = ["flowcraft.core.testing.plugin"]
+#: The conformance suites' fixtures and options (flowcraft-core's pytest plugins): blueprints
+#: and Worlds.
+pytest_plugins = ["flowcraft.core.testing.plugin", "flowcraft.core.testing.world_plugin"]
 
 if TYPE_CHECKING:  # used by the flowcraft-rabbitmq block at the end
     from flowcraft.core.redis import RedisCoordinationStore
