@@ -13,6 +13,10 @@ Subcommands (one module each, so later issues add ``run``, ``worker`` and ``reco
     flowcraft conformance --backend NAME [--option K=V] [-- PYTEST ARGS]
     flowcraft --version
 
+Commands that talk to a backend take ``--backend``, ``--option K=V``, ``--namespace`` and
+``--config FILE``; each may come from the environment (``FLOWCRAFT_BACKEND``, ...) or a TOML
+config file (``$FLOWCRAFT_CONFIG``, ``./flowcraft.toml``) instead: see ``_config``.
+
 Exit codes: 0 success, 1 the input was checked and has problems (``run``: the run failed, was
 cancelled or is left awaiting), 2 usage error (bad arguments, missing or unreadable file).
 Problems go to stderr as ``path: CODE name: message`` lines; ``--json`` prints them to stdout

@@ -5,7 +5,9 @@
     flowcraft conformance --backend rabbitmq --option dsn=... [-- -k joins]
 
 Backends are found by name in the ``flowcraft.backends`` entry-point group; ``--option
-key=value`` pairs go to the backend factory. The worker stops gracefully on SIGTERM/SIGINT.
+key=value`` pairs go to the backend factory. The backend's name, namespace and options may also
+come from the environment or a config file (``--config``, ``$FLOWCRAFT_CONFIG``,
+``./flowcraft.toml``; see ``_config``). The worker stops gracefully on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 from flowcraft.core._distributed.blueprints import BlueprintSet
@@ -28,12 +32,14 @@ from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core.backends import (
     BACKEND_ENV,
+    GROUP,
     OPTIONS_ENV,
     BackendOptionError,
     UnknownBackendError,
     installed_backends,
     load_backend_factory,
 )
+from flowcraft.core.cli import _config
 from flowcraft.core.cli._common import EXIT_OK, EXIT_PROBLEMS, UsageError, read_blueprint, report
 from flowcraft.core.cli._registry import import_implementations
 
@@ -48,20 +54,17 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument("--registry", metavar="MODULE:ATTR", required=True)
     worker.add_argument("--concurrency", type=int, default=8)
     worker.add_argument("--lease", type=float, default=30.0)
-    worker.add_argument("--namespace", default="flowcraft")
     worker.set_defaults(run=run_worker)
     reconcile = subcommands.add_parser("reconcile", help="re-enqueue the lost work of stalled runs")
     backend_arguments(reconcile)
     reconcile.add_argument("--stalled-after", type=float, default=60.0)
     reconcile.add_argument("--interval", type=float, help="repeat every SECONDS (default: once)")
-    reconcile.add_argument("--namespace", default="flowcraft")
     reconcile.set_defaults(run=run_reconcile)
     backends = subcommands.add_parser("backends", help="list the installed backends")
     backends.add_argument("--json", action="store_true", help="print JSON")
     backends.set_defaults(run=run_backends)
     conformance = subcommands.add_parser("conformance", help="run the conformance suite")
-    conformance.add_argument("--backend", required=True)
-    conformance.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    backend_selection_arguments(conformance, namespace=False)
     conformance.add_argument(
         "--duplicate", action="store_true", help="deliver every message twice in every test"
     )
@@ -69,25 +72,48 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     conformance.set_defaults(run=run_conformance)
 
 
-def backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--backend``, ``--option``, ``--blueprint`` and ``--dialect``.
+def backend_selection_arguments(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+    """Add ``--backend``, ``--option``, ``--config`` (and ``--namespace``); explain their order.
 
-    Shared by every command that talks to a backend (``worker``, ``reconcile``, ``start``, ...).
+    Their values are resolved by :func:`backend_settings` (command line > environment > config
+    file > defaults); the precedence and the file's shape go into the command's ``--help``.
     """
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _config.HELP_EPILOG
     parser.add_argument(
         "--backend",
-        required=True,
-        help="backend name (`flowcraft backends` lists them; its options may come from "
-        "environment variables, e.g. FLOWCRAFT_RABBITMQ_URL, FLOWCRAFT_POSTGRES_URL, "
-        "FLOWCRAFT_REDIS_URL for rabbitmq)",
+        help=f"backend name (`flowcraft backends` lists them; default: ${_config.BACKEND_ENV}, "
+        "else the config file's [backend] name)",
     )
     parser.add_argument(
         "--option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a backend option (repeatable; an unknown key lists the accepted ones)",
+        help="a backend option (repeatable; an unknown key lists the accepted ones); beats the "
+        "adapter's environment variable for it (e.g. FLOWCRAFT_RABBITMQ_URL, "
+        "FLOWCRAFT_POSTGRES_URL, FLOWCRAFT_REDIS_URL for rabbitmq), which beats the config file",
     )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"a TOML config file (default: ${_config.CONFIG_ENV}, else ./{_config.DEFAULT_FILE} "
+        "if it exists)",
+    )
+    if namespace:
+        parser.add_argument(
+            "--namespace",
+            help="queue, table and key prefix, as the workers' (default: "
+            f"${_config.NAMESPACE_ENV}, else the config file's, else {_config.DEFAULT_NAMESPACE})",
+        )
+
+
+def backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the backend selection, ``--blueprint`` and ``--dialect``.
+
+    Shared by every command that talks to a backend (``worker``, ``reconcile``, ``start``, ...).
+    """
+    backend_selection_arguments(parser)
     parser.add_argument(
         "--blueprint",
         action="append",
@@ -108,12 +134,42 @@ def _options(pairs: Sequence[str]) -> dict[str, str]:
     return options
 
 
-def backend_factory(args: argparse.Namespace) -> Any:  # noqa: ANN401 - an adapter's factory
-    """The factory of ``--backend`` with its ``--option`` pairs (a usage error if unknown)."""
+def backend_settings(args: argparse.Namespace) -> _config.BackendSettings:
+    """The backend's name, namespace and options: command line > environment > file > defaults.
+
+    Raises:
+        UsageError: No backend is named, or the config file is unreadable or wrong.
+    """
+    path = _config.config_path(args.config, os.environ, Path.cwd())
+    file = _config.read_config(path) if path is not None else None
+    options = _options(args.option)
+    name = _config.choose_name(args.backend, os.environ, file)
+    return _config.resolve(
+        name=name,
+        namespace=getattr(args, "namespace", None),
+        options=options,
+        environ=os.environ,
+        file=file,
+        option_environment=_option_environment(name),
+    )
+
+
+def _option_environment(name: str) -> Mapping[str, str]:
+    """The variables the named backend reads its options from (its ``option_environment``)."""
+    for ep in entry_points(group=GROUP, name=name):
+        declared = getattr(ep.load(), "option_environment", None)
+        return declared if isinstance(declared, Mapping) else {}
+    return {}  # an unknown name: load_backend_factory says so
+
+
+def backend_factory(settings: _config.BackendSettings) -> Any:  # noqa: ANN401 - an adapter's
+    """The named backend's factory with its options (a usage error if unknown)."""
     try:
-        return load_backend_factory(args.backend, _options(args.option))
-    except (UnknownBackendError, BackendOptionError) as exc:
+        return load_backend_factory(settings.name, settings.options)
+    except UnknownBackendError as exc:
         raise UsageError(str(exc)) from None
+    except BackendOptionError as exc:
+        raise UsageError(f"{exc}{settings.blame()}") from None
 
 
 def blueprint_set(
@@ -136,10 +192,11 @@ def run_worker(args: argparse.Namespace) -> int:
     """Consume jobs until SIGTERM/SIGINT."""
     registry = import_implementations(args.registry)
     blueprints = blueprint_set(args, registry)
-    factory = backend_factory(args)
+    settings = backend_settings(args)
+    factory = backend_factory(settings)
 
     async def main() -> None:
-        backend = await factory.create(args.namespace)
+        backend = await factory.create(settings.namespace)
         worker = Worker(
             queue=backend.queue,
             store=backend.store,
@@ -150,7 +207,8 @@ def run_worker(args: argparse.Namespace) -> int:
             lease=args.lease,
         )
         worker.install_signal_handlers()
-        print(f"flowcraft worker {worker.id} on {args.backend}/{args.namespace}", file=sys.stderr)
+        where = f"{settings.name}/{settings.namespace}"
+        print(f"flowcraft worker {worker.id} on {where}", file=sys.stderr)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # collector's full passes (they scanned all of it, tens of ms each, mid-step).
         gc.freeze()
@@ -166,10 +224,11 @@ def run_worker(args: argparse.Namespace) -> int:
 def run_reconcile(args: argparse.Namespace) -> int:
     """One pass (or passes every ``--interval``); prints the stats as JSON."""
     blueprints = blueprint_set(args, None)
-    factory = backend_factory(args)
+    settings = backend_settings(args)
+    factory = backend_factory(settings)
 
     async def main() -> None:
-        backend = await factory.create(args.namespace)
+        backend = await factory.create(settings.namespace)
         reconciler = Reconciler(
             queue=backend.queue,
             store=backend.store,
@@ -204,14 +263,15 @@ def run_backends(args: argparse.Namespace) -> int:
 
 def run_conformance(args: argparse.Namespace) -> int:
     """Run the conformance suite against the named backend with pytest (a child process)."""
-    backend_factory(args)  # fail early with a clear message for unknown backends
+    settings = backend_settings(args)
+    backend_factory(settings)  # fail early with a clear message for unknown backends
     missing = [name for name in _SUITE_NEEDS if importlib.util.find_spec(name) is None]
     if missing:
         raise UsageError(
             f"the conformance suite needs {', '.join(missing)}: "
             "pip install 'flowcraft-core[testing]'"
         )
-    env = {**os.environ, BACKEND_ENV: args.backend, OPTIONS_ENV: json.dumps(_options(args.option))}
+    env = {**os.environ, BACKEND_ENV: settings.name, OPTIONS_ENV: json.dumps(settings.options)}
     extra = [a for a in args.pytest_args if a != "--"]
     if args.duplicate:
         extra.insert(0, "--flowcraft-duplicate")

@@ -7,8 +7,9 @@
     flowcraft resume RUN NODE --backend rabbitmq --blueprint FILE [--action A] [--output JSON]
     flowcraft runs --backend rabbitmq [--status S] [--limit N] [--json]
 
-They use the same backend options as ``flowcraft worker`` (``--option``, environment
-variables) and namespace. ``result``, ``cancel`` and ``resume`` decide on the run's state, so
+They use the same backend settings as ``flowcraft worker`` (``--backend``, ``--option``,
+``--namespace``, environment variables, a config file: ``--config``, ``$FLOWCRAFT_CONFIG`` or
+``./flowcraft.toml``). ``result``, ``cancel`` and ``resume`` decide on the run's state, so
 they need the blueprint the run is pinned to (``--blueprint``); ``status`` and ``runs`` read
 run records only. Starting a run needs no worker: a worker picks it up when it comes.
 """
@@ -35,7 +36,12 @@ from flowcraft.core.cli._common import (
     read_blueprint,
     report,
 )
-from flowcraft.core.cli._distributed import backend_arguments, backend_factory, blueprint_set
+from flowcraft.core.cli._distributed import (
+    backend_arguments,
+    backend_factory,
+    backend_settings,
+    blueprint_set,
+)
 from flowcraft.core.errors import ResumeError, RunNotFoundError
 from flowcraft.core.ports import RunRecord
 
@@ -76,7 +82,6 @@ def _parser(
 ) -> argparse.ArgumentParser:
     parser = subcommands.add_parser(name, help=text, description=text)
     backend_arguments(parser)
-    parser.add_argument("--namespace", default="flowcraft", help="as the workers' --namespace")
     parser.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -95,13 +100,14 @@ def _on_client(
 
     ``also``: a blueprint loaded already (``start``'s FILE), known besides ``--blueprint``.
     """
-    factory = backend_factory(args)
+    settings = backend_settings(args)
+    factory = backend_factory(settings)
     blueprints = blueprint_set(args, None, required=False)
     if also is not None:
         blueprints.add(also)
 
     async def main() -> int:
-        backend = await factory.create(args.namespace)
+        backend = await factory.create(settings.namespace)
         try:
             async with Client(queue=backend.queue, store=backend.store, blueprints=blueprints) as c:
                 return await work(c)
