@@ -6,7 +6,15 @@ from flowcraft.azure.__about__ import __version__
 
 def test_facade_exports_the_adapter_names() -> None:
     assert sorted(flowcraft.azure.__all__) == sorted(
-        ["AzureDelivery", "AzureQueueAdapter", "__version__"]
+        [
+            "AzureBackend",
+            "AzureDelivery",
+            "AzureQueueAdapter",
+            "CosmosDbContext",
+            "RedisCoordinationStore",
+            "__version__",
+            "create_azure_reconciler",
+        ]
     )
     assert flowcraft.azure.__version__ == __version__
 
@@ -15,3 +23,13 @@ def test_version_is_semver() -> None:
     parts = __version__.split(".")
     assert len(parts) == 3
     assert all(part.isdigit() for part in parts)
+
+
+def test_the_backend_is_registered_as_azure() -> None:
+    from flowcraft.core.backends import load_backend_factory
+
+    factory = load_backend_factory(
+        "azure",
+        {"queue_connection_string": "UseDevelopmentStorage=true", "cosmos_url": "https://x"},
+    )
+    assert type(factory) is flowcraft.azure.AzureBackend

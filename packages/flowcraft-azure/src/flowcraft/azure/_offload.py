@@ -22,8 +22,8 @@ from flowcraft.core.errors import PermanentBackendError
 
 __all__ = ["CHUNK_BYTES", "KEEP_SECONDS", "MissingBodyError", "Offload"]
 
-#: Bytes of body per item (Cosmos DB's item limit is 2 MB; base64 adds a third).
-CHUNK_BYTES = 1_000_000
+#: Bytes of body per item (base64 adds a third; requests stay under 1 MiB, where aiohttp warns).
+CHUNK_BYTES = 700_000
 #: How long offloaded chunks are kept (``ttl``, seconds).
 KEEP_SECONDS = 8 * 86_400
 

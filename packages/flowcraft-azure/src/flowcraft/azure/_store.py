@@ -1,0 +1,599 @@
+"""``CosmosDbContext``: the run store (``flowcraft.core.ports.RunStore``) on Cosmos DB.
+
+Spec sheet
+----------
+* Containers: ``context_container_name`` (partition key ``/runId``: one logical partition per
+  run; layout in ``_items``) and ``status_container_name`` (partition key ``/key``: one item
+  per idempotency key). Definitions in ``_schema``.
+* ``save_state`` is ONE single-item write, atomic on real Cosmos DB and on the emulator alike:
+  a ``patch_item`` of the run item with the filter predicate ``c.ver = <expected>`` (the
+  compare-and-set; 412 when the version moved on) and at most 9 operations (Cosmos DB allows
+  10): the new ``ver``, header, the save's log entry (its records, context writes and
+  deletions, outbox messages and sent ids), status, ``active``, ``updated``, output, errors and
+  the writer's nonce. No transactional batch: the local Cosmos server does not make batches
+  atomic (and takes only creates in them), and one item needs none. A save too big for the
+  run item (over :data:`INLINE_BYTES`, e.g. a 10,000-wide fan-out's 20,000 records) writes its
+  rows first as journal parts (``j:`` items, 800 kB each, immutable) and the patch adds a log
+  entry that points at them: the patch is still the commit; a refused save's parts are
+  deleted in the background.
+* The log is folded into a **snapshot** (``s:`` parts) when it passes :data:`COMPACT_BYTES`:
+  in the background after the save that crossed it (or before a save that would push the
+  run item towards the 2 MB item limit), by a ``replace_item`` with the etag it read (412:
+  read and fold again). Parts of snapshots two generations old and folded journals are
+  deleted then.
+* Outcomes a save carries are committed first, each as ``commit_attempt`` does (the port allows
+  it: they stand whether or not the save does); if one of them is not the standing outcome the
+  save writes nothing and returns False. Claims are written after the save, by create (never
+  over an existing attempt).
+* Attempts (``t:`` items): ``claim_attempt`` is a ``create_item`` (409: a patch whose filter
+  predicate admits only no outcome and the same owner or an expired lease; owners are
+  compared as SHA-256 hex, never as raw strings in a predicate), ``extend_attempt`` a patch with
+  the same kind of predicate, ``commit_attempt`` a patch admitted only while ``outcome`` is
+  null (first writer wins).
+* Reads go through single-partition queries, never ``read_item`` (the local Cosmos server
+  answers 500 instead of 404 for a missing id). A load reads the run item and its parts in one
+  query; a part it does not find (written after the query passed it) makes it read again.
+* ``list_runs`` / ``stalled_runs``: cross-partition queries on indexed fields (``kind``,
+  ``status``, ``created``, ``runId``; ``active``, ``updated``) with composite indexes for their
+  ``ORDER BY``, read page by page with continuation tokens until the page is full or the
+  results end. Cursors are keyset positions (created, run id), opaque to callers.
+* Errors: 429s are retried by the SDK after the retry-after the service sends; connection
+  errors 3 times; what is left leaves as ``TransientBackendError`` / ``PermanentBackendError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from flowcraft.azure import _items as it
+from flowcraft.azure._errors import Refused, edge
+from flowcraft.azure._schema import ensure_containers
+from flowcraft.core import ports
+from flowcraft.core.errors import TransientBackendError
+
+from azure.core import MatchConditions
+
+__all__ = ["CosmosDbContext"]
+
+_log = logging.getLogger("flowcraft.azure")
+
+#: A save's rows above this many bytes go to journal parts instead of the run item.
+INLINE_BYTES = 256_000
+#: The log is folded into a snapshot once it passes this many bytes.
+COMPACT_BYTES = 400_000
+#: Reads that found a part missing (written after the query passed) retry this many times.
+_READ_RETRIES = 20
+
+Item = dict[str, Any]
+
+
+class CosmosDbContext:
+    """The run store of one namespace on Cosmos DB (implements ``ports.RunStore``).
+
+    Args:
+        cosmos_client: An ``azure.cosmos.aio.CosmosClient`` (the caller closes it).
+        cosmos_database_name: The database.
+        context_container_name: The container of the runs' state (``/runId``).
+        status_container_name: The container of idempotency keys (``/key``).
+    """
+
+    def __init__(
+        self,
+        *,
+        cosmos_client: Any,  # noqa: ANN401 (azure.cosmos.aio.CosmosClient)
+        cosmos_database_name: str,
+        context_container_name: str = "workflow-contexts",
+        status_container_name: str = "workflow-statuses",
+    ) -> None:
+        self.client = cosmos_client
+        self.database_name = cosmos_database_name
+        self.context_container_name = context_container_name
+        self.status_container_name = status_container_name
+        database = cosmos_client.get_database_client(cosmos_database_name)
+        self._runs = database.get_container_client(context_container_name)
+        self._keys = database.get_container_client(status_container_name)
+        self._log_sizes: dict[str, int] = {}
+        self._compacting: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def container(self) -> Any:  # noqa: ANN401
+        """The contexts container (the queue offloads large bodies into it)."""
+        return self._runs
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def ensure_schema(self) -> None:
+        """Create the database and the two containers unless they exist (idempotent)."""
+        with edge(f"create database {self.database_name}"):
+            database = await self.client.create_database_if_not_exists(self.database_name)
+        await ensure_containers(database, self.context_container_name, self.status_container_name)
+
+    async def close(self) -> None:
+        """Finish background compactions and clean-ups (the client is the caller's)."""
+        while self._tasks:
+            await asyncio.gather(*set(self._tasks), return_exceptions=True)
+
+    def _spawn(self, work: Any) -> None:  # noqa: ANN401 (a coroutine)
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.warning("background compaction or clean-up failed: %s", task.exception())
+
+    # ------------------------------------------------------------------ I/O helpers
+
+    async def _query(
+        self,
+        container: Any,  # noqa: ANN401 (an aio ContainerProxy)
+        sql: str,
+        params: Mapping[str, object],
+        pk: str | None,
+    ) -> list[Item]:
+        """Every item of a query, page by page (continuation tokens) to the end."""
+        parameters = [{"name": n, "value": v} for n, v in params.items()]
+        found: list[Item] = []
+        with edge("query"):
+            pager = container.query_items(sql, parameters=parameters, partition_key=pk)
+            async for page in pager.by_page():
+                found += [item async for item in page]
+        return found
+
+    async def _items(self, run_id: str) -> list[Item]:
+        """The run item and its snapshot and journal parts."""
+        return await self._query(
+            self._runs,
+            "SELECT * FROM c WHERE c.runId = @r AND (c.kind = 'run' OR c.kind = 'part')",
+            {"@r": run_id}, run_id,
+        )  # fmt: skip
+
+    async def _run_item(self, run_id: str) -> Item | None:
+        found = await self._query(
+            self._runs, "SELECT * FROM c WHERE c.runId = @r AND c.id = @id",
+            {"@r": run_id, "@id": it.RUN}, run_id,
+        )  # fmt: skip
+        return found[0] if found else None
+
+    async def _create_parts(self, run_id: str, prefix: str, rows: Sequence[it.Row]) -> int:
+        parts = it.pack_rows(rows)
+
+        async def put(index: int, part: list[it.Row]) -> None:
+            item = {"id": f"{prefix}:{index}", "runId": run_id, "kind": "part", "rows": part}
+            with edge(f"run {run_id}: write part"):
+                await self._runs.upsert_item(item)
+
+        await asyncio.gather(*(put(i, p) for i, p in enumerate(parts)))
+        return len(parts)
+
+    async def _delete_ids(self, run_id: str, ids: Collection[str]) -> None:
+        async def delete(item_id: str) -> None:
+            try:
+                with edge(f"run {run_id}: delete {item_id}"):
+                    await self._runs.delete_item(item_id, partition_key=run_id)
+            except Refused:
+                pass
+
+        await asyncio.gather(*(delete(i) for i in ids))
+
+    # ------------------------------------------------------------------ runs
+
+    async def create_run(
+        self,
+        record: ports.RunRecord,
+        header: Mapping[str, object],
+        records: Mapping[str, object] | None = None,
+    ) -> ports.RunRecord:
+        """Create the run item (version 1) unless the run or its idempotency key exists."""
+        now = time.time()
+        stamped = replace(record, created_at=record.created_at or now, updated_at=now)
+        item = it.run_item(stamped, header, uuid.uuid4().hex)
+        rows = it.delta_rows(1, records or {}, {}, (), ())
+        if rows:
+            item["log"] = {it.log_key(1): await self._entry(record.run_id, 1, rows)}
+        if record.idempotency_key is not None:
+            owner = await self._claim_key(record.idempotency_key, item)
+            if owner != record.run_id:
+                return await self._finish_create(owner)
+        return await self._create_item(item)
+
+    async def _claim_key(self, key: str, item: Item) -> str:
+        """The run id that holds idempotency ``key`` (this one if the key was free)."""
+        name = it.owner_hash(key)
+        try:
+            with edge("create idempotency key"):
+                await self._keys.create_item({"id": name, "key": name, "run": item})
+        except Refused:
+            found = await self._query(
+                self._keys, "SELECT * FROM c WHERE c.key = @k", {"@k": name}, name
+            )
+            if not found:
+                raise TransientBackendError(
+                    f"idempotency key {key!r}: held, but not readable"
+                ) from None
+            intent: Item = found[0]["run"]
+            await self._create_item(intent)  # finish a creator that died half-way
+            return str(intent["runId"])
+        return str(item["runId"])
+
+    async def _create_item(self, item: Item) -> ports.RunRecord:
+        try:
+            with edge(f"create run {item['runId']}"):
+                await self._runs.create_item(item)
+        except Refused:
+            return await self._finish_create(str(item["runId"]))
+        return it.run_record(item)
+
+    async def _finish_create(self, run_id: str) -> ports.RunRecord:
+        found = await self.get_run(run_id)
+        if found is None:
+            raise TransientBackendError(f"run {run_id}: created elsewhere but not readable yet")
+        return found
+
+    async def get_run(self, run_id: str) -> ports.RunRecord | None:
+        """The run's record, or None."""
+        item = await self._run_item(run_id)
+        return it.run_record(item) if item is not None else None
+
+    _FIELDS = (
+        "c.runId, c.blueprint_id, c.blueprint_version, c.blueprint_digest, c.status, "
+        "c.input, c.out, c.err, c.parent, c.idempotency_key, c.created, c.updated"
+    )
+
+    async def list_runs(
+        self, *, status: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> ports.RunPage:
+        """Runs newest first (creation time, then id), optionally of one status."""
+        where = ["c.kind = 'run'"]
+        params: dict[str, object] = {}
+        if status is not None:
+            where.append("c.status = @s")
+            params["@s"] = status
+        if cursor is not None:
+            created, run_id = it.decode_cursor(cursor)
+            where.append("(c.created < @c OR (c.created = @c AND c.runId < @id))")
+            params |= {"@c": created, "@id": run_id}
+        # Only fixed clauses are joined; every value is a parameter.
+        sql = (f"SELECT {self._FIELDS} FROM c WHERE {' AND '.join(where)} "  # noqa: S608
+               "ORDER BY c.created DESC, c.runId DESC")  # fmt: skip
+        items = await self._first(sql, params, limit + 1)
+        page = [it.run_record(item) for item in items[:limit]]
+        more = len(items) > limit and page
+        last = page[-1] if page else None
+        next_cursor = it.encode_cursor(last.created_at, last.run_id) if more and last else None
+        return ports.RunPage(runs=tuple(page), cursor=next_cursor)
+
+    async def _first(self, sql: str, params: Mapping[str, object], want: int) -> list[Item]:
+        """The first ``want`` items of a cross-partition query, following continuations."""
+        parameters = [{"name": n, "value": v} for n, v in params.items()]
+        found: list[Item] = []
+        with edge("query runs"):
+            pager = self._runs.query_items(sql, parameters=parameters,
+                                           max_item_count=min(want, 1000))  # fmt: skip
+            async for page in pager.by_page():
+                found += [item async for item in page]
+                if len(found) >= want:
+                    break
+        return found[:want]
+
+    async def stalled_runs(self, *, updated_before: float, limit: int = 100) -> Sequence[str]:
+        """Unfinished runs whose state was last saved before ``updated_before``."""
+        sql = ("SELECT c.runId, c.updated FROM c WHERE c.kind = 'run' AND "
+               "(c.active = 'pending' OR c.active = 'running' OR c.active = 'awaiting') "
+               "AND c.updated < @b ORDER BY c.updated ASC")  # fmt: skip
+        items = await self._first(sql, {"@b": updated_before}, limit)
+        return [str(item["runId"]) for item in items]
+
+    # ------------------------------------------------------------------ state
+
+    async def load_state(
+        self, run_id: str, *, since: int | None = None, keys: Collection[str] = ()
+    ) -> ports.StoredState | None:
+        """The run's state as of its last save (see the port)."""
+        for attempt in range(_READ_RETRIES):
+            items = await self._items(run_id)
+            run = next((i for i in items if i["id"] == it.RUN), None)
+            if run is None:
+                return None
+            parts = {str(i["id"]): i["rows"] for i in items if i["id"] != it.RUN}
+            folded = it.fold(run, parts)
+            if folded is not None:
+                return self._stored(run, folded, since, keys)
+            await asyncio.sleep(min(0.2, 0.01 * 2**attempt))
+        raise TransientBackendError(f"run {run_id}: its parts kept changing under the read")
+
+    @staticmethod
+    def _stored(
+        run: Item, folded: it.Folded, since: int | None, keys: Collection[str]
+    ) -> ports.StoredState:
+        wanted = set(keys)
+        records = {
+            key: json.loads(text)
+            for key, (text, version) in folded.records.items()
+            if since is None or version > since or key in wanted
+        }
+        return ports.StoredState(
+            version=int(run["ver"]),
+            header=json.loads(str(run["h"])),
+            records=records,
+            context={key: json.loads(text) for key, text in folded.context.items()},
+            outbox=folded.messages(run.get("sent") or {}) if since is None else (),
+            record=it.run_record(run),
+            since=since,
+        )
+
+    async def _entry(self, run_id: str, version: int, rows: list[it.Row]) -> Item:
+        """The log entry of a save: its rows inline, or journal parts written first."""
+        if it.rows_size(rows) <= INLINE_BYTES:
+            return {"rows": rows}
+        nonce = uuid.uuid4().hex[:16]
+        count = await self._create_parts(run_id, f"j:{version}:{nonce}", rows)
+        return {"n": count, "nonce": nonce}
+
+    async def save_state(
+        self,
+        run_id: str,
+        *,
+        expected_version: int,
+        header: Mapping[str, object],
+        records: Mapping[str, object],
+        context_writes: Mapping[str, object],
+        outbox: Sequence[ports.Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+        outcomes: Sequence[tuple[str, bytes]] = (),
+        claims: Sequence[tuple[str, str, float]] = (),
+        sent: Sequence[str] = (),
+    ) -> bool:
+        """Compare-and-set the state: one conditional patch of the run item (see the module)."""
+        if outcomes and not await self._commit_all(run_id, outcomes):
+            return False
+        version = expected_version + 1
+        rows = it.delta_rows(version, records, context_writes, outbox, sent)
+        entry = await self._entry(run_id, version, rows)
+        if self._log_sizes.get(run_id, 0) + it.rows_size(rows) > 3 * COMPACT_BYTES:
+            await self._compact(run_id)
+        nonce = uuid.uuid4().hex
+        now = time.time()
+        operations: list[Item] = [
+            {"op": "set", "path": "/ver", "value": version},
+            {"op": "set", "path": "/h", "value": it.dumps(header)},
+            {"op": "set", "path": f"/log/{it.log_key(version)}", "value": entry},
+            {"op": "set", "path": "/status", "value": status},
+            {"op": "set", "path": "/active",
+             "value": None if status in it.TERMINAL else status},
+            {"op": "set", "path": "/updated", "value": now},
+            {"op": "set", "path": "/out", "value": it.dumps(output)},
+            {"op": "set", "path": "/err", "value": it.dumps(list(errors))},
+            {"op": "set", "path": "/w", "value": nonce},
+        ]  # fmt: skip
+        saved = await self._patch_save(run_id, expected_version, operations, nonce)
+        if saved is None:
+            if "nonce" in entry:
+                prefix = f"j:{version}:{entry['nonce']}"
+                self._spawn(self._delete_ids(run_id, [f"{prefix}:{i}" for i in range(entry["n"])]))
+            return False
+        self._after_save(run_id, saved)
+        if claims:
+            await self._claim_after(run_id, claims)
+        return True
+
+    async def _patch_save(
+        self, run_id: str, expected: int, operations: list[Item], nonce: str
+    ) -> Item | None:
+        """The patched run item, or None if the compare-and-set was refused."""
+        try:
+            with edge(f"save run {run_id}"):
+                saved: Item = await self._runs.patch_item(
+                    it.RUN, partition_key=run_id, patch_operations=operations,
+                    filter_predicate=f"FROM c WHERE c.ver = {int(expected)}",
+                )  # fmt: skip
+        except Refused:
+            return None
+        except TransientBackendError:
+            current = await self._run_item(run_id)  # did the lost answer's save land?
+            if current is not None and current.get("w") == nonce:
+                return current
+            raise
+        return saved
+
+    def _after_save(self, run_id: str, saved: Item) -> None:
+        size = len(json.dumps(saved.get("log") or {}))
+        self._log_sizes[run_id] = size
+        if len(self._log_sizes) > 10_000:
+            self._log_sizes.pop(next(iter(self._log_sizes)))
+        if size > COMPACT_BYTES and run_id not in self._compacting:
+            self._compacting.add(run_id)
+            self._spawn(self._compact(run_id))
+
+    async def _claim_after(self, run_id: str, claims: Sequence[tuple[str, str, float]]) -> None:
+        now = time.time()
+
+        async def claim(attempt: str, owner: str, lease: float) -> None:
+            try:
+                with edge(f"run {run_id}: lease {attempt}"):
+                    await self._runs.create_item(self._attempt(run_id, attempt, owner, now + lease))
+            except Refused:
+                pass  # never over an existing attempt
+
+        await asyncio.gather(*(claim(*c) for c in claims))
+
+    # ------------------------------------------------------------------ compaction
+
+    async def _compact(self, run_id: str) -> None:
+        """Fold the log into a new snapshot (replace with the etag read; 412: again)."""
+        try:
+            for _ in range(5):
+                if await self._compact_once(run_id):
+                    return
+        finally:
+            self._compacting.discard(run_id)
+
+    async def _compact_once(self, run_id: str) -> bool:
+        items = await self._items(run_id)
+        run = next((i for i in items if i["id"] == it.RUN), None)
+        if run is None:
+            return True
+        folded = it.fold(run, {str(i["id"]): i["rows"] for i in items if i["id"] != it.RUN})
+        if folded is None:
+            return False
+        nonce = uuid.uuid4().hex[:16]
+        version = folded.version
+        count = await self._create_parts(
+            run_id, f"s:{version}:{nonce}", folded.snapshot_rows(run.get("sent") or {})
+        )
+        body = {k: v for k, v in run.items() if not k.startswith("_")}
+        body |= {"log": {}, "sent": {}, "snap": {"ver": version, "nonce": nonce, "n": count},
+                 "prev": run.get("snap")}  # fmt: skip
+        try:
+            with edge(f"run {run_id}: compact"):
+                await self._runs.replace_item(
+                    it.RUN, body, etag=run["_etag"], match_condition=MatchConditions.IfNotModified
+                )
+        except Refused:
+            await self._delete_ids(run_id, [f"s:{version}:{nonce}:{i}" for i in range(count)])
+            return False
+        self._log_sizes[run_id] = 0
+        keep = {f"s:{version}:{nonce}:"}
+        prev = run.get("snap")
+        if isinstance(prev, Mapping):
+            keep.add(f"s:{prev['ver']}:{prev['nonce']}:")
+        stale = [str(i["id"]) for i in items if i["id"] != it.RUN
+                 and not any(str(i["id"]).startswith(k) for k in keep)
+                 and int(str(i["id"]).split(":")[1]) <= version]  # fmt: skip
+        self._spawn(self._delete_ids(run_id, stale))
+        return True
+
+    # ------------------------------------------------------------------ outbox
+
+    async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
+        """Mark sent messages on their runs (patches of 10 markers, no condition)."""
+
+        async def mark(run_id: str, ids: list[str]) -> None:
+            operations = [{"op": "set", "path": f"/sent/{it.sent_key(m)}", "value": 1} for m in ids]
+            try:
+                with edge(f"run {run_id}: remove outbox"):
+                    await self._runs.patch_item(it.RUN, partition_key=run_id,
+                                                patch_operations=operations)  # fmt: skip
+            except Refused:
+                pass  # an unknown run
+
+        calls = [
+            mark(run_id, unique[i : i + 10])
+            for run_id, ids in sent.items()
+            for unique in [list(dict.fromkeys(ids))]
+            for i in range(0, len(unique), 10)
+        ]
+        await asyncio.gather(*calls)
+
+    # ------------------------------------------------------------------ attempts
+
+    @staticmethod
+    def _attempt(run_id: str, attempt: str, owner: str, until: float) -> Item:
+        return {"id": it.attempt_id(attempt), "runId": run_id, "kind": "attempt",
+                "attempt": attempt, "oh": it.owner_hash(owner), "lease": until,
+                "outcome": None}  # fmt: skip
+
+    async def _attempt_item(self, run_id: str, attempt: str) -> Item | None:
+        found = await self._query(
+            self._runs, "SELECT * FROM c WHERE c.runId = @r AND c.id = @id",
+            {"@r": run_id, "@id": it.attempt_id(attempt)}, run_id,
+        )  # fmt: skip
+        return found[0] if found else None
+
+    async def claim_attempt(
+        self, run_id: str, attempt: str, owner: str, lease: float
+    ) -> ports.AttemptClaim:
+        """Take the lease: a create, else a patch admitted for the owner or an expired lease."""
+        for _ in range(_READ_RETRIES):
+            now = time.time()
+            try:
+                with edge(f"run {run_id}: claim {attempt}"):
+                    await self._runs.create_item(self._attempt(run_id, attempt, owner, now + lease))
+                return ports.AttemptClaim(status=ports.ClaimStatus.CLAIMED, lease_until=now + lease)
+            except Refused:
+                pass
+            predicate = (f"FROM c WHERE IS_NULL(c.outcome) AND "
+                         f"(c.oh = '{it.owner_hash(owner)}' OR c.lease <= {now!r})")  # fmt: skip
+            operations = [{"op": "set", "path": "/lease", "value": now + lease},
+                          {"op": "set", "path": "/oh", "value": it.owner_hash(owner)}]  # fmt: skip
+            try:
+                with edge(f"run {run_id}: claim {attempt}"):
+                    await self._runs.patch_item(it.attempt_id(attempt), partition_key=run_id,
+                                                patch_operations=operations,
+                                                filter_predicate=predicate)  # fmt: skip
+                return ports.AttemptClaim(status=ports.ClaimStatus.CLAIMED, lease_until=now + lease)
+            except Refused:
+                item = await self._attempt_item(run_id, attempt)
+            if item is None:
+                continue  # deleted between the two: try again
+            if item.get("outcome") is not None:
+                return ports.AttemptClaim(status=ports.ClaimStatus.DONE,
+                                          outcome=base64.b64decode(item["outcome"]))  # fmt: skip
+            return ports.AttemptClaim(
+                status=ports.ClaimStatus.BUSY, lease_until=float(item["lease"])
+            )
+        raise TransientBackendError(f"run {run_id}: could not claim attempt {attempt}")
+
+    async def extend_attempt(self, run_id: str, attempt: str, owner: str, lease: float) -> bool:
+        """Extend the owner's lease: a patch admitted only for that owner, no outcome."""
+        predicate = f"FROM c WHERE IS_NULL(c.outcome) AND c.oh = '{it.owner_hash(owner)}'"
+        try:
+            with edge(f"run {run_id}: extend {attempt}"):
+                await self._runs.patch_item(
+                    it.attempt_id(attempt), partition_key=run_id,
+                    patch_operations=[{"op": "set", "path": "/lease",
+                                       "value": time.time() + lease}],
+                    filter_predicate=predicate,
+                )  # fmt: skip
+        except Refused:
+            return False
+        return True
+
+    async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
+        """First writer wins: a patch admitted while no outcome stands; the standing one back."""
+        text = base64.b64encode(outcome).decode()
+        for _ in range(_READ_RETRIES):
+            try:
+                with edge(f"run {run_id}: commit {attempt}"):
+                    await self._runs.patch_item(
+                        it.attempt_id(attempt), partition_key=run_id,
+                        patch_operations=[{"op": "set", "path": "/outcome", "value": text}],
+                        filter_predicate="FROM c WHERE IS_NULL(c.outcome)",
+                    )  # fmt: skip
+                return outcome
+            except Refused as refused:
+                if refused.what == "missing":
+                    if await self._create_committed(run_id, attempt, text):
+                        return outcome
+                    continue
+            item = await self._attempt_item(run_id, attempt)
+            if item is not None and item.get("outcome") is not None:
+                return base64.b64decode(item["outcome"])
+        raise TransientBackendError(f"run {run_id}: could not commit attempt {attempt}")
+
+    async def _create_committed(self, run_id: str, attempt: str, text: str) -> bool:
+        item = self._attempt(run_id, attempt, "", 0.0) | {"outcome": text, "oh": ""}
+        try:
+            with edge(f"run {run_id}: commit {attempt}"):
+                await self._runs.create_item(item)
+        except Refused:
+            return False
+        return True
+
+    async def _commit_all(self, run_id: str, outcomes: Sequence[tuple[str, bytes]]) -> bool:
+        """Commit each outcome; True if every one of them is the one that stands."""
+        unique = list({attempt: (attempt, o) for attempt, o in reversed(outcomes)}.values())
+        standing = await asyncio.gather(*(self.commit_attempt(run_id, a, o) for a, o in unique))
+        return all(s == o for s, (_, o) in zip(standing, unique, strict=True))

@@ -1,0 +1,78 @@
+"""The store's item layout (``_items``, pure): rows, folding, parts, cursors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+from flowcraft.azure import _items as it
+from flowcraft.core import ports
+
+
+def _run(version: int, log: Mapping[str, object], snap: object = None) -> dict[str, object]:
+    return {"ver": version, "log": log, "snap": snap}
+
+
+def test_a_fold_applies_saves_in_version_order() -> None:
+    first = it.delta_rows(2, {"a": 1}, {"k": "v"}, [ports.Message(id="m1", body=b"1")], ())
+    second = it.delta_rows(3, {"a": 2, "b": [1]}, {"k": ports.DELETE}, [], ["m1"])
+    folded = it.fold(_run(3, {it.log_key(3): {"rows": second}, it.log_key(2): {"rows": first}}), {})
+    assert folded is not None
+    assert folded.records == {"a": ("2", 3), "b": ("[1]", 3)}
+    assert folded.context == {}
+    assert folded.messages({}) == ()
+
+
+def test_outbox_keeps_first_positions_and_drops_sent_markers() -> None:
+    rows = it.delta_rows(2, {}, {}, [ports.Message(id=m, body=m.encode()) for m in "abca"], ())
+    folded = it.fold(_run(2, {it.log_key(2): {"rows": rows}}), {})
+    assert folded is not None
+    assert [m.id for m in folded.messages({})] == ["a", "b", "c"]
+    assert [m.id for m in folded.messages({it.sent_key("b"): 1})] == ["a", "c"]
+
+
+def test_a_missing_part_asks_for_another_read() -> None:
+    log = {it.log_key(2): {"n": 2, "nonce": "x"}}
+    assert it.fold(_run(2, log), {"j:2:x:0": []}) is None
+    assert it.fold(_run(2, log), {"j:2:x:0": [], "j:2:x:1": [["r", "k", "1", 2]]}) is not None
+    snap = {"ver": 1, "nonce": "s", "n": 1}
+    assert it.fold(_run(1, {}, snap), {}) is None
+
+
+def test_a_snapshot_keeps_record_versions_and_unsent_messages() -> None:
+    rows = it.delta_rows(4, {"r": True}, {"c": 1}, [ports.Message(id="m", body=b"")], ())
+    folded = it.fold(_run(4, {it.log_key(4): {"rows": rows}}), {})
+    assert folded is not None
+    again = it.fold(_run(4, {}, {"ver": 4, "nonce": "n", "n": 1}),
+                    {"s:4:n:0": folded.snapshot_rows({})})  # fmt: skip
+    assert again is not None
+    assert (again.records, again.context, list(again.outbox)) == (
+        {"r": ("true", 4)},
+        {"c": "1"},
+        ["m"],
+    )
+    assert folded.snapshot_rows({it.sent_key("m"): 1})[-1][0] == "c"
+
+
+def test_rows_are_packed_into_parts_under_the_limit() -> None:
+    rows: list[it.Row] = [["r", f"k{i}", "x" * 1000, 1] for i in range(2000)]
+    parts = it.pack_rows(rows)
+    assert len(parts) > 1
+    assert all(it.rows_size(p) <= it.PART_BYTES for p in parts)
+    assert [r for p in parts for r in p] == rows
+    with pytest.raises(ValueError, match="Cosmos DB items hold 2 MB"):
+        it.pack_rows([["c", "big", "x" * it.PART_BYTES, 1]])
+
+
+def test_cursors_round_trip_and_foreign_ones_are_refused() -> None:
+    assert it.decode_cursor(it.encode_cursor(12.5, "run/1")) == (12.5, "run/1")
+    for foreign in ("", "abc", "fc1:!!", "fc1:" + "W10="):
+        with pytest.raises(ValueError, match="not a cursor of this store"):
+            it.decode_cursor(foreign)
+
+
+def test_ids_and_hashes_are_safe_for_item_ids_and_predicates() -> None:
+    for text in ("a/b", "it's", "x\\y?#"):
+        assert it.attempt_id(text)[2:].isalnum()
+        assert it.owner_hash(text).isalnum()
+        assert it.sent_key(text).isalnum()
