@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import pika
 import psycopg
@@ -51,6 +52,11 @@ class RabbitMqBackend:
     """Opens the adapter's three ports for a namespace."""
 
     capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
+
+    #: The variables options default from: set, they beat a CLI config file's value.
+    option_environment: ClassVar[Mapping[str, str]] = {
+        name: env for name, (env, _default) in _DEFAULTS.items()
+    }
 
     def __init__(self, *, amqp_url: str | None = None, postgres_dsn: str | None = None,
                  redis_url: str | None = None) -> None:  # fmt: skip

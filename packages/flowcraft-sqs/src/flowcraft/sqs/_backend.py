@@ -16,7 +16,8 @@ and ``max_receive_count`` (the redrive policy's, 50). Credentials come from boto
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from flowcraft.core import BlueprintSet, Reconciler
 from flowcraft.core.backends import Backend
@@ -36,6 +37,11 @@ class SqsBackend:
     """Opens the adapter's three ports for a namespace (see the module docstring)."""
 
     capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
+    #: The variables options default from: set, they beat a CLI config file's value.
+    option_environment: ClassVar[Mapping[str, str]] = {
+        "endpoint_url": ENDPOINT_ENV,
+        "region": "FLOWCRAFT_AWS_REGION",
+    }
 
     def __init__(
         self,
