@@ -120,7 +120,7 @@ def test_chained_concatenating_macros_are_never_inline() -> None:
 
 
 def test_measure_stops_soon_after_the_limit() -> None:
-    assert measure([{"a": [1, 2, "xy"]}], 100) == 1 + 2 + 1 + 3 + 2 + 2
+    assert measure([{"a": [1, 2, "xy"]}], 100) == 1 + 2 + 1 + 3 + 2
     huge = [list(range(1_000_000))]
     assert 100 < measure(huge, 100) <= 1_000_001
     assert measure(["x" * 10_240], 100) == 1 + 1 + 10

@@ -80,9 +80,9 @@ def measure(values: Iterable[object], limit: int) -> int:
     """Units of data in ``values``, counted up to just past ``limit`` (never a full walk of more).
 
     Every value is one unit; a text (or bytes) one more, plus one per KiB; a container's members
-    count themselves. Members that are numbers, booleans or None are counted by the container's
-    length without being visited, and a container too large for what is left of ``limit`` is
-    counted by its length alone.
+    count themselves (a map's keys one unit each). Members that are numbers, booleans or None
+    are counted by the container's length without being visited, and a container too large
+    for what is left of ``limit`` is counted by its length alone.
     """
     total = 0
     pending = list(values)
@@ -97,9 +97,8 @@ def _members(value: object, pending: list[object], room: int) -> int:
     if isinstance(value, str | bytes):
         return 1 + len(value) // _TEXT_UNIT
     if isinstance(value, Mapping):
-        count = 2 * len(value)
+        count = 2 * len(value)  # a key is one unit, whatever its length
         if count <= room:
-            pending.extend(_visited(value.keys()))
             pending.extend(_visited(value.values()))
         return count
     if isinstance(value, list | tuple):
