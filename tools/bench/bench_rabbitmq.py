@@ -45,7 +45,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,11 @@ class Sample:
     steps_per_s: float
     p50_ms: float
     p99_ms: float
+    #: One run in flight only (else None), p50 over the runs: start call -> result returned,
+    #: start call -> the join's end (the steps, the first hop included), join end -> result.
+    run_ms: float | None = None
+    steps_ms: float | None = None
+    tail_ms: float | None = None
 
 
 # -- statistics -------------------------------------------------------------------------------
@@ -88,13 +93,32 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def summarize(steps: int, wall: float, gaps: Sequence[float]) -> Sample:
-    """Throughput and p50/p99 latency (ms) of one configuration run."""
-    return Sample(
+def summarize(
+    steps: int, wall: float, gaps: Sequence[float], spans: Sequence[RunSpan] = ()
+) -> Sample:
+    """Throughput and p50/p99 latency (ms) of one configuration run (and its run spans)."""
+    sample = Sample(
         steps_per_s=steps / wall,
         p50_ms=percentile(gaps, 0.50) * 1e3,
         p99_ms=percentile(gaps, 0.99) * 1e3,
     )
+    if not spans:
+        return sample
+    return replace(
+        sample,
+        run_ms=percentile([s.result - s.start for s in spans], 0.50) * 1e3,
+        steps_ms=percentile([s.join_end - s.start for s in spans], 0.50) * 1e3,
+        tail_ms=percentile([s.result - s.join_end for s in spans], 0.50) * 1e3,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpan:
+    """One run in flight: wall-clock times (``time.time()``, as the nodes stamp)."""
+
+    start: float  # the client's start call
+    join_end: float  # the last node's end, stamped by the node
+    result: float  # the result in the client's hands
 
 
 def fan_gaps(start: Stamp, mids: Sequence[Stamp], join: Stamp) -> list[float]:
@@ -106,10 +130,18 @@ def fan_gaps(start: Stamp, mids: Sequence[Stamp], join: Stamp) -> list[float]:
 
 def median_sample(samples: Sequence[Sample]) -> Sample:
     """Each field's median over the repeats."""
+
+    def median(values: Sequence[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return statistics.median(present) if present else None
+
     return Sample(
         steps_per_s=statistics.median(s.steps_per_s for s in samples),
         p50_ms=statistics.median(s.p50_ms for s in samples),
         p99_ms=statistics.median(s.p99_ms for s in samples),
+        run_ms=median([s.run_ms for s in samples]),
+        steps_ms=median([s.steps_ms for s in samples]),
+        tail_ms=median([s.tail_ms for s in samples]),
     )
 
 
@@ -200,9 +232,15 @@ async def flowcraft_runs(client: Client, runs: int, *, at_once: bool) -> Sample:
         handles = await asyncio.gather(*(client.start(FLOW_ID, i) for i in range(runs)))
         results = [await handle.result(timeout=900) for handle in handles]
     else:
-        results = [await (await client.start(FLOW_ID, i)).result(timeout=60) for i in range(runs)]
+        results, spans = [], []
+        for i in range(runs):
+            started = time.time()
+            result = await (await client.start(FLOW_ID, i)).result(timeout=60)
+            spans.append(RunSpan(started, result.outputs["join"]["t1"], time.time()))
+            results.append(result)
     wall = time.perf_counter() - began
-    return summarize(runs * STEPS, wall, [g for r in results for g in flowcraft_gaps(r)])
+    gaps = [g for r in results for g in flowcraft_gaps(r)]
+    return summarize(runs * STEPS, wall, gaps, () if at_once else spans)
 
 
 @contextlib.asynccontextmanager
@@ -263,9 +301,15 @@ def celery_runs(app: Any, runs: int, *, at_once: bool) -> Sample:  # noqa: ANN40
         pending = [_bench_celery.workflow(app).apply_async() for _ in range(runs)]
         results = [p.get(timeout=900) for p in pending]
     else:
-        results = [_bench_celery.workflow(app).apply_async().get(timeout=60) for _ in range(runs)]
+        results, spans = [], []
+        for _ in range(runs):
+            started = time.time()
+            result = _bench_celery.workflow(app).apply_async().get(timeout=60)
+            spans.append(RunSpan(started, result["join"]["t1"], time.time()))
+            results.append(result)
     wall = time.perf_counter() - began
-    return summarize(runs * STEPS, wall, [g for r in results for g in celery_gaps(r)])
+    gaps = [g for r in results for g in celery_gaps(r)]
+    return summarize(runs * STEPS, wall, gaps, () if at_once else spans)
 
 
 @contextlib.contextmanager
@@ -411,7 +455,36 @@ def print_report(args: argparse.Namespace, table: Table, celery: str) -> None:
     print()
     print_ratios(args, table, celery)
     print()
+    print_start_to_result(args, table, celery)
+    print()
     print_repeats(args, table, celery)
+
+
+def print_start_to_result(args: argparse.Namespace, table: Table, celery: str) -> None:
+    """One run in flight: start call -> result, split into its steps and the tail after them.
+
+    Targets (issue 21): the tail (last node's end -> result in the client's hands) <= 2 ms, and
+    flowcraft's start -> result <= 1/3 of Celery's chord.
+    """
+    if args.sequential_runs <= 0:
+        return
+    print("| one run in flight, p50 | start -> result ms | start -> last node end ms "
+          "| last node end -> result ms |")  # fmt: skip
+    print("|---|---:|---:|---:|")
+    labels = [FLOWCRAFT + ONE] + ([] if args.no_celery else [celery + ONE])
+    for label in labels:
+        s = table.median(label, 1)
+        print(f"| {label} | {s.run_ms:.2f} | {s.steps_ms:.2f} | {s.tail_ms:.2f} |")
+    fc = table.median(FLOWCRAFT + ONE, 1)
+    assert fc.run_ms is not None and fc.tail_ms is not None
+    print()
+    print(f"tail (target <= 2 ms): {fc.tail_ms:.2f} ms "
+          f"({'met' if fc.tail_ms <= 2.0 else 'NOT met'})")  # fmt: skip
+    if not args.no_celery:
+        other = table.median(celery + ONE, 1).run_ms
+        assert other is not None
+        print(f"start -> result / Celery's (target <= 0.33x): "
+              f"{_verdict(fc.run_ms / other, 1 / 3, above=False)}")  # fmt: skip
 
 
 def print_ratios(args: argparse.Namespace, table: Table, celery: str) -> None:

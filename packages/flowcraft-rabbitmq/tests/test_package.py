@@ -47,4 +47,9 @@ def test_backend_is_discoverable_by_name() -> None:
     factory = load_backend_factory("rabbitmq", {"amqp_url": "amqp://x@127.0.0.1:1/%2F"})
     assert isinstance(factory, flowcraft.rabbitmq.RabbitMqBackend)
     assert factory.amqp_url == "amqp://x@127.0.0.1:1/%2F"
-    assert factory.capabilities == {"coordination", "dead_letter", "delayed_delivery"}
+    assert factory.capabilities == {
+        "coordination",
+        "dead_letter",
+        "delayed_delivery",
+        "run_notifications",
+    }

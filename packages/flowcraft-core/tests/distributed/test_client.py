@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+import contextlib
+from collections.abc import AsyncIterator, Collection
 
 from flowcraft.core import (
     Client,
@@ -15,7 +16,8 @@ from flowcraft.core import (
     Worker,
     node,
 )
-from flowcraft.core.ports import RunRecord, StoredState
+from flowcraft.core.errors import TransientBackendError
+from flowcraft.core.ports import RunNotifier, RunRecord, StoredState
 
 
 class _CountingStore(MemoryRunStore):
@@ -35,7 +37,50 @@ class _CountingStore(MemoryRunStore):
         return await super().get_run(run_id)
 
 
-async def test_result_polls_the_record_until_the_run_is_terminal() -> None:
+class _Silent:
+    """A counting store that cannot notify: no ``watch``."""
+
+    def __init__(self) -> None:
+        self.inner = _CountingStore()
+
+    def __getattr__(self, name: str) -> object:
+        if name == "watch":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class _Deaf(_CountingStore):
+    """A notifier whose watches never wake (every notification lost)."""
+
+    @contextlib.asynccontextmanager
+    async def watch(self, run_id: str) -> AsyncIterator[_DeafWatch]:
+        del run_id
+        yield _DeafWatch()
+
+
+class _DeafWatch:
+    async def wait(self, timeout: float) -> bool:
+        await asyncio.sleep(timeout)
+        return False
+
+
+class _Unreachable(_CountingStore):
+    """A notifier whose server cannot be reached when a watch begins."""
+
+    @contextlib.asynccontextmanager
+    async def watch(self, run_id: str) -> AsyncIterator[_DeafWatch]:
+        del run_id
+        if self.records >= 0:  # always: the server is down
+            raise TransientBackendError("listener down")
+        yield _DeafWatch()
+
+
+async def _follow(store: _CountingStore | _Silent, observe: float) -> tuple[int, int, float]:
+    """Start a run whose node waits, observe the client for ``observe`` seconds, release it.
+
+    Returns the record reads made while observing, the loads then, and the seconds from
+    the release to the result.
+    """
     release = asyncio.Event()
 
     @node("poll.wait")
@@ -45,22 +90,54 @@ async def test_result_polls_the_record_until_the_run_is_terminal() -> None:
         return "done"
 
     flow = Flow("poll", version="1").node("w", wait).build()
-    queue, store = MemoryJobQueue(visibility=5, sticky=True), _CountingStore()
-    worker = Worker(queue=queue, store=store, registry={"poll.wait": wait}, blueprints=[flow],
+    queue = MemoryJobQueue(visibility=5, sticky=True)
+    inner = store.inner if isinstance(store, _Silent) else store
+    worker = Worker(queue=queue, store=inner, registry={"poll.wait": wait}, blueprints=[flow],
                     poll=0.02)  # fmt: skip
     task = asyncio.ensure_future(worker.run())
+    loop = asyncio.get_running_loop()
     try:
-        async with Client(queue=queue, store=store, blueprints=[flow]) as client:
+        async with Client(queue=queue, store=store, blueprints=[flow]) as client:  # type: ignore[arg-type]
             handle = await client.start("poll")
             waiting = asyncio.ensure_future(handle.result(timeout=10))
-            await asyncio.sleep(0.3)  # several polls while the node runs
-            loads, records = store.loads, store.records
-            await asyncio.sleep(0.3)
-            assert store.records > records  # it kept polling ...
-            assert store.loads == loads  # ... the record only, not the state
+            await asyncio.sleep(0.1)
+            counts = store.inner if isinstance(store, _Silent) else store
+            loads, records = counts.loads, counts.records
+            await asyncio.sleep(observe)
+            reads, loaded = counts.records - records, counts.loads - loads
             release.set()
+            released = loop.time()
             result = await waiting
+            took = loop.time() - released
     finally:
         worker.stopping.set()
         await asyncio.wait_for(task, 10)
     assert (result.status, result.output) == (RunStatus.COMPLETED, "done")
+    return reads, loaded, took
+
+
+async def test_result_polls_the_record_when_the_store_cannot_notify() -> None:
+    store = _Silent()
+    assert not isinstance(store, RunNotifier)
+    reads, loads, _took = await _follow(store, 0.5)
+    assert reads >= 3  # it kept polling ...
+    assert loads == 0  # ... the record only, not the state
+
+
+async def test_result_wakes_on_the_notification_without_polling() -> None:
+    store = _CountingStore()
+    assert isinstance(store, RunNotifier)
+    reads, loads, took = await _follow(store, 0.6)
+    assert (reads, loads) == (0, 0)  # nothing read while the run went on
+    assert took < 0.5  # woken at once, not at the next fallback poll (1 s after the start)
+
+
+async def test_a_lost_notification_only_delays_the_result() -> None:
+    reads, _loads, took = await _follow(_Deaf(), 0.2)
+    assert reads == 0
+    assert took < 4.0  # the fallback poll found it
+
+
+async def test_a_notifier_that_cannot_listen_leaves_the_client_polling() -> None:
+    reads, _loads, _took = await _follow(_Unreachable(), 0.5)
+    assert reads >= 3

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
+from flowcraft.core._distributed.watchers import RunWatchers
 from flowcraft.core.errors import FlowcraftError
 from flowcraft.core.ports import CoordinationStore, JobQueue, Message, RunStore
 
@@ -36,6 +37,7 @@ __all__ = [
     "BackendFactory",
     "BackendOptionError",
     "InstalledBackend",
+    "RunWatchers",
     "UnknownBackendError",
     "backend_names",
     "installed_backends",
@@ -57,6 +59,8 @@ CAPABILITIES: Mapping[str, str] = {
     "delayed_delivery": "enqueue(delay=...) and nack(delay) are never delivered early "
     "(QueueCapabilities.native_delay)",
     "coordination": "Backend.coordination is a CoordinationStore (optional port)",
+    "run_notifications": "Backend.store is a RunNotifier: a waiter learns of a run's end "
+    "without polling (Client.result)",
 }
 
 

@@ -14,6 +14,7 @@ produced by core's codecs; adapters store them as they are.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -27,9 +28,11 @@ __all__ = [
     "JobQueue",
     "Message",
     "QueueCapabilities",
+    "RunNotifier",
     "RunPage",
     "RunRecord",
     "RunStore",
+    "RunWatch",
     "StoredState",
     "records_from_document",
 ]
@@ -363,6 +366,45 @@ class RunStore(Protocol):
 
     async def stalled_runs(self, *, updated_before: float, limit: int = 100) -> Sequence[str]:
         """Ids of non-terminal runs whose state was last saved before ``updated_before``."""
+        ...
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+class RunWatch(Protocol):
+    """A subscription to one run's end (see :class:`RunNotifier`)."""
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for a notification; ``True`` when one came, ``False`` after ``timeout`` seconds.
+
+        ``True`` means the run's record *may* have changed: the caller reads it to know.
+        Notifications that came before ``wait`` was called are not lost: the next ``wait``
+        returns ``True`` at once.
+        """
+        ...
+
+
+@runtime_checkable
+class RunNotifier(Protocol):
+    """Optional, implemented by a run store: tells waiters when a run may have ended.
+
+    ``Client.result()`` uses it (found on the store by this protocol) to wake when a run
+    settles instead of polling its record. Guarantees:
+
+    * Once ``watch(run_id)`` is entered, a ``save_state`` of that run with a terminal status
+      that commits afterwards (from any process) notifies the watch, normally within
+      milliseconds. Every such save notifies, not only the first: a terminal run whose last
+      attempts are still finishing settles with a later save.
+    * Best effort: a notification may be lost (the server connection broke, a process
+      restarted). Callers poll the record now and then as a fallback, so a lost notification
+      costs latency, never a result. Spurious notifications are allowed.
+    * Subscribing costs no round trip per watch once the store listens (one connection or
+      subscription per store, shared by every watch).
+    """
+
+    def watch(self, run_id: str) -> AbstractAsyncContextManager[RunWatch]:
+        """Subscribe to ``run_id``'s end for the duration of the ``async with`` block."""
         ...
 
 

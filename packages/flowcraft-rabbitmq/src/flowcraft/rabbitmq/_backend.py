@@ -51,7 +51,9 @@ def _option(name: str, value: str | None) -> str:
 class RabbitMqBackend:
     """Opens the adapter's three ports for a namespace."""
 
-    capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
+    capabilities = frozenset(
+        {"coordination", "dead_letter", "delayed_delivery", "run_notifications"}
+    )
 
     #: The variables options default from: set, they beat a CLI config file's value.
     option_environment: ClassVar[Mapping[str, str]] = {

@@ -391,8 +391,10 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     WHERE stat.run_id IN (SELECT run_id FROM s)
         AND (stat.status_data IS DISTINCT FROM x.status_data
              OR stat.updated_at IS NULL OR stat.updated_at < now() - {granularity})
+), n AS (
+    SELECT pg_notify(%s, s.run_id) FROM s WHERE %s
 )
-SELECT count(*) FROM s"""
+SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM n)"""
     ).format(**_names(t), granularity=_granularity(), remove=_remove_from_outbox(t))
 
 

@@ -40,14 +40,16 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 import psycopg
-from flowcraft.core import ports
+from flowcraft.core import RunStatus, ports
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.rabbitmq import _schema as q
 from flowcraft.rabbitmq._errors import postgres_errors
+from flowcraft.rabbitmq._notify import PostgresNotifications, channel_name
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -113,6 +115,16 @@ class PostgresContext:
         self._connect_timeout = connect_timeout
         self._opened = not self._owns_pool
         self._open_lock = asyncio.Lock()
+        self._channel = channel_name(self.tables.runs)
+        conninfo = dsn_or_pool if isinstance(dsn_or_pool, str) else dsn_or_pool.conninfo
+        options = {} if isinstance(dsn_or_pool, str) else dsn_or_pool.kwargs
+        self._notifications = PostgresNotifications(
+            conninfo, options, self._channel, connect_timeout
+        )
+
+    def watch(self, run_id: str) -> AbstractAsyncContextManager[ports.RunWatch]:
+        """Subscribe to the end of ``run_id`` (``ports.RunNotifier``; ``LISTEN/NOTIFY``)."""
+        return self._notifications.watch(run_id)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -146,7 +158,8 @@ class PostgresContext:
         await self._execute("drop_schema", statement, (), retry=True)
 
     async def close(self) -> None:
-        """Close the pool if this store created it."""
+        """Stop listening; close the pool if this store created it."""
+        await self._notifications.close()
         if self._owns_pool and self._opened:
             await self._pool.close()
 
@@ -270,6 +283,8 @@ class PostgresContext:
             Jsonb(output),
             Jsonb([dict(e) for e in errors]),
             Jsonb({"status": status}),
+            self._channel,
+            RunStatus(status).terminal,
         )
         row = await self._fetchone("save_state", self._q.save_state, params, False)
         return row is not None and row[0] == 1

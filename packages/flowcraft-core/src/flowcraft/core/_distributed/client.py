@@ -2,16 +2,19 @@
 
 ``start`` records the run (pinned to the blueprint's id, version and digest) and applies its
 start, which puts the first node attempts in the queue: a worker that comes later picks them
-up. ``result`` polls the run record with a bounded backoff (stores that can notify may offer
-faster paths later). ``resume`` and ``cancel`` go through the same decide step as workers, so a
-wrong resume fails at once with a clear error. The lifecycle events of the decisions the client
-saves (a run started, resumed, cancelled, ...) go to :attr:`Client.events`; the workers emit the
-rest.
+up. ``result`` waits for the store's notification where the store is a ``RunNotifier``
+(PostgreSQL ``LISTEN/NOTIFY``, the memory store), reading the record again only when woken or
+now and then as a fallback (a lost notification costs up to ``_FALLBACK_MAX`` seconds); other
+stores are polled with a bounded backoff. ``resume`` and ``cancel`` go through the same
+decide step as workers, so a wrong resume fails at once with a clear error. The lifecycle
+events of the decisions the client saves (a run started, resumed, cancelled, ...) go to
+:attr:`Client.events`; the workers emit the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
@@ -28,7 +31,12 @@ from flowcraft.core._runtime.events import EventBus
 from flowcraft.core._runtime.handle import HandleBase, check_resumed, resume_event
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core.errors import RunNotFoundError, TransientBackendError
-from flowcraft.core.ports import JobQueue, RunPage, RunRecord, RunStore
+from flowcraft.core.ports import JobQueue, RunNotifier, RunPage, RunRecord, RunStore, RunWatch
+
+_POLL_FIRST = 0.02
+_POLL_MAX = 0.5
+_FALLBACK_FIRST = 1.0
+_FALLBACK_MAX = 5.0
 
 
 class DistributedRunHandle(HandleBase):
@@ -84,6 +92,7 @@ class Client:
             events=self.events,
         )
         self.store = store
+        self._notifier = store if isinstance(store, RunNotifier) else None
 
     async def close(self) -> None:
         """Finish pending decides and outbox removals (the ports stay open: they are yours)."""
@@ -132,28 +141,48 @@ class Client:
         return RunStatus((await self.coordinator.record(run_id)).status)
 
     async def result(self, run_id: str, *, timeout: float | None = None) -> RunResult:
-        """Wait until the run is terminal and return its result (bounded polling)."""
-        delay = 0.02
-        async with asyncio.timeout(timeout):
+        """Wait until the run is terminal and return its result.
+
+        Woken by the store's notification where it offers one (reading the record only
+        then, and every few seconds in case a notification was lost); polled otherwise.
+        """
+        async with asyncio.timeout(timeout), contextlib.AsyncExitStack() as stack:
+            watch = await self._watch(run_id, stack)
+            delay, ceiling = (_POLL_FIRST, _POLL_MAX) if watch is None else (
+                _FALLBACK_FIRST, _FALLBACK_MAX)  # fmt: skip
+            woken = False
             while True:
                 try:
-                    settled = await self._settled(run_id)
+                    settled = await self._settled(run_id, woken=woken)
                 except TransientBackendError:  # the backend hiccuped: keep waiting
                     settled = None
                 if settled is not None:
                     return settled
-                await asyncio.sleep(delay)
-                delay = min(delay * 1.5, 0.5)
+                if watch is None:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 1.5, ceiling)
+                elif not (woken := await watch.wait(delay)):
+                    delay = min(delay * 2.0, ceiling)  # woken: the fallback period stays
+        raise AssertionError("unreachable")  # pragma: no cover - the loop only returns
 
-    async def _settled(self, run_id: str) -> RunResult | None:
+    async def _watch(self, run_id: str, stack: contextlib.AsyncExitStack) -> RunWatch | None:
+        """Subscribe to the run's end, or None (no notifier, or it cannot listen now)."""
+        if self._notifier is None:
+            return None
+        try:
+            return await stack.enter_async_context(self._notifier.watch(run_id))
+        except TransientBackendError:
+            return None  # the notifier's server is unreachable now: poll instead
+
+    async def _settled(self, run_id: str, *, woken: bool = False) -> RunResult | None:
         # "Settled" (terminal, and no attempt runs any more) is known only to the state, which
         # is saved together with the record's status: until the record says terminal, the
-        # small record is all a poll reads (not the whole state document).
-        record = await self.coordinator.record(run_id)
-        if not RunStatus(record.status).terminal:
+        # small record is all a poll reads (not the whole state). Woken by a notification,
+        # the run has most likely ended: the state (with its record) is read at once.
+        if not woken and not RunStatus((await self.coordinator.record(run_id)).status).terminal:
             return None
         _record, _stored, state = await self.coordinator.load_run(run_id)
-        return result_of(state) if state.settled else None
+        return result_of(state) if state.settled else None  # settled: terminal, all done
 
     async def snapshot(self, run_id: str) -> RunResult:
         """The run's result as it stands now."""

@@ -20,8 +20,10 @@ import itertools
 import json
 import time
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 
+from flowcraft.core._distributed.watchers import RunWatchers
 from flowcraft.core.ports import (
     DELETE,
     AttemptClaim,
@@ -30,6 +32,7 @@ from flowcraft.core.ports import (
     QueueCapabilities,
     RunPage,
     RunRecord,
+    RunWatch,
     StoredState,
 )
 
@@ -234,13 +237,21 @@ class _Attempt:
 
 
 class MemoryRunStore:
-    """Run state in dicts, every method atomic under one lock."""
+    """Run state in dicts, every method atomic under one lock.
+
+    Also a ``ports.RunNotifier``: a save with a terminal status wakes the run's watches.
+    """
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._runs: dict[str, _Run] = {}
         self._keys: dict[str, str] = {}
         self._attempts: dict[tuple[str, str], _Attempt] = {}
+        self._watchers = RunWatchers()
+
+    def watch(self, run_id: str) -> AbstractAsyncContextManager[RunWatch]:
+        """Subscribe to the end of ``run_id`` (``ports.RunNotifier``)."""
+        return self._watchers.watch(run_id)
 
     async def create_run(
         self,
@@ -340,7 +351,9 @@ class MemoryRunStore:
                 errors=tuple(errors),
                 updated_at=time.time(),
             )
-            return True
+        if status in _TERMINAL:
+            self._watchers.notify(run_id)
+        return True
 
     async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
         """Drop sent messages."""

@@ -19,7 +19,9 @@ class MemoryBackendFactory:
     queues take).
     """
 
-    capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
+    capabilities = frozenset(
+        {"coordination", "dead_letter", "delayed_delivery", "run_notifications"}
+    )
 
     def __init__(self, *, visibility: float = 3.0, sticky: bool = False) -> None:
         self.visibility = visibility

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 from flowcraft.core.backends import (
@@ -89,13 +90,22 @@ def _asyncio_mode_unset(config: pytest.Config) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give every suite test a timeout (pytest-timeout), unless it has one."""
+    """Mark suite tests with their module's capabilities; give each a timeout.
+
+    A suite module names the capabilities all its tests need in ``FLOWCRAFT_REQUIRES``
+    (not ``pytestmark``: the suite is star-imported into one module, where a module mark
+    would apply to every test). The timeout (pytest-timeout) applies unless a test has one.
+    """
     seconds = config.getoption("flowcraft_timeout")
-    if not seconds or not config.pluginmanager.hasplugin("timeout"):
-        return
+    timeouts = bool(seconds) and config.pluginmanager.hasplugin("timeout")
     for item in items:
         module = getattr(getattr(item, "function", None), "__module__", "")
-        if module.startswith(_SUITE) and item.get_closest_marker("timeout") is None:
+        if not module.startswith(_SUITE):
+            continue
+        requires = getattr(sys.modules.get(module), "FLOWCRAFT_REQUIRES", ())
+        if requires:
+            item.add_marker(pytest.mark.flowcraft_requires(*requires))
+        if timeouts and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(seconds))
 
 
@@ -119,8 +129,11 @@ def _duplicate_all(config: pytest.Config) -> bool:
 @pytest.fixture
 def harness(request: pytest.FixtureRequest, flowcraft_backend_factory: BackendFactory) -> Harness:
     """The harness over the backend under test; enforces declared capabilities."""
-    marker = request.node.get_closest_marker("flowcraft_requires")
-    needed = frozenset(marker.args) if marker else frozenset()
+    needed = frozenset(
+        capability
+        for marker in request.node.iter_markers("flowcraft_requires")
+        for capability in marker.args
+    )
     unknown = needed - CAPABILITIES.keys()
     if unknown:
         pytest.fail(f"unknown capabilities {sorted(unknown)}; known: {sorted(CAPABILITIES)}")

@@ -13,7 +13,9 @@ import pytest
 from flowcraft.core.ports import CoordinationStore
 from flowcraft.core.testing.harness import Harness
 
-pytestmark = pytest.mark.flowcraft_requires("coordination")
+#: Capabilities every test of this module needs (the plugin marks them; a module-level
+#: ``pytestmark`` would leak through the suite's star import onto every other test).
+FLOWCRAFT_REQUIRES = ("coordination",)
 
 
 @pytest.fixture
