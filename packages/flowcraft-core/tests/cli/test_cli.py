@@ -219,4 +219,6 @@ def test_backends_lists_the_installed_ones_with_versions() -> None:
     text = subprocess.run(
         [str(command), "backends"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    assert text.splitlines()[0].startswith("memory ")
+    lines = text.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(found)  # by name, one line each
+    assert next(line for line in lines if line.startswith("memory ")).split()[2] == __version__

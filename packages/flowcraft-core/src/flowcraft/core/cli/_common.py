@@ -9,6 +9,7 @@ from collections.abc import Container, Iterable
 from pathlib import Path
 from typing import TextIO
 
+from flowcraft.core._expressions import DEFAULT_BUDGET
 from flowcraft.core._model import problems as codes
 from flowcraft.core._model.compat import Dialect
 from flowcraft.core._model.graph import Blueprint
@@ -25,6 +26,26 @@ EXIT_USAGE = 2
 
 class UsageError(Exception):
     """A problem with the command line or the files it names (exit code 2)."""
+
+
+def add_expression_budget(parser: argparse.ArgumentParser) -> None:
+    """Add ``--expression-budget SECONDS`` (read it back with :func:`expression_budget`)."""
+    parser.add_argument(
+        "--expression-budget",
+        type=float,
+        default=DEFAULT_BUDGET,
+        metavar="SECONDS",
+        help=f"work one expression evaluation may take (default {DEFAULT_BUDGET:g}); an "
+        "evaluation past it fails its node with an ExpressionError",
+    )
+
+
+def expression_budget(args: argparse.Namespace) -> float:
+    """The ``--expression-budget`` given (a usage error unless it is > 0)."""
+    seconds = float(args.expression_budget)
+    if not seconds > 0:
+        raise UsageError(f"--expression-budget wants seconds > 0, got {seconds:g}")
+    return seconds
 
 
 def add_file_arguments(parser: argparse.ArgumentParser) -> None:

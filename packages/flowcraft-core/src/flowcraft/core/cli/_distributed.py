@@ -40,7 +40,15 @@ from flowcraft.core.backends import (
     load_backend_factory,
 )
 from flowcraft.core.cli import _config
-from flowcraft.core.cli._common import EXIT_OK, EXIT_PROBLEMS, UsageError, read_blueprint, report
+from flowcraft.core.cli._common import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    UsageError,
+    add_expression_budget,
+    expression_budget,
+    read_blueprint,
+    report,
+)
 from flowcraft.core.cli._registry import import_implementations
 
 #: What ``flowcraft conformance`` runs on (the ``testing`` extra).
@@ -122,6 +130,7 @@ def backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="a blueprint runs may be pinned to (repeatable)",
     )
     parser.add_argument("--dialect", choices=["auto", "python", "typescript"], default="auto")
+    add_expression_budget(parser)
 
 
 def _options(pairs: Sequence[str]) -> dict[str, str]:
@@ -185,7 +194,7 @@ def blueprint_set(
         loaded.append(found)
     if required and not loaded:
         raise UsageError("give at least one --blueprint FILE")
-    return BlueprintSet(loaded)
+    return BlueprintSet(loaded, expression_budget=expression_budget(args))
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -24,7 +24,6 @@ from flowcraft.core._analysis.facts import analyze
 from flowcraft.core._analysis.mermaid import to_mermaid
 from flowcraft.core._engine.frames import ROOT
 from flowcraft.core._engine.state import RunStatus
-from flowcraft.core._expressions import DEFAULT_BUDGET
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime import events as fe
 from flowcraft.core._runtime.context import NodeLogFilter
@@ -34,7 +33,9 @@ from flowcraft.core.cli._common import (
     EXIT_OK,
     EXIT_PROBLEMS,
     UsageError,
+    add_expression_budget,
     add_file_arguments,
+    expression_budget,
     json_argument,
     read_blueprint,
     report,
@@ -73,13 +74,7 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     watch.add_argument("--no-watch", dest="watch", action="store_false")
     parser.add_argument("--mermaid", metavar="OUT.mmd", help="write the run's coloured diagram")
     parser.add_argument("--timeout", type=float, help="give up (cancel) after SECONDS")
-    parser.add_argument(
-        "--expression-budget",
-        type=float,
-        default=DEFAULT_BUDGET,
-        metavar="SECONDS",
-        help=f"work one expression evaluation may take (default {DEFAULT_BUDGET:g})",
-    )
+    add_expression_budget(parser)
     parser.add_argument(
         "--log-level",
         default="WARNING",
@@ -121,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     input_value = json_argument(args.input, "--input")
     watch = sys.stderr.isatty() if args.watch is None else args.watch
     runtime = FlowRuntime(
-        registry=registry, blueprints=others, expression_budget=_budget(args.expression_budget)
+        registry=registry, blueprints=others, expression_budget=expression_budget(args)
     )
     _log_to_stderr(args.log_level)
     stop = Stop()
@@ -150,12 +145,6 @@ def run(args: argparse.Namespace) -> int:
     if stop.reason is not None:
         exit_now_if_threads_linger(code)
     return code
-
-
-def _budget(seconds: float) -> float:
-    if not seconds > 0:
-        raise UsageError(f"--expression-budget wants seconds > 0, got {seconds:g}")
-    return seconds
 
 
 def _log_to_stderr(level: str) -> None:
