@@ -95,7 +95,14 @@ class Backend:
 
 
 class BackendFactory(Protocol):
-    """What an adapter registers: it opens the ports of a namespace."""
+    """What an adapter registers: it opens the ports of a namespace.
+
+    Optional class attribute ``option_environment: Mapping[str, str]``: option name -> the
+    environment variable the factory falls back to when the option is not given (e.g.
+    ``{"amqp_url": "FLOWCRAFT_RABBITMQ_URL"}``). The CLI reads it so that its order holds
+    (command line > environment > config file > defaults): a config file's value for an
+    option yields to that option's variable. A factory that reads no variables leaves it out.
+    """
 
     #: The capabilities the backend declares (keys of :data:`CAPABILITIES`).
     capabilities: frozenset[str]
