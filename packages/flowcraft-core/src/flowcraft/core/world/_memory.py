@@ -31,6 +31,7 @@ from flowcraft.core.world._models import (
     EventResult,
     EventType,
     Hook,
+    HookReceivedData,
     HookStatus,
     NewEvent,
     Page,
@@ -63,6 +64,8 @@ class _RunLog:
     steps: dict[str, tuple[int, Step]] = field(default_factory=dict)
     hooks: dict[str, tuple[int, Hook]] = field(default_factory=dict)
     waits: dict[str, Wait] = field(default_factory=dict)
+    resumes: dict[str, Event] = field(default_factory=dict)
+    attrs: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -179,6 +182,8 @@ class InMemoryWorld:
             wait=log.waits.get(key) if needs.wait else None,
             token_holder=holder,
             run_hooks=tuple(h for _, h in log.hooks.values()) if needs.run_hooks else (),
+            resumed=log.resumes.get(needs.resume_id) if needs.resume_id is not None else None,
+            attr_exists=needs.attr and key in log.attrs,
         )
 
     def _token_holder(self, token: str) -> Hook | None:
@@ -196,6 +201,7 @@ class InMemoryWorld:
             log = self.state.runs[run_id] = _RunLog(transition.run, self.state.next_order())
         for event in transition.events:
             log.events[event.sequence] = event
+            _index_event(log, event)
         log.last_sequence = transition.events[-1].sequence
         self._write_entities(log, transition)
 
@@ -373,6 +379,15 @@ class InMemoryWorld:
     async def streams_list(self, run_id: str) -> list[str]:
         """The run's stream names."""
         return self.state.streams.names(run_id)
+
+
+def _index_event(log: _RunLog, event: Event) -> None:
+    """Remember resume ids and ``attr_set`` correlation ids (both unique per run)."""
+    data = event.data
+    if isinstance(data, HookReceivedData) and data.resume_id is not None:
+        log.resumes[data.resume_id] = event
+    if event.event_type == EventType.ATTR_SET and event.correlation_id is not None:
+        log.attrs.add(event.correlation_id)
 
 
 def _resolve_run_id(run_id: str | None, event: NewEvent) -> str:

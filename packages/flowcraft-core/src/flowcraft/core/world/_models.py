@@ -215,9 +215,15 @@ class RunCancelledData(_Frozen):
 
 
 class AttrSetData(_Frozen):
-    """``attr_set``: each key set to its value; a ``None`` value removes the key."""
+    """``attr_set``: each key set to its value; a ``None`` value removes the key.
+
+    An ``attr_set`` with a correlation id is a create: one per (run, correlation id), a
+    repeat is refused (409) so a replayed write cannot land twice in the log.
+    """
 
     changes: dict[str, str | None]
+    writer: dict[str, JsonValue] | None = None
+    """Who wrote the change, as the runtime describes it (stored and returned as given)."""
 
 
 class StepCreatedData(_Frozen):
@@ -256,9 +262,18 @@ class HookCreatedData(_Frozen):
 
 
 class HookReceivedData(_Frozen):
-    """``hook_received``: one payload delivered to the hook."""
+    """``hook_received``: one payload delivered to the hook.
+
+    ``resume_id`` names one resume (vercel-workflow's lazy hook resume: the producer and the
+    consumer of a resume message may both write its event). A World records the event once
+    per (run, resume id): a repeat for the same hook returns the recorded event and appends
+    nothing; for another hook it is refused (409 ``resume_conflict``).
+    """
 
     payload: bytes
+    token: str | None = None
+    """The token the payload was sent to, if the writer gave it."""
+    resume_id: str | None = None
 
 
 class HookConflictData(_Frozen):

@@ -53,6 +53,7 @@ from flowcraft.core.world._models import (
     Hook,
     HookConflictData,
     HookCreatedData,
+    HookReceivedData,
     HookStatus,
     NewEvent,
     RunCancelledData,
@@ -108,6 +109,8 @@ class Reads:
         step / hook / wait: The entity named by the event's correlation id.
         token: The token whose active holder to load (``hook_created``).
         run_hooks: The run's active hooks (events that end the run release them).
+        resume_id: The resume id whose recorded ``hook_received`` to load.
+        attr: Whether an ``attr_set`` with the event's correlation id exists.
     """
 
     step: bool = False
@@ -115,6 +118,8 @@ class Reads:
     wait: bool = False
     token: str | None = None
     run_hooks: bool = False
+    resume_id: str | None = None
+    attr: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +132,8 @@ class Snapshot:
         step / hook / wait: The entity named by the correlation id, or ``None``.
         token_holder: The active hook holding the token asked for, or ``None``.
         run_hooks: The run's active hooks (loaded for events that end the run).
+        resumed: The ``hook_received`` already recorded for the event's resume id.
+        attr_exists: An ``attr_set`` with the event's correlation id is in the log.
     """
 
     run: WorkflowRun | None = None
@@ -136,6 +143,8 @@ class Snapshot:
     wait: Wait | None = None
     token_holder: Hook | None = None
     run_hooks: tuple[Hook, ...] = ()
+    resumed: Event | None = None
+    attr_exists: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,12 +183,15 @@ def reads(event: NewEvent) -> Reads:
     """What to load for ``event`` before :func:`decide`."""
     kind = event.event_type
     token = event.data.token if isinstance(event.data, HookCreatedData) else None
+    resume_id = event.data.resume_id if isinstance(event.data, HookReceivedData) else None
     return Reads(
         step=kind in STEP_EVENTS or kind == EventType.STEP_CREATED,
         hook=kind in HOOK_EVENTS or kind == EventType.HOOK_CREATED,
         wait=kind in (EventType.WAIT_CREATED, EventType.WAIT_COMPLETED),
         token=token,
         run_hooks=kind in TERMINAL_RUN_EVENTS,
+        resume_id=resume_id,
+        attr=kind == EventType.ATTR_SET and event.correlation_id is not None,
     )
 
 
@@ -362,6 +374,8 @@ def _end_fields(data: EventData | None) -> dict[str, object]:
 def _attr_set(context: _Context, run: WorkflowRun) -> Outcome:
     if run.status.terminal:
         return _run_terminal(run)
+    if context.event.correlation_id is not None and context.snapshot.attr_exists:
+        return _conflict(f"attr_set {context.event.correlation_id!r} exists", "attr_exists")
     data = context.event.data
     assert isinstance(data, AttrSetData)
     attributes = dict(run.attributes)
@@ -490,6 +504,9 @@ def _hook_created(context: _Context, run: WorkflowRun) -> Outcome:
 
 
 def _hook_event(context: _Context, run: WorkflowRun) -> Outcome:
+    resumed = context.snapshot.resumed
+    if resumed is not None and context.event.event_type == EventType.HOOK_RECEIVED:
+        return _resumed_again(context, resumed)
     hook = context.snapshot.hook
     if hook is None or hook.status != HookStatus.ACTIVE:
         return Refusal(HookNotFoundError(f"hook {context.correlation_id!r} not found"))
@@ -502,6 +519,20 @@ def _hook_event(context: _Context, run: WorkflowRun) -> Outcome:
     updated = hook.model_copy(update=update)
     event = context.record()
     return Transition(events=(event,), hook=updated, result=EventResult(event=event, hook=updated))
+
+
+def _resumed_again(context: _Context, resumed: Event) -> Outcome:
+    """A resume id already recorded: the same hook's repeat appends nothing."""
+    if resumed.correlation_id != context.correlation_id:
+        return _conflict(
+            f"resume {_resume_id(resumed)!r} is recorded for hook {resumed.correlation_id!r}",
+            "resume_conflict",
+        )
+    return Transition(result=EventResult(event=resumed))
+
+
+def _resume_id(event: Event) -> str | None:
+    return event.data.resume_id if isinstance(event.data, HookReceivedData) else None
 
 
 # ------------------------------------------------------------------------------ waits

@@ -103,3 +103,22 @@ async def test_completing_an_unknown_wait_is_404(world: World) -> None:
     run = await new_run(world)
     with pytest.raises(WorldNotFoundError):
         await world.events_create(run.run_id, ev("wait_completed", "nope"))
+
+
+async def test_a_resume_id_is_recorded_once_per_run(world: World) -> None:
+    run = await new_run(world)
+    for hook_id in ("h1", "h2"):
+        await world.events_create(
+            run.run_id, ev("hook_created", hook_id, {"token": f"r-{hook_id}"})
+        )
+    resume = {"payload": b"\x00p", "resume_id": "res-1"}
+    first = await world.events_create(run.run_id, ev("hook_received", "h1", resume))
+    again = await world.events_create(run.run_id, ev("hook_received", "h1", resume))
+    assert first.event is not None
+    assert again.event == first.event  # the recorded event, nothing appended
+    with pytest.raises(WorldConflictError) as caught:
+        await world.events_create(run.run_id, ev("hook_received", "h2", resume))
+    assert caught.value.code == "resume_conflict"
+    kinds = [event.event_type for event in await all_events(world, run.run_id)]
+    assert kinds.count(EventType.HOOK_RECEIVED) == 1
+    assert (await world.hooks_get(run.run_id, "h1")).received == 1

@@ -175,3 +175,18 @@ async def test_an_expired_run_is_410(world_factory: WorldFactory, world_namespac
             await world.events_create(run.run_id, ev("run_cancelled"))
         assert caught.value.status == 410
     await world_factory.destroy(world)
+
+
+async def test_an_attr_set_with_a_correlation_id_is_written_once(world: World) -> None:
+    run = await new_run(world)
+    change = {"changes": {"k": "v"}, "writer": {"type": "workflow"}}
+    await world.events_create(run.run_id, ev("attr_set", "attr-1", change))
+    with pytest.raises(WorldConflictError) as caught:
+        await world.events_create(run.run_id, ev("attr_set", "attr-1", change))
+    assert caught.value.status == 409
+    await world.events_create(run.run_id, ev("attr_set", data={"changes": {"k": "w"}}))
+    await world.events_create(run.run_id, ev("attr_set", data={"changes": {"k": "x"}}))
+    stored = await world.runs_get(run.run_id)
+    assert stored.attributes == {"k": "x"}
+    kinds = [event.event_type for event in await all_events(world, run.run_id)]
+    assert kinds.count(EventType.ATTR_SET) == 3
