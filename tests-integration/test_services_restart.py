@@ -11,6 +11,11 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
+
+#: Restarts or disturbs shared servers (or kills their connections): runs alone, after the
+#: parallel part of the integration run (see hatch.toml).
+pytestmark = pytest.mark.exclusive
 
 ROOT = Path(__file__).resolve().parents[1]
 

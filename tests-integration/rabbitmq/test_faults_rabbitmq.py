@@ -21,6 +21,10 @@ from flowcraft.core.testing.nodes import LOG
 from flowcraft.core.testing.suite._dsl import bp, e, n
 from flowcraft.rabbitmq import RabbitMqBackend
 
+#: Restarts or disturbs shared servers (or kills their connections): runs alone, after the
+#: parallel part of the integration run (see hatch.toml).
+pytestmark = pytest.mark.exclusive
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -18,6 +18,10 @@ from flowcraft.core import ports
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.rabbitmq import RabbitMqAdapter
 
+#: Restarts or disturbs shared servers (or kills their connections): runs alone, after the
+#: parallel part of the integration run (see hatch.toml).
+pytestmark = pytest.mark.exclusive
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

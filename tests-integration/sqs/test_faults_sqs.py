@@ -56,6 +56,10 @@ from flowcraft.sqs import SqsAdapter, SqsBackend
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._schema import Names, drop_queues, ensure_queues
 
+#: Restarts or disturbs shared servers (or kills their connections): runs alone, after the
+#: parallel part of the integration run (see hatch.toml).
+pytestmark = pytest.mark.exclusive
+
 HERE = Path(__file__).resolve().parent
 #: The queues' visibility timeout, seconds.
 VISIBILITY = 2

@@ -310,7 +310,7 @@ class Worker:
         if delivery.delivery_count > self.max_deliveries:
             await self._dead(delivery, f"delivered {delivery.delivery_count} times")
             return
-        if job.not_before is not None and job.not_before > time.time() + 0.05:
+        if job.not_before is not None and job.not_before > time.time():  # never early
             await self._chain(job, delivery)
             return
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -78,6 +79,8 @@ class Recording:
     def __init__(self) -> None:
         #: ``(message id, delay)`` of every enqueue, lost ones included, in order.
         self.sent: list[tuple[str, float]] = []
+        #: ``time.monotonic()`` of each enqueue of ``sent`` (same order).
+        self.sent_at: list[float] = []
         #: Ids of the messages that were lost.
         self.lost: list[str] = []
         self.which: Callable[[Message], bool] | None = None
@@ -116,6 +119,7 @@ class RecordingQueue(_Wrapped):
         """Record, then enqueue (or silently drop) the message."""
         recording = self.recording
         recording.sent.append((message.id, delay))
+        recording.sent_at.append(time.monotonic())
         if recording.max_delay is not None and delay > recording.max_delay:
             recording.too_long.append((message.id, delay))
         if recording.which is not None and recording.which(message):
