@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 from flowcraft.core.backends import (
@@ -45,7 +47,8 @@ from flowcraft.core.testing.memory import MemoryBackendFactory
 #: Set to 1 to deliver every message twice in every session (as ``--flowcraft-duplicate``).
 DUPLICATE_ENV = "FLOWCRAFT_CONFORMANCE_DUPLICATE"
 
-_SUITE = "flowcraft.core.testing.suite"
+#: The suite's modules live here (``flowcraft.core.testing.suite``).
+_SUITE_DIR = Path(__file__).resolve().parent / "suite"
 _LOOP_SCOPE = "asyncio_default_fixture_loop_scope"
 
 
@@ -99,14 +102,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     seconds = config.getoption("flowcraft_timeout")
     timeouts = bool(seconds) and config.pluginmanager.hasplugin("timeout")
     for item in items:
-        module = getattr(getattr(item, "function", None), "__module__", "")
-        if not module.startswith(_SUITE):
+        module = _suite_module(item)
+        if module is None:
             continue
-        requires = getattr(sys.modules.get(module), "FLOWCRAFT_REQUIRES", ())
+        requires = getattr(module, "FLOWCRAFT_REQUIRES", ())
         if requires:
             item.add_marker(pytest.mark.flowcraft_requires(*requires))
         if timeouts and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(seconds))
+
+
+def _suite_module(item: pytest.Item) -> ModuleType | None:
+    """The suite module that defines ``item``'s test, or None for any other test.
+
+    Judged by the module's file, not its name: ``flowcraft conformance`` collects the suite
+    with ``--pyargs`` in pytest's default import mode, which names the modules from the first
+    directory without an ``__init__.py`` (``core.testing.suite...``: ``flowcraft`` is a
+    namespace package), while a star import keeps ``flowcraft.core.testing.suite...``.
+    """
+    name = getattr(getattr(item, "function", None), "__module__", "")
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if module is None or path is None or Path(path).resolve().parent != _SUITE_DIR:
+        return None
+    return module
 
 
 @pytest.fixture

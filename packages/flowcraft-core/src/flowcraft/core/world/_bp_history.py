@@ -5,8 +5,9 @@ Planning is pure: :func:`plan_step`, :func:`plan_hook`, :func:`plan_wait`,
 record) says now with the World entity as it stands and return the events that bring the
 entity forward, never back. The projection is therefore state-based and idempotent:
 whoever projects a node later (another saver, a reconciler) emits only what is missing, and
-a save projected after a newer one changes nothing. :func:`project` does the I/O: the run's start, then the nodes the save
-moved on (ended, retried, resumed, woke), then the nodes it started, then the run's end.
+a save projected after a newer one changes nothing. :func:`project` does the I/O: the run's
+start, then the nodes the save moved on (ended, retried, resumed, woke), then the nodes it
+started, then the run's end.
 
 The mapping (``step_id`` / ``hook_id`` / ``wait_id``: ``node`` in the root frame,
 ``node@frame`` elsewhere):
