@@ -218,7 +218,9 @@ class WorldRunStore:
             claim = {"key": key, "context": context}
             await self.world.streams_write(self._namespace_run, KEYS, encode(claim))
         async with self._lock(self._namespace_run):
-            while key not in self._keys:
+            for _ in range(50):  # a World's stream reads may lag its writes for a moment
+                if key in self._keys:
+                    return self._keys[key]
                 page = await self.world.streams_get_chunks(
                     self._namespace_run, KEYS, limit=_PAGE, cursor=self._keys_cursor
                 )
@@ -228,7 +230,9 @@ class WorldRunStore:
                 self._keys_cursor = page.cursor
                 if not page.data:
                     await asyncio.sleep(0.01)
-        return self._keys[key]
+        if key in self._keys:
+            return self._keys[key]
+        raise TransientBackendError(f"the claim of idempotency key {key!r} not readable back")
 
     # ------------------------------------------------------------------ reads
 
