@@ -1,11 +1,11 @@
-"""The distribution's public surface while it holds no behaviour yet."""
+"""The distribution's public surface."""
 
 import flowcraft.kafka
 from flowcraft.kafka.__about__ import __version__
 
 
-def test_facade_exports_only_the_version() -> None:
-    assert flowcraft.kafka.__all__ == ["__version__"]
+def test_facade_exports() -> None:
+    assert sorted(flowcraft.kafka.__all__) == sorted(["KafkaAdapter", "__version__"])
     assert flowcraft.kafka.__version__ == __version__
 
 

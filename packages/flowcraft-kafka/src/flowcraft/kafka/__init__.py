@@ -1,11 +1,11 @@
-"""flowcraft-kafka: Flowcraft on Apache Kafka, Cassandra and Redis.
+"""flowcraft-kafka: Flowcraft on Apache Kafka (jobs), Apache Cassandra (state) and Redis.
 
-Status: layout only. The distribution is published so that its dependency set (confluent-kafka,
-cassandra-driver, redis) and its place in the ``flowcraft`` namespace are fixed; the adapter
-itself (`KafkaAdapter`, `CassandraContext`) arrives with its own issue. Until then this package
-exports only its version, on purpose: no placeholder classes that pretend to work.
+See the package README for the design (a classic consumer group with contiguous-offset
+commits, delay topics, a dead-letter topic; one Cassandra partition per run, saves as one
+conditional batch), the topics and tables it creates, its guarantees and its limits.
 """
 
 from flowcraft.kafka.__about__ import __version__
+from flowcraft.kafka._queue import KafkaAdapter
 
-__all__ = ["__version__"]
+__all__ = ["KafkaAdapter", "__version__"]
