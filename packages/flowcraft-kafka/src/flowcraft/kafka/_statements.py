@@ -1,0 +1,140 @@
+"""Every CQL statement of the Cassandra run store, as text (prepared on first use).
+
+Statements take every value through a bind marker (``?``); only the keyspace and table names
+are substituted into the text, and :class:`flowcraft.kafka._tables.Tables` has validated those
+(letters, digits and underscores).
+"""
+
+from __future__ import annotations
+
+from string import Template
+
+from flowcraft.kafka._tables import Tables
+
+__all__ = ["Queries"]
+
+
+class _Template:
+    """Substitutes the validated table names (``$runs``, ``$keys``, ...) into a statement."""
+
+    def __init__(self, t: Tables) -> None:
+        self._names = {
+            "runs": t.runs,
+            "keys": t.keys,
+            "listing": t.listing,
+            "days": t.days,
+            "active": t.active,
+            "pk": "namespace = ? AND run_id = ?",
+        }
+
+    def __call__(self, text: str, using: str = "") -> str:
+        return Template(text).substitute(self._names, using=using)
+
+
+class Queries:
+    """Every CQL statement of the store (prepared on first use)."""
+
+    def __init__(self, t: Tables) -> None:
+        sub = _Template(t)
+        self.head = sub(
+            "SELECT version, header, journal, record, status, output, errors, "
+            "updated_at FROM $runs WHERE $pk LIMIT 1"
+        )
+        self.body = sub(
+            "SELECT kind, key, version, value, body, orders, written FROM $runs "
+            "WHERE $pk AND kind IN ('c', 'j', 'o', 'r')"
+        )
+        self.journal_head = sub(
+            "SELECT journal, WRITETIME(journal) AS stamp FROM $runs WHERE $pk LIMIT 1"
+        )
+        self.chunks = sub("SELECT key, value FROM $runs WHERE $pk AND kind = 'j'")
+        self.chunk = sub(
+            "INSERT INTO $runs (namespace, run_id, kind, key, value) VALUES (?, ?, 'j', ?, ?)"
+        )
+        self.drop_chunks = sub("DELETE FROM $runs WHERE $pk AND kind = 'j' AND key IN ?")
+        self.create = sub(
+            "INSERT INTO $runs (namespace, run_id, version, header, journal, "
+            "record, status, output, errors, updated_at) "
+            "VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+        )
+        self.cas = sub(
+            "UPDATE $runs SET version = ?, header = ?, journal = ?, status = ?, "
+            "output = ?, errors = ?, updated_at = ? WHERE $pk "
+            "IF version = ? AND journal = null"
+        )
+        self.clear = sub("UPDATE $runs SET journal = null WHERE $pk IF journal = ?")
+        self.commit = sub(
+            "INSERT INTO $runs (namespace, run_id, kind, key, outcome) "
+            "VALUES (?, ?, 'd', ?, ?) IF NOT EXISTS"
+        )
+        self.outcome = sub("SELECT outcome FROM $runs WHERE $pk AND kind = 'd' AND key = ?")
+        self.claim = sub(
+            "INSERT INTO $runs (namespace, run_id, kind, key, owner, lease_until) "
+            "VALUES (?, ?, 'a', ?, ?, ?) IF NOT EXISTS"
+        )
+        self.take_over = sub(
+            "UPDATE $runs SET owner = ?, lease_until = ? WHERE $pk "
+            "AND kind = 'a' AND key = ? IF owner = ? AND lease_until = ?"
+        )
+        self.extend = sub(
+            "UPDATE $runs SET lease_until = ? WHERE $pk AND kind = 'a' AND key = ? IF owner = ?"
+        )
+        self.drop_outbox = sub("DELETE FROM $runs WHERE $pk AND kind = 'o' AND key IN ?")
+        self.drop_run = sub("DELETE FROM $runs WHERE $pk")
+        self.take_key = sub(
+            "INSERT INTO $keys (namespace, idempotency_key, run_id) VALUES (?, ?, ?) IF NOT EXISTS"
+        )
+        self.list_run = sub(
+            "INSERT INTO $listing (namespace, day, created_at, run_id) VALUES (?, ?, ?, ?)"
+        )
+        self.list_day = sub("INSERT INTO $days (namespace, day) VALUES (?, ?)")
+        self.days = sub("SELECT day FROM $days WHERE namespace = ?")
+        self.listing_first = sub(
+            "SELECT created_at, run_id FROM $listing WHERE namespace = ? AND day = ? LIMIT ?"
+        )
+        self.listing_after = sub(
+            "SELECT created_at, run_id FROM $listing WHERE namespace = ? "
+            "AND day = ? AND (created_at, run_id) < (?, ?) LIMIT ?"
+        )
+        self.listing_all = sub("SELECT run_id FROM $listing WHERE namespace = ? AND day = ?")
+        self.drop_listing = sub("DELETE FROM $listing WHERE namespace = ? AND day = ?")
+        self.drop_days = sub("DELETE FROM $days WHERE namespace = ?")
+        self.activate = sub("INSERT INTO $active (namespace, shard, run_id) VALUES (?, ?, ?)")
+        self.deactivate = sub(
+            "DELETE FROM $active WHERE namespace = ? AND shard = ? AND run_id = ?"
+        )
+        self.active = sub("SELECT run_id FROM $active WHERE namespace = ? AND shard = ?")
+        self.drop_active = sub("DELETE FROM $active WHERE namespace = ? AND shard = ?")
+        self._sub = sub
+
+    def put(self, stamped: bool) -> str:
+        """A record or context row."""
+        using = " USING TIMESTAMP ?" if stamped else ""
+        return self._sub(
+            "INSERT INTO $runs (namespace, run_id, kind, key, value, written) "
+            "VALUES (?, ?, ?, ?, ?, ?)$using",
+            using,
+        )
+
+    def add(self, stamped: bool) -> str:
+        """An outbox message (its order: the smallest of the orders it was added with)."""
+        using = " USING TIMESTAMP ?" if stamped else ""
+        return self._sub(
+            "UPDATE $runs$using SET body = ?, orders = orders + ?, written = ? "
+            "WHERE $pk AND kind = 'o' AND key = ?",
+            using,
+        )
+
+    def sent(self, stamped: bool) -> str:
+        """An outbox message's removal."""
+        using = " USING TIMESTAMP ?" if stamped else ""
+        return self._sub("DELETE FROM $runs$using WHERE $pk AND kind = 'o' AND key = ?", using)
+
+    def lease(self, stamped: bool) -> str:
+        """An attempt lease carried by a save."""
+        using = " USING TIMESTAMP ?" if stamped else ""
+        return self._sub(
+            "UPDATE $runs$using SET owner = ?, lease_until = ? "
+            "WHERE $pk AND kind = 'a' AND key = ?",
+            using,
+        )

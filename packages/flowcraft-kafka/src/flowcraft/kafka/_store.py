@@ -1,0 +1,481 @@
+"""The run store on Apache Cassandra (``ports.RunStore``): one partition per run.
+
+**Layout** (:mod:`flowcraft.kafka._tables`): a run is one partition of the contexts table,
+``(namespace, run_id)``. Its static columns are the header, the version, the record's fields and
+a pending-journal pointer; its rows are the records (``r``), context keys (``c``), outbox
+messages (``o``), attempt leases (``a``), committed outcomes (``d``) and journal chunks (``j``),
+each record and context row stamped with the version that wrote it.
+
+**Saves.** ``save_state`` is one conditional batch in the run's partition: a lightweight
+transaction on the static version (``IF version = ? AND journal = null``) carrying only what
+changed: the records and context keys written (a deleted key stays as a row without value, so
+a reader can tell it is newer than its snapshot), outbox messages added and removed, attempt
+leases, and each carried outcome as ``INSERT ... IF NOT EXISTS`` (the batch applies only if
+every condition holds; refused, the outcomes are committed one by one afterwards, so they
+stand). A save larger than the batch budget (Cassandra refuses batches over 50 KiB by default)
+writes its operations first as journal chunks no reader takes into account, then commits the
+version and a pointer to them in the conditional batch, then applies them with ``USING
+TIMESTAMP`` of that commit (a later save always writes over them, whoever applies late) and
+clears the pointer with a conditional update. Readers overlay a pending journal; a writer
+that finds one rolls it forward before its own compare-and-set.
+
+**Reads.** ``load_state`` reads the static row, then the run's rows (paged to the end); every row
+carries the static version of its page, so a save that landed in between is seen and the read
+is repeated: each load is a snapshot of one version. ``since`` loads filter the rows by the
+version stamp (a catch-up reads the partition, as a full load does).
+
+**Attempts.** ``claim_attempt``: the outcome row is read first (DONE), then ``INSERT ... IF NOT
+EXISTS`` on the lease row, or a conditional update that takes an expired lease over (``IF
+owner = ? AND lease_until = ?`` of the lease it saw). ``extend_attempt``: ``IF owner = ?``.
+``commit_attempt``: ``INSERT ... IF NOT EXISTS`` on the outcome row, first writer wins.
+
+**Listing.** ``list_runs`` pages through the runs-by-day table (newest day first, then
+``created_at`` and run id descending) and reads each listed run's record (status filter
+applied to the record); ``stalled_runs`` reads the sharded table of unfinished runs and each
+one's record. No query uses ``ALLOW FILTERING``; every statement is prepared.
+
+**Guarantees and limits.** Atomic saves of any size; linearizable compare-and-set (Paxos, at
+``serial_consistency``); a claimed lease from a large save is written with the journal (after
+the commit, never over a later lease). Each save is one LWT round trip (four Paxos messages);
+a large one adds its chunk writes, the apply and one more LWT. Listing and the active-runs
+table are written beside the run (not in its batch): a crash between them leaves a listed run
+without a record, which the readers skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import zlib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from cassandra import ConsistencyLevel
+from flowcraft.core.errors import TransientBackendError
+from flowcraft.core.ports import (
+    AttemptClaim,
+    ClaimStatus,
+    Message,
+    RunPage,
+    RunRecord,
+    StoredState,
+)
+from flowcraft.kafka._codec import (
+    decode_cursor,
+    dumps,
+    encode_cursor,
+    loads,
+    record_of,
+    record_static,
+)
+from flowcraft.kafka._cql import Cql
+from flowcraft.kafka._statements import Queries
+from flowcraft.kafka._tables import ACTIVE_SHARDS, Tables
+from flowcraft.kafka._writes import BATCH_BUDGET, Op, chunks, ops_from_chunk, ops_of, size
+
+__all__ = ["CassandraContext"]
+
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
+_DAY = 86_400.0
+_SIMPLE = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+
+
+class CassandraContext:
+    """Run state of one namespace in Cassandra (see the module for the design).
+
+    Args:
+        session: A connected cassandra-driver ``Session`` (its cluster is the caller's).
+        keyspace: The keyspace of the tables (created by ``ensure_schema`` if missing).
+        namespace: The namespace whose runs this store holds (part of every partition key).
+        context_table_name: The run-partition table.
+        status_table_name: The runs-by-day table (and the prefix of the days/active tables).
+        replication: The keyspace's replication map, used only if ``ensure_schema`` creates it.
+        consistency / serial_consistency: For reads and writes / for lightweight transactions.
+    """
+
+    def __init__(
+        self, *, session: Any, keyspace: str = "flowcraft", namespace: str = "flowcraft",  # noqa: ANN401
+        context_table_name: str = "flowcraft_contexts",
+        status_table_name: str = "flowcraft_statuses", replication: str = _SIMPLE,
+        consistency: int = ConsistencyLevel.LOCAL_QUORUM,
+        serial_consistency: int = ConsistencyLevel.LOCAL_SERIAL,
+    ) -> None:  # fmt: skip
+        self.tables = Tables(keyspace, context_table_name, status_table_name)
+        self.namespace = namespace
+        self._replication = replication
+        self.cql = Cql(session, consistency=consistency, serial_consistency=serial_consistency)
+        self._q = Queries(self.tables)
+
+    # ------------------------------------------------------------------ schema
+
+    async def ensure_schema(self) -> None:
+        """Create the keyspace and tables unless they exist (idempotent)."""
+        for ddl in [self.tables.keyspace_ddl(self._replication), *self.tables.ddl()]:
+            await self.cql.execute(_simple(ddl))
+
+    async def drop_namespace(self) -> None:
+        """Delete every run of the namespace (tests); the tables stay."""
+        ns = self.namespace
+        for day_row in await self.cql.rows(self._q.days, ns):
+            for row in await self.cql.rows(self._q.listing_all, ns, day_row.day):
+                await self.cql.run(self._q.drop_run, ns, row.run_id)
+            await self.cql.run(self._q.drop_listing, ns, day_row.day)
+        await self.cql.run(self._q.drop_days, ns)
+        for shard in range(ACTIVE_SHARDS):
+            await self.cql.run(self._q.drop_active, ns, shard)
+
+    async def close(self) -> None:
+        """Nothing of its own to release (the session belongs to the caller)."""
+
+    # ------------------------------------------------------------------ runs
+
+    async def create_run(
+        self, record: RunRecord, header: Mapping[str, object],
+        records: Mapping[str, object] | None = None,
+    ) -> RunRecord:  # fmt: skip
+        """Create the run unless its id, or its idempotency key, exists (atomic, idempotent)."""
+        ns = self.namespace
+        if record.idempotency_key is not None:
+            taken = await self.cql.run(self._q.take_key, ns, record.idempotency_key, record.run_id)
+            if not taken.was_applied:
+                return await self._existing(taken.one().run_id)
+        now = time.time()
+        stamped = replace(record, created_at=record.created_at or now, updated_at=now)
+        await self._list(stamped)
+        ops: list[Op] = [("r", key, dumps(value)) for key, value in (records or {}).items()]
+        journal = await self._journal(record.run_id, 1, ops)
+        create = await self.cql.bound(self._q.create, [
+            ns, record.run_id, dumps(header), journal, record_static(stamped), stamped.status,
+            dumps(stamped.output), dumps(list(stamped.errors)), now,
+        ])  # fmt: skip
+        writes = [] if journal else await self._statements(record.run_id, 1, ops, None)
+        result = await self.cql.batch([create, *writes], conditional=True)
+        if not result.was_applied:
+            return await self._existing(record.run_id)
+        if journal:
+            await self._roll_forward(record.run_id, journal)
+        return stamped
+
+    async def _list(self, record: RunRecord) -> None:
+        ns, day = self.namespace, int(record.created_at // _DAY)
+        await asyncio.gather(
+            self.cql.run(self._q.list_run, ns, day, record.created_at, record.run_id),
+            self.cql.run(self._q.list_day, ns, day),
+            self.cql.run(self._q.activate, ns, _shard(record.run_id), record.run_id),
+        )
+
+    async def _existing(self, run_id: str) -> RunRecord:
+        """The record of a run another creator made (it may still be on its way)."""
+        deadline = time.monotonic() + 10.0
+        while (found := await self.get_run(run_id)) is None:
+            if time.monotonic() > deadline:
+                raise TransientBackendError(f"run {run_id!r}: its creation never completed")
+            await asyncio.sleep(0.02)
+        return found
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, or None."""
+        return record_of(run_id, (await self.cql.run(self._q.head, self.namespace, run_id)).one())
+
+    # ------------------------------------------------------------------ state
+
+    async def load_state(
+        self, run_id: str, *, since: int | None = None, keys: Collection[str] = ()
+    ) -> StoredState | None:
+        """One version's state: header, records (all or since), context, outbox, record."""
+        for _ in range(20):
+            head = (await self.cql.run(self._q.head, self.namespace, run_id)).one()
+            if head is None or head.version is None:
+                return None
+            rows = await self.cql.rows(self._q.body, self.namespace, run_id)
+            if all(row.version == head.version for row in rows):
+                return _state(run_id, head, rows, since, set(keys))
+        raise TransientBackendError(f"run {run_id!r} kept changing while it was read")
+
+    async def save_state(
+        self, run_id: str, *, expected_version: int, header: Mapping[str, object],
+        records: Mapping[str, object], context_writes: Mapping[str, object],
+        outbox: Sequence[Message], status: str, output: object = None,
+        errors: Sequence[Mapping[str, object]] = (), outcomes: Sequence[tuple[str, bytes]] = (),
+        claims: Sequence[tuple[str, str, float]] = (), sent: Sequence[str] = (),
+    ) -> bool:  # fmt: skip
+        """Compare-and-set of the version, with everything else, in one conditional batch."""
+        version, now = expected_version + 1, time.time()
+        ops = ops_of(version=version, records=records, context_writes=context_writes,
+                     outbox=outbox, sent=sent, claims=claims, now=now)  # fmt: skip
+        journal = await self._journal(run_id, version, ops)
+        cas = await self.cql.bound(self._q.cas, [
+            version, dumps(header), journal, status, dumps(output), dumps(list(errors)), now,
+            self.namespace, run_id, expected_version,
+        ])  # fmt: skip
+        commits = [await self.cql.bound(self._q.commit, [self.namespace, run_id, a, o])
+                   for a, o in outcomes]  # fmt: skip
+        writes = [] if journal else await self._statements(run_id, version, ops, None)
+        for _ in range(5):
+            result = await self.cql.batch([cas, *commits, *writes], conditional=True)
+            if result.was_applied:
+                break
+            pending = _pending_journal(result, expected_version)
+            if pending is None:
+                await self._commit_all(run_id, outcomes)
+                return False
+            await self._roll_forward(run_id, pending)
+        else:
+            raise TransientBackendError(f"run {run_id!r}: a pending journal never cleared")
+        if journal:
+            await self._roll_forward(run_id, journal)
+        if status in _TERMINAL:
+            await self.cql.run(self._q.deactivate, self.namespace, _shard(run_id), run_id)
+        return True
+
+    async def _commit_all(self, run_id: str, outcomes: Sequence[tuple[str, bytes]]) -> None:
+        for attempt, outcome in outcomes:
+            await self.commit_attempt(run_id, attempt, outcome)
+
+    async def _journal(self, run_id: str, version: int, ops: Sequence[Op]) -> str | None:
+        """Write a large save's chunks; the journal's name (None: small, batch it)."""
+        if sum(size(op) for op in ops) <= BATCH_BUDGET:
+            return None
+        journal = f"{version:012d}:{uuid.uuid4().hex[:12]}"
+        await asyncio.gather(*(
+            self.cql.run(self._q.chunk, self.namespace, run_id, f"{journal}:{i:06d}", text)
+            for i, text in enumerate(chunks(ops))
+        ))  # fmt: skip
+        return journal
+
+    async def _roll_forward(self, run_id: str, journal: str) -> None:
+        """Apply a committed journal at its commit's timestamp, then clear the pointer."""
+        ns = self.namespace
+        head = (await self.cql.run(self._q.journal_head, ns, run_id)).one()
+        if head is None or head.journal != journal:
+            return  # applied and cleared by someone else
+        version = int(journal.split(":", maxsplit=1)[0])
+        found = await self.cql.rows(self._q.chunks, ns, run_id)
+        mine = sorted((r for r in found if r.key.startswith(journal + ":")), key=lambda r: r.key)
+        ops = [op for row in mine for op in ops_from_chunk(row.value)]
+        statements = await self._statements(run_id, version, ops, head.stamp)
+        await asyncio.gather(*(self.cql.batch(group) for group in _groups(statements, ops)))
+        await self.cql.run(self._q.clear, ns, run_id, journal)
+        done = [r.key for r in found if int(r.key.split(":")[0]) <= version]
+        for group in (done[i : i + 200] for i in range(0, len(done), 200)):
+            await self.cql.run(self._q.drop_chunks, ns, run_id, group)
+
+    async def _statements(
+        self, run_id: str, version: int, ops: Sequence[Op], stamp: int | None
+    ) -> list[Any]:
+        """Bound statements for ``ops`` (with ``USING TIMESTAMP stamp`` when given)."""
+        q, ns, out = self._q, self.namespace, []
+        stamped = stamp is not None
+        for op in ops:
+            kind = op[0]
+            if kind in ("r", "c"):
+                query, params = q.put(stamped), [ns, run_id, kind, op[1], op[2], version]
+            elif kind == "o":
+                query, params = q.add(stamped), [op[2], {op[3]}, version, ns, run_id, op[1]]
+            elif kind == "s":
+                query, params = q.sent(stamped), [ns, run_id, op[1]]
+            else:
+                query, params = q.lease(stamped), [op[2], op[3], ns, run_id, op[1]]
+            if stamped:
+                params = _with_stamp(query, params, stamp)
+            out.append(await self.cql.bound(query, params))
+        return out
+
+    async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
+        """Drop sent messages from many runs' outboxes (one batch per run, concurrently)."""
+        await asyncio.gather(*(
+            self.cql.run(self._q.drop_outbox, self.namespace, run_id, list(ids))
+            for run_id, ids in sent.items() if ids
+        ))  # fmt: skip
+
+    # ------------------------------------------------------------------ attempts
+
+    async def claim_attempt(
+        self, run_id: str, attempt: str, owner: str, lease: float
+    ) -> AttemptClaim:
+        """Take the attempt's lease: DONE, BUSY or CLAIMED (see the port)."""
+        ns = self.namespace
+        for _ in range(10):
+            outcome = await self._outcome(run_id, attempt)
+            if outcome is not None:
+                return AttemptClaim(status=ClaimStatus.DONE, outcome=outcome)
+            now = time.time()
+            until = now + lease
+            taken = await self.cql.run(self._q.claim, ns, run_id, attempt, owner, until)
+            if taken.was_applied:
+                return AttemptClaim(status=ClaimStatus.CLAIMED, lease_until=until)
+            current = taken.one()
+            if current.owner != owner and (current.lease_until or 0.0) > now:
+                return AttemptClaim(status=ClaimStatus.BUSY, lease_until=current.lease_until)
+            over = await self.cql.run(self._q.take_over, owner, until, ns, run_id, attempt,
+                                      current.owner, current.lease_until)  # fmt: skip
+            if over.was_applied:
+                return AttemptClaim(status=ClaimStatus.CLAIMED, lease_until=until)
+        raise TransientBackendError(f"run {run_id!r}: attempt {attempt!r} is contended")
+
+    async def _outcome(self, run_id: str, attempt: str) -> bytes | None:
+        row = (await self.cql.run(self._q.outcome, self.namespace, run_id, attempt)).one()
+        return None if row is None else bytes(row.outcome)
+
+    async def extend_attempt(self, run_id: str, attempt: str, owner: str, lease: float) -> bool:
+        """Extend ``owner``'s lease (False: lost, or the attempt is done)."""
+        if await self._outcome(run_id, attempt) is not None:
+            return False
+        result = await self.cql.run(self._q.extend, time.time() + lease, self.namespace,
+                                    run_id, attempt, owner)  # fmt: skip
+        return bool(result.was_applied)
+
+    async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
+        """``INSERT ... IF NOT EXISTS`` of the outcome: the first writer's stands."""
+        result = await self.cql.run(self._q.commit, self.namespace, run_id, attempt, outcome)
+        return outcome if result.was_applied else bytes(result.one().outcome)
+
+    # ------------------------------------------------------------------ listing
+
+    async def list_runs(
+        self, *, status: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> RunPage:
+        """Runs newest first (by creation day, then time and id), ``status`` filtered."""
+        after = decode_cursor(cursor) if cursor is not None else None
+        found: list[tuple[int, RunRecord]] = []
+        for day_row in await self.cql.rows(self._q.days, self.namespace):
+            day = day_row.day
+            if after is not None and day > after[0]:
+                continue
+            found += await self._day(day, after if after and after[0] == day else None, status,
+                                     limit + 1 - len(found))  # fmt: skip
+            if len(found) > limit:
+                break
+        page = found[:limit]
+        more = len(found) > limit and page
+        last = page[-1] if more else None
+        next_cursor = encode_cursor(last[0], last[1].created_at, last[1].run_id) if last else None
+        return RunPage(runs=tuple(r for _, r in page), cursor=next_cursor)
+
+    async def _day(
+        self, day: int, after: tuple[int, float, str] | None, status: str | None, wanted: int
+    ) -> list[tuple[int, RunRecord]]:
+        found: list[tuple[int, RunRecord]] = []
+        position = (after[1], after[2]) if after else None
+        while len(found) < wanted:
+            if position is None:
+                rows = await self.cql.rows(self._q.listing_first, self.namespace, day, 200)
+            else:
+                rows = await self.cql.rows(self._q.listing_after, self.namespace, day,
+                                           position[0], position[1], 200)  # fmt: skip
+            if not rows:
+                break
+            records = await asyncio.gather(*(self.get_run(r.run_id) for r in rows))
+            for row, record in zip(rows, records, strict=True):
+                if (
+                    record is not None
+                    and record.created_at == row.created_at
+                    and (status is None or record.status == status)
+                ):
+                    found.append((day, record))
+            position = (rows[-1].created_at, rows[-1].run_id)
+        return found[:wanted]
+
+    async def stalled_runs(self, *, updated_before: float, limit: int = 100) -> Sequence[str]:
+        """Unfinished runs not saved since ``updated_before``, longest idle first."""
+        shards = await asyncio.gather(*(
+            self.cql.rows(self._q.active, self.namespace, shard) for shard in range(ACTIVE_SHARDS)
+        ))  # fmt: skip
+        ids = [row.run_id for rows in shards for row in rows]
+        records = await asyncio.gather(*(self.get_run(run_id) for run_id in ids))
+        stale = [r for r in records if r is not None and r.status not in _TERMINAL
+                 and r.updated_at < updated_before]  # fmt: skip
+        stale.sort(key=lambda r: r.updated_at)
+        return [r.run_id for r in stale[:limit]]
+
+
+def _shard(run_id: str) -> int:
+    return zlib.crc32(run_id.encode()) % ACTIVE_SHARDS
+
+
+def _simple(query: str) -> Any:  # noqa: ANN401
+    from cassandra.query import SimpleStatement  # noqa: PLC0415
+
+    return SimpleStatement(query)
+
+
+def _with_stamp(query: str, params: list[Any], stamp: int | None) -> list[Any]:
+    """``USING TIMESTAMP ?`` comes first among an UPDATE's/DELETE's markers, last in an INSERT's."""
+    return [*params, stamp] if query.startswith("INSERT") else [stamp, *params]
+
+
+def _groups(statements: Sequence[Any], ops: Sequence[Op]) -> list[list[Any]]:
+    """Statements in batches of about the batch budget."""
+    groups: list[list[Any]] = [[]]
+    used = 0
+    for statement, op in zip(statements, ops, strict=True):
+        if groups[-1] and used + size(op) > BATCH_BUDGET:
+            groups.append([])
+            used = 0
+        groups[-1].append(statement)
+        used += size(op)
+    return [g for g in groups if g]
+
+
+def _pending_journal(result: Any, expected: int) -> str | None:  # noqa: ANN401
+    """The journal to roll forward when a refused save found one at its version."""
+    for row in result:
+        if getattr(row, "kind", None) is None and getattr(row, "version", None) == expected:
+            return getattr(row, "journal", None)
+    return None
+
+
+def _state(
+    run_id: str,
+    head: Any,  # noqa: ANN401 - a driver row
+    rows: Sequence[Any],
+    since: int | None,
+    keys: set[str],
+) -> StoredState:
+    records: dict[str, tuple[int, object]] = {}
+    context: dict[str, object] = {}
+    outbox: dict[str, tuple[int, Message]] = {}
+    for row in rows:
+        if row.kind == "r":
+            records[row.key] = (row.written, loads(row.value))
+        elif row.kind == "c" and row.value is not None:
+            context[row.key] = loads(row.value)
+        elif row.kind == "o" and row.body is not None:
+            outbox[row.key] = (min(row.orders or (0,)), Message(id=row.key, body=bytes(row.body)))
+    if head.journal is not None:
+        _overlay(head.journal, rows, records, context, outbox)
+    if since is not None:
+        chosen = {k: v for k, (at, v) in records.items() if at > since or k in keys}
+    else:
+        chosen = {k: v for k, (_, v) in records.items()}
+    ordered = tuple(m for _, m in sorted(outbox.values(), key=lambda e: e[0]))
+    return StoredState(
+        version=head.version, header=loads(head.header), records=chosen, context=context,
+        outbox=ordered if since is None else (), record=record_of(run_id, head), since=since,
+    )  # fmt: skip
+
+
+def _overlay(
+    journal: str, rows: Sequence[Any], records: dict[str, tuple[int, object]],
+    context: dict[str, object], outbox: dict[str, tuple[int, Message]],
+) -> None:  # fmt: skip
+    """Apply a pending journal's operations to what the rows say (it is the newest version)."""
+    version = int(journal.split(":", maxsplit=1)[0])
+    mine = sorted((r for r in rows if r.kind == "j" and r.key.startswith(journal + ":")),
+                  key=lambda r: r.key)  # fmt: skip
+    for row in mine:
+        for op in ops_from_chunk(row.value):
+            if op[0] == "r":
+                records[op[1]] = (version, loads(op[2]))
+            elif op[0] == "c":
+                if op[2] is None:
+                    context.pop(op[1], None)
+                else:
+                    context[op[1]] = loads(op[2])
+            elif op[0] == "o":
+                before = outbox.get(op[1])
+                outbox[op[1]] = (before[0] if before else op[3], Message(id=op[1], body=op[2]))
+            elif op[0] == "s":
+                outbox.pop(op[1], None)
