@@ -32,6 +32,26 @@ CATALOG: dict[str, dict[str, Any]] = tomllib.loads(
 )
 
 
+#: Folders whose tests keep one parallel process busy between them (``--dist loadgroup``):
+#: their emulators serve one request at a time on one core (moto; the Cosmos server; Kafka
+#: and Cassandra's JVMs), so spreading their tests over processes only makes each test wait
+#: longer for the same server, up to its timeouts. Every other test runs wherever is free.
+SERIAL_GROUPS = {"sqs": "moto", "azure": "azure", "kafka": "kafka"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests of each emulator-bound folder in one xdist group."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            folder = Path(item.path).resolve().relative_to(here).parts[0]
+        except (ValueError, IndexError):
+            continue
+        group = SERIAL_GROUPS.get(folder)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def _setting(service: str, key: str) -> str:
     env = f"FLOWCRAFT_{service.upper()}_{key.upper()}"
     return os.environ.get(env, str(CATALOG[service][key]))

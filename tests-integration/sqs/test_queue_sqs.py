@@ -214,14 +214,14 @@ async def test_a_cancelled_receive_gives_back_what_its_call_brings(make_space: M
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+    sent = time.monotonic()  # SQS hides it after this: kept, it returns >= VISIBILITY later
     await queue.enqueue(Message(id="caught", body=b"x"))
     deadline = time.monotonic() + 5
     while returned != [1]:  # the abandoned call got the message
         assert time.monotonic() < deadline, returned
         await asyncio.sleep(0.01)
-    started = time.monotonic()
     (again,) = await receive_all(queue, 1)
-    assert time.monotonic() - started < VISIBILITY / 2  # at once, not after the timeout
+    assert time.monotonic() - sent < VISIBILITY  # given back, not after the timeout
     assert (again.message_id, again.delivery_count) == ("caught", 2)
     await again.ack()
 

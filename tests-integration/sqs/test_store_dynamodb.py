@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from flowcraft.core import ports
 from flowcraft.sqs import DynamoDbContext
+from flowcraft.sqs import _store as store_module
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._errors import Refused
 from flowcraft.sqs._items import item_size
@@ -162,13 +164,16 @@ async def test_a_load_never_mixes_two_versions(aws: Aws, names: Names) -> None:
     await store.create_run(_record("r1"), {"v": 1}, {"a": 1, "b": 1})
     stop = asyncio.Event()
 
+    saved = [1]
+    checks = [0]
+
     async def writer() -> None:
         version = 1
         while not stop.is_set():
             n = version + 1
             assert await _save(store, version, header={"v": n}, records={"a": n, "b": n},
                                context_writes={"c": n})  # fmt: skip
-            version = n
+            version = saved[0] = n
             await asyncio.sleep(0.005)  # a hot run: a save every few milliseconds
 
     async def reader() -> int:
@@ -183,10 +188,16 @@ async def test_a_load_never_mixes_two_versions(aws: Aws, names: Names) -> None:
             assert since is not None
             assert since.records["a"] == since.header["v"] == since.version
             checked += 1
+            checks[0] += 1
         return checked
 
     tasks = [asyncio.create_task(writer()), *(asyncio.create_task(reader()) for _ in range(3))]
-    await asyncio.sleep(3.0)
+    # Enough loads under enough saves, however slow the machine (not a fixed time).
+    deadline = time.monotonic() + 60
+    while checks[0] <= 10 or saved[0] <= 10:
+        assert time.monotonic() < deadline, (checks, saved)
+        assert not any(task.done() for task in tasks), [t for t in tasks if t.done()]
+        await asyncio.sleep(0.05)
     stop.set()
     results = await asyncio.gather(*tasks)
     assert sum(r for r in results if isinstance(r, int)) > 10
@@ -213,8 +224,10 @@ async def test_context_deletions_are_tombstones(aws: Aws, names: Names) -> None:
 
 
 async def test_the_status_item_is_written_only_when_it_changes_or_ages(
-    aws: Aws, names: Names
+    aws: Aws, names: Names, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    clock = _Clock()  # the store's clock: the granularity is judged on it, not on load
+    monkeypatch.setattr(store_module, "time", clock)
     store = _store(aws, names)
     await store.create_run(_record("r1"), {"v": 1})
 
@@ -226,9 +239,10 @@ async def test_the_status_item_is_written_only_when_it_changes_or_ages(
 
     assert await _save(store, 1)
     first = await status_item()
+    clock.now += 0.9
     assert await _save(store, 2)
     assert await status_item() == first  # same status, within the granularity: untouched
-    await asyncio.sleep(1.1)
+    clock.now += 0.2
     assert await _save(store, 3)
     aged = await status_item()
     assert float(aged["updated"]["N"]) > float(first["updated"]["N"])
@@ -240,6 +254,16 @@ async def test_the_status_item_is_written_only_when_it_changes_or_ages(
     assert float((await status_item())["updated"]["N"]) >= float(done["updated"]["N"])
     await store.close()
     await other.close()
+
+
+class _Clock:
+    """``time`` for the store module: ``time()`` moves only when the test says."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
 
 
 class _Replaying:
