@@ -7,6 +7,10 @@
    ``LocalWorld`` (files + its embedded queue) — target: no slower. Each World runs in a
    fresh process; a figure is the median of ``--runs`` runs (start -> run completed, the
    status polled every 5 ms on both), and the ratio is taken in the same invocation.
+3. Blueprints on a World (backend ``world-memory``) beside the same blueprints on the
+   in-memory distributed backend (``memory``): ``bench_distributed.py``'s workload (``--bp-runs``
+   runs of a 10-node chain of no-op nodes started at once, 4 in-process workers), median of
+   ``--bp-repeat``; µs of wall time per node step (1 / steps/s) and the p50 step latency.
 
 Needs ``flowcraft-core[vercel]``.
 
@@ -102,6 +106,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000, help="events per throughput run")
     parser.add_argument("--runs", type=int, default=5, help="program runs per World")
+    parser.add_argument("--bp-runs", type=int, default=200, help="blueprint runs per backend")
+    parser.add_argument("--bp-repeat", type=int, default=3, help="repeats per backend")
     parser.add_argument("--one", choices=["memory", "local"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -118,8 +124,30 @@ def main() -> int:
     print(f"| 20-step vercel-workflow run (median of {args.runs}) | seconds |\n|---|---:|")
     print(f"| VercelBridge on InMemoryWorld | {memory:.3f} |")
     print(f"| vercel-workflow LocalWorld | {local:.3f} |")
-    print(f"| ratio bridge / local (target <= 1) | {memory / local:.2f} |")
+    print(f"| ratio bridge / local (target <= 1) | {memory / local:.2f} |\n")
+    print_blueprints_on_a_world(args.bp_runs, args.bp_repeat)
     return 0
+
+
+def print_blueprints_on_a_world(runs: int, repeat: int) -> None:
+    """µs per node step of blueprints on ``world-memory`` against ``memory``, same invocation."""
+    import bench_distributed
+    from flowcraft.core.backends import load_backend_factory
+
+    figures: dict[str, dict[str, float]] = {}
+    for name in ("memory", "world-memory"):
+        factory = load_backend_factory(name, {})
+        samples = [
+            asyncio.run(bench_distributed._once(factory, runs, 10, 4, 16)) for _ in range(repeat)
+        ]
+        figures[name] = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+    print(f"| blueprints, {runs} runs x 10 nodes, 4 workers (median of {repeat}) "
+          "| steps/s | µs per node step | p50 step ms |\n|---|---:|---:|---:|")  # fmt: skip
+    for name, f in figures.items():
+        print(f"| {name} | {f['steps_per_s']:,.0f} | {1e6 / f['steps_per_s']:,.0f} "
+              f"| {f['p50_ms']:.2f} |")  # fmt: skip
+    ratio = figures["memory"]["steps_per_s"] / figures["world-memory"]["steps_per_s"]
+    print(f"| world-memory / memory, µs per step | | {ratio:.2f}x | |")
 
 
 if __name__ == "__main__":
