@@ -36,7 +36,7 @@ CATALOG: dict[str, dict[str, Any]] = tomllib.loads(
 #: their emulators serve one request at a time on one core (moto; the Cosmos server; Kafka
 #: and Cassandra's JVMs), so spreading their tests over processes only makes each test wait
 #: longer for the same server, up to its timeouts. Every other test runs wherever is free.
-SERIAL_GROUPS = {"sqs": "moto", "azure": "azure", "kafka": "kafka"}
+SERIAL_GROUPS = {"sqs": "moto", "aws_world": "moto", "azure": "azure", "kafka": "kafka"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
