@@ -71,6 +71,7 @@ class _Connection:
     ) -> None:
         self.config = dict(config)
         self.names = names
+        self.group_id = group_id
         self.producer = KafkaProducer(config)
         self.hub = ConsumerHub(config, topic=names.jobs, group_id=group_id, prefetch=prefetch)
         self.forwarder = DelayForwarder(
@@ -131,6 +132,11 @@ class KafkaAdapter:
     def names(self) -> TopicNames:
         """The topics this queue uses."""
         return self._connection.names
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group of the workers."""
+        return self._connection.group_id
 
     @property
     def capabilities(self) -> QueueCapabilities:
