@@ -5,6 +5,10 @@ from flowcraft.core import events
 runtime.events.subscribe(print)                                  # every event
 runtime.events.subscribe(on_failure, events.NodeFailed, events.RunFailed)
 
+Lifecycle events as log records: ``EventLogger().attach(bus)`` (one record per event on
+``flowcraft.lifecycle``, the event's fields as record attributes), ``JsonFormatter`` for one JSON
+object per line.
+
 Distributed, the same events come from ``Worker.events`` and ``Client.events`` (pass one
 ``EventBus`` as ``events=`` to several of them): each process emits the events of the decisions
 it saved, once they are saved, and a worker the starts of the attempts it runs.
@@ -13,7 +17,9 @@ it saved, once they are saved, and a worker the starts of the attempts it runs.
 from flowcraft.core._runtime.events import (
     EventBus,
     FlowEvent,
+    LeaseLost,
     Listener,
+    MessageDeadLettered,
     NodeAwaiting,
     NodeCancelled,
     NodeEvent,
@@ -29,14 +35,21 @@ from flowcraft.core._runtime.events import (
     RunCompleted,
     RunEvent,
     RunFailed,
+    RunReconciled,
     RunResumed,
     RunStarted,
 )
+from flowcraft.core._runtime.logs import LIFECYCLE_LOGGER, EventLogger, JsonFormatter
 
 __all__ = [
+    "LIFECYCLE_LOGGER",
     "EventBus",
+    "EventLogger",
     "FlowEvent",
+    "JsonFormatter",
+    "LeaseLost",
     "Listener",
+    "MessageDeadLettered",
     "NodeAwaiting",
     "NodeCancelled",
     "NodeEvent",
@@ -52,6 +65,7 @@ __all__ = [
     "RunCompleted",
     "RunEvent",
     "RunFailed",
+    "RunReconciled",
     "RunResumed",
     "RunStarted",
 ]

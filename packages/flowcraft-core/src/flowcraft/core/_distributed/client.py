@@ -30,6 +30,7 @@ from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.events import EventBus
 from flowcraft.core._runtime.handle import HandleBase, check_resumed, resume_event
 from flowcraft.core._runtime.result import RunResult, result_of
+from flowcraft.core._runtime.tracing import RunTracer
 from flowcraft.core.errors import RunNotFoundError, TransientBackendError
 from flowcraft.core.ports import JobQueue, RunNotifier, RunPage, RunRecord, RunStore, RunWatch
 
@@ -70,6 +71,10 @@ class Client:
     ``expression_budget`` (seconds, None: 0.1 or the budget of a ``BlueprintSet`` given as
     ``blueprints``) bounds the work of each expression this client's decisions evaluate (a
     resume routes along edges); give clients and workers the same one.
+
+    ``tracer`` (a ``RunTracer``, e.g. ``flowcraft.core.otel.Instrumentation``) makes each run
+    it starts a trace: the root span is recorded at ``start`` and every worker that runs a
+    node of the run continues it.
     """
 
     def __init__(
@@ -81,8 +86,10 @@ class Client:
         outbox_removal_delay: float | None = 0.02,
         events: EventBus | None = None,
         expression_budget: float | None = None,
+        tracer: RunTracer | None = None,
     ) -> None:
         bset = blueprint_set(blueprints, expression_budget)
+        self.tracer = tracer
         self.events = events if events is not None else EventBus()
         self.coordinator = Coordinator(
             store=store,
@@ -127,6 +134,10 @@ class Client:
             updated_at=now,
         )
         initial = new_run(run_id, pinned.plan)
+        if self.tracer is not None:
+            initial.trace = self.tracer.start_run(
+                run_id=run_id, blueprint=blueprint_id, version=pinned.version
+            )
         created = await self.store.create_run(record, header_of(initial), all_records(initial))
         self.coordinator.created(created, initial)
         await self.coordinator.apply(created.run_id, ev.RunStarted(at=now, input=created.input))

@@ -771,12 +771,13 @@ class Coordinator:
         jobs that go out sticky.
         """
         pin = pin_of(record)
+        stamp = j.Stamp(trace=state.trace, sent_at=self.clock())
         found: dict[str, j.Job] = {}
         nodes: dict[str, act.RunNode] = {}
         for index, decision in enumerate(decisions):
             seq = str(version) if index == 0 else f"{version}.{index}"
             for action in decision.actions:
-                job = await self._job_of(pin, record, action, seq, version + 1)
+                job = await self._job_of(pin, record, action, (seq, version + 1, stamp))
                 if job is None:
                     continue
                 found.setdefault(job.id, job)
@@ -788,11 +789,13 @@ class Coordinator:
         return found, nodes
 
     async def _job_of(  # noqa: PLR0911 - one return per action type
-        self, pin: j.Pin, record: RunRecord, action: act.Action, seq: str, saved: int
+        self, pin: j.Pin, record: RunRecord, action: act.Action, at: tuple[str, int, j.Stamp]
     ) -> j.Job | None:
+        """The job of ``action``; ``at``: the decision's sequence, saved version and stamp."""
         run_id = record.run_id
+        seq, saved, stamp = at
         if isinstance(action, act.RunNode):
-            return j.run_node_job(pin, run_id, action, seen=saved)
+            return j.run_node_job(pin, run_id, action, seen=saved, stamp=stamp)
         if isinstance(action, act.ScheduleTimer):
             due = self.clock() + action.delay
             timer = ev.TimerFired(
@@ -802,21 +805,21 @@ class Coordinator:
                 attempt=action.attempt,
                 purpose=action.purpose,
             )
-            return j.event_job(pin, run_id, timer, not_before=due)
+            return j.event_job(pin, run_id, timer, not_before=due, stamp=stamp)
         if isinstance(action, act.StartChildRun):
             child = self.blueprints.latest(action.blueprint)
             child_pin = j.Pin(
                 blueprint=action.blueprint, version=child.version, digest=child.digest
             )
             parent = (run_id, action.node_id, action.frame, action.attempt)
-            return j.start_run_job(child_pin, action.child_run_id, action.input, parent)
+            return j.start_run_job(child_pin, action.child_run_id, action.input, parent, stamp)
         if isinstance(action, act.CancelChildRun):
             return await self._child_job(action.child_run_id, ev.CancelRequested(at=self.clock()))
         if isinstance(action, act.ResumeChildRun):
             child_record = await self.store.get_run(action.child_run_id)
             if child_record is None:
                 return None
-            return j.resume_child_job(pin_of(child_record), action, seq)
+            return j.resume_child_job(pin_of(child_record), action, seq, stamp)
         return None  # CancelNode: running attempts learn it from their lease heartbeat
 
     async def _child_job(self, child_run_id: str, event: ev.Event) -> j.Job | None:

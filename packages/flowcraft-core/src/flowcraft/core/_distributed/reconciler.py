@@ -25,7 +25,7 @@ from flowcraft.core._engine.decide import run_node_action
 from flowcraft.core._engine.plan import NodeKind
 from flowcraft.core._engine.scope import resolve_inputs
 from flowcraft.core._engine.state import NodeRecord, NodeStatus, RunState
-from flowcraft.core._runtime.events import EventBus
+from flowcraft.core._runtime.events import EventBus, RunReconciled, run_fields
 from flowcraft.core.ports import JobQueue, RunRecord, RunStore
 
 _log = logging.getLogger("flowcraft.reconciler")
@@ -111,17 +111,27 @@ class Reconciler:
         await self.coordinator.sender.publish(run_id, stored.outbox)
         if state.status.value == "pending":
             await self.coordinator.apply(run_id, ev.RunStarted(at=self.clock(), input=record.input))
+            self._reconciled(state, 0, len(stored.outbox), started=True)
             return True
         jobs = [job for r in state.nodes.values() if (job := self._job_for(record, state, r))]
         for job in jobs:
             await self.coordinator.sender.send(j.encode_job(job))
+        if jobs or stored.outbox:
+            self._reconciled(state, len(jobs), len(stored.outbox), started=False)
         return bool(jobs) or bool(stored.outbox)
+
+    def _reconciled(self, state: RunState, jobs: int, resent: int, *, started: bool) -> None:
+        if self.events.has_listeners:
+            fields = run_fields(state, self.clock())
+            self.events.emit(RunReconciled(jobs=jobs, resent=resent, started=started, **fields))
 
     def _job_for(self, record: RunRecord, state: RunState, r: NodeRecord) -> j.Job | None:
         pin = pin_of(record)
         node = state.frames[r.frame].plan.nodes[r.node_id]
+        stamp = j.Stamp(trace=state.trace, sent_at=self.clock())
         if r.status is NodeStatus.RUNNING and node.kind is NodeKind.TASK:
-            return j.run_node_job(pin, state.run_id, run_node_action(state.run_id, r, node))
+            action = run_node_action(state.run_id, r, node)
+            return j.run_node_job(pin, state.run_id, action, stamp=stamp)
         if r.status is NodeStatus.PENDING and r.due_at is not None:
             return self._timer(pin, state, r, ev.TimerPurpose.RETRY, r.attempt + 1)
         if r.status is NodeStatus.SLEEPING:
@@ -138,7 +148,7 @@ class Reconciler:
             child_input = (
                 r.input if spec_input is None else resolve_inputs(state, frame, spec_input)
             )
-            return j.start_run_job(child_pin, r.child_run_id, child_input, parent)
+            return j.start_run_job(child_pin, r.child_run_id, child_input, parent, stamp)
         return None
 
     def _timer(
@@ -148,4 +158,5 @@ class Reconciler:
         timer = ev.TimerFired(
             at=due, node_id=r.node_id, frame=r.frame, attempt=attempt, purpose=purpose
         )
-        return j.event_job(pin, state.run_id, timer, not_before=due)
+        stamp = j.Stamp(trace=state.trace, sent_at=self.clock())
+        return j.event_job(pin, state.run_id, timer, not_before=due, stamp=stamp)

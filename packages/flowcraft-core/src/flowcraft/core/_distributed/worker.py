@@ -42,10 +42,11 @@ from flowcraft.core._engine.records import all_records, header_of
 from flowcraft.core._engine.state import NodeStatus, RunState
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.context import CancelFlag
-from flowcraft.core._runtime.events import EventBus, NodeStarted
+from flowcraft.core._runtime.events import EventBus, LeaseLost, MessageDeadLettered, NodeStarted
 from flowcraft.core._runtime.execute import NodeExecutor
 from flowcraft.core._runtime.nodes import NodeForms
 from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
+from flowcraft.core._runtime.tracing import JobTrace, current_job
 from flowcraft.core.ports import (
     AttemptClaim,
     ClaimStatus,
@@ -308,7 +309,7 @@ class Worker:
             await self._dead(delivery, f"undecodable message: {exc}")
             return
         if delivery.delivery_count > self.max_deliveries:
-            await self._dead(delivery, f"delivered {delivery.delivery_count} times")
+            await self._dead(delivery, f"delivered {delivery.delivery_count} times", job)
             return
         if job.not_before is not None and job.not_before > time.time():  # never early
             await self._chain(job, delivery)
@@ -316,17 +317,20 @@ class Worker:
         try:
             await _HANDLERS[job.kind](self, job, delivery)
         except VersionUnavailableError as exc:
-            await self._version_missing(delivery, str(exc))
+            await self._version_missing(delivery, str(exc), job)
         except CodecError as exc:
-            await self._dead(delivery, f"malformed job: {exc}")
+            await self._dead(delivery, f"malformed job: {exc}", job)
 
-    async def _dead(self, delivery: Delivery, reason: str) -> None:
-        _log.error("worker %s: dead-lettering %s: %s", self.id, delivery.message_id, reason)
+    async def _dead(self, delivery: Delivery, reason: str, job: j.Job | None = None) -> None:
+        if self.events.has_listeners:
+            self.events.emit(_dead_lettered(delivery.message_id, reason, job))
+        else:
+            _log.error("worker %s: dead-lettering %s: %s", self.id, delivery.message_id, reason)
         await delivery.dead_letter(reason)
 
-    async def _version_missing(self, delivery: Delivery, reason: str) -> None:
+    async def _version_missing(self, delivery: Delivery, reason: str, job: j.Job) -> None:
         if delivery.delivery_count >= self.max_deliveries:
-            await self._dead(delivery, reason)
+            await self._dead(delivery, reason, job)
             return
         _log.warning(
             "worker %s: leaving %s for another worker: %s", self.id, delivery.message_id, reason
@@ -370,6 +374,7 @@ class Worker:
             updated_at=now,
         )
         initial = new_run(job.run_id, pinned.plan)
+        initial.trace = job.trace  # a child run is part of its parent's trace
         created = await self.store.create_run(record, header_of(initial), all_records(initial))
         self.coordinator.created(created, initial)
         await self.coordinator.apply(job.run_id, ev.RunStarted(at=now, input=created.input))
@@ -381,7 +386,9 @@ class Worker:
         awaiting = [r for r in state.nodes.values() if r.status is NodeStatus.AWAITING]
         if len(awaiting) != 1:
             await self._dead(
-                delivery, f"resume of {job.run_id} is ambiguous: {len(awaiting)} awaiting nodes"
+                delivery,
+                f"resume of {job.run_id} is ambiguous: {len(awaiting)} awaiting nodes",
+                job,
             )
             return
         target = awaiting[0]
@@ -494,11 +501,12 @@ class Worker:
             return None  # cancelled or superseded: nothing to run, nothing to commit
         cancelled = CancelFlag()
         ctx = self.executor.context_for(action, state, cancelled)
+        current_job.set(JobTrace(trace=job.trace, sent_at=job.sent_at, not_before=job.not_before))
         if self.events.has_listeners:
-            self._started(job.run_id, action)
+            self._started(job, action)
         this = asyncio.current_task()
         assert this is not None
-        beat = _Heartbeat(self, job.run_id, action.idempotency_key, delivery, this, cancelled)
+        beat = _Heartbeat(self, job, action, delivery, this, cancelled)
         began = time.perf_counter()
         try:  # in this task: a cancelled run cancels it (the executor returns None then)
             return await self.executor.execute(action, ctx)
@@ -507,17 +515,37 @@ class Worker:
             took = time.perf_counter() - began
             self._node_time += (took - self._node_time) * 0.2
 
-    def _started(self, run_id: str, action: RunNode) -> None:
+    def _started(self, job: j.Job, action: RunNode) -> None:
         """Emit the start of an attempt this worker runs now (once per execution)."""
         self.events.emit(
             NodeStarted(
-                run_id=run_id,
+                run_id=job.run_id,
                 at=time.time(),
+                blueprint=job.blueprint,
+                version=job.version,
+                trace=job.trace,
                 node_id=action.node_id,
                 frame=action.frame,
                 attempt=action.attempt,
             )
         )
+
+
+def _dead_lettered(message_id: str, reason: str, job: j.Job | None) -> MessageDeadLettered:
+    """The event of a dead-lettered message (what is known of its job, if it was decoded)."""
+    node = job.payload.get("node_id") if job is not None else None
+    attempt = job.payload.get("attempt") if job is not None else None
+    return MessageDeadLettered(
+        run_id=job.run_id if job is not None else "",
+        at=time.time(),
+        blueprint=job.blueprint if job is not None else "",
+        version=job.version if job is not None else "",
+        trace=job.trace if job is not None else None,
+        message_id=message_id,
+        reason=reason,
+        node_id=node if isinstance(node, str) else None,
+        attempt=attempt if isinstance(attempt, int) else None,
+    )
 
 
 class _Heartbeat:
@@ -532,13 +560,14 @@ class _Heartbeat:
     def __init__(  # noqa: PLR0917 - what one renewal needs
         self,
         worker: Worker,
-        run_id: str,
-        attempt: str,
+        job: j.Job,
+        action: RunNode,
         delivery: Delivery,
         node: asyncio.Future[Any],
         cancelled: CancelFlag,
     ) -> None:
-        self._worker, self._run_id, self._attempt = worker, run_id, attempt
+        self._worker, self._job, self._action = worker, job, action
+        self._run_id, self._attempt = job.run_id, action.idempotency_key
         self._delivery, self._node, self._cancelled = delivery, node, cancelled
         self._renewing: asyncio.Task[None] | None = None
         self._timer = asyncio.get_running_loop().call_later(worker.lease / 3, self._fire)
@@ -554,7 +583,15 @@ class _Heartbeat:
     async def _renew(self) -> None:
         worker = self._worker
         with contextlib.suppress(Exception):
-            await worker.store.extend_attempt(self._run_id, self._attempt, worker.id, worker.lease)
+            try:
+                kept = await worker.store.extend_attempt(
+                    self._run_id, self._attempt, worker.id, worker.lease
+                )
+            except Exception as exc:
+                self._lost(f"renewal failed: {exc}")
+                raise
+            if not kept:
+                self._lost("another worker holds it, or the attempt is done")
             await self._delivery.extend(worker.lease)
             record = await worker.store.get_run(self._run_id)
             if record is not None and record.status == "cancelled":
@@ -562,6 +599,24 @@ class _Heartbeat:
                 self._node.cancel()
         if not self._node.done():
             self._timer = asyncio.get_running_loop().call_later(worker.lease / 3, self._fire)
+
+    def _lost(self, reason: str) -> None:
+        events, job, action = self._worker.events, self._job, self._action
+        if events.has_listeners:
+            events.emit(
+                LeaseLost(
+                    run_id=job.run_id,
+                    at=time.time(),
+                    blueprint=job.blueprint,
+                    version=job.version,
+                    trace=job.trace,
+                    node_id=action.node_id,
+                    frame=action.frame,
+                    attempt=action.attempt,
+                    worker=self._worker.id,
+                    reason=reason,
+                )
+            )
 
 
 #: Seconds a finished run-ahead is remembered for its sticky delivery.

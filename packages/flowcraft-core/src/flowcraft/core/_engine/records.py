@@ -97,7 +97,7 @@ def decode_key(text: str) -> RecordKey:
 def header_of(state: RunState) -> dict[str, object]:
     """The run header: what every save rewrites (small, whatever the run's size)."""
     root = state.frames.get(ROOT)
-    return {
+    header: dict[str, object] = {
         "status": state.status.value,
         "busy": state.busy,
         "awaiting": state.awaiting,
@@ -105,6 +105,9 @@ def header_of(state: RunState) -> dict[str, object]:
         "errors": [error_to_dict(e) for e in state.errors],
         "root": None if root is None else [root.open, root.dead],
     }
+    if state.trace is not None:  # a traced run only (flowcraft.core.otel)
+        header["trace"] = state.trace
+    return header
 
 
 def changed_records(state: RunState) -> dict[str, object]:
@@ -314,6 +317,8 @@ def _apply_header(state: RunState, header: Mapping[str, Any]) -> None:
     state.awaiting = int(header["awaiting"])
     state.settled = bool(header["settled"])
     state.errors = [error_from_dict(e) for e in header["errors"]]
+    trace = header.get("trace")
+    state.trace = trace if isinstance(trace, str) else None
 
 
 def _put(state: RunState, key: RecordKey, stored: object) -> None:

@@ -175,6 +175,9 @@ class RunState:
     awaiting: int = 0
     #: Terminal and nothing runs any more: the final result is published (once).
     settled: bool = False
+    #: The W3C traceparent of the run's root span when the run is traced (set when the run is
+    #: created, never by the decision core; stored in the header, carried by its jobs).
+    trace: str | None = None
     #: Keys of the stored records this state changed since it was last saved (see
     #: ``records.py``); None: nobody stores this state record by record (nothing is tracked).
     changes: set[RecordKey] | None = None

@@ -182,10 +182,12 @@ class NodeLogFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Stamp the record; never drops one."""
+        """Stamp the record (keeping a lifecycle record's own fields); never drops one."""
         running = _RUNNING.get()
-        record.run_id, record.node_id, record.frame, record.attempt = running or (None,) * 4
         record.flowcraft_node = "" if running is None else _label(*running)
+        if hasattr(record, "run_id"):  # set by the record's emitter (an EventLogger record)
+            return True
+        record.run_id, record.node_id, record.frame, record.attempt = running or (None,) * 4
         return True
 
 

@@ -31,10 +31,18 @@ _log = logging.getLogger("flowcraft.events")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlowEvent:
-    """Base of every lifecycle event."""
+    """Base of every lifecycle event.
+
+    ``blueprint`` and ``version`` name the run's blueprint ("" where the emitter does not know
+    it, e.g. a message dead-lettered before it could be decoded); ``trace`` is the W3C
+    ``traceparent`` of the run's root span when the run is traced (``flowcraft.core.otel``).
+    """
 
     run_id: str
     at: float
+    blueprint: str = ""
+    version: str = ""
+    trace: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +150,40 @@ class NodeCancelled(NodeEvent):
     """The instance was cancelled."""
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageDeadLettered(FlowEvent):
+    """A worker dead-lettered a queue message (``run_id`` "" if it could not be decoded)."""
+
+    message_id: str
+    reason: str
+    node_id: str | None = None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseLost(FlowEvent):
+    """A running attempt's lease could not be renewed (another worker may run it again)."""
+
+    node_id: str
+    frame: str
+    attempt: int
+    worker: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunReconciled(FlowEvent):
+    """The reconciler put a stalled run's lost work back.
+
+    ``jobs`` re-enqueued, ``resent`` outbox messages sent again, ``started`` if it started a
+    run that was recorded but never started.
+    """
+
+    jobs: int = 0
+    resent: int = 0
+    started: bool = False
+
+
 Listener = Callable[[FlowEvent], object]
 
 
@@ -197,8 +239,7 @@ def event_of(
     if isinstance(notice, RunNotice):
         return _run_event(notice.status, state, at, first)
     common: dict[str, Any] = {
-        "run_id": state.run_id,
-        "at": at,
+        **run_fields(state, at),
         "node_id": notice.node_id,
         "frame": notice.frame,
         "attempt": notice.attempt,
@@ -217,14 +258,27 @@ def event_of(
     return _NODE_EVENTS[status](**common)
 
 
+def run_fields(state: RunState, at: float) -> dict[str, Any]:
+    """The fields every event of ``state``'s run carries (run id, time, blueprint, trace)."""
+    plan = state.plan
+    return {
+        "run_id": state.run_id,
+        "at": at,
+        "blueprint": plan.id,
+        "version": plan.version,
+        "trace": state.trace,
+    }
+
+
 def _run_event(status: RunStatus, state: RunState, at: float, first: bool) -> FlowEvent:
+    common = run_fields(state, at)
     if status is RunStatus.COMPLETED:
-        return RunCompleted(run_id=state.run_id, at=at, output=state.output)
+        return RunCompleted(output=state.output, **common)
     if status is RunStatus.FAILED:
-        return RunFailed(run_id=state.run_id, at=at, errors=tuple(state.errors))
+        return RunFailed(errors=tuple(state.errors), **common)
     if status is RunStatus.RUNNING and not first:
-        return RunResumed(run_id=state.run_id, at=at)
-    return _RUN_EVENTS[status](run_id=state.run_id, at=at)
+        return RunResumed(**common)
+    return _RUN_EVENTS[status](**common)
 
 
 _NODE_EVENTS: dict[NodeStatus, Callable[..., FlowEvent]] = {

@@ -18,6 +18,7 @@ import dataclasses
 import gc
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.reconciler import Reconciler
 from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._model.graph import Blueprint
+from flowcraft.core._runtime.events import EventBus
 from flowcraft.core.backends import (
     BACKEND_ENV,
     GROUP,
@@ -49,6 +51,7 @@ from flowcraft.core.cli._common import (
     read_blueprint,
     report,
 )
+from flowcraft.core.cli._logging import add_log_arguments, configure_logging
 from flowcraft.core.cli._registry import import_implementations
 
 #: What ``flowcraft conformance`` runs on (the ``testing`` extra).
@@ -62,11 +65,13 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument("--registry", metavar="MODULE:ATTR", required=True)
     worker.add_argument("--concurrency", type=int, default=8)
     worker.add_argument("--lease", type=float, default=30.0)
+    add_log_arguments(worker)
     worker.set_defaults(run=run_worker)
     reconcile = subcommands.add_parser("reconcile", help="re-enqueue the lost work of stalled runs")
     backend_arguments(reconcile)
     reconcile.add_argument("--stalled-after", type=float, default=60.0)
     reconcile.add_argument("--interval", type=float, help="repeat every SECONDS (default: once)")
+    add_log_arguments(reconcile)
     reconcile.set_defaults(run=run_reconcile)
     backends = subcommands.add_parser("backends", help="list the installed backends")
     backends.add_argument("--json", action="store_true", help="print JSON")
@@ -204,6 +209,9 @@ def run_worker(args: argparse.Namespace) -> int:
     settings = backend_settings(args)
     factory = backend_factory(settings)
 
+    events = EventBus()
+    configure_logging(args, events)
+
     async def main() -> None:
         backend = await factory.create(settings.namespace)
         worker = Worker(
@@ -214,10 +222,15 @@ def run_worker(args: argparse.Namespace) -> int:
             coordination=backend.coordination,
             concurrency=args.concurrency,
             lease=args.lease,
+            events=events,
         )
         worker.install_signal_handlers()
         where = f"{settings.name}/{settings.namespace}"
-        print(f"flowcraft worker {worker.id} on {where}", file=sys.stderr)
+        started = f"flowcraft worker {worker.id} on {where}"
+        if args.log_format == "json":  # every line of stderr is a JSON object
+            logging.getLogger("flowcraft.worker").info(started)
+        else:
+            print(started, file=sys.stderr)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # collector's full passes (they scanned all of it, tens of ms each, mid-step).
         gc.freeze()
@@ -236,6 +249,9 @@ def run_reconcile(args: argparse.Namespace) -> int:
     settings = backend_settings(args)
     factory = backend_factory(settings)
 
+    events = EventBus()
+    configure_logging(args, events)
+
     async def main() -> None:
         backend = await factory.create(settings.namespace)
         reconciler = Reconciler(
@@ -243,6 +259,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
             store=backend.store,
             blueprints=blueprints,
             stalled_after=args.stalled_after,
+            events=events,
         )
         try:
             if args.interval:
