@@ -501,7 +501,7 @@ class Worker:
             return None  # cancelled or superseded: nothing to run, nothing to commit
         cancelled = CancelFlag()
         ctx = self.executor.context_for(action, state, cancelled)
-        current_job.set(JobTrace(trace=job.trace, sent_at=job.sent_at, not_before=job.not_before))
+        current_job.set(_job_trace(job))
         if self.events.has_listeners:
             self._started(job, action)
         this = asyncio.current_task()
@@ -529,6 +529,17 @@ class Worker:
                 attempt=action.attempt,
             )
         )
+
+
+def _job_trace(job: j.Job) -> JobTrace:
+    """What the running attempt's job carried beside its work (read by instrumentation)."""
+    return JobTrace(
+        trace=job.trace,
+        sent_at=job.sent_at,
+        not_before=job.not_before,
+        blueprint=job.blueprint,
+        version=job.version,
+    )
 
 
 def _dead_lettered(message_id: str, reason: str, job: j.Job | None) -> MessageDeadLettered:

@@ -24,11 +24,14 @@ class JobTrace:
     ``trace``: the W3C traceparent of its run's root span (None: the run is not traced).
     ``sent_at``: when the decision that made the job was taken (epoch seconds, None: unknown);
     ``not_before``: when a delayed job was due. The queue lag is the time since the later.
+    ``blueprint`` and ``version``: the run's blueprint.
     """
 
     trace: str | None
     sent_at: float | None
     not_before: float | None = None
+    blueprint: str = ""
+    version: str = ""
 
     def lag(self, now: float) -> float | None:
         """Seconds the job waited to be run at ``now`` (None if it does not say when it left)."""

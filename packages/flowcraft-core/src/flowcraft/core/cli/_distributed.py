@@ -66,6 +66,13 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument("--concurrency", type=int, default=8)
     worker.add_argument("--lease", type=float, default=30.0)
     add_log_arguments(worker)
+    worker.add_argument(
+        "--otel",
+        action="store_true",
+        help="OpenTelemetry spans and metrics for node attempts, on the globally configured "
+        "providers (pip install 'flowcraft-core[otel]'; configure the SDK in your registry "
+        "module or with opentelemetry-instrument)",
+    )
     worker.set_defaults(run=run_worker)
     reconcile = subcommands.add_parser("reconcile", help="re-enqueue the lost work of stalled runs")
     backend_arguments(reconcile)
@@ -211,6 +218,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     events = EventBus()
     configure_logging(args, events)
+    middleware = _instrumentation(events) if args.otel else []
 
     async def main() -> None:
         backend = await factory.create(settings.namespace)
@@ -223,6 +231,7 @@ def run_worker(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             lease=args.lease,
             events=events,
+            middleware=middleware,
         )
         worker.install_signal_handlers()
         where = f"{settings.name}/{settings.namespace}"
@@ -241,6 +250,17 @@ def run_worker(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return EXIT_OK
+
+
+def _instrumentation(events: EventBus) -> list[object]:
+    """``--otel``: the OpenTelemetry middleware, observing ``events`` (a usage error if absent)."""
+    try:
+        from flowcraft.core.otel import Instrumentation  # noqa: PLC0415 - the extra, on demand
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    instrumentation = Instrumentation()
+    instrumentation.observe(events)
+    return [instrumentation]
 
 
 def run_reconcile(args: argparse.Namespace) -> int:

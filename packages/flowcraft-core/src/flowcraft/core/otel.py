@@ -1,0 +1,252 @@
+"""OpenTelemetry for Flowcraft (the ``flowcraft-core[otel]`` extra): traces and metrics.
+
+Written on the OpenTelemetry **API** only: bring the SDK and an exporter, or the spans and
+metrics go to the API's no-op providers. One :class:`Instrumentation` serves three roles:
+
+* **middleware** (``FlowRuntime(middleware=[inst])``, ``Worker(middleware=[inst])``): a span
+  per node attempt, ``flowcraft.node {node_id}``, with the run, node, frame, attempt and
+  blueprint as attributes; an exception is recorded on the span and sets its status to ERROR
+  (``error.type`` its class). It also measures the attempt and its job's queue lag.
+* **run tracer** (``Client(tracer=inst)``): ``start`` records the run's root span,
+  ``flowcraft.run {blueprint}`` (a child of the caller's current span, if any), and the run
+  keeps its W3C ``traceparent`` with its stored state; every job of the run carries it, so each
+  worker that runs a node continues the same trace: **one trace per run across processes**.
+  The root span covers the start; a ``flowcraft.run.end {blueprint}`` span (ERROR when the run
+  failed) marks the end, recorded by the process that saved the final decision.
+* **event listener** (``inst.observe(bus)``): counts retries, failures and finished runs from
+  the lifecycle events and records the run end spans. In one process (``FlowRuntime``),
+  ``observe(runtime.events, run_spans=True)`` makes ``flowcraft.run {blueprint}`` span the
+  whole run, the node spans its children.
+
+Metrics (meter ``flowcraft.core``): ``flowcraft.node.attempts`` (counter, ``outcome`` ok or
+error), ``flowcraft.node.duration`` (histogram, s), ``flowcraft.node.retries`` and
+``flowcraft.node.failures`` (counters), ``flowcraft.job.queue_lag`` (histogram, s: from the
+decision that made a job to its attempt starting, or from a delayed job's due time),
+``flowcraft.runs.finished`` (counter, ``status``). Each has ``flowcraft.blueprint.id`` where
+it is known.
+
+Example (a worker process):
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from flowcraft.core.otel import Instrumentation
+
+    trace.set_tracer_provider(TracerProvider(...))       # your SDK and exporter
+    inst = Instrumentation()
+    worker = Worker(..., middleware=[inst])
+    inst.observe(worker.events)
+
+``flowcraft worker --otel`` does the same with the globally configured providers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.context import Context
+    from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "flowcraft.core.otel needs the OpenTelemetry API: pip install 'flowcraft-core[otel]'"
+    ) from exc
+
+from flowcraft.core.__about__ import __version__
+from flowcraft.core._runtime import events as e
+from flowcraft.core._runtime.context import NodeContext
+from flowcraft.core._runtime.tracing import JobTrace, current_job
+
+__all__ = ["Instrumentation"]
+
+_SCOPE = "flowcraft.core"
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class Instrumentation:
+    """OpenTelemetry spans and metrics for runs and node attempts (see the module docstring).
+
+    Args:
+        tracer_provider: Where spans go (None: the global provider).
+        meter_provider: Where metrics go (None: the global provider).
+    """
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        self._tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
+        self._attempts = meter.create_counter(
+            "flowcraft.node.attempts", unit="{attempt}", description="Node attempts run"
+        )
+        self._duration = meter.create_histogram(
+            "flowcraft.node.duration", unit="s", description="Duration of node attempts"
+        )
+        self._retries = meter.create_counter(
+            "flowcraft.node.retries", unit="{attempt}", description="Failed attempts retried"
+        )
+        self._failures = meter.create_counter(
+            "flowcraft.node.failures", unit="{node}", description="Nodes failed for good"
+        )
+        self._lag = meter.create_histogram(
+            "flowcraft.job.queue_lag", unit="s", description="Time jobs waited in the queue"
+        )
+        self._runs = meter.create_counter(
+            "flowcraft.runs.finished", unit="{run}", description="Runs that finished"
+        )
+        self._open: dict[str, Span] = {}  # run spans of observe(run_spans=True)
+
+    # ------------------------------------------------------------------ RunTracer
+
+    def start_run(self, *, run_id: str, blueprint: str, version: str) -> str | None:
+        """Record the run's root span; its W3C traceparent (None if it is not sampled)."""
+        span = self._tracer.start_span(
+            f"flowcraft.run {blueprint}", attributes=_run_attributes(run_id, blueprint, version)
+        )
+        span.end()
+        return _traceparent(span)
+
+    # ------------------------------------------------------------------ middleware
+
+    async def around(self, ctx: NodeContext, call_next: Callable[[], Awaitable[object]]) -> object:
+        """Run the attempt in its span; measure it (and its job's queue lag)."""
+        job = current_job.get()
+        attributes = _node_attributes(ctx, job)
+        began = time.time()
+        if job is not None and (lag := job.lag(began)) is not None:
+            self._lag.record(lag, _blueprint_only(job))
+        kind = SpanKind.INTERNAL if job is None else SpanKind.CONSUMER
+        span = self._tracer.start_span(
+            f"flowcraft.node {ctx.node_id}", self._parent(ctx.run_id, job), kind, attributes
+        )
+        with trace.use_span(
+            span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+        ):
+            try:
+                result = await call_next()
+            except Exception as exc:
+                self._failed_attempt(span, exc, attributes, began)
+                raise
+        self._measure(attributes, began, "ok")
+        return result
+
+    def _parent(self, run_id: str, job: JobTrace | None) -> Context | None:
+        if job is not None and job.trace is not None:
+            return _PROPAGATOR.extract({"traceparent": job.trace})
+        run = self._open.get(run_id)
+        return None if run is None else trace.set_span_in_context(run)
+
+    def _failed_attempt(
+        self, span: Span, exc: Exception, attributes: dict[str, Any], began: float
+    ) -> None:
+        kind = type(exc).__qualname__
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"))
+        span.set_attribute("error.type", kind)
+        self._measure(attributes, began, "error")
+
+    def _measure(self, attributes: dict[str, Any], began: float, outcome: str) -> None:
+        labels = {"flowcraft.node.id": attributes["flowcraft.node.id"], "outcome": outcome}
+        if "flowcraft.blueprint.id" in attributes:
+            labels["flowcraft.blueprint.id"] = attributes["flowcraft.blueprint.id"]
+        self._attempts.add(1, labels)
+        self._duration.record(time.time() - began, labels)
+
+    # ------------------------------------------------------------------ events
+
+    def observe(self, bus: e.EventBus, *, run_spans: bool = False) -> Callable[[], None]:
+        """Count retries, failures and finished runs from ``bus``; returns the unsubscribe.
+
+        ``run_spans``: the bus is an in-process runtime's (``FlowRuntime.events``), whose runs
+        start and end here: each untraced run gets a ``flowcraft.run`` span from its start to
+        its end, the parent of its node spans.
+        """
+        return bus.subscribe(lambda event: self._on_event(event, run_spans=run_spans))
+
+    def _on_event(self, event: e.FlowEvent, *, run_spans: bool) -> None:
+        labels = {"flowcraft.blueprint.id": event.blueprint} if event.blueprint else {}
+        if isinstance(event, e.NodeRetrying):
+            self._retries.add(1, {**labels, "flowcraft.node.id": event.node_id})
+        elif isinstance(event, e.NodeFailed):
+            self._failures.add(1, {**labels, "flowcraft.node.id": event.node_id})
+        elif isinstance(event, e.RunStarted) and run_spans and event.trace is None:
+            self._open_run(event)
+        elif isinstance(event, e.RunCompleted | e.RunFailed | e.RunCancelled):
+            self._runs.add(1, {**labels, "status": _STATUS[type(event)]})
+            self._end_run(event)
+
+    def _open_run(self, event: e.RunStarted) -> None:
+        attributes = _run_attributes(event.run_id, event.blueprint, event.version)
+        self._open[event.run_id] = self._tracer.start_span(
+            f"flowcraft.run {event.blueprint}", attributes=attributes
+        )
+
+    def _end_run(self, event: e.RunEvent) -> None:
+        span = self._open.pop(event.run_id, None)
+        if span is None and event.trace is not None:  # a traced distributed run: mark its end
+            parent = _PROPAGATOR.extract({"traceparent": event.trace})
+            attributes = _run_attributes(event.run_id, event.blueprint, event.version)
+            span = self._tracer.start_span(
+                f"flowcraft.run.end {event.blueprint}", parent, attributes=attributes
+            )
+        if span is None:
+            return
+        span.set_attribute("flowcraft.run.status", _STATUS[type(event)])
+        if isinstance(event, e.RunFailed):
+            for error in event.errors:
+                span.add_event(
+                    "flowcraft.node.error",
+                    {"flowcraft.node.id": error.node_id, "error.type": error.type,
+                     "error.message": error.message},
+                )  # fmt: skip
+            first = event.errors[0] if event.errors else None
+            reason = f"{first.type}: {first.message}" if first else "run failed"
+            span.set_status(Status(StatusCode.ERROR, reason))
+        span.end()
+
+
+def _traceparent(span: Span) -> str | None:
+    if not span.get_span_context().is_valid:
+        return None
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent")
+
+
+def _run_attributes(run_id: str, blueprint: str, version: str) -> dict[str, Any]:
+    return {
+        "flowcraft.run.id": run_id,
+        "flowcraft.blueprint.id": blueprint,
+        "flowcraft.blueprint.version": version,
+    }
+
+
+def _node_attributes(ctx: NodeContext, job: JobTrace | None) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "flowcraft.run.id": ctx.run_id,
+        "flowcraft.node.id": ctx.node_id,
+        "flowcraft.node.frame": ctx.frame,
+        "flowcraft.node.attempt": ctx.attempt,
+        "flowcraft.node.max_attempts": ctx.max_attempts,
+    }
+    if job is not None and job.blueprint:
+        attributes["flowcraft.blueprint.id"] = job.blueprint
+        attributes["flowcraft.blueprint.version"] = job.version
+    return attributes
+
+
+def _blueprint_only(job: JobTrace) -> dict[str, Any]:
+    return {"flowcraft.blueprint.id": job.blueprint} if job.blueprint else {}
+
+
+_STATUS: dict[type[e.FlowEvent], str] = {
+    e.RunCompleted: "completed",
+    e.RunFailed: "failed",
+    e.RunCancelled: "cancelled",
+}
