@@ -1,11 +1,17 @@
-"""The distribution's public surface while it holds no behaviour yet."""
+"""The distribution's public surface."""
 
 import flowcraft.aws_world
 from flowcraft.aws_world.__about__ import __version__
 
 
-def test_facade_exports_only_the_version() -> None:
-    assert flowcraft.aws_world.__all__ == ["__version__"]
+def test_facade_exports() -> None:
+    assert sorted(flowcraft.aws_world.__all__) == [
+        "AwsWorld",
+        "AwsWorldConfig",
+        "AwsWorldConfigError",
+        "__version__",
+        "create_world",
+    ]
     assert flowcraft.aws_world.__version__ == __version__
 
 

@@ -1,0 +1,338 @@
+"""The World's queue on SQS: two standard queues, a dedup window in DynamoDB, chained delays.
+
+Routing: queue names starting with ``__wkf_workflow_`` go to the workflow queue, every other
+name to the step queue; the body carries the queue name (handlers are chosen by the longest
+registered prefix), the World's message id and the deliveries already made, as JSON
+(``ensure_ascii``, so any string survives SQS's character rules).
+
+* **Idempotency keys**: a conditional put of ``key`` in the dedup table (``message_id``,
+  ``expires``; DynamoDB's TTL may delete expired items, which are also ignored on read). A
+  repeat within the window returns the first message id and sends nothing. The item is
+  marked ``sent`` after the send; a repeat that finds an unsent item older than a minute
+  (its sender died between the two) sends it again, so a crash duplicates rather than loses.
+* **Delays** are SQS ``DelaySeconds`` (whole seconds, rounded up: never early) of at most
+  900 s per hop; the body carries the due time, and a message received before it is sent
+  again with the remaining delay (a chain of hops) and deleted.
+* **Consumers** long-poll each queue (``WaitTimeSeconds``), receive up to 10 messages per
+  call, run handlers concurrently (at most ``max_in_flight``), extend a running handler's
+  visibility every third of the timeout, and delete settled messages in batches.
+* **Outcomes**: ``None`` deletes; ``Redeliver(d)`` sends the same message (same id, next
+  attempt) with delay ``d`` and then deletes (a crash in between duplicates it); a raise
+  makes the message visible again after a backoff (ChangeMessageVisibility), and after
+  ``max_receive_count`` receives SQS moves it to the DLQ. A message nobody has a handler
+  for is sent again after 1 s (held). On ``aclose()`` deliveries in flight are made visible
+  at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from flowcraft.aws_world._aws import Aws, Item, guarded
+from flowcraft.aws_world._config import AwsWorldConfig
+from flowcraft.aws_world._errors import Refused
+from flowcraft.aws_world._tables import n, s
+from flowcraft.core.world import (
+    WORKFLOW_QUEUE_PREFIX,
+    Backoff,
+    QueueHandler,
+    QueueMessage,
+    Redeliver,
+    WorldRequestError,
+)
+
+log = logging.getLogger("flowcraft.aws_world")
+
+#: The longest delay of one SQS message.
+MAX_HOP = 900
+#: The largest SQS message body.
+MAX_BODY = 256 * 1024
+#: An unsent dedup claim older than this is sent again by a repeat.
+STALE_CLAIM = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message as it travels in an SQS body."""
+
+    message_id: str
+    queue_name: str
+    message: QueueMessage
+    attempts: int = 0
+    due: float | None = None
+
+    def body(self) -> str:
+        """The JSON body (checked against SQS's size limit)."""
+        raw = {"id": self.message_id, "q": self.queue_name, "m": self.message, "a": self.attempts}
+        if self.due is not None:
+            raw["due"] = self.due
+        body = json.dumps(raw, ensure_ascii=True, separators=(",", ":"))
+        if len(body) > MAX_BODY:
+            raise WorldRequestError(
+                f"queue message for {self.queue_name!r} is {len(body)} bytes as JSON; "
+                f"SQS takes at most {MAX_BODY}",
+                code="message_too_large",
+            )
+        return body
+
+    @classmethod
+    def parse(cls, body: str) -> Envelope:
+        """The envelope of an SQS body."""
+        raw = json.loads(body)
+        return cls(raw["id"], raw["q"], raw["m"], int(raw.get("a", 0)), raw.get("due"))
+
+
+class SqsQueue:
+    """Producer and consumers of the two queues (see the module)."""
+
+    def __init__(self, aws: Aws, config: AwsWorldConfig, *, backoff: Backoff | None = None) -> None:
+        self._aws = aws
+        self._config = config
+        self._backoff = backoff or Backoff(base=1.0, cap=60.0)
+        self._handlers: list[tuple[str, QueueHandler]] = []
+        self._urls: tuple[str, str] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pollers: list[asyncio.Task[None]] = []
+        self._slots = asyncio.Semaphore(64)
+
+    def use_urls(self, workflow_url: str, step_url: str) -> None:
+        """The queues' URLs (resolved by the World when it opens)."""
+        self._urls = (workflow_url, step_url)
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the queues' URLs are known."""
+        return self._urls is not None
+
+    def _url(self, queue_name: str) -> str:
+        assert self._urls is not None, "queue URLs are resolved when the World opens"
+        return self._urls[0] if queue_name.startswith(WORKFLOW_QUEUE_PREFIX) else self._urls[1]
+
+    # ------------------------------------------------------------------ producing
+
+    async def enqueue(
+        self, queue_name: str, message: QueueMessage, *, key: str | None, delay: float
+    ) -> str:
+        """Send ``message`` (once per ``key`` within the window); its message id."""
+        message_id = f"msg_{uuid.uuid4().hex}"
+        envelope = Envelope(message_id, queue_name, message)
+        envelope.body()  # refuse an oversized message before claiming its key
+        if key is not None:
+            known = await self._claim(key, message_id)
+            if known is not None and known[1]:
+                return known[0]
+            if known is not None:
+                envelope = Envelope(known[0], queue_name, message)
+        await self._send(envelope, max(0.0, delay))
+        if key is not None:
+            await self._aws.dynamodb(
+                "update_item",
+                TableName=self._config.dedup_table,
+                Key={"key": s(key)},
+                UpdateExpression="SET sent = :t",
+                ExpressionAttributeValues={":t": {"BOOL": True}},
+            )
+        return envelope.message_id
+
+    async def _claim(self, key: str, message_id: str) -> tuple[str, bool] | None:
+        """``None`` if this call claimed ``key``; else (the first id, whether to skip sending)."""
+        table = self._config.dedup_table
+        for _ in range(5):
+            now = time.time()
+            item = {
+                "key": s(key),
+                "message_id": s(message_id),
+                "expires": n(math.ceil(now + self._config.dedup_window_seconds)),
+                "claimed": n(int(now)),
+                "sent": {"BOOL": False},
+            }
+            try:
+                await self._aws.dynamodb(
+                    "put_item",
+                    TableName=table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#k) OR expires < :now",
+                    ExpressionAttributeNames={"#k": "key"},
+                    ExpressionAttributeValues={":now": n(int(now))},
+                )
+            except Refused:
+                found = await self._aws.dynamodb(
+                    "get_item", TableName=table, Key={"key": s(key)}, ConsistentRead=True
+                )
+                held = found.get("Item")
+                if held is None:
+                    continue
+                stale = not held["sent"]["BOOL"] and now - int(held["claimed"]["N"]) > STALE_CLAIM
+                return held["message_id"]["S"], not stale
+            return None
+        return None
+
+    async def _send(self, envelope: Envelope, delay: float) -> None:
+        hop = min(MAX_HOP, math.ceil(delay))
+        due = time.time() + delay if delay > hop else None
+        body = Envelope(
+            envelope.message_id, envelope.queue_name, envelope.message, envelope.attempts, due
+        ).body()
+        await self._aws.sqs(
+            "send_message",
+            QueueUrl=self._url(envelope.queue_name),
+            MessageBody=body,
+            DelaySeconds=hop,
+        )
+
+    # ------------------------------------------------------------------ consuming
+
+    def register(self, prefix: str, handler: QueueHandler) -> None:
+        """Deliver queues starting with ``prefix`` to ``handler``."""
+        self._handlers.append((prefix, handler))
+        self._handlers.sort(key=lambda entry: len(entry[0]), reverse=True)
+
+    def _handler_for(self, queue_name: str) -> QueueHandler | None:
+        for prefix, handler in self._handlers:
+            if queue_name.startswith(prefix):
+                return handler
+        return None
+
+    def start(self) -> None:
+        """Begin polling both queues (idempotent)."""
+        if self._pollers or self._urls is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._pollers = [loop.create_task(self._poll(url)) for url in set(self._urls)]
+
+    async def stop(self) -> None:
+        """Stop polling; deliveries in flight become visible again at once."""
+        pollers, self._pollers = self._pollers, []
+        for task in (*pollers, *self._tasks):
+            task.cancel()
+        await asyncio.gather(*pollers, *self._tasks, return_exceptions=True)
+
+    async def _poll(self, url: str) -> None:
+        while True:
+            try:
+                messages = await self._receive(url)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a transient outage: poll again shortly
+                log.warning("receiving from %s failed; polling again in 1 s", url, exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            for message in messages:
+                await self._slots.acquire()
+                task = asyncio.get_running_loop().create_task(self._deliver(url, message))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _receive(self, url: str) -> list[Item]:
+        params = {
+            "QueueUrl": url,
+            "MaxNumberOfMessages": 10,
+            "WaitTimeSeconds": self._config.poll_wait_seconds,
+            "VisibilityTimeout": self._config.visibility_timeout,
+            "MessageSystemAttributeNames": ["ApproximateReceiveCount"],
+        }
+        client = self._aws.sqs_client
+        future = self._aws.submit_poll(lambda: guarded(client, "receive_message", params))
+        try:
+            result = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda done: _release_late(client, url, done))
+            raise
+        messages: list[Item] = result.get("Messages", [])
+        return messages
+
+    async def _deliver(self, url: str, message: Item) -> None:
+        envelope = Envelope.parse(message["Body"])
+        receipt = message["ReceiptHandle"]
+        received = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        if envelope.due is not None and envelope.due > time.time():
+            await self._forward(
+                url, receipt, envelope, envelope.attempts + received - 1, envelope.due - time.time()
+            )
+            return
+        handler = self._handler_for(envelope.queue_name)
+        if handler is None:
+            await self._forward(url, receipt, envelope, envelope.attempts + received - 1, 1.0)
+            return
+        attempt = envelope.attempts + received
+        try:
+            answer = await self._run(url, receipt, envelope, handler, attempt)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await self._visible_in(url, receipt, 0)
+            raise
+        except Exception:
+            delay = math.ceil(self._backoff.delay(attempt))
+            log.exception(
+                "queue handler failed on %s; redelivered in %d s", envelope.message_id, delay
+            )
+            await self._visible_in(url, receipt, delay)
+            return
+        if isinstance(answer, Redeliver):
+            await self._forward(url, receipt, envelope, attempt, answer.delay_seconds)
+            return
+        await self._aws.sqs("delete_message", QueueUrl=url, ReceiptHandle=receipt)
+
+    async def _run(
+        self, url: str, receipt: str, envelope: Envelope, handler: QueueHandler, attempt: int
+    ) -> Redeliver | None:
+        heartbeat = asyncio.get_running_loop().create_task(self._extend(url, receipt))
+        try:
+            return await handler(
+                envelope.message,
+                queue_name=envelope.queue_name,
+                message_id=envelope.message_id,
+                attempt=attempt,
+            )
+        finally:
+            heartbeat.cancel()
+
+    async def _extend(self, url: str, receipt: str) -> None:
+        timeout = self._config.visibility_timeout
+        while True:
+            await asyncio.sleep(max(1.0, timeout / 3))
+            with contextlib.suppress(Exception):
+                await self._visible_in(url, receipt, timeout)
+
+    async def _visible_in(self, url: str, receipt: str, seconds: int) -> None:
+        await self._aws.sqs(
+            "change_message_visibility",
+            QueueUrl=url,
+            ReceiptHandle=receipt,
+            VisibilityTimeout=seconds,
+        )
+
+    async def _forward(
+        self, url: str, receipt: str, envelope: Envelope, attempts: int, delay: float
+    ) -> None:
+        again = Envelope(envelope.message_id, envelope.queue_name, envelope.message, attempts)
+        await self._send(again, max(0.0, delay))
+        await self._aws.sqs("delete_message", QueueUrl=url, ReceiptHandle=receipt)
+
+
+def _release_late(client: Any, url: str, done: concurrent.futures.Future[Item]) -> None:  # noqa: ANN401
+    """Make messages a cancelled long poll received visible again (runs in its thread)."""
+    if done.cancelled() or done.exception() is not None:
+        return
+    entries = [
+        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+        for i, m in enumerate(done.result().get("Messages", []))
+    ]
+    if entries:
+        with contextlib.suppress(Exception):
+            guarded(
+                client, "change_message_visibility_batch", {"QueueUrl": url, "Entries": entries}
+            )
