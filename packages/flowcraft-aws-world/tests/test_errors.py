@@ -56,7 +56,10 @@ def test_every_botocore_exception_class_is_classified() -> None:
         exc = cls.__new__(cls)
         about_the_connection = issubclass(
             cls,
-            boto_exc.ConnectionError | boto_exc.HTTPClientError | boto_exc.ResponseStreamingError,
+            boto_exc.ConnectionError
+            | boto_exc.HTTPClientError
+            | boto_exc.ResponseStreamingError
+            | boto_exc.IncompleteReadError,
         )
         expected = TransientBackendError if about_the_connection else PermanentBackendError
         assert classify(exc) is expected, cls
