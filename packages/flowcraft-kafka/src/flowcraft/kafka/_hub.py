@@ -179,7 +179,8 @@ class ConsumerHub:
             await asyncio.to_thread(self._thread.join)
 
     def _arrive(self, batch: list[Fetched]) -> None:
-        self._ready.extend(batch)
+        with self._lock:
+            self._ready.extend(batch)
         self._arrived.set()
 
     # ------------------------------------------------------------------ consumer thread
@@ -260,10 +261,14 @@ class ConsumerHub:
         self._forget({(tp.topic, tp.partition) for tp in partitions})
 
     def _forget(self, gone: set[TP]) -> None:
+        """Drop revoked partitions and what is buffered of them (the new owner delivers it)."""
         with self._lock:
             for tp in gone:
                 self._trackers.pop(tp, None)
                 self._dirty.discard(tp)
+            kept = [fetched for fetched in self._ready if fetched.tp not in gone]
+            self._ready.clear()
+            self._ready.extend(kept)
 
     def _commit(self, which: set[TP] | None, *, asynchronous: bool = False) -> None:
         """Commit the position and metadata of ``which`` partitions (None: the dirty ones)."""

@@ -35,11 +35,13 @@ applied to the record); ``stalled_runs`` reads the sharded table of unfinished r
 one's record. No query uses ``ALLOW FILTERING``; every statement is prepared.
 
 **Guarantees and limits.** Atomic saves of any size; linearizable compare-and-set (Paxos, at
-``serial_consistency``); a claimed lease from a large save is written with the journal (after
-the commit, never over a later lease). Each save is one LWT round trip (four Paxos messages);
-a large one adds its chunk writes, the apply and one more LWT. Listing and the active-runs
-table are written beside the run (not in its batch): a crash between them leaves a listed run
-without a record, which the readers skip.
+``serial_consistency``). Leases a save carries (``claims``) are written with it as plain
+upserts, in the batch or with the journal: the attempts a decision starts are new, so there is
+no earlier lease to keep (a refused save writes none). Each save is one LWT round trip (four
+Paxos messages); a large one adds its chunk writes, the apply and one more LWT. The listing and
+active-runs tables are written beside the run (not in its batch): a crash between them leaves a
+listed run without a record, which the readers skip. ``stalled_runs`` reads every unfinished
+run's record (as many reads as runs in flight).
 """
 
 from __future__ import annotations
@@ -420,10 +422,14 @@ def _groups(statements: Sequence[Any], ops: Sequence[Op]) -> list[list[Any]]:
 
 
 def _pending_journal(result: Any, expected: int) -> str | None:  # noqa: ANN401
-    """The journal to roll forward when a refused save found one at its version."""
+    """The journal to roll forward when a refused save found one at its version.
+
+    A refused conditional batch returns the partition's current static values on its rows
+    (whichever clustering row they come with).
+    """
     for row in result:
-        if getattr(row, "kind", None) is None and getattr(row, "version", None) == expected:
-            return getattr(row, "journal", None)
+        if getattr(row, "version", None) == expected and getattr(row, "journal", None):
+            return str(row.journal)
     return None
 
 
