@@ -29,6 +29,11 @@ clock started; they are stopped with SIGTERM afterwards.
 
     python tools/bench/bench_rabbitmq.py                     # markdown tables on stdout
     python tools/bench/bench_rabbitmq.py --runs 200 --repeat 1 --workers 1,2
+    python tools/bench/bench_rabbitmq.py --log-info --no-celery --sequential-runs 0
+
+``--log-info`` measures flowcraft-rabbitmq a second time per configuration and repeat, right
+after the first, with the workers at ``--log-level INFO`` (a text line per node outcome and per
+run start and end, to the worker's log file), and reports the steps/s of both side by side.
 """
 
 from __future__ import annotations
@@ -203,8 +208,13 @@ def logs_say(logs: Path, count: int, marker: str) -> Callable[[], bool]:
 # -- flowcraft-rabbitmq -----------------------------------------------------------------------
 
 
-def flowcraft_commands(
-    services: Services, namespace: str, blueprint: Path, workers: int, concurrency: int
+def flowcraft_commands(  # noqa: PLR0917 - one command line's parts
+    services: Services,
+    namespace: str,
+    blueprint: Path,
+    workers: int,
+    concurrency: int,
+    log_level: str | None = None,
 ) -> list[list[str]]:
     """One ``flowcraft worker`` command line per worker process."""
     command = [
@@ -215,6 +225,8 @@ def flowcraft_commands(
         "--namespace", namespace, "--registry", "_bench_nodes:FLOW",
         "--blueprint", str(blueprint), "--concurrency", str(concurrency),
     ]  # fmt: skip
+    if log_level is not None:
+        command += ["--log-level", log_level]
     return [command] * workers
 
 
@@ -245,7 +257,7 @@ async def flowcraft_runs(client: Client, runs: int, *, at_once: bool) -> Sample:
 
 @contextlib.asynccontextmanager
 async def flowcraft_session(
-    services: Services, workers: int, concurrency: int
+    services: Services, workers: int, concurrency: int, log_level: str | None = None
 ) -> AsyncIterator[Client]:
     """A client on a fresh namespace served by ``workers`` ready worker processes."""
     namespace = f"bench_{uuid.uuid4().hex[:10]}"
@@ -256,7 +268,9 @@ async def flowcraft_session(
         with tempfile.TemporaryDirectory(prefix="bench-fc-") as tmp:
             blueprint = Path(tmp) / "bench-fan.yaml"
             blueprint.write_text(dump_blueprint(FLOW.build(), format="yaml"))
-            commands = flowcraft_commands(services, namespace, blueprint, workers, concurrency)
+            commands = flowcraft_commands(
+                services, namespace, blueprint, workers, concurrency, log_level
+            )
             with processes(commands, child_env(), Path(tmp)) as started:
                 wait_until(logs_say(Path(tmp), workers, "flowcraft worker "), started)
                 async with Client(
@@ -268,10 +282,16 @@ async def flowcraft_session(
 
 
 async def flowcraft_once(
-    services: Services, runs: int, workers: int, concurrency: int, *, at_once: bool = True
+    services: Services,
+    runs: int,
+    workers: int,
+    concurrency: int,
+    *,
+    at_once: bool = True,
+    log_level: str | None = None,
 ) -> Sample:
     """One configuration: a fresh namespace, ``workers`` worker processes, ``runs`` runs."""
-    async with flowcraft_session(services, workers, concurrency) as client:
+    async with flowcraft_session(services, workers, concurrency, log_level) as client:
         return await flowcraft_runs(client, runs, at_once=at_once)
 
 
@@ -395,6 +415,7 @@ def _round_trip(publisher: Any, consumer: Any, deliveries: Iterator[Any], queue:
 FLOWCRAFT = "flowcraft-rabbitmq"
 BARE = "bare RabbitMQ round trip"
 ONE = ", 1 run in flight"
+LOGGED = ", workers at --log-level INFO"
 
 
 @dataclass(slots=True)
@@ -423,6 +444,11 @@ def measure(args: argparse.Namespace, services: Services, celery: str) -> Table:
         for workers in args.workers:
             fc = flowcraft_once(services, args.runs, workers, args.concurrency)
             table.add(FLOWCRAFT, workers, asyncio.run(fc))
+            if args.log_info:
+                fc = flowcraft_once(
+                    services, args.runs, workers, args.concurrency, log_level="INFO"
+                )
+                table.add(FLOWCRAFT + LOGGED, workers, asyncio.run(fc))
             if not args.no_celery:
                 sample = celery_once(services, args.runs, workers, args.celery_mode)
                 table.add(celery, workers, sample)
@@ -453,11 +479,29 @@ def print_report(args: argparse.Namespace, table: Table, celery: str) -> None:
         shown = (str(workers), f"{s.steps_per_s:.0f}") if workers else ("-", "-")
         print(f"| {label} | {shown[0]} | {shown[1]} | {s.p50_ms:.2f} | {s.p99_ms:.2f} |")
     print()
+    print_logging(args, table)
     print_ratios(args, table, celery)
     print()
     print_start_to_result(args, table, celery)
     print()
     print_repeats(args, table, celery)
+
+
+def print_logging(args: argparse.Namespace, table: Table) -> None:
+    """``--log-info``: steps/s without and with INFO logs (medians, and per repeat)."""
+    if not args.log_info:
+        return
+    print("| workers | steps/s | steps/s, INFO logs | change (medians) | per repeat |")
+    print("|---:|---:|---:|---:|---|")
+    for workers in args.workers:
+        plain, logged = table.rows[(FLOWCRAFT, workers)], table.rows[(FLOWCRAFT + LOGGED, workers)]
+        a, b = median_sample(plain).steps_per_s, median_sample(logged).steps_per_s
+        each = ", ".join(
+            f"{(y.steps_per_s / x.steps_per_s - 1) * 100:+.1f} %"
+            for x, y in zip(plain, logged, strict=True)
+        )
+        print(f"| {workers} | {a:.0f} | {b:.0f} | {(b / a - 1) * 100:+.1f} % | {each} |")
+    print()
 
 
 def print_start_to_result(args: argparse.Namespace, table: Table, celery: str) -> None:
@@ -555,6 +599,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="per flowcraft worker")
     parser.add_argument("--celery-mode", choices=["prefork", "solo"], default="prefork")
     parser.add_argument("--no-celery", action="store_true")
+    parser.add_argument(
+        "--log-info", action="store_true", help="also measure workers at --log-level INFO"
+    )
     parser.add_argument("--round-trips", type=int, default=500)
     parser.add_argument("--sequential-runs", type=int, default=50, help="0: skip")
     parser.add_argument("--repeat", type=int, default=3)

@@ -8,6 +8,12 @@ is measured on the same shapes in the same run, and the ratio is reported.
 
     python tools/bench/bench_runtime.py                  # markdown table on stdout
     python tools/bench/bench_runtime.py --sizes 1000,5000 --repeat 3 --no-ts
+    python tools/bench/bench_runtime.py --tracing --no-ts    # + flowcraft.core.otel middleware
+
+``--tracing`` measures every row twice more, interleaved with the plain runs: with
+``flowcraft.core.otel.Instrumentation`` as middleware on the OpenTelemetry API's no-op tracer
+and meter providers (the cost of the instrumentation itself, not of an SDK), and reports its
+µs per node and the overhead beside the plain figure.
 """
 
 from __future__ import annotations
@@ -61,7 +67,20 @@ def _plan(shape: str, n: int) -> Plan:
     return build_plan(id=f"{shape}{n}", version="1", nodes=nodes, edges=edges)
 
 
-def _one(shape: str, n: int, form: str) -> dict[str, float]:
+def _middleware(traced: bool) -> list[object]:
+    """The instrumentation on no-op providers (``--tracing``), or nothing."""
+    if not traced:
+        return []
+    from flowcraft.core.otel import Instrumentation
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    return [
+        Instrumentation(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+    ]
+
+
+def _one(shape: str, n: int, form: str, traced: bool = False) -> dict[str, float]:
     """Run one measurement in this process; print seconds and peak RSS as JSON."""
     from flowcraft.core._runtime.context import NodeContext
     from flowcraft.core._runtime.runtime import FlowRuntime
@@ -73,7 +92,9 @@ def _one(shape: str, n: int, form: str) -> dict[str, float]:
         return None
 
     impl = anoop if form == "async" else snoop
-    runtime = FlowRuntime(registry={"noop": impl}, inline_sync=form == "inline")
+    runtime = FlowRuntime(
+        registry={"noop": impl}, inline_sync=form == "inline", middleware=_middleware(traced)
+    )
     plan = _plan(shape, n)
 
     async def main() -> float:
@@ -95,8 +116,9 @@ def _spawn(args: list[str]) -> dict[str, float]:
     return data
 
 
-def _python(shape: str, n: int, form: str) -> dict[str, float]:
-    return _spawn([sys.executable, __file__, "--one", shape, str(n), form])
+def _python(shape: str, n: int, form: str, traced: bool = False) -> dict[str, float]:
+    extra = ["--traced"] if traced else []
+    return _spawn([sys.executable, __file__, "--one", shape, str(n), form, *extra])
 
 
 def _ensure_ts() -> Path:
@@ -129,31 +151,59 @@ def main() -> int:
     parser.add_argument("--forms", default="async,sync,inline")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-ts", action="store_true")
+    parser.add_argument(
+        "--tracing", action="store_true", help="also measure with the otel middleware (no-op)"
+    )
+    parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         shape, n, form = args.one
-        print(json.dumps(_one(shape, int(n), form)))
+        print(json.dumps(_one(shape, int(n), form, args.traced)))
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     ts_sizes = set() if args.no_ts else {int(s) for s in args.ts_sizes.split(",")}
-    print("| shape | nodes | form | µs/node (median) | peak RSS MiB | TS µs/node | TS/Python |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    traced_head = (
+        ("| traced µs/node | tracing overhead ", "|---:|---:") if args.tracing else ("", "")
+    )
+    print(
+        "| shape | nodes | form | µs/node (median) | peak RSS MiB | TS µs/node | TS/Python "
+        f"{traced_head[0]}|"
+    )
+    print(f"|---|---:|---|---:|---:|---:|---:{traced_head[1]}|")
     for shape in ("chain", "fan"):
         for n in sizes:
             ts = _median([_ts(shape, n) for _ in range(args.repeat)]) if n in ts_sizes else None
             for form in args.forms.split(","):
-                seconds, rss = _median([_python(shape, n, form) for _ in range(args.repeat)])
-                per = seconds / n * 1e6
-                ts_cells = ("", "")
-                if ts is not None:
-                    ts_per = ts[0] / n * 1e6
-                    ts_cells = (f"{ts_per:.0f}", f"{ts_per / per:.1f}x")
-                print(
-                    f"| {shape} | {n} | {form} | {per:.1f} | {rss / 2**20:.0f} | "
-                    f"{ts_cells[0]} | {ts_cells[1]} |",
-                    flush=True,
-                )
+                _row(args, (shape, n, form), ts)
     return 0
+
+
+def _row(
+    args: argparse.Namespace, case: tuple[str, int, str], ts: tuple[float, float] | None
+) -> None:
+    """Measure one shape, size and form (plain and traced runs interleaved); print its row."""
+    shape, n, form = case
+    plain: list[dict[str, float]] = []
+    traced: list[dict[str, float]] = []
+    for _ in range(args.repeat):
+        plain.append(_python(shape, n, form))
+        if args.tracing:
+            traced.append(_python(shape, n, form, traced=True))
+    seconds, rss = _median(plain)
+    per = seconds / n * 1e6
+    ts_cells = ("", "")
+    if ts is not None:
+        ts_per = ts[0] / n * 1e6
+        ts_cells = (f"{ts_per:.0f}", f"{ts_per / per:.1f}x")
+    traced_cells = ""
+    if traced:
+        traced_per = _median(traced)[0] / n * 1e6
+        traced_cells = f" {traced_per:.1f} | {(traced_per / per - 1) * 100:+.1f} % |"
+    print(
+        f"| {shape} | {n} | {form} | {per:.1f} | {rss / 2**20:.0f} | "
+        f"{ts_cells[0]} | {ts_cells[1]} |{traced_cells}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
