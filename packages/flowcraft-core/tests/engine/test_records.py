@@ -45,6 +45,14 @@ def test_a_started_run_rebuilds_from_its_header_and_records() -> None:
     assert all_records(rebuilt) == all_records(state)
 
 
+def test_a_traced_runs_header_keeps_its_traceparent() -> None:
+    state = new_run("r", PLAN)
+    assert "trace" not in header_of(state)  # untraced runs store nothing more
+    state.trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    rebuilt = state_from_records("r", PLAN, header_of(state), all_records(state), {})
+    assert rebuilt.trace == state.trace
+
+
 def test_a_record_of_the_wrong_shape_is_a_codec_error_naming_the_run() -> None:
     state = new_run("r", PLAN)
     apply(state, RunStarted(at=0.0, input=None))
