@@ -116,6 +116,18 @@ def test_a_node_outcome_is_one_info_line_with_its_duration(
     assert lines[1]["message"] == "node N#1 of run r1 succeeded in 0.250s"
 
 
+def test_a_retry_says_how_long_the_attempt_took_then_why(
+    lines: list[dict[str, object]],
+) -> None:
+    error = NodeError(node_id="N", frame="", attempt=1, type="RuntimeError", message="boom")
+    log = fe.EventLogger()
+    log(_node(fe.NodeStarted, 1.0))
+    log(_node(fe.NodeRetrying, 1.5, error=error))
+    assert (
+        lines[1]["message"] == "node N#1 of run r1 failed in 0.500s (RuntimeError: boom), retrying"
+    )
+
+
 def test_a_timeout_says_so(lines: list[dict[str, object]]) -> None:
     error = NodeError(node_id="N", frame="", attempt=1, type="TimeoutError", message="after 1s")
     fe.EventLogger()(_node(fe.NodeFailed, 1.0, error=error))

@@ -71,9 +71,10 @@ class EventLogger:
             return logging.DEBUG, f"{_node_name(event)} started", {}
         began = self._node_starts.pop(key, None)
         duration = None if began is None else max(0.0, event.at - began)
-        level, outcome, fields = _node_outcome(event)
+        level, (word, detail), fields = _node_outcome(event)
         took = "" if duration is None else f" in {duration:.3f}s"
-        return level, f"{_node_name(event)} {outcome}{took}", {**fields, "duration": duration}
+        text = f"{_node_name(event)} {word}{took}{detail}"
+        return level, text, {**fields, "duration": duration}
 
     def _run(self, event: e.RunEvent) -> tuple[int, str, dict[str, Any]]:
         name = f"run {event.run_id} ({event.blueprint} {event.version})".replace(" ( )", "")
@@ -135,7 +136,8 @@ def _node_name(event: e.NodeEvent) -> str:
     return f"node {where}#{event.attempt} of run {event.run_id}"
 
 
-def _node_outcome(event: e.NodeEvent) -> tuple[int, str, dict[str, Any]]:
+def _node_outcome(event: e.NodeEvent) -> tuple[int, tuple[str, str], dict[str, Any]]:
+    """Level, (what happened, what follows the duration) and the fields of an outcome."""
     if isinstance(event, e.NodeFailed | e.NodeRetrying):
         error = event.error
         fields: dict[str, Any] = {}
@@ -146,12 +148,12 @@ def _node_outcome(event: e.NodeEvent) -> tuple[int, str, dict[str, Any]]:
         what = "timed out" if timed_out else "failed"
         why = "" if error is None else f" ({error.type}: {error.message})"
         if isinstance(event, e.NodeRetrying):
-            return logging.WARNING, f"{what}{why}, retrying", fields
-        return logging.ERROR, f"{what}{why}", fields
+            return logging.WARNING, (what, f"{why}, retrying"), fields
+        return logging.ERROR, (what, why), fields
     word, level = _NODE_WORDS.get(type(event), ("changed", logging.INFO))
     if isinstance(event, e.NodeAwaiting) and event.token:
-        return level, f"{word} (token {event.token})", {"token": event.token}
-    return level, word, {}
+        return level, (word, f" (token {event.token})"), {"token": event.token}
+    return level, (word, ""), {}
 
 
 def _other(event: e.FlowEvent) -> tuple[int, str, dict[str, Any]]:
