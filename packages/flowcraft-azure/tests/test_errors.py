@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from azure.core import exceptions as core_exc
 from azure.cosmos import exceptions as cosmos_exc
+from azure.storage.queue import StorageErrorCode
 from flowcraft.azure._errors import Refused, classify, edge, refusal
 from flowcraft.core.errors import PermanentBackendError, TransientBackendError
 
@@ -94,6 +95,16 @@ def test_stale_pop_receipts_are_refusals(code: str) -> None:
     answer = refusal(_http(404 if code == "MessageNotFound" else 400, code))
     assert answer is not None
     assert answer.what == "stale"
+
+
+@pytest.mark.parametrize(
+    "code", [StorageErrorCode.MESSAGE_NOT_FOUND, StorageErrorCode.POP_RECEIPT_MISMATCH]
+)
+def test_stale_pop_receipts_given_as_the_sdk_enum_are_refusals(code: StorageErrorCode) -> None:
+    """The SDK sets ``error_code`` to an enum member whose ``str()`` is not its value."""
+    answer = refusal(_http(400, cast(Any, code)))
+    assert answer is not None
+    assert (answer.what, answer.detail) == ("stale", code.value)
 
 
 def test_a_missing_queue_is_an_error_not_a_refusal() -> None:

@@ -73,6 +73,14 @@ def test_cursors_round_trip_and_foreign_ones_are_refused() -> None:
 
 def test_ids_and_hashes_are_safe_for_item_ids_and_predicates() -> None:
     for text in ("a/b", "it's", "x\\y?#"):
-        assert it.attempt_id(text)[2:].isalnum()
+        assert it.attempt_id(text, text)[2:].isalnum()
+        assert it.run_item_id(text)[2:].isalnum()
         assert it.owner_hash(text).isalnum()
         assert it.sent_key(text).isalnum()
+
+
+def test_ids_are_unique_across_runs() -> None:
+    """The local Cosmos server checks a patch's predicate by id alone, across partitions."""
+    assert it.run_item_id("r1") != it.run_item_id("r2")
+    assert it.attempt_id("r1", "a#1") != it.attempt_id("r2", "a#1")
+    assert it.attempt_id("r1", "a#1") == it.attempt_id("r1", "a#1")

@@ -96,11 +96,8 @@ class AzureBackend:
                             account_url=self.queue_account_url)  # fmt: skip
 
     def _cosmos(self) -> Any:  # noqa: ANN401
-        options: dict[str, Any] = {}
-        if self.cosmos_ca_file:
-            options = {"connection_verify": self.cosmos_ca_file}
         return cosmos_client(connection_string=self.cosmos_connection_string, url=self.cosmos_url,
-                             key=self.cosmos_key, **options)  # fmt: skip
+                             key=self.cosmos_key, ca_file=self.cosmos_ca_file)  # fmt: skip
 
     async def create(self, namespace: str) -> Backend:
         """The ports of ``namespace`` (queues, database and containers created if missing)."""

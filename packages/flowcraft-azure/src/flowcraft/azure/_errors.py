@@ -88,10 +88,15 @@ def status_of(exc: BaseException) -> int:
 
 
 def error_code(exc: BaseException) -> str:
-    """The service's error code of an ``HttpResponseError`` ("" if none)."""
-    return str(getattr(exc, "error_code", None) or "") if isinstance(
-        exc, core_exc.HttpResponseError
-    ) else ""  # fmt: skip
+    """The service's error code of an ``HttpResponseError`` ("" if none).
+
+    Queue Storage gives a ``StorageErrorCode`` enum member, whose ``str()`` is its qualified
+    name (``StorageErrorCode.POP_RECEIPT_MISMATCH``), not its value: the value is taken.
+    """
+    if not isinstance(exc, core_exc.HttpResponseError):
+        return ""
+    code = getattr(exc, "error_code", None) or ""
+    return str(getattr(code, "value", code))
 
 
 def refusal(exc: BaseException) -> Refused | None:

@@ -2,7 +2,7 @@
 
 One run is one logical partition (``runId``) of the contexts container::
 
-    run                 the run item: record fields (status, active, created, updated, input,
+    r:<sha256(run id)>  the run item: record fields (status, active, created, updated, input,
                         out, err, ...), ``ver``, ``h`` (header), ``log`` (the changes of the
                         saves since the snapshot, one entry per version), ``snap`` (the
                         snapshot it builds on), ``sent`` (outbox messages known enqueued)
@@ -33,7 +33,6 @@ from flowcraft.core import ports
 
 __all__ = [
     "PART_BYTES",
-    "RUN",
     "TERMINAL",
     "Folded",
     "attempt_id",
@@ -44,12 +43,11 @@ __all__ = [
     "log_key",
     "owner_hash",
     "pack_rows",
+    "run_item_id",
     "run_record",
     "sent_key",
 ]
 
-#: The id of the run item.
-RUN = "run"
 #: Bytes of rows one part item holds (Cosmos DB takes 2 MB; aiohttp warns above 1 MiB).
 PART_BYTES = 800_000
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -61,9 +59,25 @@ def log_key(version: int) -> str:
     return f"v{version:012d}"
 
 
-def attempt_id(attempt: str) -> str:
-    """The item id of an attempt (any attempt string, made safe for an id)."""
-    return "t:" + hashlib.sha256(attempt.encode("utf-8", "surrogatepass")).hexdigest()
+def run_item_id(run_id: str) -> str:
+    """The id of a run's run item: unique in the container, not only in the run's partition.
+
+    Real Cosmos DB evaluates a patch's filter predicate on the one item the patch addresses
+    (id and partition key). The local Cosmos server evaluates it as a query over the whole
+    container by id alone, so an id shared by every run (``run``) would let one run's
+    version satisfy another run's compare-and-set. An id of the run's own is right on both.
+    """
+    return "r:" + hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def attempt_id(run_id: str, attempt: str) -> str:
+    """The item id of an attempt (any attempt string, made safe for an id).
+
+    Unique in the container: the run id is part of it, for the reason :func:`run_item_id`
+    gives.
+    """
+    key = f"{run_id}\x00{attempt}".encode("utf-8", "surrogatepass")
+    return "t:" + hashlib.sha256(key).hexdigest()
 
 
 def owner_hash(owner: str) -> str:
@@ -231,7 +245,8 @@ def run_item(
 ) -> dict[str, object]:
     """The run item of a new run (version 1, an empty log)."""
     return {
-        "id": RUN, "runId": record.run_id, "kind": "run", "ver": 1, "w": nonce,
+        "id": run_item_id(record.run_id), "runId": record.run_id, "kind": "run", "ver": 1,
+        "w": nonce,
         "h": dumps(header), "log": {}, "sent": {}, "snap": None,
         "blueprint_id": record.blueprint_id, "blueprint_version": record.blueprint_version,
         "blueprint_digest": record.blueprint_digest, "status": record.status,

@@ -17,8 +17,11 @@ Spec sheet
 * Receive: ``receive_messages`` of up to ``min(32, max_messages)`` with the adapter's
   ``visibility_timeout``. Azure has no long polling: while the queue is empty, ``receive``
   polls again after a pause that starts at 20 ms and doubles up to ``max_poll_interval``
-  (1 s by default) until ``wait`` runs out, so an idle worker costs about one request a
-  second. ``delivery_count`` is ``dequeue_count``. A receive cancelled (or overtaken by
+  (1 s by default) until ``wait`` runs out. The pause is the adapter's, kept across calls
+  (a worker calling ``receive`` with a short ``wait`` in a loop polls no faster), reset by
+  a poll that finds messages and by an undelayed ``enqueue`` through the same adapter (which
+  also wakes a waiting receive), so an idle worker costs about one request a second.
+  ``delivery_count`` is ``dequeue_count``. A receive cancelled (or overtaken by
   ``stop_receiving``) while its request is in flight loses nothing: what the request returns
   is made visible again at once (visibility 0). A message that cannot be decoded (another
   producer, offloaded chunks gone) is delivered with its raw text as body for the worker to
@@ -133,6 +136,9 @@ class AzureQueueAdapter:
         self._polls: set[asyncio.Task[list[AzureDelivery]]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop: asyncio.Future[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._pause = _PAUSE
+        self._next_poll = 0.0
         self._stopped = False
         self._closed = False
 
@@ -166,6 +172,8 @@ class AzureQueueAdapter:
             await self.queue_client.send_message(
                 text, visibility_timeout=seconds or None, time_to_live=-1
             )
+        if not seconds:
+            self._woken()
 
     async def _offloaded(self, message: ports.Message, size: int) -> str:
         if self._offload is None:
@@ -180,20 +188,50 @@ class AzureQueueAdapter:
     # ------------------------------------------------------------------ receive
 
     async def receive(self, max_messages: int, wait: float) -> Sequence[ports.Delivery]:
-        """Up to ``max_messages`` deliveries, polling with backoff for up to ``wait`` seconds."""
+        """Up to ``max_messages`` deliveries, polling with backoff for up to ``wait`` seconds.
+
+        The backoff belongs to the adapter, not to one call: after an empty poll the next
+        request waits for the pause (20 ms doubling up to ``max_poll_interval``), however
+        short each call's ``wait`` is, so a worker that calls ``receive`` in a tight loop
+        with a short ``wait`` does not poll faster. A poll that finds messages, or an
+        ``enqueue`` through this adapter (its sender has just made work), resets the pause
+        and wakes a waiting receive. ``wait`` <= 0 always polls once.
+        """
         if max_messages < 1:
             raise ValueError(f"max_messages must be >= 1, got {max_messages}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait)
-        pause = _PAUSE
+        if wait <= 0:
+            self._next_poll = 0.0
         while not self._stopped:
+            early = self._next_poll - loop.time()
+            if early > 0:
+                left = deadline - loop.time()
+                if left <= 0:
+                    return []
+                await asyncio.wait((self._stopping(), self._waking()), timeout=min(early, left))
+                continue
             got = await self._receive_once(min(_PAGE, max_messages))
-            left = deadline - loop.time()
-            if got or left <= 0:
+            if got:
+                self._pause, self._next_poll = _PAUSE, 0.0
                 return got
-            await asyncio.wait((self._stopping(),), timeout=min(pause, left))
-            pause = min(pause * 2, self.max_poll_interval)
+            self._next_poll = loop.time() + self._pause
+            self._pause = min(self._pause * 2, self.max_poll_interval)
+            if loop.time() >= deadline:
+                return []
         return []
+
+    def _waking(self) -> asyncio.Future[None]:
+        """A future done when this adapter enqueues next (work may be waiting)."""
+        if self._wake is None or self._wake.done():
+            self._wake = asyncio.get_running_loop().create_future()
+        return self._wake
+
+    def _woken(self) -> None:
+        """Work was just enqueued: poll at once, with the shortest pause."""
+        self._pause, self._next_poll = _PAUSE, 0.0
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def _receive_once(self, count: int) -> list[AzureDelivery]:
         """One receive request; what it brings goes back if nobody takes it."""

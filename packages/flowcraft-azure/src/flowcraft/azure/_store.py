@@ -161,7 +161,7 @@ class CosmosDbContext:
     async def _run_item(self, run_id: str) -> Item | None:
         found = await self._query(
             self._runs, "SELECT * FROM c WHERE c.runId = @r AND c.id = @id",
-            {"@r": run_id, "@id": it.RUN}, run_id,
+            {"@r": run_id, "@id": it.run_item_id(run_id)}, run_id,
         )  # fmt: skip
         return found[0] if found else None
 
@@ -302,10 +302,10 @@ class CosmosDbContext:
         """The run's state as of its last save (see the port)."""
         for attempt in range(_READ_RETRIES):
             items = await self._items(run_id)
-            run = next((i for i in items if i["id"] == it.RUN), None)
+            run = next((i for i in items if i["kind"] == "run"), None)
             if run is None:
                 return None
-            parts = {str(i["id"]): i["rows"] for i in items if i["id"] != it.RUN}
+            parts = {str(i["id"]): i["rows"] for i in items if i["kind"] != "run"}
             folded = it.fold(run, parts)
             if folded is not None:
                 return self._stored(run, folded, since, keys)
@@ -396,7 +396,7 @@ class CosmosDbContext:
         try:
             with edge(f"save run {run_id}"):
                 saved: Item = await self._runs.patch_item(
-                    it.RUN, partition_key=run_id, patch_operations=operations,
+                    it.run_item_id(run_id), partition_key=run_id, patch_operations=operations,
                     filter_predicate=f"FROM c WHERE c.ver = {int(expected)}",
                 )  # fmt: skip
         except Refused:
@@ -442,10 +442,10 @@ class CosmosDbContext:
 
     async def _compact_once(self, run_id: str) -> bool:
         items = await self._items(run_id)
-        run = next((i for i in items if i["id"] == it.RUN), None)
+        run = next((i for i in items if i["kind"] == "run"), None)
         if run is None:
             return True
-        folded = it.fold(run, {str(i["id"]): i["rows"] for i in items if i["id"] != it.RUN})
+        folded = it.fold(run, {str(i["id"]): i["rows"] for i in items if i["kind"] != "run"})
         if folded is None:
             return False
         nonce = uuid.uuid4().hex[:16]
@@ -459,8 +459,9 @@ class CosmosDbContext:
         try:
             with edge(f"run {run_id}: compact"):
                 await self._runs.replace_item(
-                    it.RUN, body, etag=run["_etag"], match_condition=MatchConditions.IfNotModified
-                )
+                    run["id"], body, etag=run["_etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )  # fmt: skip
         except Refused:
             await self._delete_ids(run_id, [f"s:{version}:{nonce}:{i}" for i in range(count)])
             return False
@@ -469,7 +470,7 @@ class CosmosDbContext:
         prev = run.get("snap")
         if isinstance(prev, Mapping):
             keep.add(f"s:{prev['ver']}:{prev['nonce']}:")
-        stale = [str(i["id"]) for i in items if i["id"] != it.RUN
+        stale = [str(i["id"]) for i in items if i["kind"] != "run"
                  and not any(str(i["id"]).startswith(k) for k in keep)
                  and int(str(i["id"]).split(":")[1]) <= version]  # fmt: skip
         self._spawn(self._delete_ids(run_id, stale))
@@ -484,7 +485,7 @@ class CosmosDbContext:
             operations = [{"op": "set", "path": f"/sent/{it.sent_key(m)}", "value": 1} for m in ids]
             try:
                 with edge(f"run {run_id}: remove outbox"):
-                    await self._runs.patch_item(it.RUN, partition_key=run_id,
+                    await self._runs.patch_item(it.run_item_id(run_id), partition_key=run_id,
                                                 patch_operations=operations)  # fmt: skip
             except Refused:
                 pass  # an unknown run
@@ -501,14 +502,14 @@ class CosmosDbContext:
 
     @staticmethod
     def _attempt(run_id: str, attempt: str, owner: str, until: float) -> Item:
-        return {"id": it.attempt_id(attempt), "runId": run_id, "kind": "attempt",
+        return {"id": it.attempt_id(run_id, attempt), "runId": run_id, "kind": "attempt",
                 "attempt": attempt, "oh": it.owner_hash(owner), "lease": until,
                 "outcome": None}  # fmt: skip
 
     async def _attempt_item(self, run_id: str, attempt: str) -> Item | None:
         found = await self._query(
             self._runs, "SELECT * FROM c WHERE c.runId = @r AND c.id = @id",
-            {"@r": run_id, "@id": it.attempt_id(attempt)}, run_id,
+            {"@r": run_id, "@id": it.attempt_id(run_id, attempt)}, run_id,
         )  # fmt: skip
         return found[0] if found else None
 
@@ -530,9 +531,10 @@ class CosmosDbContext:
                           {"op": "set", "path": "/oh", "value": it.owner_hash(owner)}]  # fmt: skip
             try:
                 with edge(f"run {run_id}: claim {attempt}"):
-                    await self._runs.patch_item(it.attempt_id(attempt), partition_key=run_id,
-                                                patch_operations=operations,
-                                                filter_predicate=predicate)  # fmt: skip
+                    await self._runs.patch_item(
+                        it.attempt_id(run_id, attempt), partition_key=run_id,
+                        patch_operations=operations, filter_predicate=predicate,
+                    )  # fmt: skip
                 return ports.AttemptClaim(status=ports.ClaimStatus.CLAIMED, lease_until=now + lease)
             except Refused:
                 item = await self._attempt_item(run_id, attempt)
@@ -552,7 +554,7 @@ class CosmosDbContext:
         try:
             with edge(f"run {run_id}: extend {attempt}"):
                 await self._runs.patch_item(
-                    it.attempt_id(attempt), partition_key=run_id,
+                    it.attempt_id(run_id, attempt), partition_key=run_id,
                     patch_operations=[{"op": "set", "path": "/lease",
                                        "value": time.time() + lease}],
                     filter_predicate=predicate,
@@ -568,7 +570,7 @@ class CosmosDbContext:
             try:
                 with edge(f"run {run_id}: commit {attempt}"):
                     await self._runs.patch_item(
-                        it.attempt_id(attempt), partition_key=run_id,
+                        it.attempt_id(run_id, attempt), partition_key=run_id,
                         patch_operations=[{"op": "set", "path": "/outcome", "value": text}],
                         filter_predicate="FROM c WHERE IS_NULL(c.outcome)",
                     )  # fmt: skip
