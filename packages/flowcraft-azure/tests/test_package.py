@@ -33,3 +33,17 @@ def test_the_backend_is_registered_as_azure() -> None:
         {"queue_connection_string": "UseDevelopmentStorage=true", "cosmos_url": "https://x"},
     )
     assert type(factory) is flowcraft.azure.AzureBackend
+
+
+def test_option_environment_names_every_variable_the_backend_reads() -> None:
+    """Each declared option is a keyword of the factory, read from its variable."""
+    import inspect
+
+    from flowcraft.azure import AzureBackend
+
+    env = AzureBackend.option_environment
+    keywords = inspect.signature(AzureBackend).parameters
+    assert set(env) <= set(keywords)
+    assert env["cosmos_url"] == "FLOWCRAFT_COSMOS_URL"
+    assert env["queue_connection_string"] == "FLOWCRAFT_AZURE_QUEUE_CONNECTION_STRING"
+    assert env["redis_url"] == "FLOWCRAFT_REDIS_URL"

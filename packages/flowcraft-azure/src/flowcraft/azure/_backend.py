@@ -22,8 +22,9 @@ deletes the queues, the containers and the namespace's Redis keys.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import redis.asyncio as redis
 from flowcraft.azure._clients import cosmos_client, queue_client
@@ -57,6 +58,9 @@ class AzureBackend:
     """Opens the adapter's three ports for a namespace (see the module docstring)."""
 
     capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
+    #: The option each environment variable gives (the CLI lets a set variable beat a config
+    #: file's value, as ``--option`` beats both).
+    option_environment: ClassVar[Mapping[str, str]] = MappingProxyType(_ENV)
 
     def __init__(
         self,

@@ -30,8 +30,8 @@ Spec sheet
   ``_delivery``.
 * ``close()``: waits for requests in flight, makes the deliveries it handed out that are still
   unsettled visible again, then closes the clients it created itself.
-* ``dead_letters()`` (tests, operators): peeks at the poison queue (up to 32 messages, left in
-  place): every message's id and reason.
+* ``dead_letters()`` (tests, operators): every message of the poison queue, its id and reason,
+  read to the end page by page (receive, then made visible again: peek stops at 32).
 * Limits (Azure): 64 KiB of text per message, visibility and delay up to 7 days, 2,000 messages
   per second per queue (20,000 per account); a throttled request (503 ``ServerBusy``) is
   retried by the SDK's retry policy (exponential, from 0.5 s) and then leaves as
@@ -393,16 +393,36 @@ class AzureQueueAdapter:
                 await self.poison_queue_client.close()
 
     async def dead_letters(self) -> list[tuple[str, str]]:
-        """``(message id, reason)`` of the poison queue's messages (up to 32), left in place."""
+        """``(message id, reason)`` of every message of the poison queue, left in place.
+
+        Azure's peek returns at most 32 messages and cannot page, so the poison queue is read
+        to its end by receiving it page by page (each page hidden for a minute, so the next
+        receive returns new messages), then every message read is made visible again. A
+        message received meanwhile by someone else is missed, not lost.
+        """
         if self.poison_queue_client is None:
             return []
-        with edge("peek poison queue"):
-            messages = await self.poison_queue_client.peek_messages(max_messages=_PAGE)
-        found = []
-        for message in messages:
+        found: dict[str, Any] = {}
+        try:
+            while True:
+                with edge("read poison queue"):
+                    pager = self.poison_queue_client.receive_messages(
+                        messages_per_page=_PAGE, max_messages=_PAGE, visibility_timeout=60
+                    )
+                    page = [m async for m in pager]
+                found |= {str(m.id): m for m in page}
+                if len(page) < _PAGE:
+                    break
+        finally:
+            await self._release(
+                ((str(m.id), str(m.pop_receipt)) for m in found.values()),
+                client=self.poison_queue_client,
+            )
+        letters = []
+        for message in sorted(found.values(), key=lambda m: m.inserted_on or 0):
             decoded = decode(str(message.content or ""), str(message.id))
-            found.append((decoded.message_id, decoded.reason or decoded.problem or ""))
-        return found
+            letters.append((decoded.message_id, decoded.reason or decoded.problem or ""))
+        return letters
 
     # ------------------------------------------------------------------ internals
 
@@ -419,15 +439,17 @@ class AzureQueueAdapter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _release(self, handles: Iterable[tuple[str, str]]) -> None:
-        """Make these messages visible at once (failures logged, never raised)."""
+    async def _release(self, handles: Iterable[tuple[str, str]], client: Any = None) -> None:  # noqa: ANN401
+        """Make these messages of ``client``'s queue (the jobs queue) visible at once.
+
+        Failures are logged, never raised.
+        """
+        queue = client if client is not None else self.queue_client
 
         async def one(azure_id: str, pop_receipt: str) -> None:
             try:
                 with edge("release"):
-                    await self.queue_client.update_message(
-                        azure_id, pop_receipt, visibility_timeout=0
-                    )
+                    await queue.update_message(azure_id, pop_receipt, visibility_timeout=0)
             except (Refused, TransientBackendError, PermanentBackendError) as exc:
                 _log.debug("could not make message %s visible again: %s", azure_id, exc)
 

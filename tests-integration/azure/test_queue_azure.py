@@ -1,0 +1,76 @@
+"""AzureQueueAdapter behaviour beyond the port contract, on Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from flowcraft.azure import AzureQueueAdapter
+from flowcraft.azure._clients import queue_client
+from flowcraft.azure._schema import Names, ensure_queues
+from flowcraft.core import ports
+
+pytestmark = pytest.mark.service("azurite")
+
+
+@pytest.fixture
+async def adapter(azure_queue_connection_string: str) -> AsyncIterator[AzureQueueAdapter]:
+    names = Names.of(f"t{uuid.uuid4().hex[:10]}")
+    jobs = queue_client(names.jobs, connection_string=azure_queue_connection_string)
+    poison = queue_client(names.poison, connection_string=azure_queue_connection_string)
+    await ensure_queues(jobs, poison)
+    queue = AzureQueueAdapter(queue_client=jobs, poison_queue_client=poison,
+                              visibility_timeout=30, max_poll_interval=0.1)  # fmt: skip
+    try:
+        yield queue
+    finally:
+        await queue.close()
+        for client in (jobs, poison):
+            await client.delete_queue()
+            await client.close()
+
+
+async def test_dead_letters_are_read_to_the_end_and_left_in_place(
+    adapter: AzureQueueAdapter,
+) -> None:
+    """More than the 32 messages one peek or receive returns: every one, twice."""
+    count = 45
+    await asyncio.gather(*(adapter.enqueue(ports.Message(id=f"m{i}", body=b"x"))
+                           for i in range(count)))  # fmt: skip
+    got: list[ports.Delivery] = []
+    while len(got) < count:
+        got += await adapter.receive(32, 1.0)
+    await asyncio.gather(*(d.dead_letter(f"reason {d.message_id}") for d in got))
+    expected = {(f"m{i}", f"reason m{i}") for i in range(count)}
+    first = await adapter.dead_letters()
+    assert sorted(first) == sorted(expected)
+    assert len(first) == count
+    assert sorted(await adapter.dead_letters()) == sorted(expected)  # still there
+
+
+async def test_an_idle_receiver_backs_off_across_calls(adapter: AzureQueueAdapter) -> None:
+    """Short waits in a loop do not poll faster than the backoff; an enqueue wakes it."""
+    calls = 0
+    original = adapter.queue_client.receive_messages
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return original(*args, **kwargs)
+
+    adapter.queue_client.receive_messages = counting
+    try:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.0
+        while loop.time() < until:
+            assert await adapter.receive(1, 0.01) == []
+        assert calls <= 15, f"{calls} polls in 1 s with a 0.1 s ceiling"
+        await adapter.enqueue(ports.Message(id="wake", body=b"w"))
+        started = loop.time()
+        (delivery,) = await adapter.receive(1, 2.0)
+        assert loop.time() - started < 0.5
+        await delivery.ack()
+    finally:
+        del adapter.queue_client.receive_messages
