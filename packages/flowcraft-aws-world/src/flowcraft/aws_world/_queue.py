@@ -16,6 +16,10 @@ registered prefix), the World's message id and the deliveries already made, as J
 * **Consumers** long-poll each queue (``WaitTimeSeconds``), receive up to 10 messages per
   call, run handlers concurrently (at most ``max_in_flight``), extend a running handler's
   visibility every third of the timeout, and delete settled messages in batches.
+* **Large messages** (a body over 200 KiB; SQS takes 256 KiB) travel in S3
+  (``messages/<message id>``), the body naming the object; a duplicate of the message
+  may still need it after an ack, so objects expire by the bucket's lifecycle rule (14 days,
+  SQS's longest retention).
 * **Outcomes**: ``None`` deletes; ``Redeliver(d)`` sends the same message (same id, next
   attempt) with delay ``d`` and then deletes (a crash in between duplicates it); a raise
   makes the message visible again after a backoff (ChangeMessageVisibility), and after
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -47,7 +52,6 @@ from flowcraft.core.world import (
     QueueHandler,
     QueueMessage,
     Redeliver,
-    WorldRequestError,
 )
 
 log = logging.getLogger("flowcraft.aws_world")
@@ -56,6 +60,8 @@ log = logging.getLogger("flowcraft.aws_world")
 MAX_HOP = 900
 #: The largest SQS message body.
 MAX_BODY = 256 * 1024
+#: Bodies longer than this carry their message in S3 (``messages/<message id>``).
+INLINE_BODY = 200 * 1024
 #: An unsent dedup claim older than this is sent again by a repeat.
 STALE_CLAIM = 60.0
 
@@ -69,26 +75,30 @@ class Envelope:
     message: QueueMessage
     attempts: int = 0
     due: float | None = None
+    stored: str | None = None
 
     def body(self) -> str:
-        """The JSON body (checked against SQS's size limit)."""
-        raw = {"id": self.message_id, "q": self.queue_name, "m": self.message, "a": self.attempts}
+        """The JSON body (the message left out when it is stored in S3)."""
+        raw: dict[str, Any] = {"id": self.message_id, "q": self.queue_name, "a": self.attempts}
+        if self.stored is not None:
+            raw["s3"] = self.stored
+        else:
+            raw["m"] = self.message
         if self.due is not None:
             raw["due"] = self.due
-        body = json.dumps(raw, ensure_ascii=True, separators=(",", ":"))
-        if len(body) > MAX_BODY:
-            raise WorldRequestError(
-                f"queue message for {self.queue_name!r} is {len(body)} bytes as JSON; "
-                f"SQS takes at most {MAX_BODY}",
-                code="message_too_large",
-            )
-        return body
+        return json.dumps(raw, ensure_ascii=True, separators=(",", ":"))
+
+    def with_(self, **changes: Any) -> Envelope:  # noqa: ANN401
+        """A copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
 
     @classmethod
-    def parse(cls, body: str) -> Envelope:
-        """The envelope of an SQS body."""
+    def parse(cls, body: str) -> tuple[Envelope, str | None]:
+        """The envelope of an SQS body and the S3 key of its message (``None``: inline)."""
         raw = json.loads(body)
-        return cls(raw["id"], raw["q"], raw["m"], int(raw.get("a", 0)), raw.get("due"))
+        key = raw.get("s3")
+        envelope = cls(raw["id"], raw["q"], raw.get("m", {}), int(raw.get("a", 0)), raw.get("due"))
+        return envelope, key
 
 
 class SqsQueue:
@@ -125,7 +135,6 @@ class SqsQueue:
         """Send ``message`` (once per ``key`` within the window); its message id."""
         message_id = f"msg_{uuid.uuid4().hex}"
         envelope = Envelope(message_id, queue_name, message)
-        envelope.body()  # refuse an oversized message before claiming its key
         if key is not None:
             known = await self._claim(key, message_id)
             if known is not None and known[1]:
@@ -179,9 +188,14 @@ class SqsQueue:
     async def _send(self, envelope: Envelope, delay: float) -> None:
         hop = min(MAX_HOP, math.ceil(delay))
         due = time.time() + delay if delay > hop else None
-        body = Envelope(
-            envelope.message_id, envelope.queue_name, envelope.message, envelope.attempts, due
-        ).body()
+        body = envelope.with_(due=due, stored=None).body()
+        if len(body) > INLINE_BODY:
+            key = f"messages/{envelope.message_id}"
+            data = json.dumps(envelope.message, ensure_ascii=True, separators=(",", ":"))
+            await self._aws.s3(
+                "put_object", Bucket=self._config.stream_bucket, Key=key, Body=data.encode()
+            )
+            body = envelope.with_(due=due, stored=key).body()
         await self._aws.sqs(
             "send_message",
             QueueUrl=self._url(envelope.queue_name),
@@ -255,7 +269,10 @@ class SqsQueue:
         return messages
 
     async def _deliver(self, url: str, message: Item) -> None:
-        envelope = Envelope.parse(message["Body"])
+        envelope, stored = Envelope.parse(message["Body"])
+        if stored is not None:
+            data = await self._aws.s3_read(self._config.stream_bucket, stored)
+            envelope = envelope.with_(message=json.loads(data))
         receipt = message["ReceiptHandle"]
         received = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         if envelope.due is not None and envelope.due > time.time():
@@ -318,8 +335,7 @@ class SqsQueue:
     async def _forward(
         self, url: str, receipt: str, envelope: Envelope, attempts: int, delay: float
     ) -> None:
-        again = Envelope(envelope.message_id, envelope.queue_name, envelope.message, attempts)
-        await self._send(again, max(0.0, delay))
+        await self._send(envelope.with_(attempts=attempts), max(0.0, delay))
         await self._aws.sqs("delete_message", QueueUrl=url, ReceiptHandle=receipt)
 
 

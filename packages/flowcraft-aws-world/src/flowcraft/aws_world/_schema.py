@@ -17,7 +17,8 @@ Tables (DynamoDB, on-demand billing; ``S``/``N`` are the key types):
   by a conditional put (a GSI cannot enforce uniqueness).
 * **streams** (``pk`` S, ``sk`` N): per stream a head (``sk`` -1: ``next`` index, ``closed``)
   and batches of chunks (``sk`` = first index); per run a list of names (``l#<run id>``).
-* **dedup** (``key`` S): idempotency keys of the queue (``message_id``, ``expires``, ``sent``).
+* **dedup** (``key`` S): idempotency keys of the queue (``message_id``, ``expires`` (the
+  table's TTL attribute), ``sent``).
 
 Queues (SQS standard): the workflow and step queues, each with a redrive policy to
 ``<name>-dlq``. Bucket: stream chunks and payloads (``payloads/<sha256>``,
@@ -37,6 +38,14 @@ from flowcraft.core.errors import PermanentBackendError
 
 #: SQS message retention (the service maximum, 14 days).
 RETENTION = 1_209_600
+
+#: Large queue messages live in S3 as long as SQS could still deliver them.
+MESSAGES_EXPIRE = {
+    "ID": "flowcraft-expire-queue-messages",
+    "Filter": {"Prefix": "messages/"},
+    "Status": "Enabled",
+    "Expiration": {"Days": 14},
+}
 
 
 def _keys(*keys: tuple[str, str]) -> list[dict[str, str]]:
@@ -125,6 +134,22 @@ async def ensure_tables(aws: Aws, config: AwsWorldConfig) -> None:
                 raise
     for name in config.tables:
         await _wait_active(aws, name)
+    await _dedup_ttl(aws, config.dedup_table)
+
+
+async def _dedup_ttl(aws: Aws, table: str) -> None:
+    """Let DynamoDB delete expired idempotency keys (reads ignore them anyway)."""
+    described = await aws.dynamodb("describe_time_to_live", TableName=table)
+    if described.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") in (
+        "ENABLED",
+        "ENABLING",
+    ):
+        return
+    await aws.dynamodb(
+        "update_time_to_live",
+        TableName=table,
+        TimeToLiveSpecification={"AttributeName": "expires", "Enabled": True},
+    )
 
 
 async def _wait_active(aws: Aws, name: str) -> None:
@@ -177,6 +202,11 @@ async def ensure_bucket(aws: Aws, config: AwsWorldConfig) -> None:
     except PermanentBackendError as exc:
         if "BucketAlreadyOwnedByYou" not in str(exc):
             raise
+    await aws.s3(
+        "put_bucket_lifecycle_configuration",
+        Bucket=config.stream_bucket,
+        LifecycleConfiguration={"Rules": [MESSAGES_EXPIRE]},
+    )
 
 
 async def ensure_infrastructure(aws: Aws, config: AwsWorldConfig) -> tuple[str, str]:

@@ -52,6 +52,8 @@ class AwsWorld:
         recovery_queue_prefix: ``start()`` re-enqueues ``{"runId": ...}`` for each run left
             pending or running on ``prefix + workflow_name``.
         clock: The time stamped on events (UTC).
+        create_missing: ``start()`` first creates the tables, queues and bucket that are
+            missing (``ensure_infrastructure()``).
     """
 
     def __init__(
@@ -60,7 +62,9 @@ class AwsWorld:
         *,
         recovery_queue_prefix: str = WORKFLOW_QUEUE_PREFIX,
         clock: Callable[[], datetime] = _utc_now,
+        create_missing: bool = False,
     ) -> None:
+        self._create_missing = create_missing
         self.config = config or AwsWorldConfig.from_env()
         self.capabilities = WorldCapabilities(
             max_delay_seconds=None,
@@ -96,6 +100,8 @@ class AwsWorld:
         if self._started:
             return
         self._started = True
+        if self._create_missing:
+            await self.ensure_infrastructure()
         await self._resolve_queues()
         self._queue.start()
         for status in (RunStatus.PENDING, RunStatus.RUNNING):

@@ -1,4 +1,7 @@
-"""The World suites on flowcraft-aws-world against moto (one set of tables and queues per test)."""
+"""The World conformance suite on AwsWorld (DynamoDB, SQS and S3 on moto).
+
+Every test gets its own tables, queues and bucket (named after its namespace).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from flowcraft.aws_world import AwsWorld, AwsWorldConfig
+from flowcraft.core.testing.world_suite import *  # noqa: F403
 from flowcraft.core.world import World
 
 
