@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-from cassandra.policies import DCAwareRoundRobinPolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
 from flowcraft.core import BlueprintSet, Reconciler
 from flowcraft.core.backends import Backend
 from flowcraft.core.errors import BackendError
@@ -122,9 +122,12 @@ class KafkaBackend:
             load_balancing_policy=DCAwareRoundRobinPolicy(local_dc=self.local_dc),
             request_timeout=30,
         )
-        cluster = Cluster(hosts, port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                          schema_metadata_enabled=False, token_metadata_enabled=False,
-                          protocol_version=5)  # fmt: skip
+        cluster = Cluster(
+            hosts, port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            schema_metadata_enabled=False, token_metadata_enabled=False, protocol_version=5,
+            # a restarted node is back within seconds: look for it again soon, not after minutes
+            reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
+        )  # fmt: skip
         try:
             session = await asyncio.to_thread(cluster.connect)
         except Exception as exc:
