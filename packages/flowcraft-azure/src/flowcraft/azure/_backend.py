@@ -10,7 +10,9 @@
   ``cosmos_url`` (``FLOWCRAFT_COSMOS_URL``) with ``cosmos_key`` (``FLOWCRAFT_COSMOS_KEY``; none:
   DefaultAzureCredential), ``cosmos_database_name`` (``flowcraft``), ``cosmos_ca_file`` (a CA
   bundle to verify the server with, e.g. a local server's private CA).
-* ``redis_url`` (``FLOWCRAFT_REDIS_URL``): coordination through ``flowcraft.core.redis``.
+* ``redis_url`` (``FLOWCRAFT_REDIS_URL``): coordination through ``flowcraft.core.redis``, and
+  runs' ends (capability ``run_notifications``): the store is wrapped in core's
+  ``NotifyingRunStore``, which publishes terminal saves on the channel ``<ns>:runs-ended``.
 * ``visibility_timeout`` (seconds, 30) and ``max_poll_interval`` (seconds, 1.0).
 
 ``create(namespace)`` creates, unless they exist, the queues ``<ns>-jobs`` and ``<ns>-poison``,
@@ -35,7 +37,7 @@ from flowcraft.azure._store import CosmosDbContext
 from flowcraft.core import BlueprintSet, Reconciler
 from flowcraft.core.backends import Backend
 from flowcraft.core.errors import BackendError
-from flowcraft.core.redis import RedisCoordinationStore
+from flowcraft.core.redis import NotifyingRunStore, RedisCoordinationStore
 
 __all__ = ["AzureBackend", "create_azure_reconciler"]
 
@@ -57,7 +59,9 @@ def _option(name: str, value: str | None) -> str | None:
 class AzureBackend:
     """Opens the adapter's three ports for a namespace (see the module docstring)."""
 
-    capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
+    capabilities = frozenset(
+        {"coordination", "dead_letter", "delayed_delivery", "run_notifications"}
+    )
     #: The option each environment variable gives (the CLI lets a set variable beat a config
     #: file's value, as ``--option`` beats both).
     option_environment: ClassVar[Mapping[str, str]] = MappingProxyType(_ENV)
@@ -134,7 +138,8 @@ class AzureBackend:
             return adapter()
 
         coordination = RedisCoordinationStore(self.redis_url, prefix=namespace)
-        return Backend(queue=queue, store=store, coordination=coordination,
+        notifying = NotifyingRunStore(store, self.redis_url, prefix=namespace)
+        return Backend(queue=queue, store=notifying, coordination=coordination,
                        dead_letters=queue.dead_letters, inject=queue.enqueue,
                        worker_queue=worker_queue,
                        visibility_timeout=float(self.visibility_timeout),
