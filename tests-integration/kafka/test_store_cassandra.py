@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from flowcraft.core.ports import RunRecord
+from flowcraft.core.redis import NotifyingRunStore
 from flowcraft.kafka import CassandraContext, KafkaBackend
 from flowcraft.kafka._codec import dumps
 from flowcraft.kafka._writes import ops_of
@@ -26,8 +27,9 @@ async def store(
                            cassandra_contact_points=f"{host}:{port}", partitions=1,
                            keyspace="flowcraft_tests")  # fmt: skip
     backend = await factory.create(f"s{uuid.uuid4().hex[:10]}")
-    assert isinstance(backend.store, CassandraContext)
-    yield backend.store
+    assert isinstance(backend.store, NotifyingRunStore)
+    assert isinstance(backend.store.inner, CassandraContext)
+    yield backend.store.inner
     await factory.destroy(backend)
 
 

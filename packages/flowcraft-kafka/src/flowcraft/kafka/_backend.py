@@ -7,6 +7,9 @@
 ``FLOWCRAFT_CASSANDRA_CONTACT_POINTS``), ``cassandra_local_dc`` (``FLOWCRAFT_CASSANDRA_LOCAL_DC``,
 default ``datacenter1``), ``keyspace`` (``FLOWCRAFT_CASSANDRA_KEYSPACE``, default ``flowcraft``),
 ``redis_url`` (``FLOWCRAFT_REDIS_URL``) and ``partitions`` (of the topics it creates, 12).
+Redis holds the coordination keys and carries runs' ends (capability ``run_notifications``):
+the Cassandra store is wrapped in core's ``NotifyingRunStore``, which publishes terminal saves
+on the channel ``<ns>:runs-ended`` (``Backend.store.inner`` is the ``CassandraContext``).
 
 ``create(namespace)`` creates, unless they exist, the topics ``<ns>-jobs``, ``<ns>-jobs.dead`` and
 ``<ns>-jobs.delay-0..5`` (consumer group ``<ns>-workers``) and the keyspace's tables (shared by
@@ -26,7 +29,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionP
 from flowcraft.core import BlueprintSet, Reconciler
 from flowcraft.core.backends import Backend
 from flowcraft.core.errors import BackendError
-from flowcraft.core.redis import RedisCoordinationStore
+from flowcraft.core.redis import NotifyingRunStore, RedisCoordinationStore
 from flowcraft.kafka._errors import from_cassandra
 from flowcraft.kafka._queue import KafkaAdapter
 from flowcraft.kafka._store import CassandraContext
@@ -64,7 +67,9 @@ def _contact_points(text: str) -> tuple[list[str], int]:
 class KafkaBackend:
     """Opens the adapter's three ports for a namespace (see the module docstring)."""
 
-    capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
+    capabilities = frozenset(
+        {"coordination", "dead_letter", "delayed_delivery", "run_notifications"}
+    )
     #: The variables options default from: set, they beat a CLI config file's value.
     option_environment: ClassVar[Mapping[str, str]] = {
         name: env for name, (env, _default) in _DEFAULTS.items()
@@ -111,7 +116,8 @@ class KafkaBackend:
         async def worker_queue() -> KafkaAdapter:
             return queue.consumer()
 
-        return Backend(queue=queue, store=store, coordination=coordination,
+        notifying = NotifyingRunStore(store, self.redis_url, prefix=namespace)
+        return Backend(queue=queue, store=notifying, coordination=coordination,
                        dead_letters=queue.dead_letters, inject=queue.enqueue,
                        worker_queue=worker_queue, visibility_timeout=None,
                        extra={"namespace": namespace, "cluster": cluster})  # fmt: skip
@@ -138,6 +144,7 @@ class KafkaBackend:
     async def close(self, backend: Backend) -> None:
         """Close the ports (unsettled deliveries go back to the group); nothing is deleted."""
         await backend.queue.close()
+        await backend.store.close()  # type: ignore[attr-defined]
         if backend.coordination is not None:
             await backend.coordination.close()
         cluster = backend.extra.get("cluster")
@@ -146,7 +153,7 @@ class KafkaBackend:
 
     async def destroy(self, backend: Backend) -> None:
         """Delete the namespace's rows and topics, then close (tests only)."""
-        store = backend.store
+        store = getattr(backend.store, "inner", backend.store)
         if isinstance(store, CassandraContext):
             await store.drop_namespace()
         await self.close(backend)
