@@ -1,4 +1,4 @@
-"""The README's CQL and topic list describe exactly what ``ensure_schema``/``ensure_topics`` create."""
+"""The README's CQL and topics are exactly what ``ensure_schema`` and ``ensure_topics`` create."""
 
 from __future__ import annotations
 
