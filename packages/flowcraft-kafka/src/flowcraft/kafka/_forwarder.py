@@ -134,7 +134,9 @@ class DelayForwarder:
                 headers.append((DUE_HEADER, str(due).encode()))
             self._producer.send_then(topic, message.key, message.value, headers, then)
         for _ in messages:
-            done.acquire()
+            while not done.acquire(timeout=0.1):  # the broker may be away for a while
+                if self._stop.is_set():
+                    return False  # closing: not committed, forwarded again by the next owner
         if failures:
             log.warning("flowcraft-kafka: forwarding delayed messages failed: %s", failures[0])
         return not failures
