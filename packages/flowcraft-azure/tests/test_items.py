@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import pytest
@@ -20,15 +21,15 @@ def test_a_fold_applies_saves_in_version_order() -> None:
     assert folded is not None
     assert folded.records == {"a": ("2", 3), "b": ("[1]", 3)}
     assert folded.context == {}
-    assert folded.messages({}) == ()
+    assert folded.messages({}, {}) == ()
 
 
 def test_outbox_keeps_first_positions_and_drops_sent_markers() -> None:
     rows = it.delta_rows(2, {}, {}, [ports.Message(id=m, body=m.encode()) for m in "abca"], ())
     folded = it.fold(_run(2, {it.log_key(2): {"rows": rows}}), {})
     assert folded is not None
-    assert [m.id for m in folded.messages({})] == ["a", "b", "c"]
-    assert [m.id for m in folded.messages({it.sent_key("b"): 1})] == ["a", "c"]
+    assert [m.id for m in folded.messages({}, {})] == ["a", "b", "c"]
+    assert [m.id for m in folded.messages({it.sent_key("b"): 1}, {})] == ["a", "c"]
 
 
 def test_a_missing_part_asks_for_another_read() -> None:
@@ -84,3 +85,31 @@ def test_ids_are_unique_across_runs() -> None:
     assert it.run_item_id("r1") != it.run_item_id("r2")
     assert it.attempt_id("r1", "a#1") != it.attempt_id("r2", "a#1")
     assert it.attempt_id("r1", "a#1") == it.attempt_id("r1", "a#1")
+
+
+def test_a_small_text_is_kept_whole_and_a_large_one_becomes_chunks() -> None:
+    blobs = it.Blobs()
+    assert blobs.put('{"a":1}') == '{"a":1}'
+    assert blobs.chunks == {}
+    large = json.dumps({"k": 'é"' * 2_000_000})
+    ref = blobs.put(large)
+    assert ref.startswith("~z:")
+    assert it.refs(ref) == sorted(blobs.chunks)
+    assert all(len(d) <= it.CHUNK_CHARS and d.isascii() for d in blobs.chunks.values())
+    assert it.resolve(ref, blobs.chunks) == large
+    assert it.refs('"~z:not a ref"') == []
+    assert it.refs("QUJD") == []
+
+
+def test_the_size_limit_counts_escapes_and_utf8() -> None:
+    assert it.stored_size('"' * 40_000) > it.VALUE_BYTES  # each quote escaped
+    assert it.Blobs().put('"' * 40_000).startswith("~z:")
+    assert it.Blobs().put("é" * 40_000).startswith("~z:")  # 2 bytes each in UTF-8
+
+
+def test_a_missing_chunk_is_reported_not_guessed() -> None:
+    blobs = it.Blobs()
+    ref = blobs.put("x" * 3_000_000)
+    partial = dict(list(blobs.chunks.items())[:-1])
+    with pytest.raises(it.MissingChunkError):
+        it.resolve(ref, partial)

@@ -11,6 +11,13 @@ One run is one logical partition (``runId``) of the contexts container::
     j:<V>:<nonce>:<i>   journal part i of a save too big for the run item (immutable; the
                         log entry of version V points at it)
     t:<sha256>          an attempt: owner hash, lease, outcome
+    z:<sha256>:<i>      chunk i of a large value (zlib, base64), content-addressed, immutable
+
+A value (JSON text, or base64 of a body or an outcome) over :data:`VALUE_BYTES` is stored as
+chunk items of at most :data:`CHUNK_CHARS` characters each, written before the write that
+names them; in its place stands a reference ``~z:<sha256>:<count>`` (``~`` starts neither
+JSON text nor base64). Chunks of a value are never rewritten with other content (the id is
+the value's hash), so a reader that finds a reference finds its chunks, or reads again.
 
 A change is a row ``[kind, key, json text, version]``: kind ``r`` (record), ``c`` (context
 value), ``d`` (context key deleted), ``o`` (outbox message, text = base64 body), ``x`` (outbox
@@ -26,15 +33,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flowcraft.core import ports
 
 __all__ = [
+    "CHUNK_CHARS",
     "PART_BYTES",
+    "RECORD_TEXTS",
     "TERMINAL",
+    "VALUE_BYTES",
+    "Blobs",
     "Folded",
+    "MissingChunkError",
     "attempt_id",
     "decode_cursor",
     "delta_rows",
@@ -43,15 +56,79 @@ __all__ = [
     "log_key",
     "owner_hash",
     "pack_rows",
+    "refs",
+    "resolve",
     "run_item_id",
     "run_record",
     "sent_key",
+    "stored_size",
 ]
 
 #: Bytes of rows one part item holds (Cosmos DB takes 2 MB; aiohttp warns above 1 MiB).
 PART_BYTES = 800_000
+#: Values whose stored JSON string takes more bytes than this live in chunk items.
+VALUE_BYTES = 64_000
+#: Characters (ASCII) of one chunk item's data (requests stay under 1 MiB).
+CHUNK_CHARS = 700_000
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 Row = list[object]
+_REF = "~z:"
+
+
+def stored_size(text: str) -> int:
+    """The bytes ``text`` takes as a JSON string in an item (quotes and escapes included)."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+
+
+class MissingChunkError(LookupError):
+    """A chunk a reference names was not among those read (written after the read passed)."""
+
+
+@dataclass(slots=True)
+class Blobs:
+    """Large values of one write, kept as chunks to be written before the write names them."""
+
+    chunks: dict[str, str] = field(default_factory=dict)  # item id -> data
+
+    def put(self, text: str) -> str:
+        """``text`` itself if it is small, else a reference to its chunks (kept for writing)."""
+        if stored_size(text) <= VALUE_BYTES:
+            return text
+        raw = text.encode("utf-8", "surrogatepass")
+        sha = hashlib.sha256(raw).hexdigest()
+        packed = base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
+        pieces = [packed[i : i + CHUNK_CHARS] for i in range(0, len(packed), CHUNK_CHARS)]
+        for index, piece in enumerate(pieces):
+            self.chunks[f"z:{sha}:{index}"] = piece
+        return f"{_REF}{sha}:{len(pieces)}"
+
+    def rows(self, rows: Iterable[Row]) -> list[Row]:
+        """``rows`` with their large texts replaced by references."""
+        return [[kind, key, self.put(str(text)), version] for kind, key, text, version in rows]
+
+
+def refs(text: str) -> list[str]:
+    """The chunk ids a stored text refers to (none for a text stored whole)."""
+    if not text.startswith(_REF):
+        return []
+    sha, count = text[len(_REF) :].split(":")
+    return [f"z:{sha}:{index}" for index in range(int(count))]
+
+
+def resolve(text: str, chunks: Mapping[str, str]) -> str:
+    """The value of a stored text, its chunks taken from ``chunks`` (by item id).
+
+    Raises:
+        MissingChunkError: a chunk is not in ``chunks``.
+    """
+    ids = refs(text)
+    if not ids:
+        return text
+    try:
+        packed = "".join(chunks[i] for i in ids)
+    except KeyError as missing:
+        raise MissingChunkError(str(missing)) from None
+    return zlib.decompress(base64.b64decode(packed)).decode("utf-8", "surrogatepass")
 
 
 def log_key(version: int) -> str:
@@ -118,8 +195,8 @@ def delta_rows(
 
 
 def rows_size(rows: Iterable[Row]) -> int:
-    """An upper estimate of the rows' JSON size."""
-    return sum(len(str(r[1])) * 2 + len(str(r[2])) + 32 for r in rows)
+    """The rows' JSON size in an item, in bytes (an upper estimate)."""
+    return sum(stored_size(str(r[1])) + stored_size(str(r[2])) + 24 for r in rows)
 
 
 def pack_rows(rows: Sequence[Row]) -> list[list[Row]]:
@@ -178,11 +255,13 @@ class Folded:
                  if m not in self.sent and sent_key(m) not in markers]  # fmt: skip
         return rows
 
-    def messages(self, sent_markers: Iterable[str]) -> tuple[ports.Message, ...]:
-        """The outbox: messages not known to be sent."""
+    def messages(
+        self, sent_markers: Iterable[str], chunks: Mapping[str, str]
+    ) -> tuple[ports.Message, ...]:
+        """The outbox: messages not known to be sent (``MissingChunkError``: read again)."""
         markers = set(sent_markers)
         return tuple(
-            ports.Message(id=m, body=base64.b64decode(b))
+            ports.Message(id=m, body=base64.b64decode(resolve(b, chunks)))
             for m, b in self.outbox.items()
             if m not in self.sent and sent_key(m) not in markers
         )
@@ -219,18 +298,32 @@ def fold(
     return folded
 
 
-def run_record(item: Mapping[str, object]) -> ports.RunRecord:
-    """The run record of a run item."""
+#: The run item's fields that may hold a reference to chunks.
+RECORD_TEXTS = ("input", "out", "err")
+
+
+def run_record(
+    item: Mapping[str, object], chunks: Mapping[str, str] | None = None
+) -> ports.RunRecord:
+    """The run record of a run item.
+
+    Raises:
+        MissingChunkError: a chunk of a large field is not in ``chunks``.
+    """
     parent = item.get("parent")
-    errors = json.loads(str(item.get("err") or "[]"))
+
+    def text(name: str, default: str) -> str:
+        return resolve(str(item.get(name) or default), chunks or {})
+
+    errors = json.loads(text("err", "[]"))
     return ports.RunRecord(
         run_id=str(item["runId"]),
         blueprint_id=str(item["blueprint_id"]),
         blueprint_version=str(item["blueprint_version"]),
         blueprint_digest=str(item["blueprint_digest"]),
         status=str(item["status"]),
-        input=json.loads(str(item.get("input") or "null")),
-        output=json.loads(str(item.get("out") or "null")),
+        input=json.loads(text("input", "null")),
+        output=json.loads(text("out", "null")),
         errors=tuple(errors) if isinstance(errors, list) else (),
         parent=(str(parent[0]), str(parent[1]), str(parent[2]), int(parent[3]))
         if isinstance(parent, list) else None,
@@ -241,18 +334,18 @@ def run_record(item: Mapping[str, object]) -> ports.RunRecord:
 
 
 def run_item(
-    record: ports.RunRecord, header: Mapping[str, object], nonce: str
+    record: ports.RunRecord, header: Mapping[str, object], nonce: str, blobs: Blobs
 ) -> dict[str, object]:
-    """The run item of a new run (version 1, an empty log)."""
+    """The run item of a new run (version 1, an empty log; large fields put in ``blobs``)."""
     return {
         "id": run_item_id(record.run_id), "runId": record.run_id, "kind": "run", "ver": 1,
-        "w": nonce,
-        "h": dumps(header), "log": {}, "sent": {}, "snap": None,
+        "w": nonce, "lsz": 0,
+        "h": blobs.put(dumps(header)), "log": {}, "sent": {}, "snap": None,
         "blueprint_id": record.blueprint_id, "blueprint_version": record.blueprint_version,
         "blueprint_digest": record.blueprint_digest, "status": record.status,
         "active": None if record.status in TERMINAL else record.status,
-        "input": dumps(record.input), "out": dumps(record.output),
-        "err": dumps(list(record.errors)),
+        "input": blobs.put(dumps(record.input)), "out": blobs.put(dumps(record.output)),
+        "err": blobs.put(dumps(list(record.errors))),
         "parent": list(record.parent) if record.parent is not None else None,
         "idempotency_key": record.idempotency_key,
         "created": record.created_at, "updated": record.updated_at,

@@ -7,19 +7,27 @@ Spec sheet
   per idempotency key). Definitions in ``_schema``.
 * ``save_state`` is ONE single-item write, atomic on real Cosmos DB and on the emulator alike:
   a ``patch_item`` of the run item with the filter predicate ``c.ver = <expected>`` (the
-  compare-and-set; 412 when the version moved on) and at most 9 operations (Cosmos DB allows
-  10): the new ``ver``, header, the save's log entry (its records, context writes and
-  deletions, outbox messages and sent ids), status, ``active``, ``updated``, output, errors and
-  the writer's nonce. No transactional batch: the local Cosmos server does not make batches
-  atomic (and takes only creates in them), and one item needs none. A save too big for the
-  run item (over :data:`INLINE_BYTES`, e.g. a 10,000-wide fan-out's 20,000 records) writes its
-  rows first as journal parts (``j:`` items, 800 kB each, immutable) and the patch adds a log
-  entry that points at them: the patch is still the commit; a refused save's parts are
-  deleted in the background.
+  compare-and-set; 412 when the version moved on) and 10 operations (Cosmos DB's maximum):
+  the new ``ver``, header, the save's log entry (its records, context writes and deletions,
+  outbox messages and sent ids), status, ``active``, ``updated``, output, errors, the
+  writer's nonce and ``incr lsz``. No transactional batch: the local Cosmos server does not
+  make batches atomic (and takes only creates in them), and one item needs none. A save too
+  big for the run item (over :data:`INLINE_BYTES`, e.g. a 10,000-wide fan-out's 20,000
+  records) writes its rows first as journal parts (``j:`` items, 800 kB each, immutable) and
+  the patch adds a log entry that points at them: the patch is still the commit; a refused
+  save's parts are deleted in the background.
+* Values over ``_items.VALUE_BYTES`` (records, context values, outbox bodies, outcomes, the
+  run's input, output, errors and header) are written first as content-addressed chunk items
+  (``z:``); the write names them by a reference. Reads fetch the chunks of the values they
+  return (one ``ARRAY_CONTAINS`` query on ids per 100 chunks).
+* The 2 MB item limit: the run item counts its log's bytes and sent markers in ``lsz`` (each
+  save's patch and each sent-marker patch increments it) and each save's filter predicate also
+  demands ``c.lsz <= LOG_LIMIT - <entry size>``. A refusal with the version unchanged means
+  "full": the saver compacts, then patches again. Nothing relies on a process's memory.
 * The log is folded into a **snapshot** (``s:`` parts) when it passes :data:`COMPACT_BYTES`:
-  in the background after the save that crossed it (or before a save that would push the
-  run item towards the 2 MB item limit), by a ``replace_item`` with the etag it read (412:
-  read and fold again). Parts of snapshots two generations old and folded journals are
+  in the background after the save that crossed it (or before a save the log has no room
+  for, see above), by a ``replace_item`` with the etag it read (412: read and fold again;
+  ``lsz`` back to 0). Parts of snapshots two generations old and folded journals are
   deleted then.
 * Outcomes a save carries are committed first, each as ``commit_attempt`` does (the port allows
   it: they stand whether or not the save does); if one of them is not the standing outcome the
@@ -49,7 +57,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -67,8 +75,16 @@ _log = logging.getLogger("flowcraft.azure")
 
 #: A save's rows above this many bytes go to journal parts instead of the run item.
 INLINE_BYTES = 256_000
-#: The log is folded into a snapshot once it passes this many bytes.
+#: The log is folded into a snapshot (in the background) once it passes this many bytes.
 COMPACT_BYTES = 400_000
+#: The run item's log and sent markers may take this many bytes (``lsz``), checked by every
+#: save's filter predicate: the other fields are at most a few values of ``VALUE_BYTES`` each,
+#: so the run item stays under Cosmos DB's 2 MB.
+LOG_LIMIT = 1_200_000
+#: Compactions a save may wait for before it gives up (TransientBackendError).
+_SAVE_COMPACTIONS = 3
+#: Bytes a sent marker adds to the run item (``"x<40 hex>":1,``).
+_MARKER_BYTES = 48
 #: Reads that found a part missing (written after the query passed) retry this many times.
 _READ_RETRIES = 20
 
@@ -100,7 +116,6 @@ class CosmosDbContext:
         database = cosmos_client.get_database_client(cosmos_database_name)
         self._runs = database.get_container_client(context_container_name)
         self._keys = database.get_container_client(status_container_name)
-        self._log_sizes: dict[str, int] = {}
         self._compacting: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -165,6 +180,38 @@ class CosmosDbContext:
         )  # fmt: skip
         return found[0] if found else None
 
+    async def _write_chunks(self, run_id: str, blobs: it.Blobs) -> None:
+        """Write the chunks of large values (upsert: a chunk's id is its content's hash)."""
+
+        async def put(item_id: str, data: str) -> None:
+            item = {"id": item_id, "runId": run_id, "kind": "chunk", "d": data}
+            with edge(f"run {run_id}: write chunk"):
+                await self._runs.upsert_item(item)
+
+        await asyncio.gather(*(put(i, d) for i, d in blobs.chunks.items()))
+
+    async def _chunks(self, run_id: str, texts: Iterable[str]) -> dict[str, str]:
+        """The chunks the stored ``texts`` refer to (by item id; none read for small texts)."""
+        ids = sorted({ref for text in texts for ref in it.refs(text)})
+        sql = "SELECT c.id, c.d FROM c WHERE c.runId = @r AND ARRAY_CONTAINS(@ids, c.id)"
+        pages = await asyncio.gather(*(
+            self._query(self._runs, sql, {"@r": run_id, "@ids": ids[i : i + 100]}, run_id)
+            for i in range(0, len(ids), 100)
+        ))  # fmt: skip
+        return {str(item["id"]): str(item["d"]) for page in pages for item in page}
+
+    async def _record(self, item: Item) -> ports.RunRecord:
+        """The run record of a run item, large fields read from their chunks."""
+        run_id = str(item["runId"])
+        texts = [str(item.get(name) or "") for name in it.RECORD_TEXTS]
+        for _ in range(_READ_RETRIES):
+            chunks = await self._chunks(run_id, texts) if any(map(it.refs, texts)) else {}
+            try:
+                return it.run_record(item, chunks)
+            except it.MissingChunkError:
+                await asyncio.sleep(0.05)
+        raise TransientBackendError(f"run {run_id}: a chunk of its record is missing")
+
     async def _create_parts(self, run_id: str, prefix: str, rows: Sequence[it.Row]) -> int:
         parts = it.pack_rows(rows)
 
@@ -197,8 +244,10 @@ class CosmosDbContext:
         """Create the run item (version 1) unless the run or its idempotency key exists."""
         now = time.time()
         stamped = replace(record, created_at=record.created_at or now, updated_at=now)
-        item = it.run_item(stamped, header, uuid.uuid4().hex)
-        rows = it.delta_rows(1, records or {}, {}, (), ())
+        blobs = it.Blobs()
+        item = it.run_item(stamped, header, uuid.uuid4().hex, blobs)
+        rows = blobs.rows(it.delta_rows(1, records or {}, {}, (), ()))
+        await self._write_chunks(record.run_id, blobs)
         if rows:
             item["log"] = {it.log_key(1): await self._entry(record.run_id, 1, rows)}
         if record.idempotency_key is not None:
@@ -232,7 +281,7 @@ class CosmosDbContext:
                 await self._runs.create_item(item)
         except Refused:
             return await self._finish_create(str(item["runId"]))
-        return it.run_record(item)
+        return await self._record(item)
 
     async def _finish_create(self, run_id: str) -> ports.RunRecord:
         found = await self.get_run(run_id)
@@ -243,7 +292,7 @@ class CosmosDbContext:
     async def get_run(self, run_id: str) -> ports.RunRecord | None:
         """The run's record, or None."""
         item = await self._run_item(run_id)
-        return it.run_record(item) if item is not None else None
+        return await self._record(item) if item is not None else None
 
     _FIELDS = (
         "c.runId, c.blueprint_id, c.blueprint_version, c.blueprint_digest, c.status, "
@@ -267,7 +316,7 @@ class CosmosDbContext:
         sql = (f"SELECT {self._FIELDS} FROM c WHERE {' AND '.join(where)} "  # noqa: S608
                "ORDER BY c.created DESC, c.runId DESC")  # fmt: skip
         items = await self._first(sql, params, limit + 1)
-        page = [it.run_record(item) for item in items[:limit]]
+        page = list(await asyncio.gather(*(self._record(item) for item in items[:limit])))
         more = len(items) > limit and page
         last = page[-1] if page else None
         next_cursor = it.encode_cursor(last.created_at, last.run_id) if more and last else None
@@ -308,27 +357,42 @@ class CosmosDbContext:
             parts = {str(i["id"]): i["rows"] for i in items if i["kind"] != "run"}
             folded = it.fold(run, parts)
             if folded is not None:
-                return self._stored(run, folded, since, keys)
+                wanted = set(keys)
+                records = {
+                    key: text
+                    for key, (text, version) in folded.records.items()
+                    if since is None or version > since or key in wanted
+                }
+                texts = [str(run["h"]), *records.values(), *folded.context.values(),
+                         *(str(run.get(name) or "") for name in it.RECORD_TEXTS)]  # fmt: skip
+                if since is None:
+                    texts += folded.outbox.values()
+                chunks = await self._chunks(run_id, texts) if any(map(it.refs, texts)) else {}
+                try:
+                    return self._stored(run, folded, records, chunks, since)
+                except it.MissingChunkError:
+                    pass  # written after the query passed it: read again
             await asyncio.sleep(min(0.2, 0.01 * 2**attempt))
         raise TransientBackendError(f"run {run_id}: its parts kept changing under the read")
 
     @staticmethod
     def _stored(
-        run: Item, folded: it.Folded, since: int | None, keys: Collection[str]
+        run: Item,
+        folded: it.Folded,
+        records: Mapping[str, str],
+        chunks: Mapping[str, str],
+        since: int | None,
     ) -> ports.StoredState:
-        wanted = set(keys)
-        records = {
-            key: json.loads(text)
-            for key, (text, version) in folded.records.items()
-            if since is None or version > since or key in wanted
-        }
+        def value(text: str) -> object:
+            return json.loads(it.resolve(text, chunks))
+
         return ports.StoredState(
             version=int(run["ver"]),
-            header=json.loads(str(run["h"])),
-            records=records,
-            context={key: json.loads(text) for key, text in folded.context.items()},
-            outbox=folded.messages(run.get("sent") or {}) if since is None else (),
-            record=it.run_record(run),
+            header=value(str(run["h"])),  # type: ignore[arg-type]
+            records={key: value(text) for key, text in records.items()},
+            context={key: value(text) for key, text in folded.context.items()},
+            outbox=folded.messages(run.get("sent") or {}, chunks) if since is None else (),
+            record=it.run_record(run, chunks),
             since=since,
         )
 
@@ -360,25 +424,28 @@ class CosmosDbContext:
         if outcomes and not await self._commit_all(run_id, outcomes):
             return False
         version = expected_version + 1
-        rows = it.delta_rows(version, records, context_writes, outbox, sent)
+        blobs = it.Blobs()
+        rows = blobs.rows(it.delta_rows(version, records, context_writes, outbox, sent))
+        head, out, err = (blobs.put(it.dumps(v)) for v in (header, output, list(errors)))
+        await self._write_chunks(run_id, blobs)
         entry = await self._entry(run_id, version, rows)
-        if self._log_sizes.get(run_id, 0) + it.rows_size(rows) > 3 * COMPACT_BYTES:
-            await self._compact(run_id)
+        size = it.stored_size(it.dumps(entry)) + 16  # the entry as a field of the log
         nonce = uuid.uuid4().hex
         now = time.time()
         operations: list[Item] = [
             {"op": "set", "path": "/ver", "value": version},
-            {"op": "set", "path": "/h", "value": it.dumps(header)},
+            {"op": "set", "path": "/h", "value": head},
             {"op": "set", "path": f"/log/{it.log_key(version)}", "value": entry},
             {"op": "set", "path": "/status", "value": status},
             {"op": "set", "path": "/active",
              "value": None if status in it.TERMINAL else status},
             {"op": "set", "path": "/updated", "value": now},
-            {"op": "set", "path": "/out", "value": it.dumps(output)},
-            {"op": "set", "path": "/err", "value": it.dumps(list(errors))},
+            {"op": "set", "path": "/out", "value": out},
+            {"op": "set", "path": "/err", "value": err},
             {"op": "set", "path": "/w", "value": nonce},
+            {"op": "incr", "path": "/lsz", "value": size},
         ]  # fmt: skip
-        saved = await self._patch_save(run_id, expected_version, operations, nonce)
+        saved = await self._guarded_save(run_id, expected_version, operations, nonce, size)
         if saved is None:
             if "nonce" in entry:
                 prefix = f"j:{version}:{entry['nonce']}"
@@ -389,15 +456,36 @@ class CosmosDbContext:
             await self._claim_after(run_id, claims)
         return True
 
+    async def _guarded_save(
+        self, run_id: str, expected: int, operations: list[Item], nonce: str, size: int
+    ) -> Item | None:
+        """The patched run item, or None if the version moved on.
+
+        The filter predicate admits the patch only while the log leaves room for the entry
+        (``lsz``, kept by every save and sent marker, never by this process's memory): a
+        refusal with the version still ``expected`` means "compact first, then again".
+        """
+        for _ in range(_SAVE_COMPACTIONS):
+            saved = await self._patch_save(run_id, expected, operations, nonce, size)
+            if saved is not None:
+                return saved
+            current = await self._run_item(run_id)
+            if current is None or int(current["ver"]) != expected:
+                return None
+            if int(current.get("lsz") or 0) + size > LOG_LIMIT or "lsz" not in current:
+                await self._compact(run_id)
+        raise TransientBackendError(f"run {run_id}: the run item stayed full (compaction lost)")
+
     async def _patch_save(
-        self, run_id: str, expected: int, operations: list[Item], nonce: str
+        self, run_id: str, expected: int, operations: list[Item], nonce: str, size: int
     ) -> Item | None:
         """The patched run item, or None if the compare-and-set was refused."""
+        predicate = f"FROM c WHERE c.ver = {int(expected)} AND c.lsz <= {LOG_LIMIT - size}"
         try:
             with edge(f"save run {run_id}"):
                 saved: Item = await self._runs.patch_item(
                     it.run_item_id(run_id), partition_key=run_id, patch_operations=operations,
-                    filter_predicate=f"FROM c WHERE c.ver = {int(expected)}",
+                    filter_predicate=predicate,
                 )  # fmt: skip
         except Refused:
             return None
@@ -409,11 +497,7 @@ class CosmosDbContext:
         return saved
 
     def _after_save(self, run_id: str, saved: Item) -> None:
-        size = len(json.dumps(saved.get("log") or {}))
-        self._log_sizes[run_id] = size
-        if len(self._log_sizes) > 10_000:
-            self._log_sizes.pop(next(iter(self._log_sizes)))
-        if size > COMPACT_BYTES and run_id not in self._compacting:
+        if int(saved.get("lsz") or 0) > COMPACT_BYTES and run_id not in self._compacting:
             self._compacting.add(run_id)
             self._spawn(self._compact(run_id))
 
@@ -455,7 +539,7 @@ class CosmosDbContext:
         )
         body = {k: v for k, v in run.items() if not k.startswith("_")}
         body |= {"log": {}, "sent": {}, "snap": {"ver": version, "nonce": nonce, "n": count},
-                 "prev": run.get("snap")}  # fmt: skip
+                 "prev": run.get("snap"), "lsz": 0}  # fmt: skip
         try:
             with edge(f"run {run_id}: compact"):
                 await self._runs.replace_item(
@@ -465,7 +549,6 @@ class CosmosDbContext:
         except Refused:
             await self._delete_ids(run_id, [f"s:{version}:{nonce}:{i}" for i in range(count)])
             return False
-        self._log_sizes[run_id] = 0
         keep = {f"s:{version}:{nonce}:"}
         prev = run.get("snap")
         if isinstance(prev, Mapping):
@@ -479,10 +562,13 @@ class CosmosDbContext:
     # ------------------------------------------------------------------ outbox
 
     async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
-        """Mark sent messages on their runs (patches of 10 markers, no condition)."""
+        """Mark sent messages on their runs (patches of 9 markers and ``lsz``, no condition)."""
 
         async def mark(run_id: str, ids: list[str]) -> None:
-            operations = [{"op": "set", "path": f"/sent/{it.sent_key(m)}", "value": 1} for m in ids]
+            operations: list[Item] = [
+                {"op": "set", "path": f"/sent/{it.sent_key(m)}", "value": 1} for m in ids
+            ]
+            operations.append({"op": "incr", "path": "/lsz", "value": _MARKER_BYTES * len(ids)})
             try:
                 with edge(f"run {run_id}: remove outbox"):
                     await self._runs.patch_item(it.run_item_id(run_id), partition_key=run_id,
@@ -491,10 +577,10 @@ class CosmosDbContext:
                 pass  # an unknown run
 
         calls = [
-            mark(run_id, unique[i : i + 10])
+            mark(run_id, unique[i : i + 9])
             for run_id, ids in sent.items()
             for unique in [list(dict.fromkeys(ids))]
-            for i in range(0, len(unique), 10)
+            for i in range(0, len(unique), 9)
         ]
         await asyncio.gather(*calls)
 
@@ -542,7 +628,7 @@ class CosmosDbContext:
                 continue  # deleted between the two: try again
             if item.get("outcome") is not None:
                 return ports.AttemptClaim(status=ports.ClaimStatus.DONE,
-                                          outcome=base64.b64decode(item["outcome"]))  # fmt: skip
+                                          outcome=await self._outcome(run_id, item))  # fmt: skip
             return ports.AttemptClaim(
                 status=ports.ClaimStatus.BUSY, lease_until=float(item["lease"])
             )
@@ -565,7 +651,9 @@ class CosmosDbContext:
 
     async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
         """First writer wins: a patch admitted while no outcome stands; the standing one back."""
-        text = base64.b64encode(outcome).decode()
+        blobs = it.Blobs()
+        text = blobs.put(base64.b64encode(outcome).decode())
+        await self._write_chunks(run_id, blobs)
         for _ in range(_READ_RETRIES):
             try:
                 with edge(f"run {run_id}: commit {attempt}"):
@@ -582,8 +670,19 @@ class CosmosDbContext:
                     continue
             item = await self._attempt_item(run_id, attempt)
             if item is not None and item.get("outcome") is not None:
-                return base64.b64decode(item["outcome"])
+                return await self._outcome(run_id, item)
         raise TransientBackendError(f"run {run_id}: could not commit attempt {attempt}")
+
+    async def _outcome(self, run_id: str, item: Item) -> bytes:
+        """The committed outcome of an attempt item, read from its chunks if it is large."""
+        text = str(item["outcome"])
+        for _ in range(_READ_RETRIES):
+            chunks = await self._chunks(run_id, [text]) if it.refs(text) else {}
+            try:
+                return base64.b64decode(it.resolve(text, chunks))
+            except it.MissingChunkError:
+                await asyncio.sleep(0.05)
+        raise TransientBackendError(f"run {run_id}: a chunk of an outcome is missing")
 
     async def _create_committed(self, run_id: str, attempt: str, text: str) -> bool:
         item = self._attempt(run_id, attempt, "", 0.0) | {"outcome": text, "oh": ""}
