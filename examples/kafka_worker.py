@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from flowcraft.core import Client, Worker, load_blueprint
+from flowcraft.core.redis import NotifyingRunStore
 from flowcraft.kafka import CassandraContext, KafkaAdapter, KafkaBackend, create_kafka_reconciler
 
 HERE = Path(__file__).resolve().parent
@@ -36,7 +37,8 @@ async def main(prefix: str = "example") -> list[dict[str, object]]:
     factory = KafkaBackend(partitions=4)
     backend = await factory.create(prefix)  # topics and tables, created if missing
     assert isinstance(backend.queue, KafkaAdapter)
-    assert isinstance(backend.store, CassandraContext)
+    assert isinstance(backend.store, NotifyingRunStore)  # tells Client.result when runs end
+    assert isinstance(backend.store.inner, CassandraContext)
     assert backend.worker_queue is not None
     queues = [await backend.worker_queue() for _ in range(2)]  # a consumer per worker
     workers = [

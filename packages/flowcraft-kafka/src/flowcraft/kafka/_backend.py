@@ -29,6 +29,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionP
 from flowcraft.core import BlueprintSet, Reconciler
 from flowcraft.core.backends import Backend
 from flowcraft.core.errors import BackendError
+from flowcraft.core.ports import RunStore
 from flowcraft.core.redis import NotifyingRunStore, RedisCoordinationStore
 from flowcraft.kafka._errors import from_cassandra
 from flowcraft.kafka._queue import KafkaAdapter
@@ -173,10 +174,10 @@ def _whole(name: str, value: int | str, least: int, most: int) -> int:
 
 
 def create_kafka_reconciler(
-    *, adapter: KafkaAdapter, context: CassandraContext,
+    *, adapter: KafkaAdapter, context: CassandraContext | RunStore,
     blueprints: Sequence[object] | BlueprintSet, stalled_threshold_seconds: float = 60.0,
 ) -> Reconciler:  # fmt: skip
-    """A reconciler over the Kafka adapter and the Cassandra store.
+    """A reconciler over the Kafka adapter and the Cassandra store (or ``Backend.store``).
 
     ``run()`` returns ``{stalled_runs, reconciled_runs, failed_runs}`` (``.as_dict()``);
     ``run_forever(interval)`` repeats it. Stalled runs come from the active-runs table.
