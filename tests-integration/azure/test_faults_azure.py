@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -29,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from flowcraft.azure import AzureBackend
 from flowcraft.core import (
     Blueprint,
@@ -412,3 +416,141 @@ async def test_every_connection_cut_for_three_seconds_mid_run(
     for result in results:
         _check_run(result, blueprint, journal, "in")
     assert workers.log_lines("PermanentBackendError") == 0  # a cut is never permanent
+
+
+# ------------------------------------------------------------------ throttling
+
+
+class ThrottlingProxy:
+    """An HTTP(S) reverse proxy on loopback that answers some requests itself, as a throttled
+    service does, without passing them on (a throttled request is not executed).
+
+    Cosmos DB: 429 with ``x-ms-retry-after-ms`` and substatus 3200 (request rate too large);
+    Queue Storage: 503 ``ServerBusy``. TLS ends here with the local Cosmos server's own
+    certificate (signed by the CA the clients trust), so the SDKs' retry policies see the
+    throttling responses as they would from the service. The Cosmos DB SDK sends its requests
+    to the endpoints the database account lists (endpoint discovery), so the proxy lists
+    itself there; else all but the first few requests would go around it.
+    """
+
+    _HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "host"})
+
+    def __init__(
+        self, target: str, *, tls_dir: Path | None, share: float, paths: str, cosmos: bool
+    ) -> None:
+        self.target = target.rstrip("/")
+        self.tls_dir = tls_dir
+        self.share = share
+        self.paths = paths
+        self.cosmos = cosmos
+        self.port = 0
+        self.passed = 0
+        self.throttled = 0
+        self._random = random.Random(17)  # which requests, not security
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        client_tls: ssl.SSLContext | bool = False
+        server_tls: ssl.SSLContext | None = None
+        if self.tls_dir is not None:
+            client_tls = ssl.create_default_context(cafile=str(self.tls_dir / "ca.pem"))
+            server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            server_tls.load_cert_chain(self.tls_dir / "cert.pem", self.tls_dir / "key.pem")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=client_tls), auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )  # fmt: skip
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server_tls)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def _refusal(self) -> web.Response:
+        self.throttled += 1
+        if self.cosmos:
+            body = json.dumps({"code": "429", "message": "Request rate is large (injected)"})
+            headers = {"x-ms-retry-after-ms": "25", "x-ms-substatus": "3200",
+                       "x-ms-activity-id": str(uuid.uuid4())}  # fmt: skip
+            return web.Response(status=429, text=body, content_type="application/json",
+                                headers=headers)  # fmt: skip
+        body = ('<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code>'
+                "<Message>The server is busy (injected).</Message></Error>")  # fmt: skip
+        return web.Response(status=503, text=body, content_type="application/xml",
+                            headers={"x-ms-error-code": "ServerBusy"})  # fmt: skip
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self.paths in request.path and self._random.random() < self.share:
+            return self._refusal()
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in self._HOP}
+        data = await request.read()
+        async with self._session.request(  # headers as sent: Shared Key signs some of them
+            request.method, self.target + request.path_qs, headers=headers,
+            data=data or None, allow_redirects=False,
+            skip_auto_headers=[h for h in ("Content-Type", "User-Agent", "Accept-Encoding")
+                               if h not in request.headers],
+        ) as upstream:  # fmt: skip
+            body = await upstream.read()
+            back = [(k, v) for k, v in upstream.headers.items() if k.lower() not in self._HOP]
+        if self.cosmos and request.path == "/":  # the account's regional endpoints: this proxy
+            body = body.replace(
+                self.target.split("//")[1].encode(), f"127.0.0.1:{self.port}".encode()
+            )
+        self.passed += 1
+        response = web.Response(status=upstream.status, body=body)
+        for key, value in back:
+            response.headers.add(key, value)
+        return response
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+
+async def test_throttled_requests_are_retried_as_the_sdks_advise(
+    endpoints: Endpoints, tmp_path: Path
+) -> None:
+    """A quarter of the Cosmos DB item requests answered 429 (retry after 25 ms) and a tenth of
+    the queue's message requests 503 ServerBusy, for workers and client alike: the SDKs retry
+    them; every run completes with each step committed once, nothing is left queued."""
+    queue_port = int(endpoints.queue_connection_string.split("QueueEndpoint=http://127.0.0.1:")[1]
+                     .split("/")[0])  # fmt: skip
+    cosmos = ThrottlingProxy(endpoints.cosmos_url, tls_dir=Path(endpoints.cosmos_ca_file).parent,
+                             share=0.25, paths="/docs", cosmos=True)  # fmt: skip
+    queue = ThrottlingProxy(f"http://127.0.0.1:{queue_port}", tls_dir=None, share=0.1,
+                            paths="/messages", cosmos=False)  # fmt: skip
+    await cosmos.start()
+    await queue.start()
+    try:
+        through = Endpoints(
+            endpoints.queue_connection_string.replace(f"127.0.0.1:{queue_port}/",
+                                                      f"127.0.0.1:{queue.port}/"),
+            f"https://127.0.0.1:{cosmos.port}", endpoints.cosmos_key, endpoints.cosmos_ca_file,
+            endpoints.redis_url,
+        )  # fmt: skip
+        blueprint = _chain("throttled", *([0.05] * 5))
+        async with _session(through, blueprint, tmp_path, lease=4.0) as (s, workers):
+            workers.start()
+            workers.start()
+            handles = [await s.start("throttled", "in") for _ in range(6)]
+            results = await _results(s, handles, 90)
+            await _nothing_left(s, 20)
+            journal = workers.journal
+    finally:
+        await cosmos.close()
+        await queue.close()
+    print(f"Cosmos: {cosmos.throttled} throttled, {cosmos.passed} passed; queue: "
+          f"{queue.throttled} throttled, {queue.passed} passed")  # fmt: skip
+    assert cosmos.throttled >= 50
+    assert queue.throttled >= 5
+    for result in results:
+        _check_run(result, blueprint, journal, "in")
+        for node in [n.id for n in blueprint.nodes]:  # a 429 is never a lost answer
+            assert len(journal.steps(result.run_id, node)) == 1, node
+    assert workers.log_lines("PermanentBackendError") == 0
