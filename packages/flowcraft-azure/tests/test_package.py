@@ -47,3 +47,10 @@ def test_option_environment_names_every_variable_the_backend_reads() -> None:
     assert env["cosmos_url"] == "FLOWCRAFT_COSMOS_URL"
     assert env["queue_connection_string"] == "FLOWCRAFT_AZURE_QUEUE_CONNECTION_STRING"
     assert env["redis_url"] == "FLOWCRAFT_REDIS_URL"
+
+
+def test_the_backend_declares_its_capabilities() -> None:
+    # run_notifications: the Cosmos DB store is wrapped in core's NotifyingRunStore (Redis)
+    assert flowcraft.azure.AzureBackend.capabilities == {
+        "coordination", "dead_letter", "delayed_delivery", "run_notifications",
+    }  # fmt: skip

@@ -26,3 +26,10 @@ def test_the_backend_is_registered_under_kafka() -> None:
     assert set(flowcraft.kafka.KafkaBackend.option_environment) >= {
         "bootstrap_servers", "cassandra_contact_points", "redis_url",
     }  # fmt: skip
+
+
+def test_the_backend_declares_its_capabilities() -> None:
+    # run_notifications: the Cassandra store is wrapped in core's NotifyingRunStore (Redis)
+    assert flowcraft.kafka.KafkaBackend.capabilities == {
+        "coordination", "dead_letter", "delayed_delivery", "run_notifications",
+    }  # fmt: skip
