@@ -40,7 +40,7 @@ class Aws:
         *,
         region: str,
         endpoint_url: str | None = None,
-        max_workers: int = 32,
+        max_workers: int = 16,
         max_attempts: int = 6,
     ) -> None:
         self.region = region

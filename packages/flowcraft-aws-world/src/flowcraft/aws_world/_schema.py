@@ -15,7 +15,7 @@ Tables (DynamoDB, on-demand billing; ``S``/``N`` are the key types):
 * **hooks** (``pk`` S, ``sk`` S): hooks (``r#<run id>``, ``<hook id>``, with ``hord`` N for
   the local index ``by_order``) and token claims (``t#<token>``, ``#`` → owner), written
   by a conditional put (a GSI cannot enforce uniqueness).
-* **streams** (``pk`` S, ``sk`` N): per stream a head (``sk`` -1: ``next`` index, ``closed``)
+* **streams** (``pk`` S, ``sk`` N): per stream a head (``sk`` 2**62: ``next`` index, ``closed``)
   and batches of chunks (``sk`` = first index); per run a list of names (``l#<run id>``).
 * **dedup** (``key`` S): idempotency keys of the queue (``message_id``, ``expires`` (the
   table's TTL attribute), ``sent``).

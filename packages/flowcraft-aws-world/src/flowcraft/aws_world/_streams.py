@@ -1,26 +1,33 @@
 """Streams on DynamoDB + S3: order and EOF in DynamoDB, chunk data inline or in S3.
 
 Per stream (partition ``<len(run id)>:<run id><name>`` of the streams table): a head item
-(``sk`` -1: ``next`` index, ``closed``) and one **batch** item per write (``sk`` = the index
-of its first chunk; ``lens``: the chunks' lengths). A batch up to ``stream_inline_bytes``
-keeps its bytes in the item (``data``); a larger one is one S3 object
-(``streams/<uuid>``), so the cost per chunk stays one transaction per write whatever the
+(``sk`` 2**62, after every batch: ``next`` index, ``closed``) and one **batch** item per
+write (``sk`` = the index of its first chunk; ``lens``: the chunks' lengths). A batch up to
+``stream_inline_bytes`` keeps its bytes in the item (``data``); a larger one is one S3
+object (``streams/<uuid>``), so the cost per chunk stays one transaction per write whatever the
 chunk count (``streams_write_multi`` writes all its chunks as one batch, atomically).
 
 A write is one ``TransactWriteItems``: the head's ``next`` moves from the index read to the
 index after the batch on the condition that it is unchanged and the stream open (a new
 stream's head and its entry in the run's list of names are put on ``attribute_not_exists``),
 and the batch item is put. A lost condition means a concurrent writer won: read the head
-again and retry. Readers tail a live stream by polling the head (strongly consistent) with a
-backoff from 10 ms up to ``stream_poll_max``, reset whenever chunks arrive.
+again and retry. Readers tail a live stream by polling (one strongly consistent query from
+their position returns the new batches and the head) with a
+backoff from 20 ms up to ``stream_poll_max``, reset whenever chunks arrive; a write or close
+made through the same World wakes its readers at once, and its writer remembers the stream's
+next index, so consecutive writes of one process skip reading the head (the transaction's
+condition still checks it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
+import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -32,7 +39,8 @@ from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.world import StreamChunk, StreamChunksPage, StreamInfo, WorldConflictError
 from flowcraft.core.world._pages import decode_cursor, encode_cursor
 
-HEAD = -1
+#: The head's sort key: after every batch, so one query from an index returns both.
+HEAD = 2**62
 
 
 def _partition(run_id: str, name: str) -> str:
@@ -48,6 +56,33 @@ class S3Streams:
         self._bucket = config.stream_bucket
         self._inline = config.stream_inline_bytes
         self._poll_max = config.stream_poll_max
+        self._known: OrderedDict[str, int] = OrderedDict()
+        self._writers: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._signals: weakref.WeakValueDictionary[str, asyncio.Event] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def _signal(self, pk: str) -> asyncio.Event:
+        """What this World's readers of ``pk`` wait on (set by this World's writes)."""
+        signal = self._signals.get(pk)
+        if signal is None:
+            signal = self._signals[pk] = asyncio.Event()
+        return signal
+
+    def _changed(self, pk: str, next_index: int | None) -> None:
+        """Remember ``pk``'s next index (``None``: closed) and wake local readers."""
+        if next_index is None:
+            self._known.pop(pk, None)
+        else:
+            self._known[pk] = next_index
+            self._known.move_to_end(pk)
+            while len(self._known) > 10_000:
+                self._known.popitem(last=False)
+        signal = self._signals.pop(pk, None)
+        if signal is not None:
+            signal.set()
 
     async def _head(self, pk: str) -> Item | None:
         found = await self._aws.dynamodb(
@@ -59,11 +94,26 @@ class S3Streams:
     # ------------------------------------------------------------------ writes
 
     async def write(self, run_id: str, name: str, chunks: Sequence[bytes]) -> None:
-        """Append ``chunks`` as one batch (409 on a closed stream)."""
+        """Append ``chunks`` as one batch (409 on a closed stream).
+
+        Writers of one stream in this World queue on a lock, so they do not race each other
+        (the transaction's condition arbitrates between processes).
+        """
         pk = _partition(run_id, name)
         payload = await self._payload([bytes(c) for c in chunks])
+        lock = self._writers.get(pk)
+        if lock is None:
+            lock = self._writers[pk] = asyncio.Lock()
+        async with lock:
+            await self._append(run_id, name, pk, payload, len(chunks))
+
+    async def _append(self, run_id: str, name: str, pk: str, payload: Item, count: int) -> None:
         for attempt in range(60):
-            head = await self._head(pk)
+            known = self._known.get(pk)
+            if known is not None:  # this World wrote last: try its index, the condition checks
+                head: Item | None = {"next": n(known), "closed": {"BOOL": False}}
+            else:
+                head = await self._head(pk)
             if head is not None and head["closed"]["BOOL"]:
                 raise WorldConflictError(
                     f"stream {name!r} of run {run_id!r} is closed", code="stream_closed"
@@ -72,15 +122,15 @@ class S3Streams:
             batch = {
                 "Put": {"TableName": self._table, "Item": {"pk": s(pk), "sk": n(start), **payload}}
             }
-            items = [
-                *self._head_writes(run_id, name, head, start, len(chunks), closed=False),
-                batch,
-            ]
+            items = [*self._head_writes(run_id, name, head, start, count, closed=False), batch]
             try:
                 await self._aws.dynamodb("transact_write_items", TransactItems=items)
             except Refused:
-                await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311
+                self._known.pop(pk, None)
+                if known is None:
+                    await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311
                 continue
+            self._changed(pk, start + count)
             return
         raise TransientBackendError(
             f"stream {name!r} of run {run_id!r}: too many concurrent writers"
@@ -145,6 +195,7 @@ class S3Streams:
             except Refused:
                 await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311
                 continue
+            self._changed(pk, None)
             return
         raise TransientBackendError(
             f"stream {name!r} of run {run_id!r}: too many concurrent writers"
@@ -152,23 +203,30 @@ class S3Streams:
 
     # ------------------------------------------------------------------ reads
 
-    async def _chunks(self, pk: str, start: int, end: int) -> list[bytes]:
-        """Chunks ``start .. end-1`` (all committed)."""
-        if start >= end:
-            return []
-        items = await self._query(pk, "sk BETWEEN :a AND :b", {":a": n(start), ":b": n(end - 1)})
-        if not items or int(items[0]["sk"]["N"]) > start:
+    async def _from(self, pk: str, start: int) -> tuple[Item | None, list[bytes]]:
+        """The head and the committed chunks from ``start`` on, in one query (usually).
+
+        The head sorts after every batch, so one query returns both. A query may see a
+        transaction's head before its batch: only chunks contiguous from ``start`` count.
+        """
+        items = await self._query(pk, "sk >= :a", {":a": n(start)})
+        head = items.pop() if items and int(items[-1]["sk"]["N"]) == HEAD else None
+        written = 0 if head is None else int(head["next"]["N"])
+        if start < written and (not items or int(items[0]["sk"]["N"]) > start) and start > 0:
             before = await self._query(
-                pk, "sk BETWEEN :a AND :b", {":a": n(0), ":b": n(start)}, last=True
+                pk, "sk BETWEEN :a AND :b", {":a": n(0), ":b": n(start - 1)}, last=True
             )
             items = before + items
-        out: list[bytes] = []
+        chunks: list[bytes] = []
+        expected = start
         for item in items:
             first = int(item["sk"]["N"])
-            for offset, chunk in enumerate(await self._batch(item)):
-                if start <= first + offset < end:
-                    out.append(chunk)
-        return out
+            if first > expected:
+                break  # a batch not visible yet
+            batch = await self._batch(item)
+            chunks += batch[expected - first :]
+            expected = max(expected, first + len(batch))
+        return head, chunks
 
     async def _query(
         self, pk: str, condition: str, values: dict[str, Any], *, last: bool = False
@@ -203,35 +261,44 @@ class S3Streams:
         return out
 
     async def read(self, run_id: str, name: str, start_index: int | None) -> AsyncIterator[bytes]:
-        """Chunks from ``start_index`` as they come, until EOF (polling with backoff)."""
+        """Chunks from ``start_index`` as they come, until EOF.
+
+        Polls with a backoff; a write by this World wakes the reader at once.
+        """
         pk = _partition(run_id, name)
-        position: int | None = None
-        pause = 0.01
-        while True:
+        position = 0
+        if start_index is not None and start_index < 0:
             head = await self._head(pk)
+            position = _start(0 if head is None else int(head["next"]["N"]), start_index)
+        elif start_index is not None:
+            position = start_index
+        pause = 0.02
+        while True:
+            signal = self._signal(pk)
+            head, chunks = await self._from(pk, position)
+            for chunk in chunks:
+                yield chunk
+            position += len(chunks)
             written = 0 if head is None else int(head["next"]["N"])
-            if position is None:
-                position = _start(written, start_index)
-            if written > position:
-                for chunk in await self._chunks(pk, position, written):
-                    yield chunk
-                position, pause = written, 0.01
+            if chunks:
+                pause = 0.02
                 continue
-            if head is not None and head["closed"]["BOOL"]:
+            if head is not None and head["closed"]["BOOL"] and position >= written:
                 return
-            await asyncio.sleep(pause)
-            pause = min(self._poll_max, pause * 1.5)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), pause)
+            pause = min(self._poll_max, pause * 2)
 
     async def page(
         self, run_id: str, name: str, limit: int, cursor: str | None
     ) -> StreamChunksPage:
         """Up to ``limit`` chunks after ``cursor`` (a snapshot)."""
         pk = _partition(run_id, name)
-        head = await self._head(pk)
+        start = 0 if cursor is None else decode_cursor(cursor, "chunks", "asc") + 1
+        head, chunks = await self._from(pk, start)
         written = 0 if head is None else int(head["next"]["N"])
         closed = head is not None and head["closed"]["BOOL"]
-        start = 0 if cursor is None else decode_cursor(cursor, "chunks", "asc") + 1
-        chunks = await self._chunks(pk, start, min(written, start + limit))
+        chunks = chunks[:limit]
         has_more = start + len(chunks) < written
         return StreamChunksPage(
             data=[StreamChunk(index=start + i, data=c) for i, c in enumerate(chunks)],
