@@ -373,31 +373,42 @@ class Proxy:
 
 
 @pytest.fixture
-async def proxied(endpoints: Endpoints) -> AsyncIterator[tuple[Endpoints, Proxy, Proxy]]:
-    """The endpoints with Azurite and the Cosmos server behind proxies of their own."""
+async def proxied(
+    endpoints: Endpoints,
+) -> AsyncIterator[tuple[Endpoints, Proxy, Proxy, ThrottlingProxy]]:
+    """The endpoints with Azurite and the Cosmos server behind proxies of their own.
+
+    Cosmos DB: TCP proxy -> an HTTPS relay (never throttling) -> the server. The relay lists the
+    TCP proxy as the account's endpoint: the SDK sends its requests to the endpoints the
+    account lists (endpoint discovery), and without it they would go around the proxy.
+    """
     queue_port = int(endpoints.queue_connection_string.split("QueueEndpoint=http://127.0.0.1:")[1]
                      .split("/")[0])  # fmt: skip
-    cosmos_port = int(endpoints.cosmos_url.rsplit(":", 1)[1].rstrip("/"))
-    queue, cosmos = Proxy(queue_port), Proxy(cosmos_port)
+    relay = ThrottlingProxy(endpoints.cosmos_url, tls_dir=Path(endpoints.cosmos_ca_file).parent,
+                            share=0.0, paths="/docs", cosmos=True)  # fmt: skip
+    await relay.start()
+    queue, cosmos = Proxy(queue_port), Proxy(relay.port)
     await queue.start()
     await cosmos.start()
+    relay.advertised = cosmos.port
     through = Endpoints(
         endpoints.queue_connection_string.replace(f"127.0.0.1:{queue_port}/",
                                                   f"127.0.0.1:{queue.port}/"),
         f"https://127.0.0.1:{cosmos.port}", endpoints.cosmos_key, endpoints.cosmos_ca_file,
         endpoints.redis_url,
     )  # fmt: skip
-    yield through, queue, cosmos
+    yield through, queue, cosmos, relay
     await queue.close()
     await cosmos.close()
+    await relay.close()
 
 
 async def test_every_connection_cut_for_three_seconds_mid_run(
-    proxied: tuple[Endpoints, Proxy, Proxy], tmp_path: Path
+    proxied: tuple[Endpoints, Proxy, Proxy, ThrottlingProxy], tmp_path: Path
 ) -> None:
     """Workers and client talk to Azurite and the Cosmos server through the proxies; mid-run
     both cut every connection and refuse new ones for 3 s, then let them through again."""
-    endpoints, queue, cosmos = proxied
+    endpoints, queue, cosmos, relay = proxied
     blueprint = _chain("cut", *([0.3] * 6))
     async with _session(endpoints, blueprint, tmp_path, lease=4.0) as (s, workers):
         workers.start()
@@ -412,7 +423,8 @@ async def test_every_connection_cut_for_three_seconds_mid_run(
         results = await _results(s, handles, 60)  # no reconciler: the workers alone
         await _nothing_left(s)
     print(f"aborted {aborted} connections; {queue.accepted} queue and {cosmos.accepted} "
-          "Cosmos connections in all")  # fmt: skip
+          f"Cosmos connections in all, {relay.passed} Cosmos requests")  # fmt: skip
+    assert relay.passed >= 200  # the Cosmos traffic went through the proxy, not around it
     for result in results:
         _check_run(result, blueprint, journal, "in")
     assert workers.log_lines("PermanentBackendError") == 0  # a cut is never permanent
@@ -444,6 +456,8 @@ class ThrottlingProxy:
         self.paths = paths
         self.cosmos = cosmos
         self.port = 0
+        #: The port the account's endpoints are rewritten to (default: this proxy's).
+        self.advertised: int | None = None
         self.passed = 0
         self.throttled = 0
         self._random = random.Random(17)  # which requests, not security
@@ -498,7 +512,8 @@ class ThrottlingProxy:
             back = [(k, v) for k, v in upstream.headers.items() if k.lower() not in self._HOP]
         if self.cosmos and request.path == "/":  # the account's regional endpoints: this proxy
             body = body.replace(
-                self.target.split("//")[1].encode(), f"127.0.0.1:{self.port}".encode()
+                self.target.split("//")[1].encode(),
+                f"127.0.0.1:{self.advertised or self.port}".encode(),
             )
         self.passed += 1
         response = web.Response(status=upstream.status, body=body)
