@@ -1,0 +1,131 @@
+"""Faults of AwsWorld's queue on moto: a worker process SIGKILLed mid-delivery, a poison message.
+
+A killed worker stops extending its message's visibility, so SQS delivers it again to another
+World once the visibility timeout passes (same message id, next attempt) and nothing is lost;
+a message whose handler always raises is moved to the DLQ by the redrive policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from flowcraft.aws_world import AwsWorld, AwsWorldConfig
+from flowcraft.core.world import QueueMessage, Redeliver
+
+WORKER = Path(__file__).with_name("aws_world_killed_worker.py")
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def _eventually(check: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never happened within {timeout} s: {what}")
+
+
+def _config(prefix: str, endpoint_url: str, **overrides: object) -> AwsWorldConfig:
+    return AwsWorldConfig.for_prefix(
+        prefix,
+        endpoint_url=endpoint_url,
+        poll_wait_seconds=1,
+        visibility_timeout=2,
+        **overrides,
+    )
+
+
+async def _drop(config: AwsWorldConfig) -> None:
+    cleaner = AwsWorld(config)
+    try:
+        await cleaner.drop_infrastructure()
+    finally:
+        await cleaner.aclose()
+
+
+async def test_a_worker_killed_mid_delivery_loses_nothing(aws_endpoint_url: str) -> None:
+    prefix = f"fk-{uuid.uuid4().hex[:10]}"
+    world = AwsWorld(_config(prefix, aws_endpoint_url))
+    await world.ensure_infrastructure()
+    child = subprocess.Popen([sys.executable, str(WORKER), prefix, aws_endpoint_url])
+    try:
+        message_id = await world.queue("fault_1", {"n": 1})
+
+        async def marked() -> bool:
+            page = await world.streams_get_chunks("fault", "marks")
+            return bool(page.data)
+
+        await _eventually(marked, "the worker process to take the message")
+        marks = [c.data for c in (await world.streams_get_chunks("fault", "marks")).data]
+        assert marks == [f"{message_id}:1".encode()]
+        await asyncio.sleep(3.0)  # longer than the visibility timeout: the worker extends it
+        assert len((await world.streams_get_chunks("fault", "marks")).data) == 1
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+
+        deliveries: list[tuple[str, int]] = []
+
+        async def record(
+            message: QueueMessage, *, queue_name: str, message_id: str, attempt: int
+        ) -> Redeliver | None:
+            deliveries.append((message_id, attempt))
+            return None
+
+        world.register_handler("fault_", record)
+        async with world:
+
+            async def redelivered() -> bool:
+                return bool(deliveries)
+
+            await _eventually(redelivered, "the message to come back after the kill")
+            await asyncio.sleep(3.0)  # acknowledged: it does not come again
+        assert deliveries == [(message_id, 2)]
+    finally:
+        if child.poll() is None:
+            child.kill()
+        await _drop(world.config)
+
+
+async def test_a_poison_message_is_dead_lettered(aws_endpoint_url: str) -> None:
+    prefix = f"fp-{uuid.uuid4().hex[:10]}"
+    world = AwsWorld(_config(prefix, aws_endpoint_url, max_receive_count=2))
+    await world.ensure_infrastructure()
+    attempts: list[int] = []
+
+    async def poison(
+        message: QueueMessage, *, queue_name: str, message_id: str, attempt: int
+    ) -> Redeliver | None:
+        attempts.append(attempt)
+        raise RuntimeError("poison (on purpose)")
+
+    world.register_handler("poison_", poison)
+    try:
+        async with world:
+            message_id = await world.queue("poison_1", {"bad": True})
+            dlq = (await world.aws.sqs("get_queue_url", QueueName=f"{prefix}-steps-dlq"))[
+                "QueueUrl"
+            ]
+            dead: list[dict[str, object]] = []
+
+            async def dead_lettered() -> bool:
+                got = await world.aws.sqs("receive_message", QueueUrl=dlq, WaitTimeSeconds=1)
+                dead.extend(json.loads(m["Body"]) for m in got.get("Messages", []))
+                return bool(dead)
+
+            await _eventually(dead_lettered, "the poison message in the DLQ")
+        assert attempts == [1, 2]
+        assert [(d["id"], d["q"], d["m"]) for d in dead] == [
+            (message_id, "poison_1", {"bad": True})
+        ]
+    finally:
+        await _drop(world.config)
