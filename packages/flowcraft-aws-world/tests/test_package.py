@@ -11,6 +11,8 @@ def test_facade_exports() -> None:
         "AwsWorldConfigError",
         "__version__",
         "create_world",
+        "handle_sqs_event",
+        "lambda_handler",
     ]
     assert flowcraft.aws_world.__version__ == __version__
 

@@ -21,6 +21,15 @@ Blueprints run on it as backend ``aws-world`` (``flowcraft worker --backend aws-
 from flowcraft.aws_world.__about__ import __version__
 from flowcraft.aws_world._config import AwsWorldConfig
 from flowcraft.aws_world._errors import AwsWorldConfigError
+from flowcraft.aws_world._lambda import handle_sqs_event, lambda_handler
 from flowcraft.aws_world._world import AwsWorld, create_world
 
-__all__ = ["AwsWorld", "AwsWorldConfig", "AwsWorldConfigError", "__version__", "create_world"]
+__all__ = [
+    "AwsWorld",
+    "AwsWorldConfig",
+    "AwsWorldConfigError",
+    "__version__",
+    "create_world",
+    "handle_sqs_event",
+    "lambda_handler",
+]

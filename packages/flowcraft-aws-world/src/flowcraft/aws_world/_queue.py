@@ -39,6 +39,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,51 +270,67 @@ class SqsQueue:
         return messages
 
     async def _deliver(self, url: str, message: Item) -> None:
-        envelope, stored = Envelope.parse(message["Body"])
-        if stored is not None:
-            data = await self._aws.s3_read(self._config.stream_bucket, stored)
-            envelope = envelope.with_(message=json.loads(data))
         receipt = message["ReceiptHandle"]
         received = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        if envelope.due is not None and envelope.due > time.time():
-            await self._forward(
-                url, receipt, envelope, envelope.attempts + received - 1, envelope.due - time.time()
-            )
-            return
-        handler = self._handler_for(envelope.queue_name)
-        if handler is None:
-            await self._forward(url, receipt, envelope, envelope.attempts + received - 1, 1.0)
-            return
-        attempt = envelope.attempts + received
+
+        def run(envelope: Envelope, handler: QueueHandler, attempt: int) -> Awaitable[Reply]:
+            return self._run(url, receipt, envelope, handler, attempt)
+
         try:
-            answer = await self._run(url, receipt, envelope, handler, attempt)
+            settled, attempt = await self.process(message["Body"], received, run)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await self._visible_in(url, receipt, 0)
             raise
+        if settled:
+            await self._aws.sqs("delete_message", QueueUrl=url, ReceiptHandle=receipt)
+        else:
+            await self._visible_in(url, receipt, math.ceil(self._backoff.delay(attempt)))
+
+    async def process(
+        self,
+        body: str,
+        received: int,
+        run: Callable[[Envelope, QueueHandler, int], Awaitable[Reply]] | None = None,
+    ) -> tuple[bool, int]:
+        """Deliver one received SQS message body; whether it is settled, and its attempt.
+
+        Settled (the SQS message may be deleted): the handler returned, or asked for a
+        redelivery (sent as a new message first), or the message was not due yet or had no
+        handler (sent again, delayed). Not settled: the handler raised (logged); the SQS
+        message should become visible again. Used by the pollers and by the Lambda handler.
+        """
+        envelope, stored = Envelope.parse(body)
+        if stored is not None:
+            data = await self._aws.s3_read(self._config.stream_bucket, stored)
+            envelope = envelope.with_(message=json.loads(data))
+        before = envelope.attempts + received - 1
+        if envelope.due is not None and envelope.due > time.time():
+            await self._send(envelope.with_(attempts=before), envelope.due - time.time())
+            return True, before
+        handler = self._handler_for(envelope.queue_name)
+        if handler is None:
+            await self._send(envelope.with_(attempts=before), 1.0)
+            return True, before
+        attempt = before + 1
+        try:
+            if run is None:
+                answer = await _call(handler, envelope, attempt)
+            else:
+                answer = await run(envelope, handler, attempt)
         except Exception:
-            delay = math.ceil(self._backoff.delay(attempt))
-            log.exception(
-                "queue handler failed on %s; redelivered in %d s", envelope.message_id, delay
-            )
-            await self._visible_in(url, receipt, delay)
-            return
+            log.exception("queue handler failed on %s (attempt %d)", envelope.message_id, attempt)
+            return False, attempt
         if isinstance(answer, Redeliver):
-            await self._forward(url, receipt, envelope, attempt, answer.delay_seconds)
-            return
-        await self._aws.sqs("delete_message", QueueUrl=url, ReceiptHandle=receipt)
+            await self._send(envelope.with_(attempts=attempt), max(0.0, answer.delay_seconds))
+        return True, attempt
 
     async def _run(
         self, url: str, receipt: str, envelope: Envelope, handler: QueueHandler, attempt: int
     ) -> Redeliver | None:
         heartbeat = asyncio.get_running_loop().create_task(self._extend(url, receipt))
         try:
-            return await handler(
-                envelope.message,
-                queue_name=envelope.queue_name,
-                message_id=envelope.message_id,
-                attempt=attempt,
-            )
+            return await _call(handler, envelope, attempt)
         finally:
             heartbeat.cancel()
 
@@ -332,11 +349,17 @@ class SqsQueue:
             VisibilityTimeout=seconds,
         )
 
-    async def _forward(
-        self, url: str, receipt: str, envelope: Envelope, attempts: int, delay: float
-    ) -> None:
-        await self._send(envelope.with_(attempts=attempts), max(0.0, delay))
-        await self._aws.sqs("delete_message", QueueUrl=url, ReceiptHandle=receipt)
+
+Reply = Redeliver | None
+
+
+def _call(handler: QueueHandler, envelope: Envelope, attempt: int) -> Awaitable[Reply]:
+    return handler(
+        envelope.message,
+        queue_name=envelope.queue_name,
+        message_id=envelope.message_id,
+        attempt=attempt,
+    )
 
 
 def _release_late(client: Any, url: str, done: concurrent.futures.Future[Item]) -> None:  # noqa: ANN401

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from flowcraft.aws_world._aws import Aws
 from flowcraft.aws_world._codec import Payloads
@@ -220,6 +220,14 @@ class AwsWorld:
 
     def _queue_unresolved(self) -> bool:
         return not self._queue.resolved
+
+    async def deliver_record(self, record: Mapping[str, Any]) -> bool:
+        """Deliver one SQS record of a Lambda event; whether it is settled (else: retry it)."""
+        if self._queue_unresolved():
+            await self._resolve_queues()
+        received = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+        settled, _ = await self._queue.process(record["body"], received)
+        return settled
 
     def register_handler(self, queue_prefix: str, handler: QueueHandler) -> None:
         """Deliver queues starting with ``queue_prefix`` to ``handler``."""
