@@ -4,6 +4,7 @@ and the run item's 2 MB guarded by the item itself (not by any process's memory)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import os
@@ -13,9 +14,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from flowcraft.azure import CosmosDbContext, _store
+from flowcraft.azure import AzureBackend, CosmosDbContext, _store
 from flowcraft.azure._clients import cosmos_client
-from flowcraft.core import ports
+from flowcraft.core import NodeContext, RunStatus, parse_blueprint, ports
+from flowcraft.core.testing.harness import Harness
 
 pytestmark = pytest.mark.service("cosmos")
 
@@ -179,3 +181,49 @@ async def test_a_stale_save_is_refused_even_when_the_log_is_full(
     assert state is not None
     assert state.version == 3
     assert len(state.records) == 2
+
+
+# ------------------------------------------------------------------ end to end
+
+
+async def blob(ctx: NodeContext) -> str:
+    """A string of ``params.size`` random hex characters (it does not compress)."""
+    return os.urandom(int(ctx.params["size"]) // 2).hex()
+
+
+async def measure(ctx: NodeContext) -> dict[str, object]:
+    """What the node received: its length and a digest."""
+    text = str(ctx.input)
+    ctx.context.set("seen", text)
+    return {"length": len(text), "sha": hashlib.sha256(text.encode()).hexdigest()}
+
+
+async def test_a_5_mb_node_output_flows_through_workers(
+    azure_queue_connection_string: str, cosmos_endpoint: dict[str, str], redis_url: str
+) -> None:
+    """A node returns 5 MB: committed as its outcome, saved as a record, carried to the next
+    node and kept in the context (another 5 MB); the run's result holds them all."""
+    registry: dict[str, object] = {"t.blob": blob, "t.measure": measure}
+    blueprint = parse_blueprint(
+        {"id": "large", "version": "1",
+         "nodes": [{"id": "b", "uses": "t.blob", "params": {"size": 5_000_000}},
+                   {"id": "m", "uses": "t.measure"}],
+         "edges": [{"source": "b", "target": "m"}]},
+        registry=registry,
+    )  # fmt: skip
+    factory = AzureBackend(
+        queue_connection_string=azure_queue_connection_string, cosmos_url=cosmos_endpoint["url"],
+        cosmos_key=cosmos_endpoint["key"], cosmos_ca_file=cosmos_endpoint["ca_file"],
+        redis_url=redis_url, visibility_timeout=30, max_poll_interval=0.25,
+    )  # fmt: skip
+    async with Harness(factory).session(blueprint, workers=2, registry=registry) as s:
+        result = await s.run("large", None, timeout=120)
+    assert result.status is RunStatus.COMPLETED, result
+    produced = result.outputs["b"]
+    assert isinstance(produced, str)
+    assert len(produced) == 5_000_000
+    assert result.output == {
+        "length": 5_000_000,
+        "sha": hashlib.sha256(produced.encode()).hexdigest(),
+    }
+    assert result.context["seen"] == produced
