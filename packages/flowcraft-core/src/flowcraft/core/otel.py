@@ -47,7 +47,7 @@ from typing import Any
 
 try:
     from opentelemetry import metrics, trace
-    from opentelemetry.context import Context
+    from opentelemetry.context import Context, attach, detach
     from opentelemetry.trace import Span, SpanKind, Status, StatusCode
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -101,6 +101,8 @@ class Instrumentation:
             "flowcraft.runs.finished", unit="{run}", description="Runs that finished"
         )
         self._open: dict[str, Span] = {}  # run spans of observe(run_spans=True)
+        #: False for an explicit no-op meter provider: nothing is measured at all.
+        self._metered = not isinstance(meter_provider, metrics.NoOpMeterProvider)
 
     # ------------------------------------------------------------------ RunTracer
 
@@ -115,26 +117,40 @@ class Instrumentation:
     # ------------------------------------------------------------------ middleware
 
     async def around(self, ctx: NodeContext, call_next: Callable[[], Awaitable[object]]) -> object:
-        """Run the attempt in its span; measure it (and its job's queue lag)."""
+        """Run the attempt in its span; measure it (and its job's queue lag).
+
+        Attributes are built only for a recording span, and a span is made current only if
+        its context is valid (a no-op tracer's is not): unobserved, it costs little.
+        """
         job = current_job.get()
-        attributes = _node_attributes(ctx, job)
-        began = time.time()
-        if job is not None and (lag := job.lag(began)) is not None:
-            self._lag.record(lag, _blueprint_only(job))
+        if job is not None and self._metered:
+            self._record_lag(job)
+        parent = self._parent(ctx.run_id, job)
         kind = SpanKind.INTERNAL if job is None else SpanKind.CONSUMER
-        span = self._tracer.start_span(
-            f"flowcraft.node {ctx.node_id}", self._parent(ctx.run_id, job), kind, attributes
-        )
-        with trace.use_span(
-            span, end_on_exit=True, record_exception=False, set_status_on_exception=False
-        ):
-            try:
-                result = await call_next()
-            except Exception as exc:
-                self._failed_attempt(span, exc, attributes, began)
-                raise
-        self._measure(attributes, began, "ok")
+        span = self._tracer.start_span(f"flowcraft.node {ctx.node_id}", parent, kind)
+        recording = span.is_recording()
+        if recording:
+            span.set_attributes(_node_attributes(ctx, job))
+        token = attach(trace.set_span_in_context(span, parent)) if _valid(span) else None
+        began = time.perf_counter()
+        try:
+            result = await call_next()
+        except Exception as exc:
+            if recording:
+                _record_error(span, exc)
+            self._measure(ctx, job, began, "error")
+            raise
+        finally:
+            if token is not None:
+                detach(token)
+            span.end()
+        self._measure(ctx, job, began, "ok")
         return result
+
+    def _record_lag(self, job: JobTrace) -> None:
+        lag = job.lag(time.time())
+        if lag is not None:
+            self._lag.record(lag, _blueprint_only(job))
 
     def _parent(self, run_id: str, job: JobTrace | None) -> Context | None:
         if job is not None and job.trace is not None:
@@ -142,21 +158,14 @@ class Instrumentation:
         run = self._open.get(run_id)
         return None if run is None else trace.set_span_in_context(run)
 
-    def _failed_attempt(
-        self, span: Span, exc: Exception, attributes: dict[str, Any], began: float
-    ) -> None:
-        kind = type(exc).__qualname__
-        span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"))
-        span.set_attribute("error.type", kind)
-        self._measure(attributes, began, "error")
-
-    def _measure(self, attributes: dict[str, Any], began: float, outcome: str) -> None:
-        labels = {"flowcraft.node.id": attributes["flowcraft.node.id"], "outcome": outcome}
-        if "flowcraft.blueprint.id" in attributes:
-            labels["flowcraft.blueprint.id"] = attributes["flowcraft.blueprint.id"]
+    def _measure(self, ctx: NodeContext, job: JobTrace | None, began: float, outcome: str) -> None:
+        if not self._metered:
+            return
+        labels = {"flowcraft.node.id": ctx.node_id, "outcome": outcome}
+        if job is not None and job.blueprint:
+            labels["flowcraft.blueprint.id"] = job.blueprint
         self._attempts.add(1, labels)
-        self._duration.record(time.time() - began, labels)
+        self._duration.record(time.perf_counter() - began, labels)
 
     # ------------------------------------------------------------------ events
 
@@ -209,6 +218,17 @@ class Instrumentation:
             reason = f"{first.type}: {first.message}" if first else "run failed"
             span.set_status(Status(StatusCode.ERROR, reason))
         span.end()
+
+
+def _valid(span: Span) -> bool:
+    return span.get_span_context().is_valid
+
+
+def _record_error(span: Span, exc: Exception) -> None:
+    kind = type(exc).__qualname__
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{kind}: {exc}"))
+    span.set_attribute("error.type", kind)
 
 
 def _traceparent(span: Span) -> str | None:

@@ -4,22 +4,30 @@ A node that finishes without awaiting anything (CPU-light nodes, inline sync nod
 no task and no event-loop turn. One that suspends goes on in a real asyncio Task that resumes it
 exactly where it stopped, so cancellation and awaiting behave as in any task. Python 3.12's
 eager task factory does the same; this keeps Python 3.11 supported.
+
+As in an eager task, the coroutine runs in a copy of the caller's context from its first step
+to its last: the task that continues it gets the same copy. A context variable it sets (a
+tracing span made current, the running node for log records) is thus reset in the context it
+was set in, and never leaks into the caller's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Coroutine, Generator
 from typing import Any
 
 
 def start_eagerly(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
     """Run ``coro`` to its first suspension; a Task that continues it, or None if it finished."""
+    context = contextvars.copy_context()
     try:
-        pending = coro.send(None)
+        pending = context.run(coro.send, None)
     except StopIteration:
         return None
-    return asyncio.get_running_loop().create_task(_continue(_Resume(coro, pending)))
+    loop = asyncio.get_running_loop()
+    return loop.create_task(_continue(_Resume(coro, pending)), context=context)
 
 
 async def _continue(resume: _Resume) -> None:

@@ -29,7 +29,11 @@ async def _maybe_await(value: object) -> object:
 
 
 def compose(middleware: Sequence[Any], node: NodeFn) -> NodeFn:
-    """The node wrapped by ``middleware`` (see the module docstring for the order)."""
+    """The node wrapped by ``middleware`` (see the module docstring for the order).
+
+    The hooks are looked up once, here: an ``around``-only chain of ``async def`` methods adds
+    no coroutine of its own per attempt, only the middleware's.
+    """
     if not middleware:
         return node
     for item in middleware:
@@ -38,38 +42,50 @@ def compose(middleware: Sequence[Any], node: NodeFn) -> NodeFn:
     inner = node
     for item in reversed(middleware):
         if hasattr(item, "around"):
-            inner = _around(item, inner)
+            inner = _around(item.around, inner)
+    befores = [item.before for item in middleware if hasattr(item, "before")]
+    afters = [item.after for item in reversed(middleware) if hasattr(item, "after")]
+    if not befores and not afters:
+        return inner
+    return _hooked(befores, inner, afters)
 
+
+def _hooked(
+    befores: Sequence[Callable[..., object]], inner: NodeFn, afters: Sequence[Callable[..., object]]
+) -> NodeFn:
     async def call(ctx: NodeContext) -> object:
-        for item in middleware:
-            if hasattr(item, "before"):
-                await _maybe_await(item.before(ctx))
+        for before in befores:
+            await _maybe_await(before(ctx))
         try:
             result = await inner(ctx)
         except Exception as exc:
-            await _after(middleware, ctx, None, exc)
+            await _after(afters, ctx, None, exc)
             raise
-        await _after(middleware, ctx, result, None)
+        await _after(afters, ctx, result, None)
         return result
 
     return call
 
 
-def _around(item: object, inner: NodeFn) -> NodeFn:
-    async def call(ctx: NodeContext) -> object:
-        def call_next() -> Awaitable[object]:
-            return inner(ctx)
+def _around(around: Callable[..., object], inner: NodeFn) -> NodeFn:
+    if inspect.iscoroutinefunction(around):  # its coroutine is the call: no layer of ours
 
-        around: Callable[..., object] = getattr(item, "around")  # noqa: B009
-        return await _maybe_await(around(ctx, call_next))
+        def direct(ctx: NodeContext) -> Awaitable[object]:
+            return around(ctx, lambda: inner(ctx))
+
+        return direct
+
+    async def call(ctx: NodeContext) -> object:
+        return await _maybe_await(around(ctx, lambda: inner(ctx)))
 
     return call
 
 
 async def _after(
-    middleware: Sequence[Any], ctx: NodeContext, result: object, error: Exception | None
+    afters: Sequence[Callable[..., object]],
+    ctx: NodeContext,
+    result: object,
+    error: Exception | None,
 ) -> None:
-    for item in reversed(middleware):
-        hook: Callable[..., object] | None = getattr(item, "after", None)
-        if hook is not None:
-            await _maybe_await(hook(ctx, result, error))
+    for hook in afters:
+        await _maybe_await(hook(ctx, result, error))
