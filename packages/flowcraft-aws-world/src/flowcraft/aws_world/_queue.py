@@ -47,6 +47,7 @@ from flowcraft.aws_world._aws import Aws, Item, guarded
 from flowcraft.aws_world._config import AwsWorldConfig
 from flowcraft.aws_world._errors import Refused
 from flowcraft.aws_world._tables import n, s
+from flowcraft.core.errors import BackendError
 from flowcraft.core.world import (
     WORKFLOW_QUEUE_PREFIX,
     Backoff,
@@ -282,10 +283,18 @@ class SqsQueue:
             with contextlib.suppress(Exception):
                 await self._visible_in(url, receipt, 0)
             raise
-        if settled:
-            await self._aws.sqs("delete_message", QueueUrl=url, ReceiptHandle=receipt)
-        else:
-            await self._visible_in(url, receipt, math.ceil(self._backoff.delay(attempt)))
+        except BackendError:  # unreachable: the message comes back after its visibility timeout
+            log.warning("delivering %s failed; it will come again", receipt[:16], exc_info=True)
+            return
+        try:
+            if settled:
+                await self._aws.sqs("delete_message", QueueUrl=url, ReceiptHandle=receipt)
+            else:
+                await self._visible_in(url, receipt, math.ceil(self._backoff.delay(attempt)))
+        except BackendError:  # unreachable: the message comes back after its visibility timeout
+            log.warning(
+                "settling %s failed; it will be delivered again", receipt[:16], exc_info=True
+            )
 
     async def process(
         self,
