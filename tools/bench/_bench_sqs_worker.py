@@ -14,21 +14,16 @@ exactly its measured window (no start-up, no shutdown).
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import sys
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-__all__ = ["Calls", "Snapshot", "difference", "total"]
+from _bench_common import Snapshot, difference, dump_on_sigusr1, total
 
-#: ``{"calls"|"requests"|"errors": {"service.Operation[.Code]": count}}``.
-Snapshot = dict[str, dict[str, int]]
+__all__ = ["Calls", "Snapshot", "difference", "total"]
 
 
 class Calls:
@@ -86,26 +81,6 @@ def _operation(event_name: str) -> str:
     return event_name.split(".", 1)[1]
 
 
-def difference(after: Snapshot, before: Snapshot) -> Snapshot:
-    """``after - before``, per kind and key (keys that did not change left out)."""
-    result: Snapshot = {}
-    for kind, counts in after.items():
-        earlier = before.get(kind, {})
-        result[kind] = {
-            k: n - earlier.get(k, 0) for k, n in counts.items() if n != earlier.get(k, 0)
-        }
-    return result
-
-
-def total(snapshots: Sequence[Snapshot]) -> Snapshot:
-    """The sum of several processes' snapshots."""
-    result: dict[str, Counter[str]] = {}
-    for snap in snapshots:
-        for kind, counts in snap.items():
-            result.setdefault(kind, Counter()).update(counts)
-    return {kind: dict(counts) for kind, counts in result.items()}
-
-
 def _count_every_aws(calls: Calls) -> None:
     """Watch the clients of every ``flowcraft.sqs._aws.Aws`` created from now on."""
     from flowcraft.sqs import _aws
@@ -129,17 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target, rest = Path(args[1]), args[2:]
     calls = Calls()
     _count_every_aws(calls)
-    seq = 0
-
-    def dump(signum: int, frame: FrameType | None) -> None:
-        nonlocal seq
-        del signum, frame
-        seq += 1
-        partial = target.with_suffix(".tmp")
-        partial.write_text(json.dumps({"seq": seq, "pid": os.getpid(), **calls.snapshot()}))
-        os.replace(partial, target)
-
-    signal.signal(signal.SIGUSR1, dump)
+    dump_on_sigusr1(target, calls.snapshot)
     from flowcraft.core.cli import main as flowcraft
 
     return flowcraft(rest)

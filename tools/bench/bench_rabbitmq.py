@@ -41,29 +41,55 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import _bench_celery
 import pika
-import redis
-from _bench_nodes import FLOW, FLOW_ID, MIDDLE
-from flowcraft.core import Client, RunResult, dump_blueprint
+from _bench_common import (
+    STEPS,
+    RunSpan,
+    Sample,
+    add_common_arguments,
+    celery_commands,
+    celery_gaps,
+    celery_version,
+    child_env,
+    flowcraft_runs,
+    logs_say,
+    median_sample,
+    percentile,
+    processes,
+    purge_redis_keys,
+    summarize,
+    verdict,
+    wait_until,
+)
+from _bench_nodes import FLOW
+from flowcraft.core import Client, dump_blueprint
 from flowcraft.rabbitmq import RabbitMqBackend
 
-HERE = Path(__file__).resolve().parent
-STEPS = 2 + len(MIDDLE)
-Stamp = Mapping[str, float]
+# Re-exported (older benchmarks import them from here); they live in _bench_common.
+__all__ = [
+    "STEPS",
+    "Sample",
+    "celery_gaps",
+    "child_env",
+    "flowcraft_runs",
+    "logs_say",
+    "main",
+    "median_sample",
+    "percentile",
+    "processes",
+    "summarize",
+    "wait_until",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,136 +99,6 @@ class Services:
     amqp_url: str
     postgres_dsn: str
     redis_url: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Sample:
-    """One measurement of one configuration."""
-
-    steps_per_s: float
-    p50_ms: float
-    p99_ms: float
-    #: One run in flight only (else None), p50 over the runs: start call -> result returned,
-    #: start call -> the join's end (the steps, the first hop included), join end -> result.
-    run_ms: float | None = None
-    steps_ms: float | None = None
-    tail_ms: float | None = None
-
-
-# -- statistics -------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """The nearest-rank percentile of ``values`` (not empty)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
-
-
-def summarize(
-    steps: int, wall: float, gaps: Sequence[float], spans: Sequence[RunSpan] = ()
-) -> Sample:
-    """Throughput and p50/p99 latency (ms) of one configuration run (and its run spans)."""
-    sample = Sample(
-        steps_per_s=steps / wall,
-        p50_ms=percentile(gaps, 0.50) * 1e3,
-        p99_ms=percentile(gaps, 0.99) * 1e3,
-    )
-    if not spans:
-        return sample
-    return replace(
-        sample,
-        run_ms=percentile([s.result - s.start for s in spans], 0.50) * 1e3,
-        steps_ms=percentile([s.join_end - s.start for s in spans], 0.50) * 1e3,
-        tail_ms=percentile([s.result - s.join_end for s in spans], 0.50) * 1e3,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class RunSpan:
-    """One run in flight: wall-clock times (``time.time()``, as the nodes stamp)."""
-
-    start: float  # the client's start call
-    join_end: float  # the last node's end, stamped by the node
-    result: float  # the result in the client's hands
-
-
-def fan_gaps(start: Stamp, mids: Sequence[Stamp], join: Stamp) -> list[float]:
-    """The 9 step latencies of one run: start -> each middle; last middle end -> join."""
-    gaps = [mid["t0"] - start["t1"] for mid in mids]
-    gaps.append(join["t0"] - max(mid["t1"] for mid in mids))
-    return gaps
-
-
-def median_sample(samples: Sequence[Sample]) -> Sample:
-    """Each field's median over the repeats."""
-
-    def median(values: Sequence[float | None]) -> float | None:
-        present = [v for v in values if v is not None]
-        return statistics.median(present) if present else None
-
-    return Sample(
-        steps_per_s=statistics.median(s.steps_per_s for s in samples),
-        p50_ms=statistics.median(s.p50_ms for s in samples),
-        p99_ms=statistics.median(s.p99_ms for s in samples),
-        run_ms=median([s.run_ms for s in samples]),
-        steps_ms=median([s.steps_ms for s in samples]),
-        tail_ms=median([s.tail_ms for s in samples]),
-    )
-
-
-# -- worker processes -------------------------------------------------------------------------
-
-
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This environment with ``tools/bench`` importable (the node modules live there)."""
-    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
-
-
-@contextlib.contextmanager
-def processes(
-    commands: Sequence[Sequence[str]], env: Mapping[str, str], logs: Path
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Run ``commands`` (stdout and stderr to ``logs/worker-<i>.log``); SIGTERM and wait after."""
-    started: list[subprocess.Popen[bytes]] = []
-    try:
-        for index, command in enumerate(commands):
-            with (logs / f"worker-{index}.log").open("wb") as log:
-                started.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
-        yield started
-    finally:
-        stop(started)
-
-
-def stop(started: Sequence[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every process, wait for it (kill one that takes longer than 60 s)."""
-    for process in started:
-        process.send_signal(signal.SIGTERM)
-    for process in started:
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_until(ready: Callable[[], bool], started: Sequence[subprocess.Popen[bytes]]) -> None:
-    """Poll ``ready`` until true; fail if a process exits first or after 60 s."""
-    deadline = time.monotonic() + 60
-    while not ready():
-        if any(p.poll() is not None for p in started) or time.monotonic() > deadline:
-            raise RuntimeError("a worker process exited or did not get ready; see its log")
-        time.sleep(0.05)
-
-
-def logs_say(logs: Path, count: int, marker: str) -> Callable[[], bool]:
-    """True once ``count`` worker logs contain ``marker``."""
-
-    def ready() -> bool:
-        found = [p for p in logs.glob("worker-*.log") if marker in p.read_text(errors="replace")]
-        return len(found) >= count
-
-    return ready
 
 
 # -- flowcraft-rabbitmq -----------------------------------------------------------------------
@@ -228,31 +124,6 @@ def flowcraft_commands(  # noqa: PLR0917 - one command line's parts
     if log_level is not None:
         command += ["--log-level", log_level]
     return [command] * workers
-
-
-def flowcraft_gaps(result: RunResult) -> list[float]:
-    """The step latencies of one finished run, from its node outputs."""
-    assert result.status.value == "completed", f"run {result.run_id} ended {result.status}"
-    out = result.outputs
-    return fan_gaps(out["start"], [out[m] for m in MIDDLE], out["join"])
-
-
-async def flowcraft_runs(client: Client, runs: int, *, at_once: bool) -> Sample:
-    """``runs`` runs started at once (results awaited in start order) or one after another."""
-    began = time.perf_counter()
-    if at_once:
-        handles = await asyncio.gather(*(client.start(FLOW_ID, i) for i in range(runs)))
-        results = [await handle.result(timeout=900) for handle in handles]
-    else:
-        results, spans = [], []
-        for i in range(runs):
-            started = time.time()
-            result = await (await client.start(FLOW_ID, i)).result(timeout=60)
-            spans.append(RunSpan(started, result.outputs["join"]["t1"], time.time()))
-            results.append(result)
-    wall = time.perf_counter() - began
-    gaps = [g for r in results for g in flowcraft_gaps(r)]
-    return summarize(runs * STEPS, wall, gaps, () if at_once else spans)
 
 
 @contextlib.asynccontextmanager
@@ -298,22 +169,6 @@ async def flowcraft_once(
 # -- Celery -----------------------------------------------------------------------------------
 
 
-def celery_commands(mode: str, workers: int, tag: str) -> list[list[str]]:
-    """``prefork``: one worker with ``workers`` pool processes; ``solo``: ``workers`` workers."""
-    base = [
-        sys.executable, "-m", "celery", "-A", "_bench_celery", "worker", "--loglevel=WARNING",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    if mode == "prefork":
-        return [[*base, "--pool=prefork", f"--concurrency={workers}", f"-n={tag}-0@%h"]]
-    return [[*base, "--pool=solo", f"-n={tag}-{i}@%h"] for i in range(workers)]
-
-
-def celery_gaps(result: Mapping[str, Any]) -> list[float]:
-    """The step latencies of one finished run, from the stamps ``join`` returned."""
-    return fan_gaps(result["start"], result["mids"], result["join"])
-
-
 def celery_runs(app: Any, runs: int, *, at_once: bool) -> Sample:  # noqa: ANN401
     """``runs`` runs submitted at once (results awaited in order) or one after another."""
     began = time.perf_counter()
@@ -345,7 +200,7 @@ def celery_session(services: Services, workers: int, mode: str) -> Iterator[Any]
             ready.mkdir()
             env = child_env({f"BENCH_CELERY_{k.upper()}": v for k, v in settings.items()})
             env["BENCH_CELERY_READY"] = str(ready)
-            commands = celery_commands(mode, workers, tag)
+            commands = celery_commands("_bench_celery", mode, workers, tag)
             with processes(commands, env, Path(tmp)) as started:
                 wait_until(lambda: len(list(ready.iterdir())) >= len(commands), started)
                 yield app
@@ -371,13 +226,7 @@ def purge_celery(services: Services, tag: str) -> None:
         channel.exchange_delete(tag)
     finally:
         connection.close()
-    client = redis.Redis.from_url(services.redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    purge_redis_keys(services.redis_url, f"{tag}:")
 
 
 # -- bare RabbitMQ round trip -----------------------------------------------------------------
@@ -520,7 +369,8 @@ def print_start_to_result(args: argparse.Namespace, table: Table, celery: str) -
         s = table.median(label, 1)
         print(f"| {label} | {s.run_ms:.2f} | {s.steps_ms:.2f} | {s.tail_ms:.2f} |")
     fc = table.median(FLOWCRAFT + ONE, 1)
-    assert fc.run_ms is not None and fc.tail_ms is not None
+    assert fc.run_ms is not None
+    assert fc.tail_ms is not None
     print()
     print(f"tail (target <= 2 ms): {fc.tail_ms:.2f} ms "
           f"({'met' if fc.tail_ms <= 2.0 else 'NOT met'})")  # fmt: skip
@@ -528,7 +378,7 @@ def print_start_to_result(args: argparse.Namespace, table: Table, celery: str) -
         other = table.median(celery + ONE, 1).run_ms
         assert other is not None
         print(f"start -> result / Celery's (target <= 0.33x): "
-              f"{_verdict(fc.run_ms / other, 1 / 3, above=False)}")  # fmt: skip
+              f"{verdict(fc.run_ms / other, 1 / 3, above=False)}")  # fmt: skip
 
 
 def print_ratios(args: argparse.Namespace, table: Table, celery: str) -> None:
@@ -553,10 +403,10 @@ def print_ratios(args: argparse.Namespace, table: Table, celery: str) -> None:
         throughput = (
             "-" if speedup is None
             else f"{speedup:.2f}x (no target)" if alone
-            else _verdict(speedup, 1.5, above=True)
+            else verdict(speedup, 1.5, above=True)
         )  # fmt: skip
         ratio = fc.p50_ms / bare
-        latency = _verdict(ratio, 3.0, above=False) if alone else f"{ratio:.2f}x (backlog-bound)"
+        latency = verdict(ratio, 3.0, above=False) if alone else f"{ratio:.2f}x (backlog-bound)"
         print(f"| {shown} | {throughput} | {latency} |")
 
 
@@ -582,29 +432,15 @@ def print_repeats(args: argparse.Namespace, table: Table, celery: str) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
-def _verdict(ratio: float, target: float, *, above: bool) -> str:
-    met = ratio >= target if above else ratio <= target
-    return f"{ratio:.2f}x ({'met' if met else 'NOT met'})"
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=500)
-    parser.add_argument(
-        "--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2, 4]
-    )
-    parser.add_argument("--concurrency", type=int, default=16, help="per flowcraft worker")
-    parser.add_argument("--celery-mode", choices=["prefork", "solo"], default="prefork")
-    parser.add_argument("--no-celery", action="store_true")
+    add_common_arguments(parser, runs=500, round_trips=500, sequential_runs=50)
     parser.add_argument(
         "--log-info", action="store_true", help="also measure workers at --log-level INFO"
     )
-    parser.add_argument("--round-trips", type=int, default=500)
-    parser.add_argument("--sequential-runs", type=int, default=50, help="0: skip")
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--amqp-url", default="amqp://flowcraft:flowcraft@127.0.0.1:15673/%2F")
     parser.add_argument(
         "--postgres-dsn", default="postgresql://flowcraft:flowcraft@127.0.0.1:15432/flowcraft"
@@ -617,15 +453,9 @@ def main() -> int:
     args = parse_args()
     services = Services(amqp_url=args.amqp_url, postgres_dsn=args.postgres_dsn,
                         redis_url=args.redis_url)  # fmt: skip
-    celery = f"Celery {_celery_version()} chord ({args.celery_mode})"
+    celery = f"Celery {celery_version()} chord ({args.celery_mode})"
     print_report(args, measure(args, services, celery), celery)
     return 0
-
-
-def _celery_version() -> str:
-    import celery
-
-    return str(celery.__version__)
 
 
 if __name__ == "__main__":

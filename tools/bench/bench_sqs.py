@@ -55,11 +55,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,24 +68,37 @@ from typing import Any, TypeVar
 
 import _bench_celery
 import _bench_celery_sqs
-import redis
-from _bench_nodes import FLOW
-from _bench_sqs_worker import Calls, Snapshot, difference, total
-from bench_rabbitmq import (
+from _bench_common import (
     STEPS,
     Sample,
+    Snapshot,
+    add_common_arguments,
+    celery_commands,
     celery_gaps,
+    celery_version,
     child_env,
+    cpu_spent,
+    difference,
     flowcraft_runs,
     logs_say,
     median_sample,
+    process_cpu,
     processes,
+    purge_redis_keys,
+    service_pids,
     summarize,
+    verdict,
     wait_until,
+    worker_counts,
 )
+from _bench_nodes import FLOW
+from _bench_sqs_worker import Calls
 from flowcraft.core import Client, dump_blueprint
 from flowcraft.sqs import SqsBackend
 from flowcraft.sqs._aws import Aws
+
+# worker_counts is re-exported (bench_azure imports it from here).
+__all__ = ["main", "worker_counts"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -116,26 +126,7 @@ class Measured:
 
 # -- CPU time ---------------------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
 _T = TypeVar("_T")
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of process ``pid`` and its live descendants (0: gone).
-
-    ``/proc/PID/stat`` counts every thread the process ever had; its threads (moto starts one
-    per request) come and go while their ``children`` files are read: those are skipped.
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    children: list[int] = []
-    for task in tasks:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            children.extend(int(child) for child in (task / "children").read_text().split())
-    return (int(fields[11]) + int(fields[12])) / _TICK + sum(process_cpu(c) for c in children)
 
 
 def cpu_now(services: Services, workers: Iterable[int]) -> dict[str, float]:
@@ -146,22 +137,10 @@ def cpu_now(services: Services, workers: Iterable[int]) -> dict[str, float]:
     return found
 
 
-def cpu_spent(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
-    """``after - before`` per key."""
-    return {key: after[key] - before.get(key, 0.0) for key in after}
-
-
 def server_pids(repo: Path, moto: int = 0) -> dict[str, int]:
     """moto's and Redis's pids from ``tools/services``' pid files (missing ones left out)."""
-    found = {"moto": moto} if moto else {}
-    for name in ("moto", "redis"):
-        if name in found:
-            continue
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            pid = int((repo / ".services" / "run" / f"{name}.pid").read_text().strip())
-            if Path(f"/proc/{pid}").exists():
-                found[name] = pid
-    return found
+    found = service_pids(repo, ["moto", "redis"])
+    return {**found, "moto": moto} if moto else found
 
 
 # -- flowcraft-sqs ----------------------------------------------------------------------------
@@ -182,34 +161,6 @@ def flowcraft_commands(
         [sys.executable, "-m", "_bench_sqs_worker", "--counts", str(path), *flowcraft]
         for path in counts
     ]
-
-
-async def worker_counts(
-    started: Sequence[subprocess.Popen[bytes]], files: Sequence[Path], seq: int
-) -> Snapshot:
-    """SIGUSR1 every worker, wait until each wrote count number ``seq``; their sum."""
-    for process in started:
-        process.send_signal(signal.SIGUSR1)
-    deadline = time.monotonic() + 30
-    snapshots: list[Snapshot] = []
-    for path in files:
-        while True:
-            found = _read_counts(path)
-            if found is not None and found["seq"] >= seq:
-                snapshots.append({k: v for k, v in found.items() if isinstance(v, dict)})
-                break
-            if time.monotonic() > deadline or any(p.poll() is not None for p in started):
-                raise RuntimeError(f"no counts in {path}; see the worker logs")
-            await asyncio.sleep(0.01)
-    return total(snapshots)
-
-
-def _read_counts(path: Path) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] = json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return found
 
 
 @contextlib.asynccontextmanager
@@ -260,17 +211,6 @@ async def flowcraft_once(
 # -- Celery on SQS ----------------------------------------------------------------------------
 
 
-def celery_commands(mode: str, workers: int, tag: str) -> list[list[str]]:
-    """``prefork``: one worker with ``workers`` pool processes; ``solo``: ``workers`` workers."""
-    base = [
-        sys.executable, "-m", "celery", "-A", "_bench_celery_sqs", "worker", "--loglevel=WARNING",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    if mode == "prefork":
-        return [[*base, "--pool=prefork", f"--concurrency={workers}", f"-n={tag}-0@%h"]]
-    return [[*base, "--pool=solo", f"-n={tag}-{i}@%h"] for i in range(workers)]
-
-
 @contextlib.contextmanager
 def celery_session(
     services: Services, workers: int, mode: str, polling_interval: str, results: str
@@ -293,7 +233,7 @@ def celery_session(
             ready.mkdir()
             env = child_env({f"BENCH_CELERY_{k.upper()}": v for k, v in settings.items()})
             env["BENCH_CELERY_READY"] = str(ready)
-            commands = celery_commands(mode, workers, tag)
+            commands = celery_commands("_bench_celery_sqs", mode, workers, tag)
             with processes(commands, env, Path(tmp)) as started:
                 wait_until(lambda: len(list(ready.iterdir())) >= len(commands), started)
                 yield app, [p.pid for p in started]
@@ -358,13 +298,7 @@ def purge_celery(services: Services, tag: str) -> None:
                 aws.dynamodb_client.delete_table(TableName=table)
     finally:
         aws.close()
-    client = redis.Redis.from_url(services.redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{tag}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    purge_redis_keys(services.redis_url, f"{tag}:")
 
 
 # -- bare round trips -------------------------------------------------------------------------
@@ -539,12 +473,10 @@ def print_ratios(args: argparse.Namespace, table: Table, celeries: Mapping[str, 
         for celery in celeries.values():
             speedup = fc.steps_per_s / table.median(celery + suffix, workers).steps_per_s
             cells.append(
-                f"{speedup:.2f}x (no target)" if alone else _verdict(speedup, 1.5, above=True)
+                f"{speedup:.2f}x (no target)" if alone else verdict(speedup, 1.5, above=True)
             )
         ratio = fc.p50_ms / bare
-        cells.append(
-            _verdict(ratio, 3.0, above=False) if alone else f"{ratio:.2f}x (backlog-bound)"
-        )
+        cells.append(verdict(ratio, 3.0, above=False) if alone else f"{ratio:.2f}x (backlog-bound)")
         print(f"| {shown} | " + " | ".join(cells) + " |")
 
 
@@ -657,22 +589,12 @@ def print_repeats(args: argparse.Namespace, table: Table, celeries: Mapping[str,
         print("| " + " | ".join(cells) + " |")
 
 
-def _verdict(ratio: float, target: float, *, above: bool) -> str:
-    met = ratio >= target if above else ratio <= target
-    return f"{ratio:.2f}x ({'met' if met else 'NOT met'})"
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument(
-        "--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2, 4]
-    )
-    parser.add_argument("--concurrency", type=int, default=16, help="per flowcraft worker")
-    parser.add_argument("--celery-mode", choices=["prefork", "solo"], default="prefork")
+    add_common_arguments(parser, runs=50, round_trips=300, sequential_runs=30)
     parser.add_argument(
         "--celery-polling-interval", default="0.01",
         help="kombu's SQS polling_interval, seconds (empty: kombu's default, 1 s)",
@@ -681,10 +603,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--celery-results", type=lambda s: [r for r in s.split(",") if r],
         default=["redis", "dynamodb"], help="Celery's result backends to run (redis, dynamodb)",
     )  # fmt: skip
-    parser.add_argument("--no-celery", action="store_true")
-    parser.add_argument("--round-trips", type=int, default=300)
-    parser.add_argument("--sequential-runs", type=int, default=30, help="0: skip")
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--visibility-timeout", type=int, default=30)
     parser.add_argument(
         "--endpoint-url",
@@ -706,18 +624,12 @@ def main() -> int:
                         server_pids=server_pids(HERE.parent.parent, args.moto_pid))  # fmt: skip
     interval = args.celery_polling_interval or "1 (default)"
     celeries = {
-        results: f"Celery {_celery_version()} chord on SQS, {results} results "
+        results: f"Celery {celery_version()} chord on SQS, {results} results "
         f"({args.celery_mode}, polling {interval} s)"
         for results in ([] if args.no_celery else args.celery_results)
     }
     print_report(args, measure(args, services, celeries), celeries)
     return 0
-
-
-def _celery_version() -> str:
-    import celery
-
-    return str(celery.__version__)
 
 
 if __name__ == "__main__":
