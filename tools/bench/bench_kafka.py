@@ -36,6 +36,9 @@ a last table gives the ratios within each repeat.
 * **Bare LWT write**: ``INSERT ... IF NOT EXISTS`` of a new key into the keyspace's
   ``flowcraft_contexts_keys`` (``LOCAL_QUORUM``, serial ``LOCAL_SERIAL``, as the adapter),
   prepared, ``--round-trips`` times; the rows are deleted after.
+* **8 concurrent LWTs on one partition** (reference, not part of a target): what the fan-out's
+  8 claims of one run cost at once (Paxos serialises a partition's LWTs; the report names the
+  node's ``paxos_variant``), wall time per group of 8, ``--round-trips`` / 8 groups.
 * **1 run in flight** (both systems, one worker): ``--sequential-runs`` runs one after another.
 * **CPU per step** of Kafka, Cassandra and Redis (pids from ``tools/services``' pid files), of
   the worker processes (with their children) and of this process, from ``/proc``.
@@ -87,7 +90,7 @@ from _bench_common import (
     wait_until,
     worker_counts,
 )
-from _bench_nodes import FLOW
+from _bench_nodes import FLOW, MIDDLE
 from bench_rabbitmq import celery_runs
 from cassandra import ConsistencyLevel
 from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
@@ -279,6 +282,8 @@ class Bare:
 
     kafka: Sample
     lwt: Sample
+    contended: Sample  # ``FAN`` concurrent LWTs on one partition, wall time per group
+    paxos: str  # the node's paxos_variant
 
 
 async def bare_round_trips(services: Services, count: int, warmup: int = 20) -> Bare:
@@ -290,8 +295,14 @@ async def bare_round_trips(services: Services, count: int, warmup: int = 20) -> 
         lwt = await asyncio.to_thread(
             lwt_writes, session, factory.keyspace, namespace, warmup + count
         )
+        paxos = await asyncio.to_thread(paxos_variant, session)
+        groups = max(1, count // FAN)
+        contended = await asyncio.to_thread(
+            contended_lwts, session, factory.keyspace, namespace, groups
+        )
     kafka, lwt = kafka[warmup:], lwt[warmup:]
-    return Bare(kafka=summarize(count, sum(kafka), kafka), lwt=summarize(count, sum(lwt), lwt))
+    return Bare(kafka=summarize(count, sum(kafka), kafka), lwt=summarize(count, sum(lwt), lwt),
+                contended=summarize(groups, sum(contended), contended), paxos=paxos)  # fmt: skip
 
 
 def kafka_round_trips(bootstrap: str, count: int) -> list[float]:
@@ -354,11 +365,54 @@ def lwt_writes(session: Any, keyspace: str, namespace: str, count: int) -> list[
     return times
 
 
+FAN = len(MIDDLE)  # the fan-out's middle nodes (8)
+
+
+def contended_lwts(session: Any, keyspace: str, namespace: str, groups: int) -> list[float]:  # noqa: ANN401
+    """``groups`` times: ``FAN`` concurrent ``INSERT ... IF NOT EXISTS`` of different rows of
+    ONE partition of the contexts table (as the fan-out's claims of one run); wall times.
+
+    Paxos serialises the LWTs of a partition: with Paxos v1 the losers back off and retry.
+    """
+    table = f"{keyspace}.flowcraft_contexts"
+    insert = session.prepare(
+        f"INSERT INTO {table} (namespace, run_id, kind, key, value) VALUES (?, ?, 'bench', ?, 'v') "
+        "IF NOT EXISTS"
+    )
+    insert.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+    insert.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+    delete = session.prepare(f"DELETE FROM {table} WHERE namespace = ? AND run_id = ?")
+    runs = [f"bench-{uuid.uuid4().hex}" for _ in range(groups)]
+    times = []
+    try:
+        for run in runs:
+            began = time.perf_counter()
+            futures = [session.execute_async(insert, (namespace, run, f"k{i}")) for i in range(FAN)]
+            for future in futures:
+                future.result()
+            times.append(time.perf_counter() - began)
+    finally:
+        for run in runs:
+            session.execute(delete, (namespace, run))
+    return times
+
+
+def paxos_variant(session: Any) -> str:  # noqa: ANN401
+    """The Cassandra node's ``paxos_variant`` setting (``?``: not readable)."""
+    query = "SELECT value FROM system_views.settings WHERE name = 'paxos_variant'"
+    try:
+        row = session.execute(query).one()
+    except Exception:  # an older Cassandra without the virtual table
+        return "?"
+    return str(row.value) if row is not None else "?"
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 FLOWCRAFT = "flowcraft-kafka"
 BARE_KAFKA = "bare Kafka round trip (produce -> consume -> commit)"
 BARE_LWT = "bare Cassandra LWT (INSERT IF NOT EXISTS)"
+CONTENDED = "8 concurrent LWTs on one partition, wall per group (reference: the fan-out's claims)"
 ONE = ", 1 run in flight"
 
 
@@ -367,6 +421,7 @@ class Table:
     """Measurements per configuration row (label, workers), in first-measured order."""
 
     rows: dict[tuple[str, int], list[Measured]]
+    paxos: str = "?"  # Cassandra's paxos_variant
 
     def add(self, label: str, workers: int, measured: Measured) -> None:
         """Record one measurement (and echo it to stderr as progress)."""
@@ -411,6 +466,8 @@ def measure(args: argparse.Namespace, services: Services, celery: str | None) ->
         bare = asyncio.run(bare_round_trips(services, args.round_trips))
         table.add(BARE_KAFKA, 0, Measured(sample=bare.kafka, steps=args.round_trips, cpu={}))
         table.add(BARE_LWT, 0, Measured(sample=bare.lwt, steps=args.round_trips, cpu={}))
+        table.add(CONTENDED, 0, Measured(sample=bare.contended, steps=1, cpu={}))
+        table.paxos = bare.paxos
         if args.sequential_runs > 0:
             fc = flowcraft_once(services, args.sequential_runs, 1, args.concurrency, at_once=False)
             table.add(FLOWCRAFT + ONE, 1, asyncio.run(fc))
@@ -428,7 +485,7 @@ def measure(args: argparse.Namespace, services: Services, celery: str | None) ->
 def print_report(args: argparse.Namespace, table: Table, celery: str | None) -> None:
     """The results, the targets, the counts per step, CPU per step and per-repeat ratios."""
     print(f"{args.runs} runs x {STEPS} nodes at once (one run at a time: {args.sequential_runs}); "
-          f"median of {args.repeat}\n")  # fmt: skip
+          f"median of {args.repeat}; Cassandra paxos_variant {table.paxos}\n")  # fmt: skip
     print("| configuration | workers | steps/s | p50 step ms | p99 step ms |")
     print("|---|---:|---:|---:|---:|")
     for label, workers in table.rows:
@@ -438,6 +495,7 @@ def print_report(args: argparse.Namespace, table: Table, celery: str | None) -> 
     print()
     print_ratios(args, table, celery)
     print()
+    print_start_to_result(args, table, celery)
     print_counts(table)
     print()
     print_operations(table)
@@ -481,6 +539,20 @@ def print_ratios(args: argparse.Namespace, table: Table, celery: str | None) -> 
         print(f"| {shown} | {throughput} | {latency} |")
     print()
     print(f"bare Kafka round trip p50 + bare LWT p50 = {bare:.2f} ms")
+
+
+def print_start_to_result(args: argparse.Namespace, table: Table, celery: str | None) -> None:
+    """One run in flight: start call -> result, split into its steps and the tail after them."""
+    if args.sequential_runs <= 0:
+        return
+    print("| one run in flight, p50 | start -> result ms | start -> last node end ms "
+          "| last node end -> result ms |")  # fmt: skip
+    print("|---|---:|---:|---:|")
+    for label in [FLOWCRAFT + ONE] + ([] if celery is None else [celery + ONE]):
+        s = table.median(label, 1)
+        cells = [f"{v:.2f}" if v is not None else "-" for v in (s.run_ms, s.steps_ms, s.tail_ms)]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
 
 
 def _median_per_step(measured: Sequence[Measured]) -> dict[str, float]:
