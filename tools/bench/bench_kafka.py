@@ -149,11 +149,14 @@ def cpu_now(services: Services, workers: Iterable[int]) -> dict[str, float]:
 async def namespace_backend(services: Services) -> AsyncIterator[tuple[KafkaBackend, Backend]]:
     """A fresh namespace's ports (topics and tables created), destroyed afterwards."""
     factory = services.factory()
-    backend = await factory.create(f"bench-{uuid.uuid4().hex[:10]}")
+    namespace = f"bench-{uuid.uuid4().hex[:10]}"
+    backend = await factory.create(namespace)
     try:
         yield factory, backend
     finally:
         await factory.destroy(backend)
+        # destroy leaves some coordination keys (run fences without a TTL) in Redis
+        await asyncio.to_thread(purge_redis_keys, services.redis_url, f"{namespace}:")
 
 
 def flowcraft_commands(
