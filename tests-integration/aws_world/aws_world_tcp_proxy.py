@@ -22,6 +22,7 @@ class TcpProxy:
         self.port = 0
         self.cuts = 0
         self._server: asyncio.Server | None = None
+        self._listening = False
         self._open: set[asyncio.StreamWriter] = set()
 
     @property
@@ -33,8 +34,12 @@ class TcpProxy:
         """Listen (on the same port as before, once one was chosen)."""
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._listening = True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._listening:  # accepted just before a cut, handled after it
+            writer.transport.abort()
+            return
         self._open.add(writer)
         cuts = self.cuts
         try:
@@ -58,6 +63,7 @@ class TcpProxy:
         """Refuse new connections and abort every open one."""
         assert self._server is not None
         self._server.close()
+        self._listening = False
         self.cuts += 1
         for side in list(self._open):
             side.transport.abort()
@@ -65,9 +71,10 @@ class TcpProxy:
         await asyncio.sleep(0)
 
     async def close(self) -> None:
-        """Stop for good."""
+        """Stop for good (connections accepted at the last moment are closed too)."""
         if self._server is not None:
             await self.cut()
+            await asyncio.sleep(0.2)
 
 
 async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

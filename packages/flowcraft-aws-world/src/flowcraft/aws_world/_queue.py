@@ -15,7 +15,8 @@ registered prefix), the World's message id and the deliveries already made, as J
   again with the remaining delay (a chain of hops) and deleted.
 * **Consumers** long-poll each queue (``WaitTimeSeconds``), receive up to 10 messages per
   call, run handlers concurrently (at most ``max_in_flight``), extend a running handler's
-  visibility every third of the timeout, and delete settled messages in batches.
+  visibility every third of the timeout, and delete settled messages in batches
+  (``DeleteMessageBatch``, the deletes of one event-loop turn together).
 * **Large messages** (a body over 200 KiB; SQS takes 256 KiB) travel in S3
   (``messages/<message id>``), the body naming the object; a duplicate of the message
   may still need it after an ack, so objects expire by the bucket's lifecycle rule (14 days,
@@ -115,6 +116,7 @@ class SqsQueue:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pollers: list[asyncio.Task[None]] = []
         self._slots = asyncio.Semaphore(64)
+        self._deletes = BatchDeletes(aws)
 
     def use_urls(self, workflow_url: str, step_url: str) -> None:
         """The queues' URLs (resolved by the World when it opens)."""
@@ -288,7 +290,7 @@ class SqsQueue:
             return
         try:
             if settled:
-                await self._aws.sqs("delete_message", QueueUrl=url, ReceiptHandle=receipt)
+                await self._deletes.delete(url, receipt)
             else:
                 await self._visible_in(url, receipt, math.ceil(self._backoff.delay(attempt)))
         except BackendError:  # unreachable: the message comes back after its visibility timeout
@@ -369,6 +371,49 @@ def _call(handler: QueueHandler, envelope: Envelope, attempt: int) -> Awaitable[
         message_id=envelope.message_id,
         attempt=attempt,
     )
+
+
+class BatchDeletes:
+    """Deletes settled messages ten at a time (``DeleteMessageBatch``).
+
+    A delete waits for the deletes requested in the same turn of the event loop and goes
+    with them; a failed entry is only logged: the message comes back after its visibility
+    timeout (at least once).
+    """
+
+    def __init__(self, aws: Aws) -> None:
+        self._aws = aws
+        self._pending: dict[str, list[tuple[str, asyncio.Future[None]]]] = {}
+
+    async def delete(self, url: str, receipt: str) -> None:
+        """Delete ``receipt`` of queue ``url`` (with whatever else is waiting)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._pending.setdefault(url, [])
+        waiting.append((receipt, future))
+        if len(waiting) == 1:
+            asyncio.get_running_loop().create_task(self._flush(url))
+        await future
+
+    async def _flush(self, url: str) -> None:
+        await asyncio.sleep(0)  # let this turn's deletes join
+        while waiting := self._pending.pop(url, []):
+            for start in range(0, len(waiting), 10):
+                await self._send(url, waiting[start : start + 10])
+
+    async def _send(self, url: str, batch: list[tuple[str, asyncio.Future[None]]]) -> None:
+        entries = [{"Id": str(i), "ReceiptHandle": r} for i, (r, _) in enumerate(batch)]
+        try:
+            result = await self._aws.sqs("delete_message_batch", QueueUrl=url, Entries=entries)
+            for failed in result.get("Failed", []):
+                log.warning("deleting a settled message failed: %s", failed.get("Message"))
+        except BackendError as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
 
 
 def _release_late(client: Any, url: str, done: concurrent.futures.Future[Item]) -> None:  # noqa: ANN401
