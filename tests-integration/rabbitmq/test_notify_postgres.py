@@ -89,9 +89,11 @@ async def test_a_killed_listener_wakes_its_watches_and_listens_again(
     await pg_store.create_run(_record("r2"), {"v": 1})
     async with pg_store.watch("r1") as watch:
         async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+            # Only this store's listener: other tests listen on the same server at once.
             cur = await admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE query ILIKE 'LISTEN %%' AND pid <> pg_backend_pid()"
+                " WHERE query = %s AND pid <> pg_backend_pid()",
+                (f'LISTEN "{channel_name(pg_store.tables.runs)}"',),
             )
             assert (await cur.fetchall()) != [], "no listening connection found"
         # Notifications may have been lost: the watch wakes so its owner reads again.
