@@ -71,8 +71,7 @@ async def test_stopping_worker_finishes_its_node_and_starts_nothing_new(harness:
 
 async def test_jobs_arriving_during_a_drain_go_to_other_workers(harness: Harness) -> None:
     """A draining worker gives back what it fetched ahead: new runs never wait for its drain."""
-    # The slow node outlasts the quick runs by far, even on a loaded machine and a slow queue.
-    slow = bp("slow", [n("A", "ticket", seconds=8.0)])
+    slow = bp("slow", [n("A", "ticket", seconds=4.0)])
     quick = bp("quick", [n("Q", "const", value=1)])
     async with harness.session(slow, quick, workers=0) as s:
         (draining,) = await s.start_workers(1)
