@@ -39,6 +39,12 @@ CATALOG: dict[str, dict[str, Any]] = tomllib.loads(
 SERIAL_GROUPS = {"sqs": "moto", "aws_world": "moto", "azure": "azure", "kafka": "kafka"}
 
 
+#: Folders whose tests run in the serial part after the parallel one (marked ``exclusive``):
+#: moto is single-threaded and CPU-bound; beside parallel tests on 2 cores it starved and
+#: SQS tests timed out.
+ALONE = frozenset({"sqs", "aws_world"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Put the tests of each emulator-bound folder in one xdist group."""
     here = Path(__file__).resolve().parent
@@ -50,6 +56,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         group = SERIAL_GROUPS.get(folder)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+        if folder in ALONE:
+            item.add_marker(pytest.mark.exclusive)
 
 
 def _setting(service: str, key: str) -> str:
