@@ -227,3 +227,24 @@ async def test_a_5_mb_node_output_flows_through_workers(
         "sha": hashlib.sha256(produced.encode()).hexdigest(),
     }
     assert result.context["seen"] == produced
+
+
+async def test_ensure_schema_from_many_processes_at_once(cosmos_endpoint: dict[str, str]) -> None:
+    """Workers starting together all create the same database and containers: none fails."""
+    database = f"t{uuid.uuid4().hex[:10]}"
+    clients = [
+        cosmos_client(url=cosmos_endpoint["url"], key=cosmos_endpoint["key"],
+                      ca_file=cosmos_endpoint["ca_file"])
+        for _ in range(6)
+    ]  # fmt: skip
+    made = [CosmosDbContext(cosmos_client=c, cosmos_database_name=database) for c in clients]
+    try:
+        await asyncio.gather(*(store.ensure_schema() for store in made))
+        await made[0].create_run(record("r1"), {"v": 1})
+        assert await made[-1].get_run("r1") is not None
+    finally:
+        for store in made:
+            await store.close()
+        await clients[0].delete_database(database)
+        for client in clients:
+            await client.close()

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flowcraft.azure._errors import edge
 
 from azure.core.exceptions import ResourceExistsError
 from azure.cosmos import PartitionKey
+
+_T = TypeVar("_T")
 
 __all__ = ["INDEXING_POLICY", "Names", "ensure_containers", "ensure_queues"]
 
@@ -93,6 +96,18 @@ async def ensure_queues(*clients: Any) -> None:  # noqa: ANN401 (aio QueueClient
             await client.create_queue()
 
 
+async def if_not_exists(create: Callable[[], Awaitable[_T]]) -> _T:
+    """Run a ``create_*_if_not_exists`` call, safe against a concurrent creator.
+
+    The SDK reads, then creates: when another process creates the same resource in between,
+    this one gets 409. The resource then exists, so asking again finds it.
+    """
+    try:
+        return await create()
+    except ResourceExistsError:
+        return await create()
+
+
 async def ensure_containers(
     database: Any,  # noqa: ANN401 (azure.cosmos.aio.DatabaseProxy)
     contexts: str,
@@ -100,12 +115,16 @@ async def ensure_containers(
 ) -> tuple[Any, Any]:
     """Create the two containers unless they exist; their proxies."""
     with edge(f"create container {contexts}"):
-        context_container = await database.create_container_if_not_exists(
-            id=contexts, partition_key=PartitionKey(path="/runId"),
-            indexing_policy=INDEXING_POLICY, default_ttl=-1,
+        context_container = await if_not_exists(
+            lambda: database.create_container_if_not_exists(
+                id=contexts, partition_key=PartitionKey(path="/runId"),
+                indexing_policy=INDEXING_POLICY, default_ttl=-1,
+            )
         )  # fmt: skip
     with edge(f"create container {statuses}"):
-        status_container = await database.create_container_if_not_exists(
-            id=statuses, partition_key=PartitionKey(path="/key")
+        status_container = await if_not_exists(
+            lambda: database.create_container_if_not_exists(
+                id=statuses, partition_key=PartitionKey(path="/key")
+            )
         )
     return context_container, status_container

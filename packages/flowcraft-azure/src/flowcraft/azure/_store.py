@@ -63,7 +63,7 @@ from typing import Any
 
 from flowcraft.azure import _items as it
 from flowcraft.azure._errors import Refused, edge
-from flowcraft.azure._schema import ensure_containers
+from flowcraft.azure._schema import ensure_containers, if_not_exists
 from flowcraft.core import ports
 from flowcraft.core.errors import TransientBackendError
 
@@ -129,7 +129,9 @@ class CosmosDbContext:
     async def ensure_schema(self) -> None:
         """Create the database and the two containers unless they exist (idempotent)."""
         with edge(f"create database {self.database_name}"):
-            database = await self.client.create_database_if_not_exists(self.database_name)
+            database = await if_not_exists(
+                lambda: self.client.create_database_if_not_exists(self.database_name)
+            )
         await ensure_containers(database, self.context_container_name, self.status_container_name)
 
     async def close(self) -> None:
