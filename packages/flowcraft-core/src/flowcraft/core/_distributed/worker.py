@@ -47,6 +47,7 @@ from flowcraft.core._runtime.execute import NodeExecutor
 from flowcraft.core._runtime.nodes import NodeForms
 from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
 from flowcraft.core._runtime.tracing import JobTrace, current_job
+from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.ports import (
     AttemptClaim,
     ClaimStatus,
@@ -283,10 +284,7 @@ class Worker:
                 return
         async with slots:
             try:
-                if isinstance(delivery, _Ahead):  # decided here: no decoding, pinned
-                    await self._run_node_action(delivery.job, delivery.action, delivery)
-                else:
-                    await self.handle(delivery)
+                await self._outlasting_outages(delivery)
             except asyncio.CancelledError:
                 if not self._killed:  # graceful shutdown: give the job back at once
                     with contextlib.suppress(Exception):
@@ -298,6 +296,37 @@ class Worker:
                 )
                 with contextlib.suppress(Exception):
                     await delivery.nack(min(30.0, 0.5 * delivery.delivery_count))
+
+    async def _outlasting_outages(self, delivery: Delivery) -> None:
+        """Handle ``delivery``; while the backend is unavailable, retry here with backoff.
+
+        A transient backend failure (the store or coordination down, a timeout) says nothing
+        about the message. Giving it back would count a delivery each time, and an outage
+        longer than the backoff of ``max_deliveries`` deliveries would dead-letter healthy
+        jobs. So the worker keeps the message (extending its invisibility) and tries again,
+        as a redelivery to this worker would, until the backend answers or the worker stops.
+        """
+        wait = _OUTAGE_FIRST_WAIT
+        while True:
+            try:
+                if isinstance(delivery, _Ahead):  # decided here: no decoding, pinned
+                    await self._run_node_action(delivery.job, delivery.action, delivery)
+                else:
+                    await self.handle(delivery)
+                return
+            except TransientBackendError as exc:
+                if self.stopping.is_set():
+                    raise
+                _log.warning(
+                    "worker %s: job %s: backend unavailable (%s); trying again in %.1f s",
+                    self.id, delivery.message_id, exc, wait,
+                )  # fmt: skip
+                await delivery.extend(wait + self.lease)  # raises if the broker is down too
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), wait)
+                if self.stopping.is_set():
+                    raise
+                wait = min(_OUTAGE_MAX_WAIT, wait * 2)
 
     # ---------------------------------------------------------------- dispatch
 
@@ -632,6 +661,9 @@ class _Heartbeat:
 
 #: Seconds a finished run-ahead is remembered for its sticky delivery.
 _AHEAD_KEPT = 60.0
+# Backoff while the backend is unavailable (see ``Worker._outlasting_outages``).
+_OUTAGE_FIRST_WAIT = 0.25
+_OUTAGE_MAX_WAIT = 10.0
 #: Attempts run ahead may wait for a slot as long as the slots need for them about this long.
 _AHEAD_HORIZON = 1.0
 
