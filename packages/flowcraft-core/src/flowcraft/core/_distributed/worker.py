@@ -315,8 +315,8 @@ class Worker:
                     await self.handle(delivery)
                 return
             except TransientBackendError as exc:
-                if self.stopping.is_set():
-                    raise
+                if self.stopping.is_set() or isinstance(delivery, _Ahead):
+                    raise  # (a run ahead's queue message is handled as usual when it arrives)
                 _log.warning(
                     "worker %s: job %s: backend unavailable (%s); trying again in %.1f s",
                     self.id, delivery.message_id, exc, wait,
