@@ -5,6 +5,15 @@ Cassandra 4.1 does not run on Java 17; 5.0 does with the module flags of its
 with Maven; cassandra.yaml and logback.xml are written into the state folder on every start, the
 data stays there between starts. Small heap, a single token, ring delay and gossip settling cut
 for a one-node test cluster, JMX on 127.0.0.1 only. SIGTERM drains and stops the node.
+
+Lightweight transactions run on Paxos v2 (``paxos_variant: v2``, Cassandra 4.1+): two round
+trips per conditional write instead of four, and a contention back-off scaled to the measured
+latencies (``paxos_contention_*``: waits of about p50 to p95 of the node's reads and writes,
+at most 100 ms) instead of v1's random sleep of up to 100 ms per lost round. That matters to
+the run store: a fan-out's workers write conditionally into one run's partition at once.
+``paxos_state_purging`` stays ``legacy`` (Paxos state expires after the table's
+``gc_grace_seconds``, no repair needed): ``repaired`` is for clusters that run Paxos repairs
+regularly, which a test node never does.
 """
 
 from __future__ import annotations
@@ -142,6 +151,8 @@ cdc_raw_directory: {data / "cdc_raw"}
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms
 auto_snapshot: false
+paxos_variant: v2
+paxos_state_purging: legacy
 """
 
     def command(self) -> list[str]:
