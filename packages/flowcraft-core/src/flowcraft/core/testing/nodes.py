@@ -28,6 +28,9 @@ _GATHERED: set[str] = set()
 #: finished (this process only).
 PHASES: defaultdict[str, list[tuple[int, str]]] = defaultdict(list)
 
+#: Runs whose ``held`` executions may finish (this process only): the test adds the run id.
+RELEASED: set[str] = set()
+
 
 async def const(ctx: NodeContext) -> Any:  # noqa: ANN401 - any JSON value
     """Return ``params.value``."""
@@ -109,6 +112,22 @@ async def ticket(ctx: NodeContext) -> str:
     return issued
 
 
+async def held(ctx: NodeContext) -> str:
+    """A ``ticket`` that finishes when the test releases its run (``RELEASED``), not on a clock.
+
+    Waits at most ``params.hold`` seconds (60 by default), so a test that forgets to release
+    fails slowly instead of hanging. A test that needs a node to run "until something else has
+    happened" says so with this, whatever the speed of the backend.
+    """
+    LOG[ctx.run_id].append(ctx.node_id)
+    deadline = time.monotonic() + float(ctx.params.get("hold", 60.0))
+    while ctx.run_id not in RELEASED and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    issued = f"{ctx.node_id}-{len(TICKETS[ctx.run_id])}-{ctx.attempt}"
+    TICKETS[ctx.run_id].append(issued)
+    return issued
+
+
 async def picky(ctx: NodeContext) -> Any:  # noqa: ANN401 - any JSON value
     """Return the input; raise ``RuntimeError("item <input> refused")`` if it is in ``refuse``."""
     LOG[ctx.run_id].append(ctx.node_id)
@@ -166,7 +185,7 @@ def registry() -> dict[str, object]:
     """``suite.<name>`` -> implementation."""
     functions = (
         *(const, echo, act, fail, write, sleep, scaled, inc, big, ticket),
-        *(picky, gauge, overrun),
+        *(held, picky, gauge, overrun),
     )
     return {f"suite.{fn.__name__}": fn for fn in functions}
 

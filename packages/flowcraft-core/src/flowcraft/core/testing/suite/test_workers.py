@@ -9,7 +9,7 @@ import pytest
 from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._engine.state import RunStatus
 from flowcraft.core.testing.harness import Harness
-from flowcraft.core.testing.nodes import LOG, TICKETS
+from flowcraft.core.testing.nodes import LOG, RELEASED, TICKETS
 from flowcraft.core.testing.suite._dsl import bp, e, n
 from flowcraft.core.testing.suite._poll import eventually
 
@@ -70,18 +70,25 @@ async def test_stopping_worker_finishes_its_node_and_starts_nothing_new(harness:
 
 
 async def test_jobs_arriving_during_a_drain_go_to_other_workers(harness: Harness) -> None:
-    """A draining worker gives back what it fetched ahead: new runs never wait for its drain."""
-    slow = bp("slow", [n("A", "ticket", seconds=4.0)])
+    """A draining worker gives back what it fetched ahead: new runs never wait for its drain.
+
+    The draining worker's node runs until the quick runs are done (held, not timed: however
+    slow the backend, the drain cannot end before them by itself).
+    """
+    slow = bp("slow", [n("A", "held")])
     quick = bp("quick", [n("Q", "const", value=1)])
     async with harness.session(slow, quick, workers=0) as s:
         (draining,) = await s.start_workers(1)
         first = await s.start("slow")
         await eventually(lambda: "A" in LOG[first.run_id], "A started")
         stopping = asyncio.ensure_future(s.stop_worker(draining))
-        await s.start_workers(1)
-        handles = [await s.start("quick") for _ in range(4)]
-        results = await asyncio.gather(*(h.result(timeout=30) for h in handles))
-        drained = bool(TICKETS[first.run_id])  # the slow node finished: the drain is over
+        try:
+            await s.start_workers(1)
+            handles = [await s.start("quick") for _ in range(4)]
+            results = await asyncio.gather(*(h.result(timeout=30) for h in handles))
+            drained = bool(TICKETS[first.run_id])  # the slow node finished: the drain is over
+        finally:
+            RELEASED.add(first.run_id)
         await stopping
         slow_result = await first.result(timeout=30)
     assert {r.status for r in results} == {RunStatus.COMPLETED}
