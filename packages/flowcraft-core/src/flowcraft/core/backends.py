@@ -61,6 +61,10 @@ CAPABILITIES: Mapping[str, str] = {
     "coordination": "Backend.coordination is a CoordinationStore (optional port)",
     "run_notifications": "Backend.store is a RunNotifier: a waiter learns of a run's end "
     "without polling (Client.result)",
+    "started_runs": "Backend.store is a RunStarter: a run is created already started (its "
+    "record, first decision and outbox) in one atomic, idempotent step (Client.start)",
+    "result_reads": "Backend.store is a ResultReader: a run's result is read from its header, "
+    "context and a few named records, not its whole state (Client.result)",
 }
 
 

@@ -28,11 +28,14 @@ __all__ = [
     "JobQueue",
     "Message",
     "QueueCapabilities",
+    "ResultReader",
     "RunNotifier",
     "RunPage",
     "RunRecord",
+    "RunStarter",
     "RunStore",
     "RunWatch",
+    "StoredResult",
     "StoredState",
     "records_from_document",
 ]
@@ -366,6 +369,81 @@ class RunStore(Protocol):
 
     async def stalled_runs(self, *, updated_before: float, limit: int = 100) -> Sequence[str]:
         """Ids of non-terminal runs whose state was last saved before ``updated_before``."""
+        ...
+
+
+# ------------------------------------------------------------------ optional store capabilities
+
+
+@runtime_checkable
+class RunStarter(Protocol):
+    """Optional, implemented by a run store: creates a run already started, in one step.
+
+    ``Client.start`` uses it (found on the store by this protocol; capability
+    ``started_runs``) to record a run and its first decision with one write instead of
+    ``create_run`` followed by ``save_state``; without it the client takes those two steps.
+    The decision (what the run's start does) is core's: the store only writes it.
+    """
+
+    async def create_started_run(
+        self,
+        record: RunRecord,
+        *,
+        header: Mapping[str, object],
+        records: Mapping[str, object],
+        context: Mapping[str, object],
+        outbox: Sequence[Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+    ) -> tuple[RunRecord, bool]:
+        """Create the run with its started state unless it exists; the record and if it did.
+
+        As ``create_run(record, ...)`` followed by a ``save_state(expected_version=1, ...)``
+        that stood, in one atomic step: the state is **version 2** with ``header`` and
+        ``records`` (each noted as written by version 2), the context is ``context`` (JSON
+        values, no deletions), the outbox holds ``outbox`` in order, and the record has
+        ``status``, ``output`` and ``errors`` (``record.status`` is ignored). A terminal
+        ``status`` notifies watches as a terminal ``save_state`` would.
+
+        Idempotent: if ``record.run_id`` exists, or ``record.idempotency_key`` names an
+        existing run, nothing is written and ``(existing record, False)`` is returned (a
+        retried start whose first answer was lost finds its run; the caller then treats it
+        like any run it may not have finished starting). Otherwise ``(new record, True)``.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredResult:
+    """What ``ResultReader.read_result`` reads: a run's header, context and named records.
+
+    One snapshot, like ``StoredState``; ``records`` holds only the requested keys that exist.
+    """
+
+    version: int
+    header: Mapping[str, object]
+    records: Mapping[str, object]
+    context: Mapping[str, object]
+
+
+@runtime_checkable
+class ResultReader(Protocol):
+    """Optional, implemented by a run store: reads a run's result without its whole state.
+
+    ``Client.result`` uses it (found on the store by this protocol; capability
+    ``result_reads``) once a run may have ended: core names the few records a result is made
+    of, and the store reads those, not every record and the outbox that ``load_state`` reads.
+    Without it the client loads the whole state.
+    """
+
+    async def read_result(self, run_id: str, keys: Collection[str]) -> StoredResult | None:
+        """The run's version, header and context, and those of ``keys`` that exist.
+
+        One snapshot of the last ``save_state`` (as ``load_state`` reads it), in one round
+        trip where the store allows it; records not in ``keys`` and the outbox are not read.
+        None if there is no such run. Read-only.
+        """
         ...
 
 

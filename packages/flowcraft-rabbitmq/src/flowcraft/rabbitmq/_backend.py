@@ -52,7 +52,14 @@ class RabbitMqBackend:
     """Opens the adapter's three ports for a namespace."""
 
     capabilities = frozenset(
-        {"coordination", "dead_letter", "delayed_delivery", "run_notifications"}
+        {
+            "coordination",
+            "dead_letter",
+            "delayed_delivery",
+            "result_reads",
+            "run_notifications",
+            "started_runs",
+        }
     )
 
     #: The variables options default from: set, they beat a CLI config file's value.

@@ -61,6 +61,7 @@ __all__ = [
     "claim_sql",
     "commit_many_sql",
     "create_run_sql",
+    "create_started_run_sql",
     "ddl",
     "extend_sql",
     "find_run_sql",
@@ -68,6 +69,7 @@ __all__ = [
     "list_runs_sql",
     "load_state_sql",
     "outbox_migration",
+    "read_result_sql",
     "remove_outbox_sql",
     "save_state_sql",
     "stalled_runs_sql",
@@ -285,6 +287,61 @@ def create_run_sql(t: TableNames) -> sql.Composed:
 )
 SELECT {columns} FROM r"""
     ).format(**_names(t), columns=RUN_COLUMNS)
+
+
+def create_started_run_sql(t: TableNames) -> sql.Composed:
+    """``create_run_sql`` and the first decision's save in one statement (version 2).
+
+    Params: the 11 record params of ``create_run_sql`` (its status is the started one),
+    header, records (jsonb, each written as version 2), context (jsonb), outbox (JSON
+    ``[[id, base64 body], ...]``), status_data, notify channel, whether to notify (terminal).
+    Every write hangs off the run row's insert: when the id or idempotency key exists, it
+    inserts nothing and nothing else is written. Returns the new record's columns, or no row.
+    """
+    return sql.SQL(
+        """WITH r AS (
+    INSERT INTO {runs} (run_id, blueprint_id, blueprint_version, blueprint_digest, status,
+                        input, output, errors, parent, idempotency_key, created_at, updated_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+            COALESCE(to_timestamp(%s), now()), now())
+    ON CONFLICT DO NOTHING
+    RETURNING *
+), s AS (
+    INSERT INTO {states} (run_id, version, document) SELECT run_id, 2, %s FROM r
+), k AS (
+    INSERT INTO {records} (run_id, key, version, value)
+    SELECT r.run_id, x.key, 2, x.value FROM r, jsonb_each(%s::jsonb) AS x(key, value)
+), c AS (
+    INSERT INTO {contexts} (run_id, context_data) SELECT run_id, %s::jsonb FROM r
+    ON CONFLICT (run_id) DO UPDATE SET context_data = EXCLUDED.context_data
+), o AS (
+    INSERT INTO {outbox} (run_id, message_ids, bodies)
+    SELECT r.run_id, array_agg(m.v->>0 ORDER BY m.n),
+        array_agg(decode(m.v->>1, 'base64') ORDER BY m.n)
+    FROM r, json_array_elements(%s::json) WITH ORDINALITY AS m(v, n)
+    GROUP BY r.run_id
+), st AS (
+    INSERT INTO {statuses} (run_id, status_data, updated_at) SELECT run_id, %s, now() FROM r
+    ON CONFLICT (run_id) DO UPDATE SET status_data = EXCLUDED.status_data, updated_at = now()
+), n AS (
+    SELECT pg_notify(%s, r.run_id) FROM r WHERE %s
+)
+SELECT {columns}, (SELECT count(*) FROM n) FROM r"""
+    ).format(**_names(t), columns=RUN_COLUMNS)
+
+
+def read_result_sql(t: TableNames) -> sql.Composed:
+    """Version, header, context and the named records of one run (one snapshot).
+
+    Params: keys (text[]), run_id. The records come as one JSON object. No row: no such run.
+    """
+    return sql.SQL(
+        """SELECT s.version, s.document, COALESCE(c.context_data, '{{}}'::jsonb),
+    (SELECT COALESCE(json_object_agg(k.key, k.value), '{{}}'::json) FROM {records} k
+     WHERE k.run_id = s.run_id AND k.key = ANY(%s::text[]))
+FROM {states} s LEFT JOIN {contexts} c ON c.run_id = s.run_id
+WHERE s.run_id = %s"""
+    ).format(**_names(t))
 
 
 def find_run_sql(t: TableNames) -> sql.Composed:
@@ -549,6 +606,8 @@ class Queries:
     """
 
     create_run: bytes
+    create_started_run: bytes
+    read_result: bytes
     find_run: bytes
     load_state: bytes
     save_state: bytes
@@ -565,6 +624,8 @@ class Queries:
         """Every fixed statement of ``t``, as bytes."""
         return cls(
             create_run=create_run_sql(t).as_bytes(None),
+            create_started_run=create_started_run_sql(t).as_bytes(None),
+            read_result=read_result_sql(t).as_bytes(None),
             find_run=find_run_sql(t).as_bytes(None),
             load_state=load_state_sql(t).as_bytes(None),
             save_state=save_state_sql(t).as_bytes(None),

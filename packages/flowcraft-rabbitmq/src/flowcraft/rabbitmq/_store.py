@@ -41,6 +41,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -193,6 +194,53 @@ class PostgresContext:
         if row is None:  # pragma: no cover - the conflicting row was deleted meanwhile
             raise TransientBackendError(f"create_run: run {record.run_id!r} vanished, retry")
         return _record(row)
+
+    async def create_started_run(
+        self,
+        record: ports.RunRecord,
+        *,
+        header: Mapping[str, object],
+        records: Mapping[str, object],
+        context: Mapping[str, object],
+        outbox: Sequence[ports.Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+    ) -> tuple[ports.RunRecord, bool]:
+        """Create the run already started (``ports.RunStarter``): one statement, version 2.
+
+        Retried once on a transient error: a first attempt that committed unseen makes the
+        second find the run (``(existing, False)``), as a retried start would.
+        """
+        started = replace(record, status=status, output=output, errors=tuple(errors))
+        params = (
+            *_record_params(started),
+            Jsonb(header),
+            Jsonb(records),
+            Jsonb(context),
+            _json_pairs((m.id, m.body) for m in outbox),
+            Jsonb({"status": status}),
+            self._channel,
+            RunStatus(status).terminal,
+        )
+        query = self._q.create_started_run
+        row = await self._fetchone("create_started_run", query, params, retry=True)
+        if row is not None:
+            return _record(row), True
+        find = (record.run_id, record.idempotency_key, record.run_id)
+        row = await self._fetchone("create_started_run", self._q.find_run, find, retry=True)
+        if row is None:  # pragma: no cover - the conflicting row was deleted meanwhile
+            raise TransientBackendError(f"create_started_run: run {record.run_id!r} vanished")
+        return _record(row), False
+
+    async def read_result(self, run_id: str, keys: Collection[str]) -> ports.StoredResult | None:
+        """Version, header, context and the records among ``keys`` (``ports.ResultReader``)."""
+        params = (list(keys), run_id)
+        row = await self._fetchone("read_result", self._q.read_result, params, retry=True)
+        if row is None:
+            return None
+        version, header, context, found = row
+        return ports.StoredResult(version=version, header=header, records=found, context=context)
 
     async def get_run(self, run_id: str) -> ports.RunRecord | None:
         """The run's record, or None."""

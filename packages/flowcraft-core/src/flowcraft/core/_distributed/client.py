@@ -2,19 +2,24 @@
 
 ``start`` records the run (pinned to the blueprint's id, version and digest) and applies its
 start, which puts the first node attempts in the queue: a worker that comes later picks them
-up. ``result`` waits for the store's notification where the store is a ``RunNotifier``
-(PostgreSQL ``LISTEN/NOTIFY``, the memory store), reading the record again only when woken or
-now and then as a fallback (a lost notification costs up to ``_FALLBACK_MAX`` seconds); other
-stores are polled with a bounded backoff. ``resume`` and ``cancel`` go through the same
-decide step as workers, so a wrong resume fails at once with a clear error. The lifecycle
-events of the decisions the client saves (a run started, resumed, cancelled, ...) go to
-:attr:`Client.events`; the workers emit the rest.
+up. Where the store is a ``RunStarter`` the run is created already started (one store write,
+then the publish); otherwise ``create_run`` and the first decide's save are two. A transient
+failure is retried with the same run id (idempotent: the run is created once). ``result``
+waits for the store's notification where the store is a ``RunNotifier`` (PostgreSQL
+``LISTEN/NOTIFY``, the memory store), reading the record again only when woken or now and
+then as a fallback (a lost notification costs up to ``_FALLBACK_MAX`` seconds); other stores
+are polled with a bounded backoff. A settled run's result is read from the few records it is
+made of where the store is a ``ResultReader``, from its whole state otherwise. ``resume``
+and ``cancel`` go through the same decide step as workers, so a wrong resume fails at once
+with a clear error. The lifecycle events of the decisions the client saves (a run started,
+resumed, cancelled, ...) go to :attr:`Client.events`; the workers emit the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 import uuid
 from collections.abc import Sequence
@@ -22,9 +27,14 @@ from collections.abc import Sequence
 from flowcraft.core._distributed.blueprints import BlueprintSet, blueprint_set
 from flowcraft.core._distributed.coordinator import Coordinator
 from flowcraft.core._engine import events as ev
-from flowcraft.core._engine.codec import error_from_dict
+from flowcraft.core._engine.codec import CodecError, error_from_dict
 from flowcraft.core._engine.decide import new_run
-from flowcraft.core._engine.records import all_records, header_of
+from flowcraft.core._engine.records import (
+    all_records,
+    header_of,
+    result_keys,
+    state_from_records,
+)
 from flowcraft.core._engine.state import RunState, RunStatus
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.events import EventBus
@@ -32,12 +42,24 @@ from flowcraft.core._runtime.handle import HandleBase, check_resumed, resume_eve
 from flowcraft.core._runtime.result import RunResult, result_of
 from flowcraft.core._runtime.tracing import RunTracer
 from flowcraft.core.errors import RunNotFoundError, TransientBackendError
-from flowcraft.core.ports import JobQueue, RunNotifier, RunPage, RunRecord, RunStore, RunWatch
+from flowcraft.core.ports import (
+    JobQueue,
+    ResultReader,
+    RunNotifier,
+    RunPage,
+    RunRecord,
+    RunStarter,
+    RunStore,
+    RunWatch,
+)
 
 _POLL_FIRST = 0.02
 _POLL_MAX = 0.5
 _FALLBACK_FIRST = 1.0
 _FALLBACK_MAX = 5.0
+#: Tries of a start that meets transient backend errors, and the first pause between them.
+_START_ATTEMPTS = 4
+_START_BACKOFF = 0.05
 
 
 class DistributedRunHandle(HandleBase):
@@ -100,6 +122,8 @@ class Client:
         )
         self.store = store
         self._notifier = store if isinstance(store, RunNotifier) else None
+        self._starter = store if isinstance(store, RunStarter) else None
+        self._reader = store if isinstance(store, ResultReader) else None
 
     async def close(self) -> None:
         """Finish pending decides and outbox removals (the ports stay open: they are yours)."""
@@ -119,7 +143,12 @@ class Client:
         idempotency_key: str | None = None,
         run_id: str | None = None,
     ) -> DistributedRunHandle:
-        """Record and start a run; a repeated idempotency key returns the existing run."""
+        """Record and start a run; a repeated idempotency key returns the existing run.
+
+        A transient backend error (a lost connection, a deadlock the database broke) is
+        retried a few times with the same run id: a start whose answer was lost finds its run
+        and sends what it had not sent, so a retry never makes a second run.
+        """
         pinned = self.coordinator.blueprints.latest(blueprint_id)
         run_id = run_id or uuid.uuid4().hex
         now = time.time()
@@ -133,15 +162,45 @@ class Client:
             created_at=now,
             updated_at=now,
         )
-        initial = new_run(run_id, pinned.plan)
+        trace = None
         if self.tracer is not None:
-            initial.trace = self.tracer.start_run(
+            trace = self.tracer.start_run(
                 run_id=run_id, blueprint=blueprint_id, version=pinned.version
             )
-        created = await self.store.create_run(record, header_of(initial), all_records(initial))
-        self.coordinator.created(created, initial)
-        await self.coordinator.apply(created.run_id, ev.RunStarted(at=now, input=created.input))
-        return DistributedRunHandle(self, created.run_id)
+        event = ev.RunStarted(at=now, input=input)
+        for attempt in range(_START_ATTEMPTS):
+            initial = new_run(run_id, pinned.plan)
+            initial.trace = trace
+            try:
+                created = await self._start_once(record, initial, event)
+                return DistributedRunHandle(self, created.run_id)
+            except TransientBackendError:
+                if attempt + 1 == _START_ATTEMPTS:
+                    raise
+                self.coordinator.doubt(run_id)  # it may have stood: the retry sends its outbox
+                pause = _START_BACKOFF * 4**attempt
+                await asyncio.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _start_once(
+        self, record: RunRecord, initial: RunState, event: ev.RunStarted
+    ) -> RunRecord:
+        """Create and start the run: in one store write where the store is a ``RunStarter``."""
+        if self._starter is not None:
+            created, new = await self.coordinator.create_started(
+                self._starter, record, initial, event
+            )
+            if new:
+                return created
+        else:
+            header, records = header_of(initial), all_records(initial)
+            created = await self.store.create_run(record, header, records)
+            self.coordinator.created(created, initial)
+        # The run of an existing id or key is started (a no-op if it was) with the input it
+        # was created with; a store that started it in one step sends its leftover outbox.
+        started = ev.RunStarted(at=event.at, input=created.input)
+        await self.coordinator.apply(created.run_id, started)
+        return created
 
     def handle(self, run_id: str) -> DistributedRunHandle:
         """The handle of an existing run."""
@@ -189,11 +248,27 @@ class Client:
         # "Settled" (terminal, and no attempt runs any more) is known only to the state, which
         # is saved together with the record's status: until the record says terminal, the
         # small record is all a poll reads (not the whole state). Woken by a notification,
-        # the run has most likely ended: the state (with its record) is read at once.
+        # the run has most likely ended: its result is read at once.
         if not woken and not RunStatus((await self.coordinator.record(run_id)).status).terminal:
             return None
+        if self._reader is not None:
+            return await self._read_result(self._reader, run_id)
         _record, _stored, state = await self.coordinator.load_run(run_id)
         return result_of(state) if state.settled else None  # settled: terminal, all done
+
+    async def _read_result(self, reader: ResultReader, run_id: str) -> RunResult | None:
+        """The result from the few records it is made of (``ports.ResultReader``)."""
+        plan = self.coordinator.pinned(await self.coordinator.pinned_record(run_id)).plan
+        stored = await reader.read_result(run_id, result_keys(plan))
+        if stored is None:
+            raise RunNotFoundError(run_id, f"no run {run_id!r}")
+        if not stored.header.get("settled"):
+            return None
+        try:
+            state = state_from_records(run_id, plan, stored.header, stored.records, stored.context)
+        except CodecError:  # pragma: no cover - a store that kept what it was given reads back
+            _record, _stored, state = await self.coordinator.load_run(run_id)
+        return result_of(state) if state.settled else None
 
     async def snapshot(self, run_id: str) -> RunResult:
         """The run's result as it stands now."""

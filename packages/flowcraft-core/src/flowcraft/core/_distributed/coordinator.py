@@ -66,6 +66,7 @@ from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.codec import CodecError, encode_writes, event_from_dict
 from flowcraft.core._engine.decide import apply
 from flowcraft.core._engine.records import (
+    all_records,
     changed_keys,
     changed_records,
     header_of,
@@ -81,6 +82,7 @@ from flowcraft.core.ports import (
     JobQueue,
     Message,
     RunRecord,
+    RunStarter,
     RunStore,
     StoredState,
 )
@@ -342,6 +344,49 @@ class Coordinator:
         if record.run_id == initial.run_id and self._is_plan_of(record, initial):
             initial.changes = set()
             self._remember(record.run_id, 1, initial)
+
+    async def create_started(
+        self, starter: RunStarter, record: RunRecord, initial: RunState, event: ev.RunStarted
+    ) -> tuple[RunRecord, bool]:
+        """Create a run already started: ``initial`` and ``event``'s decision in one write.
+
+        The decision is made here (as ``apply`` would make it on version 1) and written with
+        the run by ``starter.create_started_run`` as version 2, then its outbox is sent.
+        Returns the record and whether this call created it. ``(existing, False)``: the run
+        exists (a retried start whose answer was lost, or a repeated idempotency key) and
+        nothing was decided: the caller applies ``event`` to it, which loads it whole and
+        sends what its outbox still holds (see :meth:`doubt`).
+        """
+        run_id = record.run_id
+        before = initial.status
+        decision = apply(initial, event)
+        jobs, _nodes = await self._jobs(record, initial, [decision], before, 1)
+        messages = [j.encode_job(job) for job in jobs.values()]
+        try:
+            created, new = await starter.create_started_run(
+                record,
+                header=header_of(initial),
+                records=all_records(initial),
+                context=dict(initial.context),  # empty, plus what the start wrote
+                outbox=messages,
+                status=initial.status.value,
+                output=initial.output,
+                errors=[e.as_dict() for e in initial.errors],
+            )
+        except BaseException:  # it may have stood all the same (an answer lost on the way)
+            self._unsure.add(run_id)
+            raise
+        self._pins[created.run_id] = created
+        if not new:
+            self.doubt(created.run_id)
+            return created, False
+        self._unsure.discard(run_id)  # a retry after a start that wrote nothing
+        initial.changes = set()
+        self._committed(2, initial, [event], [decision])
+        sending = self.sender.later(run_id, messages, jobs, frozenset())
+        if sending is not None:
+            await asyncio.shield(sending)
+        return created, True
 
     def _is_plan_of(self, record: RunRecord, state: RunState) -> bool:
         pinned = self.blueprints.find(

@@ -33,6 +33,7 @@ from flowcraft.core.ports import (
     RunPage,
     RunRecord,
     RunWatch,
+    StoredResult,
     StoredState,
 )
 
@@ -239,7 +240,8 @@ class _Attempt:
 class MemoryRunStore:
     """Run state in dicts, every method atomic under one lock.
 
-    Also a ``ports.RunNotifier``: a save with a terminal status wakes the run's watches.
+    Also a ``ports.RunNotifier`` (a save with a terminal status wakes the run's watches), a
+    ``ports.RunStarter`` and a ``ports.ResultReader``.
     """
 
     def __init__(self) -> None:
@@ -261,11 +263,10 @@ class MemoryRunStore:
     ) -> RunRecord:
         """Create unless the id or idempotency key exists."""
         async with self._lock:
-            if record.run_id in self._runs:
-                return self._runs[record.run_id].record
+            existing = self._existing(record)
+            if existing is not None:
+                return existing
             key = record.idempotency_key
-            if key is not None and key in self._keys:
-                return self._runs[self._keys[key]].record
             now = time.time()
             stamped = replace(record, created_at=record.created_at or now, updated_at=now)
             self._runs[record.run_id] = _Run(
@@ -277,6 +278,68 @@ class MemoryRunStore:
             if key is not None:
                 self._keys[key] = record.run_id
             return stamped
+
+    async def create_started_run(
+        self,
+        record: RunRecord,
+        *,
+        header: Mapping[str, object],
+        records: Mapping[str, object],
+        context: Mapping[str, object],
+        outbox: Sequence[Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+    ) -> tuple[RunRecord, bool]:
+        """Create the run at version 2 with its first decision, unless the id or key exists."""
+        async with self._lock:
+            existing = self._existing(record)
+            if existing is not None:
+                return existing, False
+            now = time.time()
+            stamped = replace(
+                record,
+                status=status,
+                output=output,
+                errors=tuple(errors),
+                created_at=record.created_at or now,
+                updated_at=now,
+            )
+            self._runs[record.run_id] = _Run(
+                record=stamped,
+                version=2,
+                header=_json(header),
+                records={k: (2, v) for k, v in _json(records).items()},
+                context=_json(context),
+                outbox={m.id: m for m in outbox},
+            )
+            if record.idempotency_key is not None:
+                self._keys[record.idempotency_key] = record.run_id
+        if status in _TERMINAL:
+            self._watchers.notify(record.run_id)
+        return stamped, True
+
+    def _existing(self, record: RunRecord) -> RunRecord | None:
+        """The record of the run ``record`` names by id or idempotency key, if there is one."""
+        if record.run_id in self._runs:
+            return self._runs[record.run_id].record
+        key = record.idempotency_key
+        if key is not None and key in self._keys:
+            return self._runs[self._keys[key]].record
+        return None
+
+    async def read_result(self, run_id: str, keys: Collection[str]) -> StoredResult | None:
+        """Version, header, context and the records among ``keys`` (``ports.ResultReader``)."""
+        async with self._lock:
+            run = self._runs.get(run_id)
+            if run is None:
+                return None
+            return StoredResult(
+                version=run.version,
+                header=run.header,
+                records={k: run.records[k][1] for k in keys if k in run.records},
+                context=dict(run.context),
+            )
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The record, or None."""

@@ -68,6 +68,7 @@ __all__ = [
     "header_of",
     "patch_state",
     "records_from_document",
+    "result_keys",
     "state_from_records",
 ]
 
@@ -133,6 +134,18 @@ def changed_keys(state: RunState) -> list[str]:
         if key[0] == "x":
             keys.add(encode_key(("n", key[1], key[2])))
     return sorted(keys)
+
+
+def result_keys(plan: Plan) -> list[str]:
+    """The stored keys a run's final result is made of, besides its header and context.
+
+    The root frame, the run's output and the instance of each top-level node (those that did
+    not run have no record): a state rebuilt from only these (``state_from_records``) gives
+    the same ``result_of`` as the whole state once the run is settled.
+    """
+    keys = [encode_key(("f", ROOT)), encode_key(("r",))]
+    keys.extend(encode_key(("n", ROOT, node_id)) for node_id in plan.nodes)
+    return keys
 
 
 def _encode(state: RunState, keys: Iterable[RecordKey]) -> dict[str, object]:

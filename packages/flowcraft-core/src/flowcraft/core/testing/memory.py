@@ -20,7 +20,14 @@ class MemoryBackendFactory:
     """
 
     capabilities = frozenset(
-        {"coordination", "dead_letter", "delayed_delivery", "run_notifications"}
+        {
+            "coordination",
+            "dead_letter",
+            "delayed_delivery",
+            "result_reads",
+            "run_notifications",
+            "started_runs",
+        }
     )
 
     def __init__(self, *, visibility: float = 3.0, sticky: bool = False) -> None:

@@ -11,6 +11,8 @@ from flowcraft.core.testing.suite.test_faults import *  # noqa: F403
 from flowcraft.core.testing.suite.test_ports_coordination import *  # noqa: F403
 from flowcraft.core.testing.suite.test_ports_notifier import *  # noqa: F403
 from flowcraft.core.testing.suite.test_ports_queue import *  # noqa: F403
+from flowcraft.core.testing.suite.test_ports_results import *  # noqa: F403
+from flowcraft.core.testing.suite.test_ports_started import *  # noqa: F403
 from flowcraft.core.testing.suite.test_ports_store import *  # noqa: F403
 from flowcraft.core.testing.suite.test_routing import *  # noqa: F403
 from flowcraft.core.testing.suite.test_wait_resume import *  # noqa: F403
