@@ -17,6 +17,10 @@ Spec sheet
   ``stalled_runs(updated_before=...)`` compares a caller's epoch with the database clock.
 * ``flowcraft_statuses.status_data`` mirrors the run status as ``{"status": ...}`` with
   ``updated_at`` so the original adapter's schema (and its reconciler query) stays meaningful.
+* Lock order: statements that lock many rows of one table (claims and commits of a batch,
+  the outcomes and claims a save carries, the outbox rows of many runs) take them sorted by
+  key, so two such statements never wait on each other in a cycle (PostgreSQL would break
+  it with ``40P01 deadlock_detected``, which leaves as a ``TransientBackendError``).
 * Errors: psycopg errors leave as ``TransientBackendError`` / ``PermanentBackendError``.
   Idempotent operations retry once on a transient error (a pooled connection that died while
   idle, e.g. after a server restart or ``pg_terminate_backend``); ``save_state`` does not
@@ -315,7 +319,7 @@ class PostgresContext:
         sets, deletes = split_context_writes(context_writes)
         params = (
             run_id,
-            _json_pairs(outcomes),
+            _json_pairs(sorted(outcomes)),  # rows locked in one order (see the docstring)
             Jsonb(header),
             run_id,
             expected_version,
@@ -325,7 +329,7 @@ class PostgresContext:
             json.dumps(deletes),
             bool(sets or deletes),
             _json_pairs((m.id, m.body) for m in outbox),
-            json.dumps([list(claim) for claim in claims]),
+            json.dumps(sorted(list(claim) for claim in claims)),
             json.dumps(list(sent)),
             status,
             Jsonb(output),
@@ -339,7 +343,7 @@ class PostgresContext:
 
     async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
         """Drop these outbox messages of many runs in one statement (idempotent)."""
-        runs = {run_id: list(ids) for run_id, ids in sent.items() if ids}
+        runs = {run_id: list(ids) for run_id, ids in sorted(sent.items()) if ids}
         if runs:
             params = (json.dumps(runs),)
             await self._execute("remove_outbox", self._q.remove_outbox, params, True)
@@ -375,7 +379,7 @@ class PostgresContext:
         self, owner: str, lease: float, keys: set[tuple[str, str]]
     ) -> dict[tuple[str, str], ports.AttemptClaim]:
         rows = await self._fetchall(
-            "claim_attempt", self._q.claim_many, (owner, lease, json.dumps(list(keys))), True
+            "claim_attempt", self._q.claim_many, (owner, lease, json.dumps(sorted(keys))), True
         )
         answers = {
             (row[0], row[1]): ports.AttemptClaim(
@@ -434,7 +438,7 @@ class PostgresContext:
         first: dict[tuple[str, str], bytes] = {}
         for commit in group:
             first.setdefault((commit.run_id, commit.attempt), commit.outcome)
-        params = (_json_triples(first),)
+        params = (_json_triples(dict(sorted(first.items()))),)
         written = await self._fetchall("commit_attempt", self._q.commit_many, params, True)
         standing = {(row[0], row[1]): first[row[0], row[1]] for row in written}
         rest = [key for key in first if key not in standing]
