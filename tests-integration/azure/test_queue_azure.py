@@ -74,3 +74,60 @@ async def test_an_idle_receiver_backs_off_across_calls(adapter: AzureQueueAdapte
         await delivery.ack()
     finally:
         del adapter.queue_client.receive_messages
+
+
+class ReceiveCounter:
+    """Counts the receive requests of the adapter's jobs queue client."""
+
+    def __init__(self, adapter: AzureQueueAdapter) -> None:
+        self.calls = 0
+        self._adapter = adapter
+        self._original = adapter.queue_client.receive_messages
+        adapter.queue_client.receive_messages = self._receive
+
+    def _receive(self, *args: object, **kwargs: object) -> object:
+        self.calls += 1
+        return self._original(*args, **kwargs)
+
+    def remove(self) -> None:
+        del self._adapter.queue_client.receive_messages
+
+
+async def test_a_fan_out_sent_together_is_received_in_one_request(
+    adapter: AzureQueueAdapter,
+) -> None:
+    """The waiting receive is woken when the last of the enqueues in flight returns."""
+    assert await adapter.receive(16, 0.0) == []  # idle: the receive below waits
+    receiving = asyncio.ensure_future(adapter.receive(16, 5.0))
+    await asyncio.sleep(0.3)  # past the first pauses: waiting for a wake-up
+    counter = ReceiveCounter(adapter)
+    try:
+        await asyncio.gather(*(adapter.enqueue(ports.Message(id=f"f{i}", body=b"x"))
+                               for i in range(8)))  # fmt: skip
+        got = await receiving
+        assert sorted(d.message_id for d in got) == [f"f{i}" for i in range(8)]
+        assert counter.calls == 1
+    finally:
+        counter.remove()
+    await asyncio.gather(*(d.ack() for d in got))
+
+
+async def test_a_page_not_filled_pauses_the_next_poll(adapter: AzureQueueAdapter) -> None:
+    """Fewer messages than asked: the queue had no more, so the next call does not poll
+    at once (a full page does)."""
+    await adapter.enqueue(ports.Message(id="one", body=b"x"))
+    (first,) = await adapter.receive(4, 2.0)
+    counter = ReceiveCounter(adapter)
+    try:
+        assert await adapter.receive(4, 0.005) == []
+        assert counter.calls == 0
+        await asyncio.gather(*(adapter.enqueue(ports.Message(id=f"p{i}", body=b"x"))
+                               for i in range(3)))  # fmt: skip
+        await asyncio.sleep(0.05)
+        full = await adapter.receive(2, 2.0)
+        polls = counter.calls
+        more = await adapter.receive(2, 0.005)  # the page was full: polled at once
+        assert counter.calls == polls + 1
+    finally:
+        counter.remove()
+    await asyncio.gather(*(d.ack() for d in (first, *full, *more)))

@@ -183,6 +183,108 @@ async def test_a_stale_save_is_refused_even_when_the_log_is_full(
     assert len(state.records) == 2
 
 
+# ------------------------------------------------------------------ outbox removals
+
+
+class PatchCounter:
+    """Counts the ``patch_item`` requests of one store's container (the rest unchanged)."""
+
+    def __init__(self, store: CosmosDbContext) -> None:
+        self.calls = 0
+        self._original = store.container.patch_item
+        store.container.patch_item = self._patch
+
+    async def _patch(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return await self._original(*args, **kwargs)
+
+
+def message(run_id: str, name: str) -> ports.Message:
+    return ports.Message(id=f"{run_id}:{name}", body=name.encode())
+
+
+async def test_removing_messages_a_save_marked_sent_costs_no_request(
+    stores: list[CosmosDbContext],
+) -> None:
+    """A save's ``sent`` (or an earlier removal) marked them: nothing to write again; the
+    other store (which saw no such save) still writes, and the outbox ends up empty."""
+    run_id = f"marked-{uuid.uuid4().hex[:8]}"
+    store = stores[0]
+    await store.create_run(record(run_id), {})
+    a, b, c = (message(run_id, n) for n in "abc")
+    assert await store.save_state(run_id, expected_version=1, header={}, records={},
+                                  context_writes={}, outbox=[a, b, c],
+                                  status="running")  # fmt: skip
+    assert await store.save_state(run_id, expected_version=2, header={}, records={},
+                                  context_writes={}, outbox=(), status="running",
+                                  sent=[a.id, b.id])  # fmt: skip
+    patches = PatchCounter(store)
+    await store.remove_outbox({run_id: [a.id, b.id]})
+    assert patches.calls == 0
+    await store.remove_outbox({run_id: [a.id, c.id]})  # c was not marked: one patch
+    assert patches.calls == 1
+    await store.remove_outbox({run_id: [c.id]})
+    assert patches.calls == 1
+    other = PatchCounter(stores[1])
+    await stores[1].remove_outbox({run_id: [a.id]})
+    assert other.calls == 1
+    state = await store.load_state(run_id)
+    assert state is not None
+    assert state.outbox == ()
+
+
+async def test_a_message_put_back_in_the_outbox_is_removed_again(
+    stores: list[CosmosDbContext],
+) -> None:
+    """A save that carries a message id in its outbox forgets that the id was marked."""
+    run_id = f"again-{uuid.uuid4().hex[:8]}"
+    store = stores[0]
+    await store.create_run(record(run_id), {})
+    a = message(run_id, "a")
+    assert await store.save_state(run_id, expected_version=1, header={}, records={},
+                                  context_writes={}, outbox=[a], status="running")  # fmt: skip
+    await store.remove_outbox({run_id: [a.id]})
+    assert await store.save_state(run_id, expected_version=2, header={}, records={},
+                                  context_writes={}, outbox=[a], status="running")  # fmt: skip
+    patches = PatchCounter(store)
+    await store.remove_outbox({run_id: [a.id]})
+    assert patches.calls == 1
+
+
+async def test_a_removal_waits_for_a_save_in_flight_that_marks_the_same_messages(
+    stores: list[CosmosDbContext],
+) -> None:
+    """The removal started while the save is in flight: it writes nothing if the save
+    committed, and writes its markers if the save was refused."""
+    run_id = f"inflight-{uuid.uuid4().hex[:8]}"
+    store = stores[0]
+    await store.create_run(record(run_id), {})
+    a, b = message(run_id, "a"), message(run_id, "b")
+    assert await store.save_state(run_id, expected_version=1, header={}, records={},
+                                  context_writes={}, outbox=[a, b], status="running")  # fmt: skip
+    patches = PatchCounter(store)
+    saving = asyncio.ensure_future(store.save_state(
+        run_id, expected_version=2, header={}, records={}, context_writes={}, outbox=(),
+        status="running", sent=[a.id],
+    ))  # fmt: skip
+    await asyncio.sleep(0)  # the save is in flight
+    await store.remove_outbox({run_id: [a.id]})
+    assert saving.done()
+    assert saving.result() is True
+    assert patches.calls == 1  # the save's patch only
+    refused = asyncio.ensure_future(store.save_state(
+        run_id, expected_version=2, header={}, records={}, context_writes={}, outbox=(),
+        status="running", sent=[b.id],
+    ))  # fmt: skip
+    await asyncio.sleep(0)
+    await store.remove_outbox({run_id: [b.id]})
+    assert refused.done()
+    assert refused.result() is False
+    state = await stores[1].load_state(run_id)
+    assert state is not None
+    assert state.outbox == ()
+
+
 # ------------------------------------------------------------------ end to end
 
 

@@ -17,7 +17,9 @@ and Redis, as ``tools/services`` starts them.
   operation; on SIGUSR1 it writes its counts, which the bench takes right before starting the
   clock and right after the last result, so a figure is exactly the measured window's requests
   over its steps (idle polls included). The client's requests are counted the same way in this
-  process and shown apart.
+  process and shown apart. A second table gives them per operation (``cosmos.patch``,
+  ``queue.receive``, ...), and the answers of 400 or more among them (refused conditions,
+  conflicts, throttling) per status.
 * **Celery**: ``_bench_celery``'s chord over kombu's Azure Storage Queues transport on the same
   Azurite (``_bench_celery_azure``), results in Redis, a fresh queue and key prefix per
   configuration; ``--celery-mode prefork`` (default) or ``solo`` as in ``bench_rabbitmq``;
@@ -34,6 +36,7 @@ run in flight <= 3 x (bare queue round trip p50 + bare conditional write p50); c
 
     python tools/bench/bench_azure.py                      # markdown tables on stdout
     python tools/bench/bench_azure.py --runs 10 --repeat 1 --workers 1,2 --sequential-runs 5
+    python tools/bench/bench_azure.py --no-celery ...     # flowcraft-azure and bare trips only
 """
 
 from __future__ import annotations
@@ -356,19 +359,22 @@ async def measure(args: argparse.Namespace, services: Services) -> Table:
         for workers in args.workers:
             ours = await flowcraft_once(services, args.runs, workers, args.concurrency, requests)
             table.add(f"flowcraft-azure, {workers} worker(s)", ours)
-            with celery_session(services, workers, args.celery_mode,
-                                args.celery_polling_interval) as app:  # fmt: skip
-                sample = celery_runs(app, args.runs, at_once=True)
-            theirs = Measured(sample=sample, steps=args.runs * STEPS)
-            table.add(f"Celery, {workers} worker(s)", theirs)
+            if args.celery:
+                with celery_session(services, workers, args.celery_mode,
+                                    args.celery_polling_interval) as app:  # fmt: skip
+                    sample = celery_runs(app, args.runs, at_once=True)
+                theirs = Measured(sample=sample, steps=args.runs * STEPS)
+                table.add(f"Celery, {workers} worker(s)", theirs)
         one = await flowcraft_once(
             services, args.sequential_runs, 1, args.concurrency, requests, at_once=False
         )
         table.add("flowcraft-azure, 1 run in flight", one)
-        with celery_session(services, 1, args.celery_mode, args.celery_polling_interval) as app:
-            sample = celery_runs(app, args.sequential_runs, at_once=False)
-        table.add("Celery, 1 run in flight",
-                  Measured(sample=sample, steps=args.sequential_runs * STEPS))  # fmt: skip
+        if args.celery:
+            with celery_session(services, 1, args.celery_mode,
+                                args.celery_polling_interval) as app:  # fmt: skip
+                sample = celery_runs(app, args.sequential_runs, at_once=False)
+            table.add("Celery, 1 run in flight",
+                      Measured(sample=sample, steps=args.sequential_runs * STEPS))  # fmt: skip
         table.bare.append(await bare_round_trips(services, args.round_trips))
     return table
 
@@ -382,6 +388,58 @@ def _median_requests(measured: Sequence[Measured], who: str) -> dict[str, float]
             per.append(per_step(snapshot, m.steps))
     keys = sorted({k for p in per for k in p})
     return {k: round(statistics.median(p.get(k, 0.0) for p in per), 2) for k in keys}
+
+
+def by_operation(snapshot: Snapshot, steps: int, kind: str = "requests") -> dict[str, float]:
+    """Requests (or answers >= 400) per step, per ``service.operation`` (``.status``)."""
+    return {k: v / steps for k, v in sorted(snapshot.get(kind, {}).items())}
+
+
+def _median_operations(
+    measured: Sequence[Measured], who: str, kind: str = "requests"
+) -> dict[str, float]:
+    """Per ``service.operation``, the median over the repeats of requests per step."""
+    per = [by_operation(s, m.steps, kind) for m in measured
+           for s in [m.workers if who == "workers" else m.client] if s is not None]  # fmt: skip
+    keys = sorted({k for p in per for k in p})
+    return {k: round(statistics.median(p.get(k, 0.0) for p in per), 2) for k in keys}
+
+
+def print_operations(table: Table) -> None:
+    """Requests per step of each flowcraft-azure configuration, per operation."""
+    names = [n for n in table.rows if n.startswith("flowcraft-azure")]
+    per = {n: (_median_operations(table.rows[n], "workers"),
+               _median_operations(table.rows[n], "client")) for n in names}  # fmt: skip
+    keys = sorted({k for w, c in per.values() for k in (*w, *c)})
+    print(
+        "\n| requests per step, workers (+ client) | "
+        + " | ".join(n.removeprefix("flowcraft-azure, ") for n in names)
+        + " |"
+    )
+    print("|---|" + "---:|" * len(names))
+    for key in keys:
+        cells = []
+        for name in names:
+            w, c = per[name]
+            cell = f"{w.get(key, 0.0):.2f}"
+            if c.get(key):
+                cell += f" (+{c[key]:.2f})"
+            cells.append(cell)
+        print(f"| {key} | " + " | ".join(cells) + " |")
+    totals = [f"{sum(per[n][0].values()):.2f} (+{sum(per[n][1].values()):.2f})" for n in names]
+    print("| **total** | " + " | ".join(totals) + " |")
+    errors = {
+        n: tuple(_median_operations(table.rows[n], who, "errors") for who in ("workers", "client"))
+        for n in names
+    }
+    for key in sorted({k for w, c in errors.values() for k in (*w, *c)}):
+        cells = [f"{errors[n][0].get(key, 0.0):.2f} (+{errors[n][1].get(key, 0.0):.2f})"
+                 for n in names]  # fmt: skip
+        print(
+            f"| of which answered {key.rsplit('.', 1)[1]}: {key.rsplit('.', 1)[0]} | "
+            + " | ".join(cells)
+            + " |"
+        )
 
 
 def print_report(args: argparse.Namespace, table: Table) -> None:
@@ -407,7 +465,7 @@ def print_report(args: argparse.Namespace, table: Table) -> None:
           f"{write99:.1f} ms ({args.round_trips} each).\n")  # fmt: skip
     print("| target | measured | verdict |")
     print("|---|---:|---|")
-    for workers in args.workers:
+    for workers in args.workers if args.celery else ():
         ours = table.sample(f"flowcraft-azure, {workers} worker(s)").steps_per_s
         theirs = table.sample(f"Celery, {workers} worker(s)").steps_per_s
         ratio = ours / theirs
@@ -423,6 +481,7 @@ def print_report(args: argparse.Namespace, table: Table) -> None:
             total += sum(_median_requests(measured, "client").values())
             print(f"| service calls per step <= 5 ({name}) | {total:.2f} | "
                   f"{'met' if total <= 5 else 'not met'} |")  # fmt: skip
+    print_operations(table)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -435,6 +494,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--round-trips", type=int, default=200)
     parser.add_argument("--celery-mode", choices=("prefork", "solo"), default="prefork")
     parser.add_argument("--celery-polling-interval", default="0.01")
+    parser.add_argument(
+        "--no-celery",
+        dest="celery",
+        action="store_false",
+        help="flowcraft-azure and the bare round trips only (e.g. to count requests)",
+    )
     args = parser.parse_args(argv)
     args.workers = [int(w) for w in str(args.workers).split(",")]
     return args

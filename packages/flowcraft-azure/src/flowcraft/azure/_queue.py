@@ -19,8 +19,11 @@ Spec sheet
   polls again after a pause that starts at 20 ms and doubles up to ``max_poll_interval``
   (1 s by default) until ``wait`` runs out. The pause is the adapter's, kept across calls
   (a worker calling ``receive`` with a short ``wait`` in a loop polls no faster), reset by
-  a poll that finds messages and by an undelayed ``enqueue`` through the same adapter (which
-  also wakes a waiting receive), so an idle worker costs about one request a second.
+  a poll that finds messages (the next poll comes at once if it filled the page, after the
+  shortest pause if not: the queue had no more) and by an undelayed ``enqueue`` through the
+  same adapter (which also wakes a waiting receive, once the adapter's other enqueues in
+  flight have returned, or after 10 ms: one receive then takes a fan-out's messages
+  together), so an idle worker costs about one request a second.
   ``delivery_count`` is ``dequeue_count``. A receive cancelled (or overtaken by
   ``stop_receiving``) while its request is in flight loses nothing: what the request returns
   is made visible again at once (visibility 0). A message that cannot be decoded (another
@@ -77,6 +80,8 @@ _log = logging.getLogger("flowcraft.azure")
 _PAGE = 32
 #: First pause between polls of an empty queue, seconds.
 _PAUSE = 0.02
+#: Longest wait of a poll woken by an enqueue for the adapter's other enqueues in flight.
+_GATHER = 0.01
 #: Seconds ``close`` waits for requests in flight.
 _CLOSE_WAIT = 30.0
 
@@ -139,6 +144,8 @@ class AzureQueueAdapter:
         self._wake: asyncio.Future[None] | None = None
         self._pause = _PAUSE
         self._next_poll = 0.0
+        self._sending = 0  # enqueues in flight
+        self._due = False  # an enqueue made a message visible; the receive not woken yet
         self._stopped = False
         self._closed = False
 
@@ -168,12 +175,15 @@ class AzureQueueAdapter:
         text = encode(message.id, message.body)
         if len(text) > MAX_TEXT - SIZE_MARGIN:
             text = await self._offloaded(message, len(text))
-        with edge(f"enqueue {message.id}"):
-            await self.queue_client.send_message(
-                text, visibility_timeout=seconds or None, time_to_live=-1
-            )
-        if not seconds:
-            self._woken()
+        self._sending += 1
+        try:
+            with edge(f"enqueue {message.id}"):
+                await self.queue_client.send_message(
+                    text, visibility_timeout=seconds or None, time_to_live=-1
+                )
+        finally:
+            self._sending -= 1
+        self._woken(due=not seconds)
 
     async def _offloaded(self, message: ports.Message, size: int) -> str:
         if self._offload is None:
@@ -211,9 +221,11 @@ class AzureQueueAdapter:
                     return []
                 await asyncio.wait((self._stopping(), self._waking()), timeout=min(early, left))
                 continue
-            got = await self._receive_once(min(_PAGE, max_messages))
-            if got:
-                self._pause, self._next_poll = _PAUSE, 0.0
+            asked = min(_PAGE, max_messages)
+            got = await self._receive_once(asked)
+            if got:  # fewer than asked: the queue had no more, so the next poll pauses
+                self._pause = _PAUSE
+                self._next_poll = 0.0 if len(got) >= asked else loop.time() + _PAUSE
                 return got
             self._next_poll = loop.time() + self._pause
             self._pause = min(self._pause * 2, self.max_poll_interval)
@@ -227,9 +239,23 @@ class AzureQueueAdapter:
             self._wake = asyncio.get_running_loop().create_future()
         return self._wake
 
-    def _woken(self) -> None:
-        """Work was just enqueued: poll at once, with the shortest pause."""
-        self._pause, self._next_poll = _PAUSE, 0.0
+    def _woken(self, *, due: bool) -> None:
+        """An enqueue returned (``due``: its message is visible now): poll soon.
+
+        While other enqueues of this adapter are in flight (a decision's messages are sent
+        together), the poll waits for them, at most ``_GATHER`` seconds, so that one receive
+        takes them all; the last one to return makes it poll at once.
+        """
+        if due:
+            self._due = True
+        if not self._due:
+            return
+        loop = asyncio.get_running_loop()
+        self._pause = _PAUSE
+        if self._sending:
+            self._next_poll = min(self._next_poll, loop.time() + _GATHER)
+        else:
+            self._due, self._next_poll = False, 0.0
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 

@@ -53,11 +53,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -87,6 +89,8 @@ _SAVE_COMPACTIONS = 3
 _MARKER_BYTES = 48
 #: Reads that found a part missing (written after the query passed) retry this many times.
 _READ_RETRIES = 20
+#: Runs whose sent markers this store remembers (the most recently marked first out).
+_MARKED_RUNS = 4096
 
 Item = dict[str, Any]
 
@@ -118,6 +122,10 @@ class CosmosDbContext:
         self._keys = database.get_container_client(status_container_name)
         self._compacting: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # run id -> ids of messages this store's own writes marked sent (bounded LRU)
+        self._marked: OrderedDict[str, set[str]] = OrderedDict()
+        # run id -> saves in flight that mark messages sent: their ids, done when they end
+        self._saving: dict[str, list[tuple[frozenset[str], asyncio.Future[None]]]] = {}
 
     @property
     def container(self) -> Any:  # noqa: ANN401
@@ -423,40 +431,44 @@ class CosmosDbContext:
         sent: Sequence[str] = (),
     ) -> bool:
         """Compare-and-set the state: one conditional patch of the run item (see the module)."""
-        if outcomes and not await self._commit_all(run_id, outcomes):
-            return False
-        version = expected_version + 1
-        blobs = it.Blobs()
-        rows = blobs.rows(it.delta_rows(version, records, context_writes, outbox, sent))
-        head, out, err = (blobs.put(it.dumps(v)) for v in (header, output, list(errors)))
-        await self._write_chunks(run_id, blobs)
-        entry = await self._entry(run_id, version, rows)
-        size = it.stored_size(it.dumps(entry)) + 16  # the entry as a field of the log
-        nonce = uuid.uuid4().hex
-        now = time.time()
-        operations: list[Item] = [
-            {"op": "set", "path": "/ver", "value": version},
-            {"op": "set", "path": "/h", "value": head},
-            {"op": "set", "path": f"/log/{it.log_key(version)}", "value": entry},
-            {"op": "set", "path": "/status", "value": status},
-            {"op": "set", "path": "/active",
-             "value": None if status in it.TERMINAL else status},
-            {"op": "set", "path": "/updated", "value": now},
-            {"op": "set", "path": "/out", "value": out},
-            {"op": "set", "path": "/err", "value": err},
-            {"op": "set", "path": "/w", "value": nonce},
-            {"op": "incr", "path": "/lsz", "value": size},
-        ]  # fmt: skip
-        saved = await self._guarded_save(run_id, expected_version, operations, nonce, size)
-        if saved is None:
-            if "nonce" in entry:
-                prefix = f"j:{version}:{entry['nonce']}"
-                self._spawn(self._delete_ids(run_id, [f"{prefix}:{i}" for i in range(entry["n"])]))
-            return False
-        self._after_save(run_id, saved)
-        if claims:
-            await self._claim_after(run_id, claims)
-        return True
+        with self._marking(run_id, sent):
+            if outcomes and not await self._commit_all(run_id, outcomes):
+                return False
+            version = expected_version + 1
+            blobs = it.Blobs()
+            rows = blobs.rows(it.delta_rows(version, records, context_writes, outbox, sent))
+            head, out, err = (blobs.put(it.dumps(v)) for v in (header, output, list(errors)))
+            await self._write_chunks(run_id, blobs)
+            entry = await self._entry(run_id, version, rows)
+            size = it.stored_size(it.dumps(entry)) + 16  # the entry as a field of the log
+            nonce = uuid.uuid4().hex
+            now = time.time()
+            operations: list[Item] = [
+                {"op": "set", "path": "/ver", "value": version},
+                {"op": "set", "path": "/h", "value": head},
+                {"op": "set", "path": f"/log/{it.log_key(version)}", "value": entry},
+                {"op": "set", "path": "/status", "value": status},
+                {"op": "set", "path": "/active",
+                 "value": None if status in it.TERMINAL else status},
+                {"op": "set", "path": "/updated", "value": now},
+                {"op": "set", "path": "/out", "value": out},
+                {"op": "set", "path": "/err", "value": err},
+                {"op": "set", "path": "/w", "value": nonce},
+                {"op": "incr", "path": "/lsz", "value": size},
+            ]  # fmt: skip
+            saved = await self._guarded_save(run_id, expected_version, operations, nonce, size)
+            if saved is None:
+                if "nonce" in entry:
+                    prefix = f"j:{version}:{entry['nonce']}"
+                    self._spawn(
+                        self._delete_ids(run_id, [f"{prefix}:{i}" for i in range(entry["n"])])
+                    )
+                return False
+            self._after_save(run_id, saved)
+            self._note_marked(run_id, sent, outbox)
+            if claims:
+                await self._claim_after(run_id, claims)
+            return True
 
     async def _guarded_save(
         self, run_id: str, expected: int, operations: list[Item], nonce: str, size: int
@@ -563,8 +575,54 @@ class CosmosDbContext:
 
     # ------------------------------------------------------------------ outbox
 
+    @contextlib.contextmanager
+    def _marking(self, run_id: str, sent: Sequence[str]) -> Iterator[None]:
+        """A save of ``run_id`` that marks ``sent`` is in flight (removals of them wait)."""
+        if not sent:
+            yield
+            return
+        done = asyncio.get_running_loop().create_future()
+        entry = (frozenset(sent), done)
+        self._saving.setdefault(run_id, []).append(entry)
+        try:
+            yield
+        finally:
+            done.set_result(None)
+            waiting = self._saving[run_id]
+            waiting.remove(entry)
+            if not waiting:
+                del self._saving[run_id]
+
+    def _note_marked(
+        self, run_id: str, sent: Iterable[str], outbox: Sequence[ports.Message] = ()
+    ) -> None:
+        """Remember messages a committed write of this store marked sent on ``run_id``.
+
+        A marker never goes away (compaction drops the message from the outbox for good),
+        so removing such a message again would write nothing new. Messages the same save put
+        in the outbox are not marked by it (``_items.delta_rows``) and are forgotten here.
+        """
+        added = {m.id for m in outbox}
+        marked = self._marked.pop(run_id, set())
+        marked.difference_update(added)
+        marked.update(m for m in sent if m not in added)
+        if marked:
+            self._marked[run_id] = marked
+            while len(self._marked) > _MARKED_RUNS:
+                self._marked.popitem(last=False)
+
     async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:
-        """Mark sent messages on their runs (patches of 9 markers and ``lsz``, no condition)."""
+        """Mark sent messages on their runs (patches of 9 markers and ``lsz``, no condition).
+
+        Messages this store already marked sent (with a save's ``sent`` or an earlier
+        removal) cost no request: the run item keeps their markers. A removal of messages
+        that a save of this store in flight marks sent waits for that save first.
+        """
+        saves = {done for run_id, ids in sent.items()
+                 for marks, done in self._saving.get(run_id, ())
+                 if not marks.isdisjoint(ids)}  # fmt: skip
+        if saves:
+            await asyncio.wait(saves)
 
         async def mark(run_id: str, ids: list[str]) -> None:
             operations: list[Item] = [
@@ -576,12 +634,14 @@ class CosmosDbContext:
                     await self._runs.patch_item(it.run_item_id(run_id), partition_key=run_id,
                                                 patch_operations=operations)  # fmt: skip
             except Refused:
-                pass  # an unknown run
+                return  # an unknown run
+            self._note_marked(run_id, ids)
 
         calls = [
             mark(run_id, unique[i : i + 9])
             for run_id, ids in sent.items()
-            for unique in [list(dict.fromkeys(ids))]
+            for done in [self._marked.get(run_id, set())]
+            for unique in [[m for m in dict.fromkeys(ids) if m not in done]]
             for i in range(0, len(unique), 9)
         ]
         await asyncio.gather(*calls)
