@@ -21,10 +21,12 @@ class _Template:
         self._names = {
             "runs": t.runs,
             "keys": t.keys,
+            "attempts": t.attempts,
             "listing": t.listing,
             "days": t.days,
             "active": t.active,
             "pk": "namespace = ? AND run_id = ?",
+            "apk": "namespace = ? AND run_id = ? AND attempt = ?",
         }
 
     def __call__(self, text: str, using: str = "") -> str:
@@ -68,16 +70,21 @@ class Queries:
             "VALUES (?, ?, 'd', ?, ?) IF NOT EXISTS"
         )
         self.outcome = sub("SELECT outcome FROM $runs WHERE $pk AND kind = 'd' AND key = ?")
+        # An attempt's lease: a partition of its own, with a TTL (lease + a day) on every write.
         self.claim = sub(
-            "INSERT INTO $runs (namespace, run_id, kind, key, owner, lease_until) "
-            "VALUES (?, ?, 'a', ?, ?, ?) IF NOT EXISTS"
+            "INSERT INTO $attempts (namespace, run_id, attempt, owner, lease_until) "
+            "VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?"
         )
         self.take_over = sub(
-            "UPDATE $runs SET owner = ?, lease_until = ? WHERE $pk "
-            "AND kind = 'a' AND key = ? IF owner = ? AND lease_until = ?"
+            "UPDATE $attempts USING TTL ? SET owner = ?, lease_until = ? WHERE $apk "
+            "IF owner = ? AND lease_until = ?"
         )
         self.extend = sub(
-            "UPDATE $runs SET lease_until = ? WHERE $pk AND kind = 'a' AND key = ? IF owner = ?"
+            "UPDATE $attempts USING TTL ? SET owner = ?, lease_until = ? WHERE $apk IF owner = ?"
+        )
+        self.lease = sub(
+            "INSERT INTO $attempts (namespace, run_id, attempt, owner, lease_until) "
+            "VALUES (?, ?, ?, ?, ?) USING TTL ?"
         )
         self.drop_outbox = sub("DELETE FROM $runs WHERE $pk AND kind = 'o' AND key IN ?")
         self.drop_run = sub("DELETE FROM $runs WHERE $pk")
@@ -129,12 +136,3 @@ class Queries:
         """An outbox message's removal."""
         using = " USING TIMESTAMP ?" if stamped else ""
         return self._sub("DELETE FROM $runs$using WHERE $pk AND kind = 'o' AND key = ?", using)
-
-    def lease(self, stamped: bool) -> str:
-        """An attempt lease carried by a save."""
-        using = " USING TIMESTAMP ?" if stamped else ""
-        return self._sub(
-            "UPDATE $runs$using SET owner = ?, lease_until = ? "
-            "WHERE $pk AND kind = 'a' AND key = ?",
-            using,
-        )

@@ -3,14 +3,15 @@
 **Layout** (:mod:`flowcraft.kafka._tables`): a run is one partition of the contexts table,
 ``(namespace, run_id)``. Its static columns are the header, the version, the record's fields and
 a pending-journal pointer; its rows are the records (``r``), context keys (``c``), outbox
-messages (``o``), attempt leases (``a``), committed outcomes (``d``) and journal chunks (``j``),
-each record and context row stamped with the version that wrote it.
+messages (``o``), committed outcomes (``d``) and journal chunks (``j``), each record and
+context row stamped with the version that wrote it. Attempt leases live in a table of their
+own, one partition per attempt.
 
 **Saves.** ``save_state`` is one conditional batch in the run's partition: a lightweight
 transaction on the static version (``IF version = ? AND journal = null``) carrying only what
 changed: the records and context keys written (a deleted key stays as a row without value, so
-a reader can tell it is newer than its snapshot), outbox messages added and removed, attempt
-leases, and each carried outcome as ``INSERT ... IF NOT EXISTS`` (the batch applies only if
+a reader can tell it is newer than its snapshot), outbox messages added and removed, and each
+carried outcome as ``INSERT ... IF NOT EXISTS`` (the batch applies only if
 every condition holds; refused, the outcomes are committed one by one afterwards, so they
 stand). A save larger than the batch budget (Cassandra refuses batches over 50 KiB by default)
 writes its operations first as journal chunks no reader takes into account, then commits the
@@ -24,10 +25,17 @@ carries the static version of its page, so a save that landed in between is seen
 is repeated: each load is a snapshot of one version. ``since`` loads filter the rows by the
 version stamp (a catch-up reads the partition, as a full load does).
 
-**Attempts.** ``claim_attempt``: the outcome row is read first (DONE), then ``INSERT ... IF NOT
-EXISTS`` on the lease row, or a conditional update that takes an expired lease over (``IF
-owner = ? AND lease_until = ?`` of the lease it saw). ``extend_attempt``: ``IF owner = ?``.
-``commit_attempt``: ``INSERT ... IF NOT EXISTS`` on the outcome row, first writer wins.
+**Attempts.** A lease is one partition of the attempts table, ``(namespace, run_id, attempt)``,
+so the claims of a fan-out's nodes are lightweight transactions on as many partitions, not a
+queue on the run's (Paxos orders the LWTs of one partition: with Paxos v1, eight at once on
+one partition took ~100 ms where one takes ~1 ms). ``claim_attempt``: the outcome row is read
+first (DONE), then ``INSERT ... IF NOT EXISTS`` on the lease, or a conditional update that
+takes an expired lease over (``IF owner = ? AND lease_until = ?`` of the lease it saw).
+``extend_attempt``: ``IF owner = ?``. Every lease write has a TTL of the lease plus a day
+(:data:`LEASE_KEPT`): an expired lease is as good as none, so nothing is lost when it goes.
+``commit_attempt``: ``INSERT ... IF NOT EXISTS`` on the outcome row in the run's partition,
+first writer wins (it must stay there: a save commits the outcomes it carries in its
+conditional batch, which Cassandra keeps to one partition).
 
 **Listing.** ``list_runs`` pages through the runs-by-day table (newest day first, then
 ``created_at`` and run id descending) and reads each listed run's record (status filter
@@ -36,9 +44,12 @@ one's record. No query uses ``ALLOW FILTERING``; every statement is prepared.
 
 **Guarantees and limits.** Atomic saves of any size; linearizable compare-and-set (Paxos, at
 ``serial_consistency``). Leases a save carries (``claims``) are written with it as plain
-upserts, in the batch or with the journal: the attempts a decision starts are new, so there is
-no earlier lease to keep (a refused save writes none). Each save is one LWT round trip (four
-Paxos messages); a large one adds its chunk writes, the apply and one more LWT. The listing and
+upserts once the conditional batch applied, before ``save_state`` returns (so before the
+runtime sends their jobs): the attempts a decision starts are new, so there is no earlier lease
+to keep, and a refused save writes none. A crash between the batch and the leases leaves
+running attempts without a lease, which anyone may claim, as after any crash. Each save is one
+LWT round trip (Paxos v2: two round trips; v1: four); a large one adds its chunk writes, the
+apply and one more LWT. The listing and
 active-runs tables are written beside the run (not in its batch): a crash between them leaves a
 listed run without a record, which the readers skip. ``stalled_runs`` reads every unfinished
 run's record (as many reads as runs in flight).
@@ -80,6 +91,9 @@ from flowcraft.kafka._writes import BATCH_BUDGET, Op, chunks, ops_from_chunk, op
 __all__ = ["CassandraContext"]
 
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
+#: Seconds a lease row outlives its lease (its TTL is the lease plus this).
+LEASE_KEPT = 86_400
+_MAX_TTL = 630_720_000  # Cassandra's limit: 20 years
 _DAY = 86_400.0
 _SIMPLE = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 
@@ -118,7 +132,11 @@ class CassandraContext:
             await self.cql.execute(_simple(ddl))
 
     async def drop_namespace(self) -> None:
-        """Delete every run of the namespace (tests); the tables stay."""
+        """Delete every run of the namespace (tests); the tables stay.
+
+        The runs' lease rows (one partition per attempt, not listed anywhere) are left to
+        their TTL.
+        """
         ns = self.namespace
         for day_row in await self.cql.rows(self._q.days, ns):
             for row in await self.cql.rows(self._q.listing_all, ns, day_row.day):
@@ -206,7 +224,7 @@ class CassandraContext:
         """Compare-and-set of the version, with everything else, in one conditional batch."""
         version, now = expected_version + 1, time.time()
         ops = ops_of(version=version, records=records, context_writes=context_writes,
-                     outbox=outbox, sent=sent, claims=claims, now=now)  # fmt: skip
+                     outbox=outbox, sent=sent)  # fmt: skip
         journal = await self._journal(run_id, version, ops)
         cas = await self.cql.bound(self._q.cas, [
             version, dumps(header), journal, status, dumps(output), dumps(list(errors)), now,
@@ -226,11 +244,22 @@ class CassandraContext:
             await self._roll_forward(run_id, pending)
         else:
             raise TransientBackendError(f"run {run_id!r}: a pending journal never cleared")
+        await self._lease_all(run_id, claims, now)
         if journal:
             await self._roll_forward(run_id, journal)
         if status in _TERMINAL:
             await self.cql.run(self._q.deactivate, self.namespace, _shard(run_id), run_id)
         return True
+
+    async def _lease_all(
+        self, run_id: str, claims: Sequence[tuple[str, str, float]], now: float
+    ) -> None:
+        """The leases a save carries (plain upserts, each in its attempt's partition)."""
+        await asyncio.gather(*(
+            self.cql.run(self._q.lease, self.namespace, run_id, attempt, owner, now + lease,
+                         _ttl(lease))
+            for attempt, owner, lease in claims
+        ))  # fmt: skip
 
     async def _commit_all(self, run_id: str, outcomes: Sequence[tuple[str, bytes]]) -> None:
         for attempt, outcome in outcomes:
@@ -276,10 +305,8 @@ class CassandraContext:
                 query, params = q.put(stamped), [ns, run_id, kind, op[1], op[2], version]
             elif kind == "o":
                 query, params = q.add(stamped), [op[2], {op[3]}, version, ns, run_id, op[1]]
-            elif kind == "s":
-                query, params = q.sent(stamped), [ns, run_id, op[1]]
             else:
-                query, params = q.lease(stamped), [op[2], op[3], ns, run_id, op[1]]
+                query, params = q.sent(stamped), [ns, run_id, op[1]]
             if stamped:
                 params = _with_stamp(query, params, stamp)
             out.append(await self.cql.bound(query, params))
@@ -305,14 +332,15 @@ class CassandraContext:
                 return AttemptClaim(status=ClaimStatus.DONE, outcome=outcome)
             now = time.time()
             until = now + lease
-            taken = await self.cql.run(self._q.claim, ns, run_id, attempt, owner, until)
+            taken = await self.cql.run(self._q.claim, ns, run_id, attempt, owner, until,
+                                       _ttl(lease))  # fmt: skip
             if taken.was_applied:
                 return AttemptClaim(status=ClaimStatus.CLAIMED, lease_until=until)
             current = taken.one()
             if current.owner != owner and (current.lease_until or 0.0) > now:
                 return AttemptClaim(status=ClaimStatus.BUSY, lease_until=current.lease_until)
-            over = await self.cql.run(self._q.take_over, owner, until, ns, run_id, attempt,
-                                      current.owner, current.lease_until)  # fmt: skip
+            over = await self.cql.run(self._q.take_over, _ttl(lease), owner, until, ns, run_id,
+                                      attempt, current.owner, current.lease_until)  # fmt: skip
             if over.was_applied:
                 return AttemptClaim(status=ClaimStatus.CLAIMED, lease_until=until)
         raise TransientBackendError(f"run {run_id!r}: attempt {attempt!r} is contended")
@@ -325,8 +353,8 @@ class CassandraContext:
         """Extend ``owner``'s lease (False: lost, or the attempt is done)."""
         if await self._outcome(run_id, attempt) is not None:
             return False
-        result = await self.cql.run(self._q.extend, time.time() + lease, self.namespace,
-                                    run_id, attempt, owner)  # fmt: skip
+        result = await self.cql.run(self._q.extend, _ttl(lease), owner, time.time() + lease,
+                                    self.namespace, run_id, attempt, owner)  # fmt: skip
         return bool(result.was_applied)
 
     async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
@@ -391,6 +419,11 @@ class CassandraContext:
                  and r.updated_at < updated_before]  # fmt: skip
         stale.sort(key=lambda r: r.updated_at)
         return [r.run_id for r in stale[:limit]]
+
+
+def _ttl(lease: float) -> int:
+    """The TTL of a lease row: the lease, rounded up, plus :data:`LEASE_KEPT`."""
+    return min(_MAX_TTL, int(lease) + 1 + LEASE_KEPT)
 
 
 def _shard(run_id: str) -> int:

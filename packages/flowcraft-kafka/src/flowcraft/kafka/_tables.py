@@ -6,9 +6,13 @@ tables is a slow schema change in Cassandra; a namespace costs none). With the d
 
 * ``flowcraft_contexts`` — **one partition per run** (``(namespace, run_id)``). Static columns
   hold the run's header, version, record fields and a pending journal pointer; rows, by
-  ``kind`` and ``key``: ``r`` records, ``c`` context keys, ``o`` outbox messages, ``a`` attempt
-  leases, ``d`` committed outcomes, ``j`` journal chunks of a large save. It replaces the
-  original adapter's context table (one JSON blob per run).
+  ``kind`` and ``key``: ``r`` records, ``c`` context keys, ``o`` outbox messages, ``d``
+  committed outcomes, ``j`` journal chunks of a large save. It replaces the original adapter's
+  context table (one JSON blob per run).
+* ``flowcraft_contexts_attempts`` — **one partition per attempt** (``(namespace, run_id,
+  attempt)``): its lease (owner, expiry), written with a TTL of the lease plus a day. Kept out
+  of the run's partition so that the claims of a fan-out's nodes (lightweight transactions, all
+  at once) do not queue behind each other and the run's saves on one partition's Paxos state.
 * ``flowcraft_statuses`` — runs by creation day (``(namespace, day)``, newest first): what
   ``list_runs`` pages through. It replaces the original status table (statuses live with the
   run, so a save is one partition).
@@ -55,6 +59,11 @@ class Tables:
         return f"{self.keyspace}.{self.context_table_name}_keys"
 
     @property
+    def attempts(self) -> str:
+        """Attempt leases, one partition each."""
+        return f"{self.keyspace}.{self.context_table_name}_attempts"
+
+    @property
     def listing(self) -> str:
         """Runs by creation day."""
         return f"{self.keyspace}.{self.status_table_name}"
@@ -80,9 +89,11 @@ class Tables:
   namespace text, run_id text, kind text, key text,
   version bigint static, header text static, journal text static, record text static,
   status text static, output text static, errors text static, updated_at double static,
-  value text, body blob, orders set<bigint>, written bigint,
-  owner text, lease_until double, outcome blob,
+  value text, body blob, orders set<bigint>, written bigint, outcome blob,
   PRIMARY KEY ((namespace, run_id), kind, key))""",
+            f"""CREATE TABLE IF NOT EXISTS {self.attempts} (
+  namespace text, run_id text, attempt text, owner text, lease_until double,
+  PRIMARY KEY ((namespace, run_id, attempt)))""",
             f"""CREATE TABLE IF NOT EXISTS {self.keys} (
   namespace text, idempotency_key text, run_id text,
   PRIMARY KEY ((namespace, idempotency_key)))""",

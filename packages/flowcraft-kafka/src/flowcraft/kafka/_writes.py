@@ -1,11 +1,12 @@
 """What a save writes into the run's partition, as plain operations: pure, no I/O.
 
 A save becomes a list of :data:`Op` (a record, a context key or its deletion, an outbox
-message, a sent message's removal, an attempt lease). Small saves put their operations into
-the one conditional batch; a save whose operations exceed :data:`BATCH_BUDGET` bytes (a
-10,000-wide fan-out: about 20,000 records) is packed into journal chunks of about
-:data:`CHUNK_BYTES` each (:func:`chunks`), written before the conditional batch that points
-the run at them, then applied (Cassandra's batch limit is 50 KiB by default).
+message, a sent message's removal; the leases a save carries live in a table of their own and
+are written after it). Small saves put their operations into the one conditional batch; a
+save whose operations exceed :data:`BATCH_BUDGET` bytes (a 10,000-wide fan-out: about 20,000
+records) is packed into journal chunks of about :data:`CHUNK_BYTES` each (:func:`chunks`),
+written before the conditional batch that points the run at them, then applied (Cassandra's
+batch limit is 50 KiB by default).
 """
 
 from __future__ import annotations
@@ -25,14 +26,12 @@ BATCH_BUDGET = 30_000
 #: The size of one journal chunk (one row, one write).
 CHUNK_BYTES = 30_000
 
-Op = tuple[Any, ...]  # ("r", key, json) ("c", key, json|None) ("o", id, body, order)
-#                       ("s", id) ("a", attempt, owner, lease_until)
+Op = tuple[Any, ...]  # ("r", key, json) ("c", key, json|None) ("o", id, body, order) ("s", id)
 
 
 def ops_of(
     *, version: int, records: Mapping[str, object], context_writes: Mapping[str, object],
-    outbox: Sequence[Message], sent: Sequence[str], claims: Sequence[tuple[str, str, float]],
-    now: float,
+    outbox: Sequence[Message], sent: Sequence[str],
 ) -> list[Op]:  # fmt: skip
     """The operations of a save that makes ``version``."""
     ops: list[Op] = [("r", key, dumps(value)) for key, value in records.items()]
@@ -41,7 +40,6 @@ def ops_of(
     ops.extend(("s", message_id) for message_id in sent)
     for index, message in enumerate(outbox):
         ops.append(("o", message.id, message.body, version * 1_000_000 + index))
-    ops.extend(("a", attempt, owner, now + lease) for attempt, owner, lease in claims)
     return ops
 
 
