@@ -14,7 +14,7 @@ on the channel ``<ns>:runs-ended`` (``Backend.store.inner`` is the ``CassandraCo
 ``create(namespace)`` creates, unless they exist, the topics ``<ns>-jobs``, ``<ns>-jobs.dead`` and
 ``<ns>-jobs.delay-0..5`` (consumer group ``<ns>-workers``) and the keyspace's tables (shared by
 namespaces; the namespace is part of every partition key), then opens the three ports;
-``destroy`` (tests) deletes the topics and the namespace's rows.
+``destroy`` (tests) deletes the topics, the namespace's rows and its Redis keys (``<ns>:*``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import redis.asyncio as redis
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
 from flowcraft.core import BlueprintSet, Reconciler
@@ -153,14 +154,25 @@ class KafkaBackend:
             await asyncio.to_thread(cluster.shutdown)
 
     async def destroy(self, backend: Backend) -> None:
-        """Delete the namespace's rows and topics, then close (tests only)."""
+        """Delete the namespace's rows, topics and Redis keys, then close (tests only)."""
         store = getattr(backend.store, "inner", backend.store)
         if isinstance(store, CassandraContext):
             await store.drop_namespace()
         await self.close(backend)
+        await self._drop_keys(str(backend.extra["namespace"]))
         queue = backend.queue
         if isinstance(queue, KafkaAdapter):
             await delete_topics(self.kafka_config, queue.names)
+
+    async def _drop_keys(self, namespace: str) -> None:
+        """Delete the coordination keys under ``<namespace>:`` (fences have no TTL)."""
+        client = redis.from_url(self.redis_url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=500)]
+            for group in (keys[i : i + 500] for i in range(0, len(keys), 500)):
+                await client.delete(*group)
+        finally:
+            await client.aclose()
 
 
 def _whole(name: str, value: int | str, least: int, most: int) -> int:
