@@ -11,9 +11,13 @@ a last table gives the ratios within each repeat.
   --backend kafka --concurrency C`` as ``python -m flowcraft.core`` runs it, plus counting), a
   fresh namespace (topics ``<ns>-jobs*`` with the backend's 12 partitions, the namespace's rows
   in the shared tables; created by ``KafkaBackend.create``, destroyed after) per configuration.
-  The clock starts once every worker's log says it is up **and** the consumer group
-  ``<ns>-workers`` is stable with one member per worker process, each assigned partitions (so no
-  rebalance falls into the window).
+  The clock starts once every worker's log says it is up, the consumer groups ``<ns>-workers``
+  and ``<ns>-workers.delays`` (the delay forwarders') are stable with one member per worker
+  process, each assigned partitions (so no rebalance falls into the window), **and** the
+  workers' offset look-ups are over: a partition without a committed offset is looked up once
+  (``ListOffsets``, ``auto.offset.reset``) after its assignment, 12 jobs and 72 delay
+  partitions per process; before this wait they fell into the window and read as ~0.8
+  ListOffsets per step.
 * **Requests per step**, counted in the worker processes (``_bench_kafka_worker``): Kafka
   protocol requests by API from librdkafka's own statistics (every client's ``brokers.*.req``
   counters, refreshed every 100 ms), the clients' Python calls (produce / poll / consume /
@@ -90,6 +94,7 @@ from _bench_common import (
     wait_until,
     worker_counts,
 )
+from _bench_kafka_worker import STATS_MS
 from _bench_nodes import FLOW, MIDDLE
 from bench_rabbitmq import celery_runs
 from cassandra import ConsistencyLevel
@@ -154,9 +159,7 @@ async def namespace_backend(services: Services) -> AsyncIterator[tuple[KafkaBack
     try:
         yield factory, backend
     finally:
-        await factory.destroy(backend)
-        # destroy leaves some coordination keys (run fences without a TTL) in Redis
-        await asyncio.to_thread(purge_redis_keys, services.redis_url, f"{namespace}:")
+        await factory.destroy(backend)  # its Redis keys too
 
 
 def flowcraft_commands(
@@ -208,19 +211,41 @@ async def flowcraft_once(
             commands = flowcraft_commands(services, namespace, blueprint, files, concurrency)
             with processes(commands, child_env(), logs) as started:
                 wait_until(logs_say(logs, workers, "flowcraft worker "), started)
-                group = f"{namespace}-workers"
-                await asyncio.to_thread(wait_for_group, services, group, workers, started)
+                for group in (f"{namespace}-workers", f"{namespace}-workers.delays"):
+                    await asyncio.to_thread(wait_for_group, services, group, workers, started)
                 async with Client(
                     queue=backend.queue, store=backend.store, blueprints=[FLOW.build()]
                 ) as client:
                     pids = [p.pid for p in started]
-                    before = await worker_counts(started, files, 1)
+                    before, seq = await settled_counts(started, files)
                     cpu_before = cpu_now(services, pids)
                     sample = await flowcraft_runs(client, runs, at_once=at_once)
                     cpu = cpu_spent(cpu_now(services, pids), cpu_before)
-                    after = await worker_counts(started, files, 2)
+                    after = await worker_counts(started, files, seq + 1)
     return Measured(sample=sample, steps=runs * STEPS, cpu=cpu,
                     workers=difference(after, before))  # fmt: skip
+
+
+async def settled_counts(
+    started: Sequence[subprocess.Popen[bytes]], files: Sequence[Path]
+) -> tuple[Snapshot, int]:
+    """The workers' counts once their offset look-ups stopped (``ListOffsets`` and
+    ``OffsetFetch`` unchanged over three statistics intervals, at most 15 s); its number."""
+    seq, last = 1, await worker_counts(started, files, 1)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        await asyncio.sleep(3 * STATS_MS / 1000)
+        seq += 1
+        now = await worker_counts(started, files, seq)
+        if _lookups(now) == _lookups(last):
+            return now, seq
+        last = now
+    return last, seq
+
+
+def _lookups(snapshot: Snapshot) -> tuple[int, int]:
+    requests = snapshot.get("kafka_requests", {})
+    return requests.get("ListOffsets", 0), requests.get("OffsetFetch", 0)
 
 
 # -- Celery on Kafka --------------------------------------------------------------------------
