@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from flowcraft.core.errors import TransientBackendError
-from flowcraft.core.ports import RunNotifier, RunStore
+from flowcraft.core.ports import RunNotifier, RunRecord, RunStarter, RunStore
 from flowcraft.core.redis import NotifyingRunStore
 
 
@@ -129,3 +129,50 @@ async def test_a_watch_on_an_unreachable_redis_raises_a_transient_error() -> Non
 def test_an_empty_prefix_is_refused() -> None:
     with pytest.raises(ValueError, match="prefix"):
         NotifyingRunStore(_Recorder(), _closed_port_url(), prefix="")
+
+
+class _Starter(_Recorder):
+    """A recording store that is also a ``RunStarter`` (it creates when ``new``)."""
+
+    def __init__(self, new: bool = True) -> None:
+        super().__init__()
+        self.new = new
+
+    async def create_started_run(
+        self, record: RunRecord, *, status: str, **state: Any
+    ) -> tuple[RunRecord, bool]:
+        self.calls.append(("create_started_run", (record,), {"status": status, **state}))
+        return record, self.new
+
+
+def _started(store: Any, status: str) -> Any:
+    record = RunRecord(run_id="r1", blueprint_id="b", blueprint_version="1", blueprint_digest="d")
+    return store.create_started_run(record, header={}, records={}, context={}, outbox=(),
+                                    status=status)  # fmt: skip
+
+
+async def test_the_wrapper_is_a_starter_only_where_its_store_is() -> None:
+    plain = NotifyingRunStore(_Recorder(), _closed_port_url(), prefix="ns")
+    assert not isinstance(plain, RunStarter)
+    inner = _Starter()
+    starting = NotifyingRunStore(inner, _closed_port_url(), prefix="ns")
+    assert isinstance(starting, RunStarter)
+    record, new = await _started(starting, "running")
+    assert (record.run_id, new) == ("r1", True)
+    assert inner.calls[0][0] == "create_started_run"
+    assert inner.calls[0][2]["header"] == {}
+    await plain.close()
+    await starting.close()
+
+
+@pytest.mark.parametrize(("new", "status", "published"),
+                         [(True, "completed", True), (False, "completed", False),
+                          (True, "running", False)])  # fmt: skip
+async def test_a_run_created_terminal_publishes(
+    caplog: pytest.LogCaptureFixture, new: bool, status: str, published: bool
+) -> None:
+    store = NotifyingRunStore(_Starter(new), _closed_port_url(), prefix="ns")
+    with caplog.at_level(logging.WARNING, logger="flowcraft.redis"):
+        assert (await _started(store, status))[1] is new
+    assert ("run r1 ended, but its notification was not sent" in caplog.text) is published
+    await store.close()

@@ -260,10 +260,46 @@ class CosmosDbContext:
         await self._write_chunks(record.run_id, blobs)
         if rows:
             item["log"] = {it.log_key(1): await self._entry(record.run_id, 1, rows)}
+        created, _new = await self._create(record, item)
+        return created
+
+    async def create_started_run(
+        self,
+        record: ports.RunRecord,
+        *,
+        header: Mapping[str, object],
+        records: Mapping[str, object],
+        context: Mapping[str, object],
+        outbox: Sequence[ports.Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+    ) -> tuple[ports.RunRecord, bool]:
+        """Create the run item at version 2 with its first decision: one ``create_item``.
+
+        As ``create_run`` followed by a save of version 2 (``ports.RunStarter``): the item
+        is born with the save's log entry (its records, context and outbox; journal parts
+        and chunks written first, as a save writes them), status, output and errors.
+        ``(existing record, False)`` if the run or its idempotency key exists.
+        """
+        now = time.time()
+        stamped = replace(record, status=status, output=output, errors=tuple(errors),
+                          created_at=record.created_at or now, updated_at=now)  # fmt: skip
+        blobs = it.Blobs()
+        item = it.run_item(stamped, header, uuid.uuid4().hex, blobs)
+        rows = blobs.rows(it.delta_rows(2, records, context, outbox, ()))
+        await self._write_chunks(record.run_id, blobs)
+        entry = await self._entry(record.run_id, 2, rows)
+        item |= {"ver": 2, "log": {it.log_key(2): entry},
+                 "lsz": it.stored_size(it.dumps(entry)) + 16}  # fmt: skip
+        return await self._create(record, item)
+
+    async def _create(self, record: ports.RunRecord, item: Item) -> tuple[ports.RunRecord, bool]:
+        """Create ``item`` unless the run or its key exists; the record, and if it was new."""
         if record.idempotency_key is not None:
             owner = await self._claim_key(record.idempotency_key, item)
             if owner != record.run_id:
-                return await self._finish_create(owner)
+                return await self._finish_create(owner), False
         return await self._create_item(item)
 
     async def _claim_key(self, key: str, item: Item) -> str:
@@ -285,13 +321,14 @@ class CosmosDbContext:
             return str(intent["runId"])
         return str(item["runId"])
 
-    async def _create_item(self, item: Item) -> ports.RunRecord:
+    async def _create_item(self, item: Item) -> tuple[ports.RunRecord, bool]:
+        """The record of the run ``item`` creates, and whether this call created it."""
         try:
             with edge(f"create run {item['runId']}"):
                 await self._runs.create_item(item)
         except Refused:
-            return await self._finish_create(str(item["runId"]))
-        return await self._record(item)
+            return await self._finish_create(str(item["runId"])), False
+        return await self._record(item), True
 
     async def _finish_create(self, run_id: str) -> ports.RunRecord:
         found = await self.get_run(run_id)

@@ -13,6 +13,8 @@ Spec sheet
   a publish that fails (Redis unreachable: logged as a warning on ``flowcraft.redis``, never
   raised, since the save stands), loses that notification. The port allows it: waiters read
   the record now and then as a fallback. Refused saves and non-terminal saves publish nothing.
+  Likewise after a ``create_started_run`` (present when the inner store is a
+  ``ports.RunStarter``) that created a run with a terminal status.
 * Watching: one ``SUBSCRIBE`` per wrapper, on a connection of its own (opened at the first
   watch; the watch is entered once Redis confirmed the subscription, so a save committed
   afterwards notifies it), read by one task that wakes the watches of each run id it hears.
@@ -96,10 +98,29 @@ class NotifyingRunStore:
         self._closed = False
 
     def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - the inner store's attribute
-        """Attributes of the inner store the wrapper does not define."""
+        """Attributes of the inner store the wrapper does not define.
+
+        ``create_started_run`` (``ports.RunStarter``) exists only where the inner store has
+        it (so the wrapper is a starter exactly when its store is), and publishes as a
+        terminal ``save_state`` does when it created a run with a terminal status.
+        """
         if name == "inner":  # not set yet (a half-built or unpickled wrapper)
             raise AttributeError(name)
-        return getattr(self.inner, name)
+        found = getattr(self.inner, name)
+        if name == "create_started_run":
+            return self._notifying_start(found)
+        return found
+
+    def _notifying_start(self, start: Any) -> Any:  # noqa: ANN401 - the inner store's method
+        async def create_started_run(
+            record: RunRecord, *, status: str, **state: object
+        ) -> tuple[RunRecord, bool]:
+            created, new = await start(record, status=status, **state)
+            if new and status in _TERMINAL:
+                await self._publish(created.run_id)
+            return created, new
+
+        return create_started_run
 
     # ------------------------------------------------------------------ RunNotifier
 
