@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import Awaitable
+from typing import cast
 
 import pytest
 from flowcraft.core import (
@@ -15,14 +17,20 @@ from flowcraft.core import (
     Worker,
     parse_blueprint,
 )
+from flowcraft.core._runtime.context import NodeContext
+from flowcraft.core._runtime.nodes import NodeFn
+from flowcraft.core._runtime.tracing import JobTrace, current_job
 from flowcraft.core.otel import Instrumentation
 from flowcraft.core.testing import nodes
+from opentelemetry import trace
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import NoOpTracerProvider, SpanContext, SpanKind, StatusCode
 
 FLAKY = parse_blueprint(
     {
@@ -51,16 +59,26 @@ BROKEN = parse_blueprint(
 )
 
 
+#: A traceparent as a job carries it (sampled).
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+PROBED = parse_blueprint(
+    {"id": "probed", "version": "1", "nodes": [{"id": "P", "uses": "probe"}]},
+    registry={"probe": object()},
+)
+
+
 class Telemetry:
     """An SDK tracer and meter provider with in-memory exporters, and the instrumentation."""
 
     def __init__(self) -> None:
         self.spans = InMemorySpanExporter()
-        tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.metrics = InMemoryMetricReader()
         meter_provider = MeterProvider(metric_readers=[self.metrics])
-        self.inst = Instrumentation(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        self.inst = Instrumentation(
+            tracer_provider=self.tracer_provider, meter_provider=meter_provider
+        )
 
     def finished(self) -> list[ReadableSpan]:
         return list(self.spans.get_finished_spans())
@@ -216,6 +234,116 @@ async def test_without_a_tracer_a_distributed_run_still_gets_node_spans(
         "flowcraft.node S",
     ]
     assert all(s.parent is None for s in spans)
+
+
+class _Probe:
+    """A node that notes the span context current while it runs (and opens a child span)."""
+
+    def __init__(self, tracer: trace.Tracer | None = None) -> None:
+        self.seen: list[SpanContext] = []
+        self._tracer = tracer
+
+    async def node(self, ctx: NodeContext) -> str:
+        self.seen.append(trace.get_current_span().get_span_context())
+        if self._tracer is not None:
+            self._tracer.start_span("child").end()
+        return "done"
+
+
+async def test_a_node_runs_in_its_span_and_its_own_spans_are_its_children(
+    telemetry: Telemetry,
+) -> None:
+    probe = _Probe(telemetry.tracer_provider.get_tracer("test"))
+    runtime = FlowRuntime(registry={"probe": probe.node}, middleware=[telemetry.inst])
+    outer = telemetry.tracer_provider.get_tracer("test").start_span("caller")
+    with trace.use_span(outer, end_on_exit=True):
+        assert (await runtime.run(PROBED)).output == "done"
+    named = _by_name(telemetry.finished())
+    (node,) = named["flowcraft.node P"]
+    (child,) = named["child"]
+    assert probe.seen == [node.context]
+    assert child.parent is not None
+    assert child.parent.span_id == node.context.span_id
+    assert node.parent is not None  # without run spans, the caller's span is the parent
+    assert node.parent.span_id == outer.get_span_context().span_id
+    assert trace.get_current_span() is trace.INVALID_SPAN  # nothing leaks into the caller
+
+
+async def test_a_sampled_out_attempt_still_carries_its_trace_context() -> None:
+    """A non-recording span with a valid context is made current: the node's calls go on."""
+    inst = Instrumentation(
+        tracer_provider=TracerProvider(sampler=ALWAYS_OFF), meter_provider=NoOpMeterProvider()
+    )
+    probe = _Probe()
+    runtime = FlowRuntime(registry={"probe": probe.node}, middleware=[inst])
+    assert (await runtime.run(PROBED)).output == "done"
+    (seen,) = probe.seen
+    assert seen.is_valid
+    assert not seen.trace_flags.sampled
+
+
+async def test_on_no_op_providers_a_job_s_trace_context_still_reaches_the_node() -> None:
+    inst = Instrumentation(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+    probe = _Probe()
+    runtime = FlowRuntime(registry={"probe": probe.node}, middleware=[inst])
+    token = current_job.set(JobTrace(trace=TRACEPARENT, sent_at=None, blueprint="probed"))
+    try:
+        assert (await runtime.run(PROBED)).output == "done"
+    finally:
+        current_job.reset(token)
+    (seen,) = probe.seen
+    assert f"{seen.trace_id:032x}" == TRACEPARENT.split("-")[1]
+    assert f"{seen.span_id:016x}" == TRACEPARENT.split("-")[2]
+
+
+class _Same:
+    """Middleware around the instrumentation: did it hand back the inner awaitable itself?"""
+
+    def __init__(self) -> None:
+        self.inner: list[object] = []
+        self.same: list[bool] = []
+
+    def outer(self) -> object:
+        same = self.same
+
+        class Outer:
+            def wrap(self, call: NodeFn) -> NodeFn:
+                def attempt(ctx: NodeContext) -> Awaitable[object]:
+                    awaitable = call(ctx)
+                    same.append(bool(inner) and awaitable is inner[-1])
+                    return awaitable
+
+                return attempt
+
+        inner = self.inner
+        return Outer()
+
+    def innermost(self) -> object:
+        inner = self.inner
+
+        class Inner:
+            def wrap(self, call: NodeFn) -> NodeFn:
+                def attempt(ctx: NodeContext) -> Awaitable[object]:
+                    inner.append(call(ctx))
+                    return cast(Awaitable[object], inner[-1])
+
+                return attempt
+
+        return Inner()
+
+
+@pytest.mark.parametrize("observed", [False, True])
+async def test_an_unobserved_attempt_runs_unwrapped(observed: bool) -> None:
+    """No-op tracer, no trace context, no-op meter: the attempt is the node's own awaitable."""
+    meter_provider = MeterProvider() if observed else NoOpMeterProvider()
+    inst = Instrumentation(tracer_provider=NoOpTracerProvider(), meter_provider=meter_provider)
+    probe, same = _Probe(), _Same()
+    runtime = FlowRuntime(
+        registry={"probe": probe.node}, middleware=[same.outer(), inst, same.innermost()]
+    )
+    assert (await runtime.run(PROBED)).output == "done"
+    assert same.same == [not observed]
+    assert probe.seen == [trace.INVALID_SPAN.get_span_context()]
 
 
 def test_the_default_import_path_does_not_import_opentelemetry() -> None:

@@ -212,6 +212,64 @@ async def test_middleware_order_short_circuit_and_replacement() -> None:
     assert skipped.output == "[short]"
 
 
+async def test_wrap_middleware_is_built_once_and_takes_around_s_place() -> None:
+    log: list[str] = []
+    built: list[str] = []
+
+    class Wrapping:
+        def before(self, ctx: NodeContext) -> None:
+            log.append("wrap.before")
+
+        def wrap(self, call: Any) -> Any:
+            built.append("wrap")
+
+            def attempt(ctx: NodeContext) -> Any:
+                log.append(f"wrap {ctx.node_id}#{ctx.attempt}")
+                return call(ctx)
+
+            return attempt
+
+    class Around:
+        async def around(self, ctx: NodeContext, call_next: Any) -> object:
+            log.append("around>")
+            value = await call_next()
+            log.append("around<")
+            return f"[{value}]"
+
+    async def node(ctx: NodeContext) -> str:
+        log.append("node")
+        if ctx.attempt == 1:
+            raise RuntimeError("once")
+        return "v"
+
+    rt = FlowRuntime(registry={"n": node}, middleware=[Around(), Wrapping()])
+    plan = chain(PlanNode(id="a", uses="n", retry=RetryPolicy(max_attempts=2)))
+    assert (await rt.run(plan)).output == "[v]"
+    assert built == ["wrap"]
+    first = ["wrap.before", "around>", "wrap a#1", "node"]
+    assert log == [*first, "wrap.before", "around>", "wrap a#2", "node", "around<"]
+
+
+@pytest.mark.parametrize(
+    ("middleware", "message"),
+    [
+        (type("Both", (), {"wrap": lambda s, c: c, "around": lambda s, x, n: n()}), "both wrap"),
+        (type("Bad", (), {"wrap": lambda s, c: None}), "wrap returned None, not a callable"),
+        (type("Nothing", (), {}), "it has no before/wrap/around/after"),
+    ],
+)
+async def test_a_wrong_middleware_is_refused_when_the_node_is_built(
+    middleware: type, message: str
+) -> None:
+    async def node(ctx: NodeContext) -> str:
+        return "v"
+
+    rt = FlowRuntime(registry={"n": node}, middleware=[middleware()])
+    result = await rt.run(chain(PlanNode(id="a", uses="n")))
+    assert result.status is RunStatus.FAILED
+    assert message in result.errors[0].message
+
+
 async def test_events_are_typed_ordered_and_listener_failures_never_fail_a_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

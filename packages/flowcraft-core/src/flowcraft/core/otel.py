@@ -3,7 +3,8 @@
 Written on the OpenTelemetry **API** only: bring the SDK and an exporter, or the spans and
 metrics go to the API's no-op providers. One :class:`Instrumentation` serves three roles:
 
-* **middleware** (``FlowRuntime(middleware=[inst])``, ``Worker(middleware=[inst])``): a span
+* **middleware** (``FlowRuntime(middleware=[inst])``, ``Worker(middleware=[inst])``, through
+  its ``wrap`` hook): a span
   per node attempt, ``flowcraft.node {node_id}``, with the run, node, frame, attempt and
   blueprint as attributes; an exception is recorded on the span and sets its status to ERROR
   (``error.type`` its class). It also measures the attempt and its job's queue lag.
@@ -41,6 +42,7 @@ Example (a worker process):
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -58,6 +60,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from flowcraft.core.__about__ import __version__
 from flowcraft.core._runtime import events as e
 from flowcraft.core._runtime.context import NodeContext
+from flowcraft.core._runtime.nodes import NodeFn
 from flowcraft.core._runtime.tracing import JobTrace, current_job
 
 __all__ = ["Instrumentation"]
@@ -116,25 +119,50 @@ class Instrumentation:
 
     # ------------------------------------------------------------------ middleware
 
-    async def around(self, ctx: NodeContext, call_next: Callable[[], Awaitable[object]]) -> object:
-        """Run the attempt in its span; measure it (and its job's queue lag).
+    def wrap(self, call: NodeFn) -> NodeFn:
+        """Middleware: run each attempt of ``call`` in its span; measure it and its queue lag.
 
         Attributes are built only for a recording span, and a span is made current only if
-        its context is valid (a no-op tracer's is not): unobserved, it costs little.
+        its context is valid. An attempt whose span does neither (a no-op tracer's, with no
+        trace context to carry) and that nothing measures (an explicit no-op meter provider)
+        runs as ``call`` itself: unobserved, an attempt costs one ``start_span``.
         """
-        job = current_job.get()
-        if job is not None and self._metered:
-            self._record_lag(job)
-        parent = self._parent(ctx.run_id, job)
-        kind = SpanKind.INTERNAL if job is None else SpanKind.CONSUMER
-        span = self._tracer.start_span(f"flowcraft.node {ctx.node_id}", parent, kind)
+        tracer, metered, opened = self._tracer, self._metered, self._open
+
+        def attempt(ctx: NodeContext) -> Awaitable[object]:
+            job = current_job.get()
+            if job is None:
+                run = opened.get(ctx.run_id) if opened else None
+                parent = None if run is None else trace.set_span_in_context(run)
+                kind = SpanKind.INTERNAL
+            else:
+                parent = None if job.trace is None else _extract(job.trace)
+                kind = SpanKind.CONSUMER
+            span = tracer.start_span(f"flowcraft.node {ctx.node_id}", parent, kind)
+            if metered or span.get_span_context().is_valid or span.is_recording():
+                return self._attempt(call, ctx, job, (span, parent))
+            span.end()
+            return call(ctx)
+
+        return attempt
+
+    async def _attempt(
+        self,
+        call: NodeFn,
+        ctx: NodeContext,
+        job: JobTrace | None,
+        started: tuple[Span, Context | None],
+    ) -> object:
+        span, parent = started
         recording = span.is_recording()
         if recording:
             span.set_attributes(_node_attributes(ctx, job))
+        if job is not None and self._metered:
+            self._record_lag(job)
         token = attach(trace.set_span_in_context(span, parent)) if _valid(span) else None
         began = time.perf_counter()
         try:
-            result = await call_next()
+            result = await call(ctx)
         except Exception as exc:
             if recording:
                 _record_error(span, exc)
@@ -151,12 +179,6 @@ class Instrumentation:
         lag = job.lag(time.time())
         if lag is not None:
             self._lag.record(lag, _blueprint_only(job))
-
-    def _parent(self, run_id: str, job: JobTrace | None) -> Context | None:
-        if job is not None and job.trace is not None:
-            return _PROPAGATOR.extract({"traceparent": job.trace})
-        run = self._open.get(run_id)
-        return None if run is None else trace.set_span_in_context(run)
 
     def _measure(self, ctx: NodeContext, job: JobTrace | None, began: float, outcome: str) -> None:
         if not self._metered:
@@ -199,7 +221,7 @@ class Instrumentation:
     def _end_run(self, event: e.RunEvent) -> None:
         span = self._open.pop(event.run_id, None)
         if span is None and event.trace is not None:  # a traced distributed run: mark its end
-            parent = _PROPAGATOR.extract({"traceparent": event.trace})
+            parent = _extract(event.trace)
             attributes = _run_attributes(event.run_id, event.blueprint, event.version)
             span = self._tracer.start_span(
                 f"flowcraft.run.end {event.blueprint}", parent, attributes=attributes
@@ -218,6 +240,15 @@ class Instrumentation:
             reason = f"{first.type}: {first.message}" if first else "run failed"
             span.set_status(Status(StatusCode.ERROR, reason))
         span.end()
+
+
+@functools.lru_cache(maxsize=256)
+def _extract(traceparent: str) -> Context:
+    """The context of a job's traceparent (cached: a worker sees each run's many times).
+
+    Safe to share: a ``Context`` is never changed, only copied with a new value.
+    """
+    return _PROPAGATOR.extract({"traceparent": traceparent})
 
 
 def _valid(span: Span) -> bool:
