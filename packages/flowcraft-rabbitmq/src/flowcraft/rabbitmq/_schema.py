@@ -387,6 +387,10 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     every other write hangs off the versioned UPDATE of the state row, which also requires
     that each of those outcomes was written by this statement: when the version moved on (or
     an outcome was there before), that UPDATE matches nothing and so does everything else.
+    The run's state row is locked first (``lk``), before the attempt rows of the outcomes
+    and the claims: two saves of one run then queue on that row instead of each holding an
+    attempt row the other needs (an outcome's row before the state row in one, a claim's
+    after it in the other: a lock-order cycle, ``40P01``).
     Params: run_id, outcomes (JSON ``[[attempt, base64 outcome], ...]``), header, run_id,
     expected_version, number of outcomes, records (jsonb: key -> value), context sets (jsonb),
     context deletes (JSON list of keys), whether there are context writes (the context row is
@@ -401,10 +405,12 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     Returns the count of updated state rows (0 or 1).
     """
     return sql.SQL(
-        """WITH a AS (
+        """WITH lk AS (
+    SELECT run_id FROM {states} WHERE run_id = %s FOR NO KEY UPDATE
+), a AS (
     INSERT INTO {attempts} AS a (run_id, attempt, owner, lease_until, outcome)
-    SELECT %s, x.v->>0, '', clock_timestamp(), decode(x.v->>1, 'base64')
-    FROM json_array_elements(%s::json) AS x(v)
+    SELECT lk.run_id, x.v->>0, '', clock_timestamp(), decode(x.v->>1, 'base64')
+    FROM lk, json_array_elements(%s::json) AS x(v)
     ON CONFLICT (run_id, attempt) DO UPDATE SET outcome = EXCLUDED.outcome
         WHERE a.outcome IS NULL
     RETURNING 1

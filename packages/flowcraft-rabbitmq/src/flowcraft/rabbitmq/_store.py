@@ -19,8 +19,10 @@ Spec sheet
   ``updated_at`` so the original adapter's schema (and its reconciler query) stays meaningful.
 * Lock order: statements that lock many rows of one table (claims and commits of a batch,
   the outcomes and claims a save carries, the outbox rows of many runs) take them sorted by
-  key, so two such statements never wait on each other in a cycle (PostgreSQL would break
-  it with ``40P01 deadlock_detected``, which leaves as a ``TransientBackendError``).
+  key, and ``save_state`` locks the run's state row before any attempt row (its outcomes
+  and its claims), so two such statements never wait on each other in a cycle (PostgreSQL
+  would break it with ``40P01 deadlock_detected``, which leaves as a
+  ``TransientBackendError``).
 * Errors: psycopg errors leave as ``TransientBackendError`` / ``PermanentBackendError``.
   Idempotent operations retry once on a transient error (a pooled connection that died while
   idle, e.g. after a server restart or ``pg_terminate_backend``); ``save_state`` does not
