@@ -13,7 +13,11 @@ is measured on the same shapes in the same run, and the ratio is reported.
 ``--tracing`` measures every row twice more, interleaved with the plain runs: with
 ``flowcraft.core.otel.Instrumentation`` as middleware on the OpenTelemetry API's no-op tracer
 and meter providers (the cost of the instrumentation itself, not of an SDK), and reports its
-µs per node and the overhead beside the plain figure.
+µs per node and the overhead beside the plain figure. ``--tracing-baseline DIR`` adds a third
+run to each repeat, traced with the flowcraft-core sources in DIR (for example
+``git archive REV packages/flowcraft-core/src | tar -x -C /tmp/base`` and DIR
+``/tmp/base/packages/flowcraft-core/src``, put first on ``PYTHONPATH``): before and after a
+change measured side by side in one invocation.
 """
 
 from __future__ import annotations
@@ -110,15 +114,18 @@ def _one(shape: str, n: int, form: str, traced: bool = False) -> dict[str, float
     return {"seconds": seconds, "rss": rss}
 
 
-def _spawn(args: list[str]) -> dict[str, float]:
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+def _spawn(args: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    out = subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
     data: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return data
 
 
-def _python(shape: str, n: int, form: str, traced: bool = False) -> dict[str, float]:
+def _python(
+    shape: str, n: int, form: str, traced: bool = False, src: str | None = None
+) -> dict[str, float]:
     extra = ["--traced"] if traced else []
-    return _spawn([sys.executable, __file__, "--one", shape, str(n), form, *extra])
+    env = None if src is None else {**os.environ, "PYTHONPATH": src}
+    return _spawn([sys.executable, __file__, "--one", shape, str(n), form, *extra], env)
 
 
 def _ensure_ts() -> Path:
@@ -154,6 +161,11 @@ def main() -> int:
     parser.add_argument(
         "--tracing", action="store_true", help="also measure with the otel middleware (no-op)"
     )
+    parser.add_argument(
+        "--tracing-baseline",
+        metavar="DIR",
+        help="with --tracing: also traced runs on the flowcraft-core sources in DIR",
+    )
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -165,6 +177,11 @@ def main() -> int:
     traced_head = (
         ("| traced µs/node | tracing overhead ", "|---:|---:") if args.tracing else ("", "")
     )
+    if args.tracing and args.tracing_baseline:
+        traced_head = (
+            f"| baseline traced µs/node | baseline overhead {traced_head[0]}",
+            f"|---:|---:{traced_head[1]}",
+        )
     print(
         "| shape | nodes | form | µs/node (median) | peak RSS MiB | TS µs/node | TS/Python "
         f"{traced_head[0]}|"
@@ -185,8 +202,11 @@ def _row(
     shape, n, form = case
     plain: list[dict[str, float]] = []
     traced: list[dict[str, float]] = []
+    baseline: list[dict[str, float]] = []
     for _ in range(args.repeat):
         plain.append(_python(shape, n, form))
+        if args.tracing and args.tracing_baseline:
+            baseline.append(_python(shape, n, form, traced=True, src=args.tracing_baseline))
         if args.tracing:
             traced.append(_python(shape, n, form, traced=True))
     seconds, rss = _median(plain)
@@ -195,15 +215,17 @@ def _row(
     if ts is not None:
         ts_per = ts[0] / n * 1e6
         ts_cells = (f"{ts_per:.0f}", f"{ts_per / per:.1f}x")
-    traced_cells = ""
-    if traced:
-        traced_per = _median(traced)[0] / n * 1e6
-        traced_cells = f" {traced_per:.1f} | {(traced_per / per - 1) * 100:+.1f} % |"
+    traced_cells = "".join(_overhead(runs, n, per) for runs in (baseline, traced) if runs)
     print(
         f"| {shape} | {n} | {form} | {per:.1f} | {rss / 2**20:.0f} | "
         f"{ts_cells[0]} | {ts_cells[1]} |{traced_cells}",
         flush=True,
     )
+
+
+def _overhead(runs: list[dict[str, float]], n: int, plain_per: float) -> str:
+    per = _median(runs)[0] / n * 1e6
+    return f" {per:.1f} | {(per / plain_per - 1) * 100:+.1f} % |"
 
 
 if __name__ == "__main__":
