@@ -341,3 +341,94 @@ async def test_throttling_is_retried_with_backoff(aws_endpoint_url: str, names: 
     assert await store.get_run("r1") == created
     await store.close()
     aws.close()
+
+
+class _Calls:
+    """DynamoDB calls of one client (botocore's ``before-parameter-build`` hook): operations
+    and the items each write carries."""
+
+    def __init__(self, aws: Aws) -> None:
+        self.writes: list[tuple[str, int]] = []
+        aws.dynamodb_client.meta.events.register("before-parameter-build.dynamodb.*", self._on)
+
+    def _on(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[1]
+        items = len(params.get("TransactItems", ()))
+        if operation == "BatchWriteItem":
+            items = sum(len(r) for r in params["RequestItems"].values())
+        self.writes.append((operation, items))
+
+
+async def test_a_save_writes_its_outbox_as_one_item_and_removal_deletes_it_once(
+    aws: Aws, names: Names
+) -> None:
+    store = _store(aws, names)
+    await store.create_run(_record("r1"), {"v": 1})
+    fan_out = tuple(ports.Message(id=f"m{i}", body=b"job %d" % i) for i in range(8))
+    calls = _Calls(aws)
+    assert await _save(store, 1, outbox=fan_out, records={"a": 1})
+    assert calls.writes == [("TransactWriteItems", 4)]  # header, status, record, outbox
+    outbox_items = [i for i in await _items(aws, names, "r1") if i["sk"]["S"].startswith("o#")]
+    assert len(outbox_items) == 1
+    del calls.writes[:]
+    await store.remove_outbox({"r1": [m.id for m in fan_out]})
+    assert calls.writes == [("BatchWriteItem", 1)]
+    del calls.writes[:]
+    # the next save naming them sent, and the one committing their attempts: nothing to delete
+    assert await _save(store, 2, sent=("m0", "m1"), outcomes=(("a#0", b"o"),))
+    assert calls.writes == [("TransactWriteItems", 2)]  # header, outcome (status: unchanged)
+    await store.remove_outbox({"r1": ["m3"]})
+    assert calls.writes[1:] == []
+    state = await store.load_state("r1")
+    assert state is not None
+    assert state.outbox == ()
+
+
+async def test_removal_by_another_process_reads_the_outbox_items_first(
+    aws: Aws, names: Names
+) -> None:
+    writer, other = _store(aws, names), _store(aws, names)
+    await writer.create_run(_record("r1"), {"v": 1})
+    assert await _save(writer, 1, outbox=(ports.Message(id="m1", body=b"1"),
+                                          ports.Message(id="m2", body=b"2")))  # fmt: skip
+    assert await _save(writer, 2, outbox=(ports.Message(id="m3", body=b"3"),))
+    await other.remove_outbox({"r1": ["m1", "m3", "nowhere"]})  # a trim and a delete
+    state = await writer.load_state("r1")
+    assert state is not None
+    assert [m.id for m in state.outbox] == ["m2"]
+    await writer.remove_outbox({"r1": ["m2"]})  # the load told the writer what is left
+    assert [i["sk"]["S"] for i in await _items(aws, names, "r1") if i["sk"]["S"][:2] == "o#"] == []
+
+
+async def test_a_large_outbox_is_one_item_of_chunks(aws: Aws, names: Names) -> None:
+    store = _store(aws, names)
+    await store.create_run(_record("r1"), {"v": 1})
+    outbox = tuple(ports.Message(id=f"m{i}", body=uuid.uuid4().bytes * 200) for i in range(300))
+    assert await _save(store, 1, outbox=outbox)
+    state = await store.load_state("r1")
+    assert state is not None
+    assert state.outbox == outbox
+    items = await _items(aws, names, "r1")
+    assert len([i for i in items if i["sk"]["S"].startswith("o#")]) == 1
+    assert max(item_size(i) for i in items) < 400_000
+
+
+async def test_claims_of_one_turn_are_one_transaction_and_refused_ones_are_answered_alone(
+    aws: Aws, names: Names
+) -> None:
+    store = _store(aws, names)
+    await store.create_run(_record("r1"), {"v": 1})
+    first = await store.claim_attempt("r1", "busy", "other", 30)
+    assert first.status is ports.ClaimStatus.CLAIMED
+    await store.commit_attempt("r1", "done", b"out")
+    calls = _Calls(aws)
+    attempts = ["a1", "busy", "a2", "done", "a3", "a1"]
+    claims = await asyncio.gather(*(store.claim_attempt("r1", a, "me", 30) for a in attempts))
+    statuses = [c.status.value for c in claims]
+    assert statuses == ["claimed", "busy", "claimed", "done", "claimed", "claimed"]
+    assert claims[3].outcome == b"out"
+    assert calls.writes[0] == ("TransactWriteItems", 5)  # a1 once: one write per item
+    assert ("TransactWriteItems", 3) in calls.writes  # the fine ones again, together
+    assert len(calls.writes) <= 6
+    again = await asyncio.gather(*(store.claim_attempt("r1", a, "you", 30) for a in ("a2", "a3")))
+    assert [c.status for c in again] == [ports.ClaimStatus.BUSY] * 2

@@ -5,7 +5,8 @@ One run is one item collection of the contexts table (partition key ``runId``); 
     !h                    header: ver (N), h (header JSON), pending (M: a large save's journal)
     c#<context key>       a context value: ver, d | ref+n, del (a tombstone, see below)
     j#<ver>#<nonce>#<i>   journal of a large save (zlib JSON of its entries), until applied
-    o#<message id>        an outbox message: ver, seq (its first position), d | ref+n
+    o#<ver>               the outbox messages of the save that made <ver> (one item per save,
+                          ids and bodies packed): ver, d | ref+n, gone (SS: ids removed since)
     r#<record key>        a record: ver, d | ref+n
     t#<attempt>           an attempt: owner, lease, outcome | outcome_ref+outcome_n
     z#<sha256>#<i>        chunk i of a large value (zlib), content-addressed, immutable
@@ -13,6 +14,8 @@ One run is one item collection of the contexts table (partition key ``runId``); 
 The header sorts first, so one ``Query`` (``sk < "t"``) reads a run's state header first: an
 item with a ``ver`` above the header's was written by a save that committed during the read,
 and the load reads again (DynamoDB queries are read-committed per item, not snapshots).
+Outbox items sort by the version that wrote them, so the outbox is in the order its messages
+were saved (a message saved again keeps its first place).
 Context deletions are tombstones (``del``) with the deleting version, for the same reason: a
 deleted item that simply vanished could not be told from one never written.
 
@@ -44,8 +47,11 @@ __all__ = [
     "attempt_key",
     "blob_items",
     "context_key",
+    "outbox_entry",
     "outbox_key",
+    "pack_outbox",
     "record_key",
+    "unpack_outbox",
 ]
 
 #: Values up to this many bytes live in their item; larger ones in content-addressed chunks.
@@ -70,9 +76,14 @@ def context_key(key: str) -> str:
     return f"c#{key}"
 
 
-def outbox_key(message_id: str) -> str:
-    """Sort key of an outbox message."""
-    return f"o#{message_id}"
+def outbox_entry(version: int) -> str:
+    """The key of the outbox item of the save that made ``version`` (sorts by version)."""
+    return f"{version:012d}"
+
+
+def outbox_key(entry: str) -> str:
+    """Sort key of an outbox item (``entry``: :func:`outbox_entry`)."""
+    return f"o#{entry}"
 
 
 def attempt_key(attempt: str) -> str:
@@ -187,10 +198,9 @@ def item_size(item: Mapping[str, Any]) -> int:
 class Entry:
     """One write of a large save, journalled: what ``apply`` turns into an item."""
 
-    kind: str  # "r" record, "c" context, "o" outbox
+    kind: str  # "r" record, "c" context, "o" a save's outbox (:func:`pack_outbox`)
     key: str
     value: bytes | Ref | None  # None: a context deletion
-    seq: int = 0  # outbox position
 
 
 def pack_journal(entries: Sequence[Entry]) -> list[bytes]:
@@ -199,7 +209,7 @@ def pack_journal(entries: Sequence[Entry]) -> list[bytes]:
     batch: list[list[object]] = []
     size = 0
     for entry in entries:
-        row: list[object] = [entry.kind, entry.key, _text(entry.value), entry.seq]
+        row: list[object] = [entry.kind, entry.key, _text(entry.value)]
         row_size = len(entry.key) + (len(entry.value) if isinstance(entry.value, bytes) else 64)
         if batch and size + row_size > 4 * CHUNK:  # zlib shrinks JSON; checked below
             payloads.extend(_compress(batch))
@@ -229,13 +239,13 @@ def unpack_journal(payloads: Iterable[bytes]) -> list[Entry]:
     """The entries of journal payloads, in order."""
     entries: list[Entry] = []
     for payload in payloads:
-        for kind, key, text, seq in json.loads(zlib.decompress(payload)):
+        for kind, key, text in json.loads(zlib.decompress(payload)):
             value: bytes | Ref | None = None
             if isinstance(text, dict):
                 value = Ref(sha=str(text["ref"]), chunks=int(text["n"]))
             elif text is not None:
                 value = str(text).encode("utf-8", errors="surrogateescape")
-            entries.append(Entry(kind=str(kind), key=str(key), value=value, seq=int(seq)))
+            entries.append(Entry(kind=str(kind), key=str(key), value=value))
     return entries
 
 
@@ -315,6 +325,23 @@ def run_record(item: Mapping[str, Any], values: Mapping[str, bytes]) -> ports.Ru
     )
 
 
-def outbox_message(message_id: str, body: bytes) -> ports.Message:
-    """An outbox message."""
-    return ports.Message(id=message_id, body=body)
+def pack_outbox(messages: Sequence[ports.Message]) -> bytes:
+    """One save's outbox messages as one value: a JSON ``[[id, size], ...]`` then the bodies."""
+    head = dumps([[m.id, len(m.body)] for m in messages])
+    return len(head).to_bytes(4, "big") + head + b"".join(m.body for m in messages)
+
+
+def unpack_outbox(data: bytes) -> list[ports.Message]:
+    """The messages of :func:`pack_outbox`'s value (``ValueError`` if it is not one)."""
+    size = int.from_bytes(data[:4], "big")
+    try:
+        head = json.loads(data[4 : 4 + size])
+    except ValueError:
+        head = None
+    if not isinstance(head, list) or len(data) != 4 + size + sum(n for _, n in head):
+        raise ValueError("an outbox item is corrupt (its sizes do not add up)")
+    messages, position = [], 4 + size
+    for message_id, length in head:
+        messages.append(ports.Message(id=str(message_id), body=data[position : position + length]))
+        position += length
+    return messages
