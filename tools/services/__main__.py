@@ -8,6 +8,7 @@ Usage::
     python tools/services install [NAME ...]
     python tools/services restart [NAME ...]  # e.g. restart postgres (clients connected or not)
     python tools/services logs NAME           # the tail of one service's log
+    python tools/services browser             # Debian's chromium for flowcraft ui's browser tests
 
 Without a name (or ``--only``) a command applies to every service.
 
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import _runner
-from _base import Paths, Service, ServiceError, load_catalog
+from _base import Paths, Service, ServiceError, apt_install, load_catalog
 from _catalog import SERVICES
 
 
@@ -88,12 +90,26 @@ def _stop_one(service: Service) -> str:
     return f"{service.name:<10} {'stopped' if _runner.stop(service) else 'was not running'}"
 
 
+def _browser() -> int:
+    """Install Debian's chromium (idempotent): tests-integration/rabbitmq/test_ui_browser.py."""
+    try:
+        apt_install("chromium")
+    except ServiceError as exc:
+        print(f"browser    FAILED: {exc}", flush=True)
+        return 1
+    print(f"{'browser':<10} chromium at {shutil.which('chromium')}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/services", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["install", "start", "stop", "restart", "status", "logs"])
+    actions = ["install", "start", "stop", "restart", "status", "logs", "browser"]
+    parser.add_argument("action", choices=actions)
     parser.add_argument("names", nargs="*", metavar="NAME", help="services (default: all)")
     parser.add_argument("--only", help="comma-separated services, e.g. redis,postgres")
     args = parser.parse_args(argv)
+    if args.action == "browser":
+        return _browser()
     if args.action == "logs":
         if len(args.names) != 1 or args.only:
             parser.error("logs needs exactly one service name")

@@ -11,6 +11,7 @@ Subcommands (one module each, so later issues add ``run``, ``worker`` and ``reco
     flowcraft worker --backend NAME [--option K=V] --registry MODULE:ATTR --blueprint FILE...
     flowcraft reconcile --backend NAME [--option K=V] --blueprint FILE... [--interval S]
     flowcraft conformance --backend NAME [--option K=V] [-- PYTEST ARGS]
+    flowcraft ui --backend NAME [--option K=V] [--blueprint FILE...] [--port P] [--allow-actions]
     flowcraft --version
 
 Commands that talk to a backend take ``--backend``, ``--option K=V``, ``--namespace`` and
@@ -30,11 +31,11 @@ import sys
 from collections.abc import Sequence
 
 from flowcraft.core.__about__ import __version__
-from flowcraft.core.cli import _distributed, _lint, _mermaid, _run, _runs, _schema, _validate
+from flowcraft.core.cli import _distributed, _lint, _mermaid, _run, _runs, _schema, _ui, _validate
 from flowcraft.core.cli._common import EXIT_PROBLEMS, EXIT_USAGE, UsageError
 from flowcraft.core.errors import BackendError
 
-_SUBCOMMANDS = (_validate, _lint, _schema, _mermaid, _run, _distributed, _runs)
+_SUBCOMMANDS = (_validate, _lint, _schema, _mermaid, _run, _distributed, _runs, _ui)
 
 __all__ = ["main"]
 
