@@ -9,9 +9,10 @@ that nothing is committed twice (each node's committed output, its context write
 next node received carry the ticket of one and the same execution) and that nothing is lost
 (no message left in the jobs queue, none dead-lettered but the poison).
 
-The worker processes import this module for their nodes (``--registry
-test_faults_sqs:REGISTRY``); every execution of ``fault.step`` leaves lines in a journal file
-(``FLOWCRAFT_FAULT_JOURNAL``), which is how the test counts executions across processes.
+The worker processes, journal, ``fault.step`` node and proxy are core's
+(``flowcraft.core.testing.faults``): the workers load ``--registry
+flowcraft.core.testing.faults:REGISTRY``; every execution of ``fault.step`` (and every throttled
+call) leaves a line in the journal, which is how the test counts executions across processes.
 """
 
 from __future__ import annotations
@@ -20,38 +21,40 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import signal
-import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import botocore.awsrequest
 import pytest
 from flowcraft.core import (
     Blueprint,
     DistributedRunHandle,
-    NodeContext,
     RunResult,
-    RunStatus,
-    dump_blueprint,
     load_blueprint,
-    parse_blueprint,
 )
 from flowcraft.core import Worker as CoreWorker
 from flowcraft.core.backends import Backend
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.ports import Message
-from flowcraft.core.testing.harness import Harness, Session
-from flowcraft.core.testing.nodes import registry as suite_registry
+from flowcraft.core.testing.faults import (
+    JOURNAL_ENV,
+    REGISTRY,
+    Journal,
+    TcpProxy,
+    WorkerProcesses,
+    chain,
+    check_run,
+    note,
+    process_session,
+    until,
+)
+from flowcraft.core.testing.faults import results as final_results
+from flowcraft.core.testing.harness import Session
 from flowcraft.sqs import SqsAdapter, SqsBackend
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._schema import Names, drop_queues, ensure_queues
@@ -63,198 +66,23 @@ pytestmark = pytest.mark.exclusive
 HERE = Path(__file__).resolve().parent
 #: The queues' visibility timeout, seconds.
 VISIBILITY = 2
-JOURNAL_ENV = "FLOWCRAFT_FAULT_JOURNAL"
 
 
-# ------------------------------------------------------------------ nodes (worker processes)
-
-
-def _note(entry: Mapping[str, object]) -> None:
-    """Append one line to the journal (one ``write`` with O_APPEND: whole lines, any process)."""
-    line = (json.dumps({**entry, "pid": os.getpid(), "at": time.time()}) + "\n").encode()
-    fd = os.open(os.environ[JOURNAL_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
-
-
-async def step(ctx: NodeContext) -> dict[str, object]:
-    """A non-idempotent step: a fresh ticket per execution, in its output and the context.
-
-    Sleeps ``params.seconds``; returns ``{"ticket": ..., "after": <the input's ticket>}``.
-    """
-    ticket = f"{ctx.node_id}/{os.getpid()}/{ctx.attempt}/{uuid.uuid4().hex[:8]}"
-    where = {"run": ctx.run_id, "node": ctx.node_id, "ticket": ticket}
-    _note({**where, "phase": "started"})
-    await asyncio.sleep(float(ctx.params.get("seconds", 0)))
-    ctx.context.set(f"t_{ctx.node_id}", ticket)
-    _note({**where, "phase": "finished"})
-    after = ctx.input.get("ticket") if isinstance(ctx.input, dict) else ctx.input
-    return {"ticket": ticket, "after": after}
-
-
-#: The worker processes' registry: the suite's nodes and ``fault.step``.
-REGISTRY: dict[str, object] = {**suite_registry(), "fault.step": step}
-
-
-def _chain(blueprint_id: str, *seconds: float) -> Blueprint:
-    """``s0 -> s1 -> ...``, step ``i`` sleeping ``seconds[i]``."""
-    nodes = [
-        {"id": f"s{i}", "uses": "fault.step", "params": {"seconds": s}}
-        for i, s in enumerate(seconds)
-    ]
-    edges = [{"source": f"s{i}", "target": f"s{i + 1}"} for i in range(len(seconds) - 1)]
-    data = {"id": blueprint_id, "version": "1", "nodes": nodes, "edges": edges}
-    return parse_blueprint(data, registry=REGISTRY)
-
-
-@dataclass
-class Journal:
-    """The executions of ``fault.step`` (and the throttled calls) every process noted."""
-
-    path: Path
-
-    def entries(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
-
-    def steps(self, run_id: str, node: str, phase: str = "started") -> list[dict[str, Any]]:
-        return [
-            e
-            for e in self.entries()
-            if e.get("run") == run_id and e.get("node") == node and e.get("phase") == phase
-        ]
-
-    def finished(self) -> int:
-        """How many step executions finished so far (all runs)."""
-        return sum(e.get("phase") == "finished" for e in self.entries())
-
-    def throttled(self) -> Counter[tuple[int, str]]:
-        """``(pid, operation)`` -> throttling answers given."""
-        return Counter((e["pid"], e["throttled"]) for e in self.entries() if "throttled" in e)
-
-
-def _check_run(result: RunResult, blueprint: Blueprint, journal: Journal, first: object) -> None:
-    """Completed; every step committed once: one execution's ticket everywhere it shows."""
-    assert result.status is RunStatus.COMPLETED, result
-    chain = [node.id for node in blueprint.nodes]
-    assert set(result.outputs) == set(chain)
-    before = first
-    for node in chain:
-        output = result.outputs[node]
-        finished = {e["ticket"] for e in journal.steps(result.run_id, node, "finished")}
-        assert output["ticket"] in finished, (node, output, finished)  # a real execution's
-        assert output["after"] == before, (node, output, before)  # what the next one saw
-        assert result.context[f"t_{node}"] == output["ticket"]  # its context write, the same
-        before = output["ticket"]
-    assert result.output == result.outputs[chain[-1]]
-
-
-# ------------------------------------------------------------------ worker processes
-
-
-@dataclass
-class Workers:
-    """``flowcraft worker --backend sqs`` processes on one namespace (logs in ``tmp``)."""
-
-    tmp: Path
-    journal: Journal
-    endpoint: str
-    namespace: str
-    blueprint: Path
-    lease: float
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    logs: list[Path] = field(default_factory=list)
-
-    def env(self) -> dict[str, str]:
-        path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
-        return {**os.environ, "PYTHONPATH": path, JOURNAL_ENV: str(self.journal.path)}
-
-    def start(self, command: Sequence[str] | None = None) -> subprocess.Popen[bytes]:
-        """One more worker process (the CLI unless ``command`` says otherwise)."""
-        command = command or [
-            sys.executable, "-m", "flowcraft.core", "worker", "--backend", "sqs",
-            "--option", f"endpoint_url={self.endpoint}",
-            "--option", f"visibility_timeout={VISIBILITY}",
-            "--namespace", self.namespace, "--registry", "test_faults_sqs:REGISTRY",
-            "--blueprint", str(self.blueprint), "--lease", str(self.lease),
-        ]  # fmt: skip
-        log = self.tmp / f"worker{len(self.logs)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=self.env())
-        self.procs.append(proc)
-        self.logs.append(log)
-        return proc
-
-    async def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL: no ack, no nack, no lease renewal, no goodbye."""
-        os.kill(proc.pid, signal.SIGKILL)
-        assert await _exited(proc, 10) == -signal.SIGKILL
-
-    async def stop(self) -> None:
-        """SIGTERM every live worker (a graceful drain), SIGKILL what lingers; print the logs."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            if await _exited(proc, 20) is None:
-                proc.kill()
-                await _exited(proc, 10)
-        for log in self.logs:  # shown by pytest when the test fails
-            print(f"---- {log.name}\n{log.read_text(errors='replace')[-6000:]}")
-
-    def log_lines(self, needle: str) -> int:
-        """How many lines of all worker logs contain ``needle``."""
-        return sum(log.read_text(errors="replace").count(needle) for log in self.logs)
-
-    def surfaced(self) -> Counter[str]:
-        """The backend errors the worker processes logged: ``"<kind>: <operation>: <cause>"``."""
-        found: Counter[str] = Counter()
-        for log in self.logs:
-            for match in _SURFACED.finditer(log.read_text(errors="replace")):
-                found[": ".join(match.groups())] += 1
-        return found
-
-
-#: A backend error as a worker logs it: ``flowcraft.core.errors.TransientBackendError:
-#: dynamodb update_item: EndpointConnectionError: ...``.
-_SURFACED = re.compile(r"errors\.(\w+BackendError): ((?:\w+ )?\w+): (\w+)")
-
-
-async def _exited(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
-    """The exit code once ``proc`` ended (None if it still runs after ``seconds``)."""
-    deadline = time.monotonic() + seconds
-    while proc.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # never block the loop: the proxy runs in it
-    return proc.poll()
+def _throttled(journal: Journal) -> Counter[tuple[int, str]]:
+    """``(pid, operation)`` -> throttling answers given (as the hooks noted them)."""
+    return Counter((e["pid"], e["throttled"]) for e in journal.entries() if "throttled" in e)
 
 
 @contextlib.asynccontextmanager
 async def _session(
     endpoint: str, blueprint: Blueprint, tmp: Path, *, lease: float
-) -> AsyncIterator[tuple[Session, Workers]]:
-    """A fresh namespace (destroyed afterwards: ``SqsBackend.destroy``), no worker yet."""
-    factory = SqsBackend(endpoint_url=endpoint, visibility_timeout=VISIBILITY)
-    path = tmp / f"{blueprint.id}.yaml"
-    path.write_text(dump_blueprint(blueprint, format="yaml"))
-    async with Harness(factory).session(blueprint, workers=0, registry=REGISTRY) as s:
-        namespace = s.backend.extra["namespace"]
-        workers = Workers(tmp, Journal(tmp / "journal.jsonl"), endpoint, namespace, path, lease)
-        os.environ[JOURNAL_ENV] = str(workers.journal.path)  # this process notes throttles too
-        try:
-            yield s, workers
-        finally:
-            await workers.stop()
-            os.environ.pop(JOURNAL_ENV, None)
-
-
-async def _until(what: str, seconds: float, predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        await asyncio.sleep(0.05)
+) -> AsyncIterator[tuple[Session, WorkerProcesses]]:
+    """A fresh namespace (destroyed afterwards: ``SqsBackend.destroy``), no worker yet; this
+    process notes throttles in the journal too, and the workers can import this module."""
+    options = {"endpoint_url": endpoint, "visibility_timeout": VISIBILITY}
+    async with process_session("sqs", options, blueprint, tmp, lease=lease, pythonpath=[HERE],
+                               note_here=True) as (s, workers):  # fmt: skip
+        yield s, workers
 
 
 async def _results(
@@ -262,36 +90,13 @@ async def _results(
 ) -> list[RunResult]:
     """Every run's final result within ``seconds``; else fail, saying where the rest stand:
     each node's stored status, the outbox (saved, maybe never sent) and the queues."""
-    deadline = time.monotonic() + seconds
 
-    async def one(handle: DistributedRunHandle) -> RunResult | None:
-        try:
-            return await handle.result(timeout=max(0.1, deadline - time.monotonic()))
-        except TimeoutError:
-            return None
+    async def queues() -> list[str]:
+        jobs, dead = session.backend.extra["queues"]
+        return [f"jobs queue {await _queue_counts(session.backend, jobs)}",
+                f"dead-letter queue {await _queue_counts(session.backend, dead)}"]  # fmt: skip
 
-    found = await asyncio.gather(*(one(h) for h in handles))
-    results = [r for r in found if r is not None]
-    if len(results) == len(handles):
-        return results
-    lines = [f"{len(handles) - len(results)} of {len(handles)} runs unfinished after {seconds} s"]
-    store = session.backend.store
-    for handle, result in zip(handles, found, strict=True):
-        if result is not None:
-            continue
-        state = await store.load_state(handle.run_id)
-        assert state is not None
-        nodes = {
-            json.loads(key)[-1]: (value.get("status"), value.get("attempt"))
-            for key, value in sorted(state.records.items())
-            if key.startswith('["n"') and isinstance(value, dict)
-        }
-        outbox = [m.id for m in state.outbox]
-        lines.append(f"run {handle.run_id}: v{state.version}, nodes {nodes}, outbox {outbox}")
-    jobs, dead = session.backend.extra["queues"]
-    lines.append(f"jobs queue {await _queue_counts(session.backend, jobs)}")
-    lines.append(f"dead-letter queue {await _queue_counts(session.backend, dead)}")
-    pytest.fail("\n".join(lines))
+    return await final_results(handles, seconds, store=session.backend.store, describe=queues)
 
 
 _COUNTS = [
@@ -326,14 +131,14 @@ async def _nothing_left(backend: Backend, *, dead: int = 0, seconds: float = 10)
 async def test_a_worker_process_killed_mid_node(aws_endpoint_url: str, tmp_path: Path) -> None:
     """SIGKILLed while three runs sleep in s1 (3 s): the messages come back after the visibility
     timeout, the leases run out, another worker process runs s1 again and finishes."""
-    blueprint = _chain("sigkill", 0.1, 3.0, 0.1)
+    blueprint = chain("sigkill", 0.1, 3.0, 0.1)
     async with _session(aws_endpoint_url, blueprint, tmp_path, lease=2.0) as (s, workers):
         victim = workers.start()
         handles = [await s.start("sigkill", "in") for _ in range(3)]
         runs = [h.run_id for h in handles]
         journal = workers.journal
-        await _until("s1 runs in the victim for every run", 30,
-                     lambda: all(journal.steps(r, "s1") for r in runs))  # fmt: skip
+        await until("s1 runs in the victim for every run", 30,
+                    lambda: all(journal.steps(r, "s1") for r in runs))  # fmt: skip
         await asyncio.sleep(0.3)  # mid-node: s1 sleeps 3 s
         await workers.kill(victim)
         assert not any(journal.steps(r, "s1", "finished") for r in runs)
@@ -341,7 +146,7 @@ async def test_a_worker_process_killed_mid_node(aws_endpoint_url: str, tmp_path:
         results = await _results(s, handles, 30)
         await _nothing_left(s.backend)
     for result in results:
-        _check_run(result, blueprint, journal, "in")
+        check_run(result, blueprint, journal, "in")
         s1 = journal.steps(result.run_id, "s1")
         assert [e["pid"] for e in s1] == [victim.pid, rescuer.pid]  # ran again, elsewhere
         assert result.outputs["s1"]["ticket"].split("/")[1] == str(rescuer.pid)
@@ -352,98 +157,24 @@ async def test_a_worker_process_killed_mid_node(aws_endpoint_url: str, tmp_path:
 # ------------------------------------------------------------------ connections cut
 
 
-class Proxy:
-    """A TCP proxy on loopback in front of moto (asyncio streams, in the test's loop).
-
-    ``cut()`` aborts every connection (both sides, no goodbye) and stops listening, so new
-    connections are refused; ``resume()`` listens on the same port again.
-    """
-
-    def __init__(self, target: str) -> None:
-        parts = urlsplit(target)
-        self.host = parts.hostname or "127.0.0.1"
-        self.target_port = parts.port or 80
-        self.port = 0
-        self.accepted = 0
-        self.aborted = 0
-        self._server: asyncio.Server | None = None
-        self._open: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.accepted += 1
-        pair = (writer, up_writer)
-        self._open.add(pair)
-        try:
-            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
-        finally:
-            self._open.discard(pair)
-            writer.transport.abort()
-            up_writer.transport.abort()
-
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.transport.abort()  # one side gone: the other goes too
-
-    async def cut(self) -> int:
-        """Refuse new connections and abort the open ones; how many were aborted."""
-        assert self._server is not None
-        self._server.close()
-        pairs, self._open = list(self._open), set()
-        for client_side, server_side in pairs:
-            client_side.transport.abort()
-            server_side.transport.abort()
-        self.aborted += len(pairs)
-        await asyncio.sleep(0)
-        return len(pairs)
-
-    async def resume(self) -> None:
-        await self.start()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            await self.cut()
-            await asyncio.sleep(0.05)
-
-
 @pytest.fixture
-async def proxy(aws_endpoint_url: str) -> AsyncIterator[Proxy]:
-    started = Proxy(aws_endpoint_url)
-    await started.start()
-    yield started
-    await started.close()
+async def proxy(aws_endpoint_url: str) -> AsyncIterator[TcpProxy]:
+    async with TcpProxy.to(aws_endpoint_url) as started:
+        yield started
 
 
-async def test_every_connection_cut_for_three_seconds_mid_run(proxy: Proxy, tmp_path: Path) -> None:
+async def test_every_connection_cut_for_three_seconds_mid_run(
+    proxy: TcpProxy, tmp_path: Path
+) -> None:
     """Workers and client talk to SQS and DynamoDB through the proxy; mid-run it cuts every
     connection and refuses new ones for 3 s, then lets them through again."""
-    blueprint = _chain("cut", *([0.3] * 6))
+    blueprint = chain("cut", *([0.3] * 6))
     async with _session(proxy.url, blueprint, tmp_path, lease=4.0) as (s, workers):
         workers.start()
         workers.start()
         handles = [await s.start("cut", "in") for _ in range(6)]
         journal = workers.journal
-        await _until("the runs are under way", 30, lambda: journal.finished() >= 8)
+        await until("the runs are under way", 30, lambda: journal.finished() >= 8)
         aborted = await proxy.cut()
         cut_at = time.monotonic()
         await asyncio.sleep(3.0)
@@ -454,7 +185,7 @@ async def test_every_connection_cut_for_three_seconds_mid_run(proxy: Proxy, tmp_
     print(f"aborted {aborted} connections; runs done {took:.1f} s after the cut; "
           f"{proxy.accepted} connections in all")  # fmt: skip
     for result in results:
-        _check_run(result, blueprint, journal, "in")
+        check_run(result, blueprint, journal, "in")
     assert aborted > 0  # connections really were open (pooled, long polls)
     surfaced = workers.surfaced()
     # botocore's retries do not hide a 3 s outage (its retry quota, ~35 retries per client,
@@ -478,7 +209,7 @@ async def test_a_node_longer_than_the_visibility_window_runs_once(
 ) -> None:
     """Visibility 2 s, lease 2 s, node 5 s, two worker processes: the delivery is extended
     while it runs, so the other worker never gets it."""
-    blueprint = _chain("long", 5.0, 0.1)
+    blueprint = chain("long", 5.0, 0.1)
     async with _session(aws_endpoint_url, blueprint, tmp_path, lease=2.0) as (s, workers):
         workers.start()
         workers.start()
@@ -486,7 +217,7 @@ async def test_a_node_longer_than_the_visibility_window_runs_once(
         (result,) = await _results(s, [handle], 30)
         await _nothing_left(s.backend)
     journal = workers.journal
-    _check_run(result, blueprint, journal, "in")
+    check_run(result, blueprint, journal, "in")
     assert len(journal.steps(result.run_id, "s0")) == 1
     assert len(journal.steps(result.run_id, "s1")) == 1
 
@@ -500,7 +231,7 @@ async def test_poison_messages_are_dead_lettered_and_the_worker_goes_on(
     """Garbage in a flowcraft envelope (injected through the port) and a raw body from a
     foreign producer (no flowcraft attributes): both dead-lettered with their reason, the
     worker process runs the runs started before and after them."""
-    blueprint = _chain("poison", 0.1, 0.1)
+    blueprint = chain("poison", 0.1, 0.1)
     async with _session(aws_endpoint_url, blueprint, tmp_path, lease=5.0) as (s, workers):
         jobs, dead_url = s.backend.extra["queues"]
         aws: Aws = s.backend.extra["aws"]
@@ -528,7 +259,7 @@ async def test_poison_messages_are_dead_lettered_and_the_worker_goes_on(
     (foreign,) = [i for i, body in bodies.items() if body == raw]
     assert reasons[foreign].startswith("undecodable message"), reasons
     for result, first in zip(results, ("before", "after", "late"), strict=True):
-        _check_run(result, blueprint, workers.journal, first)
+        check_run(result, blueprint, workers.journal, first)
 
 
 async def _dead_bodies(aws: Aws, url: str) -> dict[str, str]:
@@ -595,7 +326,7 @@ class Throttle:
                 return None
             self.given[operation] += 1
         if os.environ.get(JOURNAL_ENV):
-            _note({"throttled": operation})
+            note({"throttled": operation})
         status, extra, body = THROTTLING[self.shape]
         headers = botocore.awsrequest.HTTPHeaders()
         headers["Content-Type"] = "application/x-amz-json-1.0"
@@ -638,7 +369,7 @@ async def test_throttled_sqs_calls_are_retried(
     """The client's first two SendMessageBatch calls and the worker process's first two
     ReceiveMessage, SendMessageBatch and DeleteMessageBatch calls are throttled: botocore
     retries them with backoff, every enqueue and receive succeeds, each step runs once."""
-    blueprint = _chain("throttled", 0.1, 0.1, 0.1)
+    blueprint = chain("throttled", 0.1, 0.1, 0.1)
     async with _session(aws_endpoint_url, blueprint, tmp_path, lease=5.0) as (s, workers):
         client_aws: Aws = s.backend.extra["aws"]
         client_hook = Throttle(shape, ["SendMessageBatch"])
@@ -653,7 +384,7 @@ async def test_throttled_sqs_calls_are_retried(
         ])  # fmt: skip
         results = await _results(s, handles, 30)
         await _nothing_left(s.backend)
-    throttled = workers.journal.throttled()
+    throttled = _throttled(workers.journal)
     assert throttled == Counter({
         (os.getpid(), "SendMessageBatch"): 2,
         (worker.pid, "ReceiveMessage"): 2,
@@ -661,7 +392,7 @@ async def test_throttled_sqs_calls_are_retried(
         (worker.pid, "DeleteMessageBatch"): 2,
     })  # fmt: skip
     for index, result in enumerate(results):
-        _check_run(result, blueprint, workers.journal, index)
+        check_run(result, blueprint, workers.journal, index)
         for node in ("s0", "s1", "s2"):
             assert len(workers.journal.steps(result.run_id, node)) == 1
     assert workers.log_lines("Traceback") == 0  # nothing surfaced: botocore retried them all
