@@ -18,6 +18,7 @@ from uuid import uuid4
 import pytest
 from flowcraft.core.errors import PermanentBackendError, TransientBackendError
 from flowcraft.core.ports import Message
+from flowcraft.sqs import SqsBackend
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._codec import ID, OFFLOAD, REASON
 from flowcraft.sqs._delivery import SqsDelivery
@@ -296,3 +297,126 @@ async def test_a_message_past_max_receive_count_is_dead_with_the_redrive_reason(
     assert await queue.receive(1, wait=1.0) == []  # the third receive moves it
     assert await queue.dead_letters() == [("looping", REDRIVE_REASON)]
     assert await queue.dead_letters() == [("looping", REDRIVE_REASON)]  # a peek: still there
+
+
+# ------------------------------------------------------------------ sticky
+
+
+async def _left_in_queue(space: Space) -> int:
+    """Messages in the jobs queue: visible, in flight and delayed."""
+    answer = await space.aws.sqs(
+        "get_queue_attributes", QueueUrl=space.jobs, AttributeNames=["All"]
+    )
+    attributes = answer["Attributes"]
+    return sum(
+        int(attributes[name])
+        for name in (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+    )
+
+
+async def test_a_sticky_enqueue_wakes_its_own_receive_and_its_copy_is_dropped_after_the_ack(
+    make_space: MakeSpace,
+) -> None:
+    space = await make_space()
+    mine, other = space.adapter(sticky_delay=1), space.adapter(sticky_delay=1)
+    assert mine.capabilities.sticky
+    assert await mine.receive(10, wait=0) == []  # a consumer now
+    waiting = asyncio.ensure_future(mine.receive(10, wait=5))
+    await asyncio.sleep(0.3)  # its long poll is in flight
+    started = time.monotonic()
+    await mine.enqueue(Message(id="s", body=b"next step"), sticky=True)
+    (local,) = await waiting
+    assert time.monotonic() - started < 0.5  # not after the poll, not after the delay
+    assert (local.message_id, local.body, local.delivery_count) == ("s", b"next step", 1)
+    assert await other.receive(10, wait=0.5) == []  # the copy is delayed
+    await local.ack()
+    deletes = space.calls["DeleteMessageBatch"]
+    assert await mine.receive(10, wait=2.5) == []  # the copy came back: dropped unseen
+    assert space.calls["DeleteMessageBatch"] > deletes
+    assert await _left_in_queue(space) == 0
+
+
+async def test_the_copy_of_a_dead_consumers_sticky_message_reaches_another_after_the_delay(
+    make_space: MakeSpace,
+) -> None:
+    space = await make_space()
+    mine, other = space.adapter(sticky_delay=2), space.adapter(sticky_delay=2)
+    await mine.receive(1, wait=0)
+    sent = time.monotonic()
+    await mine.enqueue(Message(id="held", body=b"h"), sticky=True)
+    await mine.enqueue(Message(id="waiting", body=b"w"), sticky=True)
+    (held,) = await mine.receive(1, wait=0)
+    assert held.message_id == "held"
+    await mine.close()  # dies with one local delivery out, one not taken
+    got = await receive_all(other, 2)
+    assert time.monotonic() - sent >= 1.9  # they waited out the sticky delay
+    assert sorted((d.message_id, d.body, d.delivery_count) for d in got) == [
+        ("held", b"h", 1),
+        ("waiting", b"w", 1),
+    ]
+    for delivery in got:
+        await delivery.ack()
+
+
+async def test_a_copy_that_comes_back_while_its_local_delivery_runs_joins_it(
+    make_space: MakeSpace,
+) -> None:
+    space = await make_space()
+    mine = space.adapter(sticky_delay=1)
+    await mine.receive(1, wait=0)
+    await mine.enqueue(Message(id="long", body=b"l"), sticky=True)
+    (local,) = await mine.receive(1, wait=0)
+    assert await mine.receive(10, wait=2.0) == []  # the copy came: held, not delivered
+    await local.extend(5)  # extends the held copy too
+    assert await mine.receive(10, wait=2.5) == []
+    await local.ack()  # deletes the held copy
+    await asyncio.sleep(0.2)
+    assert await _left_in_queue(space) == 0
+
+
+async def test_a_nacked_local_delivery_comes_back_here_counted(make_space: MakeSpace) -> None:
+    space = await make_space()
+    mine = space.adapter(sticky_delay=5)
+    await mine.receive(1, wait=0)
+    await mine.enqueue(Message(id="again", body=b"a"), sticky=True)
+    (first,) = await mine.receive(1, wait=0)
+    await first.nack(0.3)
+    started = time.monotonic()
+    (second,) = await mine.receive(1, wait=2)
+    assert time.monotonic() - started >= 0.25
+    assert (second.message_id, second.delivery_count) == ("again", 2)
+    await second.ack()
+
+
+async def test_sticky_is_plain_for_a_client_a_stopped_consumer_and_when_off(
+    make_space: MakeSpace,
+) -> None:
+    space = await make_space()
+    client, consumer = space.adapter(sticky_delay=30), space.adapter(sticky_delay=30)
+    await client.enqueue(Message(id="from-client", body=b"c"), sticky=True)  # never received
+    (plain,) = await receive_all(consumer, 1, within=3)
+    assert plain.message_id == "from-client"
+    await plain.ack()
+    await consumer.stop_receiving()
+    await consumer.enqueue(Message(id="while-draining", body=b"d"), sticky=True)
+    (drained,) = await receive_all(client, 1, within=3)
+    assert drained.message_id == "while-draining"
+    await drained.ack()
+    assert not space.adapter(sticky_delay=None).capabilities.sticky
+    for bad in (0, 51, float("nan"), "5"):
+        with pytest.raises(ValueError, match="sticky_delay"):
+            space.adapter(sticky_delay=bad)
+
+
+def test_the_backend_option_sticky_delay() -> None:
+    assert SqsBackend(endpoint_url="http://x").sticky_delay == 30
+    assert SqsBackend(endpoint_url="http://x", visibility_timeout=2).sticky_delay == 2
+    assert SqsBackend(endpoint_url="http://x", sticky_delay="12.5").sticky_delay == 13
+    assert SqsBackend(endpoint_url="http://x", sticky_delay="none").sticky_delay is None
+    for bad in ("0", "51", "soon"):
+        with pytest.raises(ValueError, match="option sticky_delay"):
+            SqsBackend(endpoint_url="http://x", sticky_delay=bad)

@@ -4,8 +4,12 @@
 ``flowcraft conformance --backend sqs`` use (entry point ``flowcraft.backends``). Options (all
 strings on the command line): ``endpoint_url`` (an emulator; default
 ``FLOWCRAFT_AWS_ENDPOINT_URL``, else AWS itself), ``region`` (default ``FLOWCRAFT_AWS_REGION``,
-``AWS_REGION``, ``AWS_DEFAULT_REGION``, else us-east-1), ``visibility_timeout`` (seconds, 30)
-and ``max_receive_count`` (the redrive policy's, 50). Credentials come from boto3's chain.
+``AWS_REGION``, ``AWS_DEFAULT_REGION``, else us-east-1), ``visibility_timeout`` (seconds, 30),
+``max_receive_count`` (the redrive policy's, 50) and ``sticky_delay`` (seconds 1..50, or
+``none``: how long the durable copy of a sticky message waits in the jobs queue, see
+``_queue``; default the visibility timeout, at most 30: a crashed worker's attempts run ahead
+come back no later than a crashed consumer's plain message). Credentials come from boto3's
+chain.
 
 ``create(namespace)`` creates, unless they exist, the tables ``<ns>-contexts``,
 ``<ns>-statuses`` and ``<ns>-coordination`` and the queues ``<ns>-jobs`` and ``<ns>-dead``
@@ -24,7 +28,7 @@ from flowcraft.core.backends import Backend
 from flowcraft.core.errors import BackendError
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._coordination import DynamoDbCoordinationStore
-from flowcraft.sqs._queue import SqsAdapter
+from flowcraft.sqs._queue import SqsAdapter, sticky_delay_seconds
 from flowcraft.sqs._schema import Names, drop_queues, drop_tables, ensure_queues, ensure_tables
 from flowcraft.sqs._store import DynamoDbContext
 
@@ -41,6 +45,7 @@ class SqsBackend:
     option_environment: ClassVar[Mapping[str, str]] = {
         "endpoint_url": ENDPOINT_ENV,
         "region": "FLOWCRAFT_AWS_REGION",
+        "sticky_delay": "FLOWCRAFT_SQS_STICKY_DELAY",
     }
 
     def __init__(
@@ -50,11 +55,13 @@ class SqsBackend:
         region: str | None = None,
         visibility_timeout: int | str = 30,
         max_receive_count: int | str = 50,
+        sticky_delay: float | str | None = "default",
     ) -> None:
         self.endpoint_url = endpoint_url or os.environ.get(ENDPOINT_ENV) or None
         self.region = region
         self.visibility_timeout = _positive("visibility_timeout", visibility_timeout, 43_200)
         self.max_receive_count = _positive("max_receive_count", max_receive_count, 1_000)
+        self.sticky_delay = _sticky_delay(sticky_delay, self.visibility_timeout)
 
     def _aws(self) -> Aws:
         return Aws(endpoint_url=self.endpoint_url, region=self.region)
@@ -76,6 +83,7 @@ class SqsBackend:
         queue = SqsAdapter(
             queue_url=jobs_url, dead_letter_queue_url=dead_url, offload_table_name=names.contexts,
             aws=aws, visibility_timeout=self.visibility_timeout,
+            sticky_delay=None,  # the client's queue: it never receives
         )  # fmt: skip
         store = DynamoDbContext(
             context_table_name=names.contexts, status_table_name=names.statuses, aws=aws
@@ -87,7 +95,7 @@ class SqsBackend:
             return SqsAdapter(
                 queue_url=jobs_url, dead_letter_queue_url=dead_url,
                 offload_table_name=names.contexts, aws=aws,
-                visibility_timeout=self.visibility_timeout,
+                visibility_timeout=self.visibility_timeout, sticky_delay=self.sticky_delay,
             )  # fmt: skip
 
         return Backend(queue=queue, store=store, coordination=coordination,
@@ -126,6 +134,28 @@ def _positive(name: str, value: int | str, most: int) -> int:
     if not 1 <= number <= most:
         raise ValueError(f"option {name}: {number} is outside 1..{most}")
     return number
+
+
+def _sticky_delay(value: float | str | None, visibility_timeout: int) -> int | None:
+    """The ``sticky_delay`` option: seconds, ``none``/``off`` (None), or the default."""
+    if value == "default":
+        return min(_STICKY_DEFAULT, visibility_timeout)
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"none", "off"}):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(
+            f"option sticky_delay: {value!r} is not a number of seconds (or none)"
+        ) from None
+    try:
+        return sticky_delay_seconds(seconds)
+    except ValueError as exc:
+        raise ValueError(f"option {exc}") from None
+
+
+#: Default ``sticky_delay`` (at most: the visibility timeout if shorter), seconds.
+_STICKY_DEFAULT = 30
 
 
 def create_sqs_reconciler(

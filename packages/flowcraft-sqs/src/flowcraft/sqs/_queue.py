@@ -8,7 +8,31 @@ Spec sheet
   informational). Calls run in ``Aws``'s thread pools (long polls in their own).
 * Capabilities: ``native_delay`` (``DelaySeconds``), ``max_delay`` 900 s (SQS's cap; the
   runtime chains longer delays), ``dead_letter`` when a dead-letter queue URL is given, no
-  ``dedup`` (standard queues deliver duplicates; the runtime dedupes), no ``sticky``.
+  ``dedup`` (standard queues deliver duplicates; the runtime dedupes), ``sticky`` unless
+  ``sticky_delay`` is None.
+* Sticky (``enqueue(sticky=True)``: the next attempts of a run the worker just decided, which
+  it runs at once, ahead of their messages): SQS cannot give a dead consumer's messages to
+  others by itself, so the message is sent to the jobs queue with ``DelaySeconds`` =
+  ``sticky_delay`` (30 s by default) *and* handed to this adapter's next ``receive`` at once
+  (a receive waiting on SQS returns it; its call in flight is adopted by the next receive).
+  The delayed copy is the durable one: if this worker dies, it reaches another consumer
+  after ``sticky_delay`` (whose claim then waits for the dead runner's lease). A copy that
+  comes back here after the local delivery was acked is deleted unseen (remembered 10
+  minutes); one that comes back while it is being handled joins it (deleted on its ack,
+  given back on its nack, extended with it); one whose local delivery was not taken yet
+  replaces it. A copy received by another consumer is an ordinary delivery there: the
+  runtime's claim finds the attempt done (a duplicate) or leased (it waits). Local
+  deliveries count from 1 and again after a ``nack`` (redelivered here after the delay).
+  Only an adapter that receives sticks (a client's sticky enqueue is plain), not after
+  ``stop_receiving`` (the local deliveries not yet taken are dropped: their copies go to
+  others), and at most 1,000 local deliveries at once (past that: plain). Costs: one
+  ``ReceiveMessage`` share and one ``DeleteMessageBatch`` share per step for the copy; a copy
+  received by another worker (with N workers, about (N-1)/N of them) costs that worker a
+  claim and a re-decide of the run. Nodes running longer than ``sticky_delay`` see their
+  copy early: here it is held (for a visibility timeout at a time), elsewhere it is answered
+  BUSY until the attempt is done, each time counting a receive (``ApproximateReceiveCount``):
+  set ``sticky_delay`` above your usual node durations (at most 50 s, below the 60 s a
+  worker remembers an attempt it ran ahead).
 * Wire format (bodies as UTF-8 text or base64, the id and the rest in message attributes,
   sizes): see ``_codec``.
 * Enqueue: ``DelaySeconds`` = ``ceil(delay)`` (never early; ``ValueError`` above 900 s).
@@ -90,9 +114,10 @@ from flowcraft.sqs._codec import (
     reason_attribute,
     visibility_seconds,
 )
-from flowcraft.sqs._delivery import SqsDelivery
+from flowcraft.sqs._delivery import LocalDelivery, SqsDelivery
 from flowcraft.sqs._offload import MissingBodyError, Offload
 from flowcraft.sqs._schema import drop_queues
+from flowcraft.sqs._sticky import Home
 
 __all__ = ["SqsAdapter"]
 
@@ -108,6 +133,12 @@ _PEEK_SECONDS = 30
 _CLOSE_WAIT = 25.0
 #: The reason of a message the redrive policy moved to the dead-letter queue.
 REDRIVE_REASON = "received more than the redrive policy's maxReceiveCount times"
+#: The longest sticky delay: well below the 60 s a worker remembers an attempt it ran ahead.
+MAX_STICKY_DELAY = 50
+#: Local deliveries unsettled at once (past that, sticky enqueues go out plain).
+_HOME_LIMIT = 1000
+#: Seconds an acked local delivery's copy is recognised (and dropped) when it comes back.
+_HOME_REMEMBER = 600.0
 _RECEIVE = {
     "MessageSystemAttributeNames": ["ApproximateReceiveCount"],
     "MessageAttributeNames": ["All"],
@@ -151,6 +182,9 @@ class SqsAdapter:
         visibility_timeout: The jobs queue's visibility timeout, seconds (informational: the
             queue attribute set by ``ensure_queues`` is what counts).
         max_message_bytes: SQS's message size limit of the queue (and of one batch).
+        sticky_delay: Seconds (1..50, rounded up) the durable copy of a sticky message waits
+            in the jobs queue before any consumer may receive it (see "Sticky" in the
+            module); None: no ``sticky`` capability, the hint is ignored.
     """
 
     def __init__(
@@ -166,6 +200,7 @@ class SqsAdapter:
         region: str | None = None,
         visibility_timeout: int = 30,
         max_message_bytes: int = 262_144,
+        sticky_delay: float | None = 30.0,
     ) -> None:
         if aws is not None and (sqs_client or dynamodb_client or endpoint_url or region):
             raise TypeError("pass either aws or clients/endpoint_url/region, not both")
@@ -183,13 +218,18 @@ class SqsAdapter:
         self.visibility_timeout = visibility_timeout
         self.max_message_bytes = max_message_bytes
         self._offload = Offload(self._aws, offload_table_name) if offload_table_name else None
+        self.sticky_delay = sticky_delay_seconds(sticky_delay)
         self._caps = ports.QueueCapabilities(
             native_delay=True,
             max_delay=float(MAX_DELAY),
             dead_letter=dead_letter_queue_url is not None,
             dedup=False,
-            sticky=False,
+            sticky=self.sticky_delay is not None,
         )
+        self._home = Home(limit=_HOME_LIMIT, remember=_HOME_REMEMBER)
+        self._consuming = False  # a receive was made (and stop_receiving not yet)
+        self._wake: asyncio.Future[None] | None = None  # a local delivery is ready
+        self._poll: asyncio.Task[list[_Received]] | None = None  # a receive call to adopt
         self._sends: Batcher[_Send] = Batcher(
             self._send_batch,
             size=lambda s: s.encoded.size,
@@ -223,7 +263,10 @@ class SqsAdapter:
     ) -> None:
         """Durably enqueue ``message`` (batched with this turn's others), after ``delay`` s.
 
-        ``sticky`` is ignored (capability ``sticky`` is False).
+        ``sticky`` (with a ``sticky_delay``, on an adapter that receives): the message goes
+        to the jobs queue delayed by ``sticky_delay`` and to this adapter's next ``receive``
+        at once (see "Sticky" in the module). Otherwise, and for a delayed message, a plain
+        enqueue.
 
         Raises:
             ValueError: ``delay`` above 900 s, or a message id SQS cannot carry.
@@ -231,13 +274,28 @@ class SqsAdapter:
                 SQS refused the message; also after ``close``.
             TransientBackendError: SQS or DynamoDB failed; retrying may succeed.
         """
-        del sticky
         seconds = delay_seconds(delay, MAX_DELAY)
         self._check_open("enqueue")
+        home = sticky and seconds == 0 and self._sticks()
+        if home:
+            assert self.sticky_delay is not None
+            seconds = self.sticky_delay
         encoded = encode(message.id, message.body)
         if encoded.size > self.max_message_bytes - SIZE_MARGIN:
             encoded = await self._offloaded(message, encoded.size)
         await self._sends.submit(_Send(encoded, seconds))
+        if home and self._sticks() and not self._home.holds(message.id):
+            self._home.add(LocalDelivery(message_id=message.id, body=message.body, settler=self))
+            self._wake_up()
+
+    def _sticks(self) -> bool:
+        """Whether a sticky enqueue goes to this adapter's own consumer now."""
+        return (
+            self.sticky_delay is not None
+            and self._consuming
+            and not self._stopped
+            and self._home.has_room
+        )
 
     async def _offloaded(self, message: ports.Message, size: int) -> Encoded:
         if self._offload is None:
@@ -290,6 +348,7 @@ class SqsAdapter:
         """Up to ``max_messages`` (10 at most) deliveries, waiting up to ``wait`` seconds."""
         if max_messages < 1:
             raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+        self._consuming = not self._stopped
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait)
         pause, left = _PAUSE, max(0.0, wait)
@@ -304,20 +363,49 @@ class SqsAdapter:
                 pause = min(pause * 2, _MAX_PAUSE)
         return []
 
-    async def _receive_once(self, count: int, seconds: int) -> list[SqsDelivery]:
-        """One ``ReceiveMessage``; what it brings goes back if nobody takes it."""
-        task = asyncio.get_running_loop().create_task(self._fetch(count, seconds))
-        self._polls.add(task)
-        task.add_done_callback(self._polls.discard)
+    async def _receive_once(self, count: int, seconds: int) -> list[ports.Delivery]:
+        """Local deliveries, else one ``ReceiveMessage`` (what nobody takes goes back).
+
+        A local delivery made ready meanwhile returns at once; the call in flight is then
+        adopted by the next receive.
+        """
+        local = self._home.take(count)
+        if local:
+            return list(local)
+        loop = asyncio.get_running_loop()
+        task, self._poll = self._poll, None
+        if task is None:
+            task = loop.create_task(self._fetch(count, seconds))
+            self._polls.add(task)
+            task.add_done_callback(self._polls.discard)
+        self._wake = loop.create_future()
         try:
-            await asyncio.wait((task, self._stopping()), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                (task, self._stopping(), self._wake), return_when=asyncio.FIRST_COMPLETED
+            )
         except asyncio.CancelledError:
             task.add_done_callback(self._give_back)
             raise
-        if not task.done():  # stop_receiving: its messages go back when the call returns
-            task.add_done_callback(self._give_back)
-            return []
-        return [self._deliver(received) for received in task.result()]
+        if not task.done():
+            if self._stopped:  # its messages go back when the call returns
+                task.add_done_callback(self._give_back)
+                return []
+            self._poll = task  # woken by a local delivery
+            return list(self._home.take(count))
+        got: list[ports.Delivery] = list(self._home.take(count))
+        extra: list[str] = []
+        for received in task.result():
+            if len(got) >= count:  # an adopted call for more than asked now
+                extra.append(received.receipt_handle)
+            elif (delivery := self._deliver(received)) is not None:
+                got.append(delivery)
+        if extra:
+            self._spawn(self._release(extra, self.queue_url))
+        return got
+
+    def _wake_up(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
     async def _fetch(self, count: int, seconds: int) -> list[_Received]:
         answer = await self._aws.poll(
@@ -360,7 +448,14 @@ class SqsAdapter:
             return Decoded(message_id=message_id, body=key.encode(), problem=str(exc))
         return Decoded(message_id=message_id, body=body)
 
-    def _deliver(self, received: _Received) -> SqsDelivery:
+    def _deliver(self, received: _Received) -> SqsDelivery | None:
+        """The delivery of a received message (None: a copy of a local one, see ``_sticky``)."""
+        fate, local = self._home.arrived(received.decoded.message_id)
+        if fate == "done":  # finished work: delete it
+            self._spawn(self._drop_copy(received.receipt_handle))
+            return None
+        if local is not None and fate == "deliver":
+            _cancel(local.timer)
         delivery = SqsDelivery(
             message_id=received.decoded.message_id,
             body=received.decoded.body,
@@ -372,7 +467,17 @@ class SqsAdapter:
             settler=self,
         )
         self._unsettled[received.receipt_handle] = delivery
+        if fate == "join":
+            assert local is not None
+            local.copy = delivery
+            return None
         return delivery
+
+    async def _drop_copy(self, handle: str) -> None:
+        try:
+            await self._deletes.submit(handle)
+        except BackendError as exc:  # it comes back, and is dropped again
+            _log.debug("could not delete the copy of a finished sticky message: %s", exc)
 
     def _give_back(self, task: asyncio.Task[list[_Received]]) -> None:
         """Make what an abandoned receive call returned visible again (its errors: logged)."""
@@ -401,8 +506,14 @@ class SqsAdapter:
         settleable until ``close``.
         """
         self._stopped = True
+        self._consuming = False
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(None)
+        if self._poll is not None:
+            self._poll.add_done_callback(self._give_back)
+            self._poll = None
+        for local in self._home.drop_ready():  # their copies go to whoever receives them
+            _cancel(local.timer)
 
     # ------------------------------------------------------------------ settling (Settler)
 
@@ -461,6 +572,75 @@ class SqsAdapter:
     def forget(self, delivery: SqsDelivery) -> None:
         """``delivery`` is settled: ``close`` does not give it back."""
         self._unsettled.pop(delivery.receipt_handle, None)
+
+    # ------------------------------------------------------------------ local (LocalSettler)
+
+    async def local_ack(self, delivery: LocalDelivery) -> None:
+        """Done: its joined copy is deleted, a later one dropped when it comes."""
+        self._check_open("ack")
+        copy = delivery.copy
+        self._home.finished(delivery)
+        if copy is not None:
+            await copy.ack()
+
+    async def local_nack(self, delivery: LocalDelivery, seconds: float) -> None:
+        """Here again after ``seconds``; through its copy if it joined or this one stops."""
+        self._check_open("nack")
+        copy = delivery.copy
+        if copy is not None or self._stopped:
+            self._home.release(delivery)
+            if copy is not None:
+                await copy.nack(seconds)
+            return
+        delivery.state = "waiting"
+        delivery.timer = asyncio.get_running_loop().call_later(
+            max(0.0, seconds), self._local_again, delivery
+        )
+
+    def _local_again(self, delivery: LocalDelivery) -> None:
+        if self._home.again(delivery):
+            self._wake_up()
+
+    async def local_extend(self, delivery: LocalDelivery, seconds: float) -> None:
+        """Its joined copy stays invisible ``seconds`` more (nothing to do without one)."""
+        self._check_open("extend")
+        copy = delivery.copy
+        if copy is None:
+            return
+        try:
+            await copy.extend(seconds)
+        except PermanentBackendError as exc:
+            if not stale_error(exc):
+                raise
+            delivery.copy = None  # it went on to another consumer: a duplicate there
+
+    async def local_dead(self, delivery: LocalDelivery, reason: str) -> None:
+        """Dead-letter it (through its joined copy if any); its copy is dropped when it comes."""
+        self._check_open("dead_letter")
+        copy = delivery.copy
+        if copy is not None:
+            self._home.finished(delivery)
+            await copy.dead_letter(reason)
+            return
+        if self.dead_letter_queue_url is None:
+            _log.error(
+                "message %s: no dead-letter queue; dropped here, its delayed copy goes on: %s",
+                delivery.message_id,
+                reason,
+            )
+            self._home.release(delivery)
+            return
+        message = ports.Message(id=delivery.message_id, body=delivery.body)
+        encoded = encode(message.id, message.body)
+        if encoded.size > self.max_message_bytes - SIZE_MARGIN:
+            encoded = await self._offloaded(message, encoded.size)
+        await self._aws.sqs(
+            "send_message",
+            QueueUrl=self.dead_letter_queue_url,
+            MessageBody=encoded.body,
+            MessageAttributes={**encoded.attributes, REASON: reason_attribute(reason)},
+        )
+        self._home.finished(delivery)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -569,6 +749,29 @@ class SqsAdapter:
         for error in entry_errors(answer, len(entries), "release", stale_ok=True):
             if error is not None:
                 _log.warning("could not make a message visible again: %s", error)
+
+
+def sticky_delay_seconds(delay: float | None) -> int | None:
+    """``DelaySeconds`` of a sticky message's copy, or None (off).
+
+    Raises:
+        ValueError: not a number of seconds within 1..``MAX_STICKY_DELAY``.
+    """
+    if delay is None:
+        return None
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or math.isnan(delay):
+        raise ValueError(f"sticky_delay must be a number of seconds or None, got {delay!r}")
+    if not 0 < delay <= MAX_STICKY_DELAY:
+        raise ValueError(
+            f"sticky_delay must be within 1..{MAX_STICKY_DELAY} seconds (a worker remembers "
+            f"an attempt it ran ahead for 60 s), got {delay}"
+        )
+    return max(1, math.ceil(delay))
+
+
+def _cancel(timer: object) -> None:
+    if isinstance(timer, asyncio.TimerHandle):
+        timer.cancel()
 
 
 def _visibility_left(delivery: SqsDelivery, seconds: float) -> int:
