@@ -8,9 +8,10 @@ Each test checks that every run completes, that nothing is committed twice (each
 committed output, its context write and what the next node received carry the ticket of one
 and the same execution) and that nothing is left in the jobs queue.
 
-The worker processes import this module for their nodes (``--registry
-test_faults_azure:REGISTRY``); every execution of ``fault.step`` leaves a line in a journal
-file (``FLOWCRAFT_FAULT_JOURNAL``), which is how the test counts executions across processes.
+The worker processes, journal, ``fault.step`` node and TCP proxy are core's
+(``flowcraft.core.testing.faults``): the workers load ``--registry
+flowcraft.core.testing.faults:REGISTRY``; every execution of ``fault.step`` leaves a line in the
+journal, which is how the test counts executions across processes.
 """
 
 from __future__ import annotations
@@ -18,111 +19,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
-import signal
 import ssl
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from flowcraft.azure import AzureBackend
-from flowcraft.core import (
-    Blueprint,
-    DistributedRunHandle,
-    NodeContext,
-    RunResult,
-    RunStatus,
-    dump_blueprint,
-    parse_blueprint,
+from flowcraft.core import Blueprint, DistributedRunHandle, RunResult
+from flowcraft.core.testing.faults import (
+    TcpProxy,
+    WorkerProcesses,
+    chain,
+    check_run,
+    process_session,
+    until,
 )
-from flowcraft.core.testing.harness import Harness, Session
-from flowcraft.core.testing.nodes import registry as suite_registry
+from flowcraft.core.testing.faults import results as final_results
+from flowcraft.core.testing.harness import Session
 
 #: Cuts the connections of shared servers: runs alone, after the parallel part.
 pytestmark = pytest.mark.exclusive
 
-HERE = Path(__file__).resolve().parent
 VISIBILITY = 2
-JOURNAL_ENV = "FLOWCRAFT_FAULT_JOURNAL"
-
-
-# ------------------------------------------------------------------ nodes (worker processes)
-
-
-def _note(entry: Mapping[str, object]) -> None:
-    """Append one line to the journal (one ``write`` with O_APPEND: whole lines, any process)."""
-    line = (json.dumps({**entry, "pid": os.getpid(), "at": time.time()}) + "\n").encode()
-    fd = os.open(os.environ[JOURNAL_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
-
-
-async def step(ctx: NodeContext) -> dict[str, object]:
-    """A non-idempotent step: a fresh ticket per execution, in its output and the context."""
-    ticket = f"{ctx.node_id}/{os.getpid()}/{ctx.attempt}/{uuid.uuid4().hex[:8]}"
-    where = {"run": ctx.run_id, "node": ctx.node_id, "ticket": ticket}
-    _note({**where, "phase": "started"})
-    await asyncio.sleep(float(ctx.params.get("seconds", 0)))
-    ctx.context.set(f"t_{ctx.node_id}", ticket)
-    _note({**where, "phase": "finished"})
-    after = ctx.input.get("ticket") if isinstance(ctx.input, dict) else ctx.input
-    return {"ticket": ticket, "after": after}
-
-
-#: The worker processes' registry: the suite's nodes and ``fault.step``.
-REGISTRY: dict[str, object] = {**suite_registry(), "fault.step": step}
-
-
-def _chain(blueprint_id: str, *seconds: float) -> Blueprint:
-    """``s0 -> s1 -> ...``, step ``i`` sleeping ``seconds[i]``."""
-    nodes = [{"id": f"s{i}", "uses": "fault.step", "params": {"seconds": s}}
-             for i, s in enumerate(seconds)]  # fmt: skip
-    edges = [{"source": f"s{i}", "target": f"s{i + 1}"} for i in range(len(seconds) - 1)]
-    data = {"id": blueprint_id, "version": "1", "nodes": nodes, "edges": edges}
-    return parse_blueprint(data, registry=REGISTRY)
-
-
-@dataclass
-class Journal:
-    """The executions of ``fault.step`` every process noted."""
-
-    path: Path
-
-    def entries(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
-
-    def steps(self, run_id: str, node: str, phase: str = "started") -> list[dict[str, Any]]:
-        wanted = {"run": run_id, "node": node, "phase": phase}
-        return [e for e in self.entries() if all(e.get(k) == v for k, v in wanted.items())]
-
-    def finished(self) -> int:
-        return sum(e.get("phase") == "finished" for e in self.entries())
-
-
-def _check_run(result: RunResult, blueprint: Blueprint, journal: Journal, first: object) -> None:
-    """Completed; every step committed once: one execution's ticket everywhere it shows."""
-    assert result.status is RunStatus.COMPLETED, result
-    before = first
-    for node in [n.id for n in blueprint.nodes]:
-        output = result.outputs[node]
-        finished = {e["ticket"] for e in journal.steps(result.run_id, node, "finished")}
-        assert output["ticket"] in finished, (node, output, finished)
-        assert output["after"] == before, (node, output, before)
-        assert result.context[f"t_{node}"] == output["ticket"]
-        before = output["ticket"]
 
 
 # ------------------------------------------------------------------ endpoints and workers
@@ -143,10 +66,6 @@ class Endpoints:
                 "cosmos_url": self.cosmos_url, "cosmos_key": self.cosmos_key,
                 "cosmos_ca_file": self.cosmos_ca_file, "redis_url": self.redis_url}  # fmt: skip
 
-    def factory(self) -> AzureBackend:
-        return AzureBackend(**self.options(), visibility_timeout=VISIBILITY,
-                            max_poll_interval=0.25)  # fmt: skip
-
 
 @pytest.fixture
 def endpoints(
@@ -156,112 +75,25 @@ def endpoints(
                      cosmos_endpoint["key"], cosmos_endpoint["ca_file"], redis_url)  # fmt: skip
 
 
-@dataclass
-class Workers:
-    """``flowcraft worker --backend azure`` processes on one namespace (logs in ``tmp``)."""
-
-    tmp: Path
-    journal: Journal
-    endpoints: Endpoints
-    namespace: str
-    blueprint: Path
-    lease: float
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    logs: list[Path] = field(default_factory=list)
-
-    def start(self) -> subprocess.Popen[bytes]:
-        options = [f"{k}={v}" for k, v in self.endpoints.options().items()]
-        options += [f"visibility_timeout={VISIBILITY}", "max_poll_interval=0.25"]
-        command = [sys.executable, "-m", "flowcraft.core", "worker", "--backend", "azure",
-                   *[a for o in options for a in ("--option", o)],
-                   "--namespace", self.namespace, "--registry", "test_faults_azure:REGISTRY",
-                   "--blueprint", str(self.blueprint), "--lease", str(self.lease)]  # fmt: skip
-        path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
-        env = {**os.environ, "PYTHONPATH": path, JOURNAL_ENV: str(self.journal.path)}
-        log = self.tmp / f"worker{len(self.logs)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        self.procs.append(proc)
-        self.logs.append(log)
-        return proc
-
-    async def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL: no ack, no nack, no lease renewal, no goodbye."""
-        os.kill(proc.pid, signal.SIGKILL)
-        assert await _exited(proc, 10) == -signal.SIGKILL
-
-    async def stop(self) -> None:
-        """SIGTERM every live worker, SIGKILL what lingers; print the logs."""
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            if await _exited(proc, 20) is None:
-                proc.kill()
-                await _exited(proc, 10)
-        for log in self.logs:  # shown by pytest when the test fails
-            print(f"---- {log.name}\n{log.read_text(errors='replace')[-6000:]}")
-
-    def log_lines(self, needle: str) -> int:
-        return sum(log.read_text(errors="replace").count(needle) for log in self.logs)
-
-
-async def _exited(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
-    deadline = time.monotonic() + seconds
-    while proc.poll() is None and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)  # never block the loop: the proxies run in it
-    return proc.poll()
-
-
 @contextlib.asynccontextmanager
 async def _session(
     endpoints: Endpoints, blueprint: Blueprint, tmp: Path, *, lease: float
-) -> AsyncIterator[tuple[Session, Workers]]:
+) -> AsyncIterator[tuple[Session, WorkerProcesses]]:
     """A fresh namespace (destroyed afterwards), no worker yet."""
-    path = tmp / f"{blueprint.id}.yaml"
-    path.write_text(dump_blueprint(blueprint, format="yaml"))
-    async with Harness(endpoints.factory()).session(blueprint, workers=0, registry=REGISTRY) as s:
-        namespace = s.backend.extra["namespace"]
-        workers = Workers(tmp, Journal(tmp / "journal.jsonl"), endpoints, namespace, path, lease)
-        try:
-            yield s, workers
-        finally:
-            await workers.stop()
-
-
-async def _until(what: str, seconds: float, predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        await asyncio.sleep(0.05)
+    options = {**endpoints.options(), "visibility_timeout": VISIBILITY, "max_poll_interval": 0.25}
+    async with process_session("azure", options, blueprint, tmp, lease=lease) as (s, workers):
+        yield s, workers
 
 
 async def _results(
     session: Session, handles: Sequence[DistributedRunHandle], seconds: float
 ) -> list[RunResult]:
     """Every run's final result within ``seconds``; else fail, saying where the rest stand."""
-    deadline = time.monotonic() + seconds
 
-    async def one(handle: DistributedRunHandle) -> RunResult | None:
-        try:
-            return await handle.result(timeout=max(0.1, deadline - time.monotonic()))
-        except TimeoutError:
-            return None
+    async def queue() -> list[str]:
+        return [f"jobs queue: {await _queued(session)} messages"]
 
-    found = await asyncio.gather(*(one(h) for h in handles))
-    if all(r is not None for r in found):
-        return [r for r in found if r is not None]
-    lines = [f"runs unfinished after {seconds} s"]
-    for handle, result in zip(handles, found, strict=True):
-        if result is None:
-            state = await session.backend.store.load_state(handle.run_id)
-            assert state is not None
-            nodes = {json.loads(k)[-1]: v.get("status") for k, v in sorted(state.records.items())
-                     if k.startswith('["n"') and isinstance(v, dict)}  # fmt: skip
-            lines.append(f"run {handle.run_id}: v{state.version}, nodes {nodes}, "
-                         f"outbox {[m.id for m in state.outbox]}")  # fmt: skip
-    lines.append(f"jobs queue: {await _queued(session)} messages")
-    pytest.fail("\n".join(lines))
+    return await final_results(handles, seconds, store=session.backend.store, describe=queue)
 
 
 async def _queued(session: Session) -> int:
@@ -284,14 +116,14 @@ async def _nothing_left(session: Session, seconds: float = 10) -> None:
 async def test_a_worker_process_killed_mid_node(endpoints: Endpoints, tmp_path: Path) -> None:
     """SIGKILLed while three runs sleep in s1 (3 s): the messages come back after the visibility
     timeout, the leases run out, another worker process runs s1 again and finishes."""
-    blueprint = _chain("sigkill", 0.1, 3.0, 0.1)
+    blueprint = chain("sigkill", 0.1, 3.0, 0.1)
     async with _session(endpoints, blueprint, tmp_path, lease=2.0) as (s, workers):
         victim = workers.start()
         handles = [await s.start("sigkill", "in") for _ in range(3)]
         runs = [h.run_id for h in handles]
         journal = workers.journal
-        await _until("s1 runs in the victim for every run", 60,
-                     lambda: all(journal.steps(r, "s1") for r in runs))  # fmt: skip
+        await until("s1 runs in the victim for every run", 60,
+                    lambda: all(journal.steps(r, "s1") for r in runs))  # fmt: skip
         await asyncio.sleep(0.3)
         await workers.kill(victim)
         assert not any(journal.steps(r, "s1", "finished") for r in runs)
@@ -299,7 +131,7 @@ async def test_a_worker_process_killed_mid_node(endpoints: Endpoints, tmp_path: 
         results = await _results(s, handles, 60)
         await _nothing_left(s)
     for result in results:
-        _check_run(result, blueprint, journal, "in")
+        check_run(result, blueprint, journal, "in")
         s1 = journal.steps(result.run_id, "s1")
         assert [e["pid"] for e in s1] == [victim.pid, rescuer.pid]  # ran again, elsewhere
         assert result.outputs["s1"]["ticket"].split("/")[1] == str(rescuer.pid)
@@ -310,72 +142,10 @@ async def test_a_worker_process_killed_mid_node(endpoints: Endpoints, tmp_path: 
 # ------------------------------------------------------------------ connections cut
 
 
-class Proxy:
-    """A TCP proxy on loopback (asyncio streams, in the test's loop); TLS passes through.
-
-    ``cut()`` aborts every connection (both sides, no goodbye) and stops listening, so new
-    connections are refused; ``resume()`` listens on the same port again.
-    """
-
-    def __init__(self, port: int) -> None:
-        self.target_port = port
-        self.port = 0
-        self.accepted = 0
-        self._server: asyncio.Server | None = None
-        self._open: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.accepted += 1
-        pair = (writer, up_writer)
-        self._open.add(pair)
-        try:
-            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer))
-        finally:
-            self._open.discard(pair)
-            writer.transport.abort()
-            up_writer.transport.abort()
-
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            writer.transport.abort()
-
-    async def cut(self) -> int:
-        """Refuse new connections and abort the open ones; how many were aborted."""
-        assert self._server is not None
-        self._server.close()
-        pairs, self._open = list(self._open), set()
-        for client_side, server_side in pairs:
-            client_side.transport.abort()
-            server_side.transport.abort()
-        await asyncio.sleep(0)
-        return len(pairs)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            await self.cut()
-            await self._server.wait_closed()
-
-
 @pytest.fixture
 async def proxied(
     endpoints: Endpoints,
-) -> AsyncIterator[tuple[Endpoints, Proxy, Proxy, ThrottlingProxy]]:
+) -> AsyncIterator[tuple[Endpoints, TcpProxy, TcpProxy, ThrottlingProxy]]:
     """The endpoints with Azurite and the Cosmos server behind proxies of their own.
 
     Cosmos DB: TCP proxy -> an HTTPS relay (never throttling) -> the server. The relay lists the
@@ -387,7 +157,7 @@ async def proxied(
     relay = ThrottlingProxy(endpoints.cosmos_url, tls_dir=Path(endpoints.cosmos_ca_file).parent,
                             share=0.0, paths="/docs", cosmos=True)  # fmt: skip
     await relay.start()
-    queue, cosmos = Proxy(queue_port), Proxy(relay.port)
+    queue, cosmos = TcpProxy("127.0.0.1", queue_port), TcpProxy("127.0.0.1", relay.port)
     await queue.start()
     await cosmos.start()
     relay.advertised = cosmos.port
@@ -404,29 +174,29 @@ async def proxied(
 
 
 async def test_every_connection_cut_for_three_seconds_mid_run(
-    proxied: tuple[Endpoints, Proxy, Proxy, ThrottlingProxy], tmp_path: Path
+    proxied: tuple[Endpoints, TcpProxy, TcpProxy, ThrottlingProxy], tmp_path: Path
 ) -> None:
     """Workers and client talk to Azurite and the Cosmos server through the proxies; mid-run
     both cut every connection and refuse new ones for 3 s, then let them through again."""
     endpoints, queue, cosmos, relay = proxied
-    blueprint = _chain("cut", *([0.3] * 6))
+    blueprint = chain("cut", *([0.3] * 6))
     async with _session(endpoints, blueprint, tmp_path, lease=4.0) as (s, workers):
         workers.start()
         workers.start()
         handles = [await s.start("cut", "in") for _ in range(6)]
         journal = workers.journal
-        await _until("the runs are under way", 60, lambda: journal.finished() >= 8)
+        await until("the runs are under way", 60, lambda: journal.finished() >= 8)
         aborted = await queue.cut() + await cosmos.cut()
         await asyncio.sleep(3.0)
-        await queue.start()
-        await cosmos.start()
+        await queue.resume()
+        await cosmos.resume()
         results = await _results(s, handles, 60)  # no reconciler: the workers alone
         await _nothing_left(s)
     print(f"aborted {aborted} connections; {queue.accepted} queue and {cosmos.accepted} "
           f"Cosmos connections in all, {relay.passed} Cosmos requests")  # fmt: skip
     assert relay.passed >= 200  # the Cosmos traffic went through the proxy, not around it
     for result in results:
-        _check_run(result, blueprint, journal, "in")
+        check_run(result, blueprint, journal, "in")
     assert workers.log_lines("PermanentBackendError") == 0  # a cut is never permanent
 
 
@@ -549,7 +319,7 @@ async def test_throttled_requests_are_retried_as_the_sdks_advise(
             f"https://127.0.0.1:{cosmos.port}", endpoints.cosmos_key, endpoints.cosmos_ca_file,
             endpoints.redis_url,
         )  # fmt: skip
-        blueprint = _chain("throttled", *([0.05] * 5))
+        blueprint = chain("throttled", *([0.05] * 5))
         async with _session(through, blueprint, tmp_path, lease=4.0) as (s, workers):
             workers.start()
             workers.start()
@@ -565,7 +335,7 @@ async def test_throttled_requests_are_retried_as_the_sdks_advise(
     assert cosmos.throttled >= 50
     assert queue.throttled >= 5
     for result in results:
-        _check_run(result, blueprint, journal, "in")
+        check_run(result, blueprint, journal, "in")
         for node in [n.id for n in blueprint.nodes]:  # a 429 is never a lost answer
             assert len(journal.steps(result.run_id, node)) == 1, node
     assert workers.log_lines("PermanentBackendError") == 0
