@@ -17,7 +17,10 @@ and meter providers (the cost of the instrumentation itself, not of an SDK), and
 run to each repeat, traced with the flowcraft-core sources in DIR (for example
 ``git archive REV packages/flowcraft-core/src | tar -x -C /tmp/base`` and DIR
 ``/tmp/base/packages/flowcraft-core/src``, put first on ``PYTHONPATH``): before and after a
-change measured side by side in one invocation.
+change measured side by side in one invocation. ``--cpu`` reports the process's CPU time
+instead of wall-clock time (Python only, with ``--no-ts``): steadier on a shared machine,
+where other processes' load shows in wall-clock time (it still shows in CPU time through
+caches and shared cores, less so).
 """
 
 from __future__ import annotations
@@ -101,17 +104,17 @@ def _one(shape: str, n: int, form: str, traced: bool = False) -> dict[str, float
     )
     plan = _plan(shape, n)
 
-    async def main() -> float:
-        began = time.perf_counter()
+    async def main() -> tuple[float, float]:
+        began, cpu = time.perf_counter(), time.process_time()
         result = await runtime.run(plan)
-        elapsed = time.perf_counter() - began
+        elapsed = time.perf_counter() - began, time.process_time() - cpu
         assert result.ok, result
         return elapsed
 
-    seconds = asyncio.run(main())
+    seconds, cpu = asyncio.run(main())
     runtime.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"seconds": seconds, "rss": rss}
+    return {"seconds": seconds, "cpu": cpu, "rss": rss}
 
 
 def _spawn(args: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
@@ -146,8 +149,8 @@ def _ts(shape: str, n: int) -> dict[str, float]:
     return _spawn(["node", str(_ensure_ts()), shape, str(n)])
 
 
-def _median(runs: list[dict[str, float]]) -> tuple[float, float]:
-    return statistics.median(r["seconds"] for r in runs), max(r["rss"] for r in runs)
+def _median(runs: list[dict[str, float]], key: str = "seconds") -> tuple[float, float]:
+    return statistics.median(r[key] for r in runs), max(r["rss"] for r in runs)
 
 
 def main() -> int:
@@ -166,8 +169,13 @@ def main() -> int:
         metavar="DIR",
         help="with --tracing: also traced runs on the flowcraft-core sources in DIR",
     )
+    parser.add_argument(
+        "--cpu", action="store_true", help="CPU time instead of wall-clock time (with --no-ts)"
+    )
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cpu and not args.no_ts:
+        parser.error("--cpu measures the Python runtime only: add --no-ts")
     if args.one:
         shape, n, form = args.one
         print(json.dumps(_one(shape, int(n), form, args.traced)))
@@ -209,13 +217,14 @@ def _row(
             baseline.append(_python(shape, n, form, traced=True, src=args.tracing_baseline))
         if args.tracing:
             traced.append(_python(shape, n, form, traced=True))
-    seconds, rss = _median(plain)
+    key = "cpu" if args.cpu else "seconds"
+    seconds, rss = _median(plain, key)
     per = seconds / n * 1e6
     ts_cells = ("", "")
     if ts is not None:
         ts_per = ts[0] / n * 1e6
         ts_cells = (f"{ts_per:.0f}", f"{ts_per / per:.1f}x")
-    traced_cells = "".join(_overhead(runs, n, per) for runs in (baseline, traced) if runs)
+    traced_cells = "".join(_overhead(runs, n, per, key) for runs in (baseline, traced) if runs)
     print(
         f"| {shape} | {n} | {form} | {per:.1f} | {rss / 2**20:.0f} | "
         f"{ts_cells[0]} | {ts_cells[1]} |{traced_cells}",
@@ -223,8 +232,8 @@ def _row(
     )
 
 
-def _overhead(runs: list[dict[str, float]], n: int, plain_per: float) -> str:
-    per = _median(runs)[0] / n * 1e6
+def _overhead(runs: list[dict[str, float]], n: int, plain_per: float, key: str) -> str:
+    per = _median(runs, key)[0] / n * 1e6
     return f" {per:.1f} | {(per / plain_per - 1) * 100:+.1f} % |"
 
 
