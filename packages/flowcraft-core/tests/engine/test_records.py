@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from flowcraft.core._engine.codec import CodecError
 from flowcraft.core._engine.decide import apply, new_run
-from flowcraft.core._engine.events import RunStarted
+from flowcraft.core._engine.events import NodeSucceeded, RunStarted
 from flowcraft.core._engine.plan import PlanNode, build_plan
 from flowcraft.core._engine.records import (
     all_records,
@@ -67,3 +67,15 @@ def test_a_record_of_the_wrong_shape_is_a_codec_error_naming_the_run() -> None:
 def test_a_document_that_is_not_a_state_is_a_codec_error() -> None:
     with pytest.raises(CodecError, match="not a run state document"):
         records_from_document({"status": "running", "nodes": "not a list"})
+
+
+def test_a_node_attempt_keeps_when_it_started_and_ended_across_a_rebuild() -> None:
+    state = new_run("r", PLAN)
+    apply(state, RunStarted(at=10.0, input=None))
+    node = state.nodes[("a", "")]
+    assert (node.started_at, node.finished_at) == (10.0, None)
+    apply(state, NodeSucceeded(at=10.25, node_id="a", attempt=1, output=1))
+    assert (node.started_at, node.finished_at) == (10.0, 10.25)
+    rebuilt = state_from_records("r", PLAN, header_of(state), all_records(state), {})
+    again = rebuilt.nodes[("a", "")]
+    assert (again.started_at, again.finished_at) == (10.0, 10.25)

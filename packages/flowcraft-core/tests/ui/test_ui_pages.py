@@ -137,3 +137,19 @@ def test_long_values_are_cut() -> None:
     nodes = pages.run_fragments(view, pages.Actions(allowed=False))["nodes"]
     assert "more characters)" in nodes
     assert "x" * 10_000 not in nodes
+
+
+def test_each_node_shows_when_its_attempt_started_and_how_long_it_took() -> None:
+    done = NodeRecord(node_id="A", frame="", status=NodeStatus.SUCCEEDED, attempt=1,
+                      started_at=1_700_000_000.25, finished_at=1_700_000_000.292)  # fmt: skip
+    slow = NodeRecord(node_id="W", frame="", status=NodeStatus.FAILED, attempt=2,
+                      started_at=1_700_000_001.0, finished_at=1_700_000_003.5)  # fmt: skip
+    running = NodeRecord(node_id="OK", frame="", status=NodeStatus.RUNNING, attempt=1,
+                         started_at=1_700_000_004.0)  # fmt: skip
+    view = run_view(_record("r1", "running"), _state(done, slow, running), BLUEPRINT,
+                    now=1_700_000_005.0)  # fmt: skip
+    text = pages.run_page(view, pages.Actions(allowed=False))
+    rows = {row.split('"')[0]: row for row in text.split('<tr data-node="')[1:]}
+    assert "2023-11-14 22:13:20.250</td><td>42 ms</td>" in rows["A"]
+    assert "2023-11-14 22:13:21.000</td><td>2.50 s</td>" in rows["W"]
+    assert "<td>running</td>" in rows["OK"]

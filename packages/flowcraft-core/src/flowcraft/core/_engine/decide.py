@@ -154,12 +154,14 @@ class Machine:
         if record is None or self.node_of(record).kind is not NodeKind.TASK:
             return
         self._write_context(event.context_writes)
+        record.finished_at = event.at
         self.succeed(record, event.output, event.action)
 
     def _on_failed(self, event: NodeFailed) -> None:
         record = self._current(event.node_id, event.frame, event.attempt, _S.RUNNING)
         if record is None or self.node_of(record).kind is not NodeKind.TASK:
             return
+        record.finished_at = event.at
         self.attempt_failed(record, event.error, retryable=event.retryable)
 
     def _on_suspended(self, event: NodeSuspended) -> None:
@@ -298,6 +300,7 @@ class Machine:
     def start_attempt(self, record: NodeRecord, node: PlanNode, attempt: int) -> None:
         """Start attempt ``attempt`` of a task, subflow, map or loop instance."""
         record.attempt = attempt
+        record.started_at, record.finished_at = self.now, None
         set_node_status(self.state, record, _S.RUNNING)
         self.notify(record)
         if node.kind is NodeKind.TASK:
@@ -395,6 +398,8 @@ class Machine:
         """The instance succeeded: record it and, unless the run is halted, route onwards."""
         record.output = output
         record.action = action
+        if record.finished_at is None:
+            record.finished_at = self.now
         set_node_status(self.state, record, _S.SUCCEEDED)
         self.notify(record)
         frame = self.state.frames[record.frame]
@@ -411,6 +416,8 @@ class Machine:
         """An attempt failed: retry after the backoff delay, or fail the instance for good."""
         node = self.node_of(record)
         record.error = error
+        if record.finished_at is None:
+            record.finished_at = self.now
         frame = self.state.frames[record.frame]
         if self.halted(frame) or not retryable or record.attempt >= node.retry.max_attempts:
             self._failed_for_good(record, node, error)

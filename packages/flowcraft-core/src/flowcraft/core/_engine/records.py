@@ -218,6 +218,8 @@ def _node_value(r: NodeRecord, *, fired: bool) -> dict[str, object]:
         ("child_run_id", r.child_run_id),
         ("fallback_for", r.fallback_for),
         ("due_at", r.due_at),
+        ("started_at", r.started_at),
+        ("finished_at", r.finished_at),
     ):
         if value is not None:
             out[name] = value
@@ -382,6 +384,8 @@ def _put_node(state: RunState, frame: str, node_id: str, r: Mapping[str, Any]) -
         resolved=bool(r.get("resolved", False)),
         resumed=bool(r.get("resumed", False)),
         due_at=r.get("due_at"),
+        started_at=r.get("started_at"),
+        finished_at=r.get("finished_at"),
     )
     state.nodes[record.key] = record
     if record.token is not None:

@@ -109,6 +109,10 @@ class NodeRecord:
     resumed: bool = False
     #: When the pending timer of this instance (retry or sleep) is due (event time + delay).
     due_at: float | None = None
+    #: When the current attempt was started (decided), and when it ended (the attempt's
+    #: outcome time; None while it runs). Epoch seconds, for people and tools, never decisions.
+    started_at: float | None = None
+    finished_at: float | None = None
 
     @property
     def key(self) -> InstanceKey:

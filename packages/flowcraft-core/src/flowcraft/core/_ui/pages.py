@@ -130,10 +130,21 @@ def status_badge(status: str) -> str:
     return f'<span class="status status-{known}">{_e(status)}</span>'
 
 
-def _time(at: float | None) -> str:
+def _time(at: float | None, *, precise: bool = False) -> str:
     if not at:
         return "-"
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    shown = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return shown[:-3] if precise else shown[:-7]
+
+
+def _took(node: NodeView) -> str:
+    """How long the node's current attempt took (or "running" while it has no end)."""
+    if node.started_at is None:
+        return "-"
+    if node.finished_at is None:
+        return "running" if node.status == "running" else "-"
+    seconds = max(0.0, node.finished_at - node.started_at)
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
 # ---------------------------------------------------------------- one run
@@ -228,8 +239,8 @@ def _nodes(view: RunView) -> str:
     if not view.nodes:
         return '<p class="empty">No node instances.</p>'
     head = (
-        "<tr><th>node</th><th>frame</th><th>status</th><th>attempt</th><th>timer due (UTC)</th>"
-        "<th>input</th><th>output</th><th>error</th></tr>"
+        "<tr><th>node</th><th>frame</th><th>status</th><th>attempt</th><th>started (UTC)</th>"
+        "<th>took</th><th>timer due (UTC)</th><th>input</th><th>output</th><th>error</th></tr>"
     )
     rows = "".join(_node_row(node) for node in view.nodes)
     return f'<table class="nodes"><thead>{head}</thead><tbody>{rows}</tbody></table>'
@@ -245,7 +256,9 @@ def _node_row(node: NodeView) -> str:
     return (
         f'<tr data-node="{_e(node.node_id)}" data-status="{_e(node.status)}">'
         f"<td>{_e(node.node_id)}</td><td>{_e(node.frame) or '-'}</td>"
-        f"<td>{status_badge(node.status)}</td><td>{node.attempt}</td><td>{_time(node.due_at)}</td>"
+        f"<td>{status_badge(node.status)}</td><td>{node.attempt}</td>"
+        f"<td>{_time(node.started_at, precise=True)}</td><td>{_took(node)}</td>"
+        f"<td>{_time(node.due_at)}</td>"
         f"<td>{_value(node.input)}</td><td>{output}</td>"
         f"<td>{_error(node.error) if node.error else ''}</td></tr>"
     )

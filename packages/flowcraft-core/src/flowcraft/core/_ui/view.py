@@ -33,6 +33,8 @@ class NodeView:
     error: Mapping[str, object] | None
     due_at: float | None
     child_run_id: str | None
+    started_at: float | None = None
+    finished_at: float | None = None
     actions: tuple[str, ...] = ()
     """For an awaiting node: the actions its outgoing edges declare (what a resume may pick)."""
 
@@ -108,6 +110,8 @@ def _node_view(record: NodeRecord, blueprint: Blueprint) -> NodeView:
         error=error,
         due_at=record.due_at,
         child_run_id=record.child_run_id,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
         actions=resume_actions(blueprint, record.node_id) if awaiting else (),
     )
 
