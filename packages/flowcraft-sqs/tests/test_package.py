@@ -33,8 +33,14 @@ def test_adapter_declares_its_capabilities() -> None:
     )
     caps = adapter.capabilities
     assert (caps.native_delay, caps.max_delay, caps.dead_letter, caps.dedup, caps.sticky) == (
-        True, 900.0, True, False, False,
+        True, 900.0, True, False, True,
     )  # fmt: skip
+    off = flowcraft.sqs.SqsAdapter(
+        queue_url="http://127.0.0.1:1/000000000000/t-jobs",
+        endpoint_url="http://127.0.0.1:1",
+        sticky_delay=None,
+    )
+    assert not off.capabilities.sticky
 
 
 def test_backend_is_discoverable_by_name_with_string_options() -> None:
