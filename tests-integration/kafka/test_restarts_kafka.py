@@ -21,29 +21,20 @@ from typing import Any
 
 import pytest
 from flowcraft.core.errors import TransientBackendError
+from flowcraft.core.testing.faults import chain, check_run, until
+from flowcraft.core.testing.faults import results as final_results
 from flowcraft.core.testing.harness import Session
-from flowcraft.kafka import KafkaBackend
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))  # the worker processes' nodes and the fault helpers
+sys.path.insert(0, str(HERE))  # the Kafka fault tests' helpers
 sys.path.insert(0, str(ROOT / "tools" / "services"))  # the services' own modules
 
 from _base import Paths  # noqa: E402
 from _cassandra import Cassandra  # noqa: E402
 from _kafka import Kafka  # noqa: E402
 from _runner import start, stop  # noqa: E402
-from test_faults_kafka import (  # noqa: E402
-    KEYSPACE,
-    PARTITIONS,
-    Journal,
-    _chain,
-    _check_run,
-    _nothing_left,
-    _results,
-    _session,
-    _until,
-)
+from test_faults_kafka import _nothing_left, _session, kafka_options  # noqa: E402
 
 #: Starts JVM servers and worker processes: runs alone, after the parallel part. The services'
 #: runner keeps a server's pid, not its Popen object (it stops servers by pid, as we do at the
@@ -111,10 +102,6 @@ async def cassandra(paths: Paths, cassandra_contact: tuple[str, int]) -> AsyncIt
         await asyncio.to_thread(stop, service)
 
 
-def _finished(journal: Journal) -> int:
-    return sum(e.get("phase") == "finished" for e in journal.entries())
-
-
 async def _reconcile(session: Session) -> None:
     """Reconciler passes every 2 s, going on after a failed one (as ``flowcraft reconcile``)."""
     reconciler = session.reconciler(stalled_after=5.0)
@@ -124,53 +111,49 @@ async def _reconcile(session: Session) -> None:
         await asyncio.sleep(2.0)
 
 
-def _factory(bootstrap: str, cassandra: str, redis_url: str) -> KafkaBackend:
-    return KafkaBackend(bootstrap_servers=bootstrap, cassandra_contact_points=cassandra,
-                        redis_url=redis_url, partitions=PARTITIONS, keyspace=KEYSPACE)  # fmt: skip
-
-
 async def test_the_broker_restarted_mid_run(
     kafka: Kafka, cassandra_contact: tuple[str, int], redis_url: str, tmp_path: Path
 ) -> None:
     host, port = cassandra_contact
-    factory = _factory(f"127.0.0.1:{kafka.port}", f"{host}:{port}", redis_url)
-    blueprint = _chain("broker", *([0.3] * 6))
-    async with _session(factory, blueprint, tmp_path, lease=4.0) as (s, workers):
+    options = kafka_options(f"127.0.0.1:{kafka.port}", f"{host}:{port}", redis_url)
+    blueprint = chain("broker", *([0.3] * 6))
+    async with _session(options, blueprint, tmp_path, lease=4.0) as (s, workers):
         workers.start()
         workers.start()
         handles = [await s.start("broker", "in") for _ in range(6)]
         journal = workers.journal
-        await _until("the runs are under way", 60, lambda: _finished(journal) >= 8)
+        await until("the runs are under way", 60, lambda: journal.finished() >= 8)
         took = await _restart(kafka, down=2.0)
-        results = await _results(handles, 120)  # no reconciler: the workers alone
-        await _nothing_left(factory, s, seconds=30)
+        # No reconciler: the workers alone.
+        results = await final_results(handles, 120, store=s.backend.store)
+        await _nothing_left(options, s, seconds=30)
     print(f"broker down and back in {took:.1f} s")
     for result in results:
-        _check_run(result, blueprint, journal, "in")
+        check_run(result, blueprint, journal, "in")
 
 
 async def test_cassandra_restarted_mid_run(
     cassandra: Cassandra, kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
-    factory = _factory(kafka_bootstrap, f"127.0.0.1:{cassandra.port}", redis_url)
-    blueprint = _chain("store", *([0.3] * 6))
-    async with _session(factory, blueprint, tmp_path, lease=4.0) as (s, workers):
+    options = kafka_options(kafka_bootstrap, f"127.0.0.1:{cassandra.port}", redis_url)
+    blueprint = chain("store", *([0.3] * 6))
+    async with _session(options, blueprint, tmp_path, lease=4.0) as (s, workers):
         workers.start()
         workers.start()
         handles = [await s.start("store", "in") for _ in range(6)]
         journal = workers.journal
-        await _until("the runs are under way", 60, lambda: _finished(journal) >= 8)
+        await until("the runs are under way", 60, lambda: journal.finished() >= 8)
         took = await _restart(cassandra, down=2.0)
         # Jobs that failed on the store all along were retried with backoff, and dead-lettered
         # after max_deliveries if the outage outlasted it: the reconciler (which a deployment
         # runs, ``flowcraft reconcile``) revives those runs from their saved state.
         reconciling = asyncio.create_task(_reconcile(s))
         try:
-            results = await _results(handles, 120)
+            results = await final_results(handles, 120, store=s.backend.store)
         finally:
             reconciling.cancel()
-        await _nothing_left(factory, s, seconds=30)
+        await _nothing_left(options, s, seconds=30)
         dead = await s.backend.dead_letters()
     print(f"Cassandra down and back in {took:.1f} s; dead-lettered meanwhile: {len(dead)}")
     for result in results:
-        _check_run(result, blueprint, journal, "in")
+        check_run(result, blueprint, journal, "in")
