@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
-from flowcraft.core import RunStatus, dump_blueprint
+from flowcraft.core import RunStatus
 from flowcraft.core.ports import AttemptClaim, RunStore
+from flowcraft.core.testing.faults import process_session, until
 from flowcraft.core.testing.harness import Harness
 from flowcraft.core.testing.nodes import LOG
 from flowcraft.core.testing.suite._dsl import bp, e, n
@@ -84,42 +82,20 @@ async def _running(store: RunStore, run_id: str, node_id: str) -> bool:
 
 
 async def test_worker_process_killed_with_sigkill(
-    backend: RabbitMqBackend, tmp_path: Path, rabbitmq_url: str, postgres_url: str, redis_url: str
+    tmp_path: Path, rabbitmq_url: str, postgres_url: str, redis_url: str
 ) -> None:
     blueprint = bp("sigkill", [n("A", "const", value=1), n("B", "sleep", seconds=2.0),
                                n("C", "inc", inputs="A")], [e("A", "B"), e("B", "C")])  # fmt: skip
-    path = tmp_path / "sigkill.yaml"
-    path.write_text(dump_blueprint(blueprint, format="yaml"))
-    async with Harness(backend).session(blueprint, workers=0, lease=2.0) as s:
-        namespace = s.backend.extra["namespace"]
-        command = [
-            sys.executable, "-m", "flowcraft.core", "worker", "--backend", "rabbitmq",
-            "--option", f"amqp_url={rabbitmq_url}", "--option", f"postgres_dsn={postgres_url}",
-            "--option", f"redis_url={redis_url}", "--namespace", namespace,
-            "--registry", "flowcraft.core.testing.nodes:REGISTRY", "--blueprint", str(path),
-            "--lease", "2",
-        ]  # fmt: skip
-        log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            handle = await s.start("sigkill")
-            deadline = time.monotonic() + 30
-            while True:  # wait until B runs in the worker process
-                if await _running(s.backend.store, handle.run_id, "B"):
-                    break
-                assert time.monotonic() < deadline, "the worker process never started B"
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.5)
-            os.kill(worker.pid, signal.SIGKILL)
-            worker.wait(10)
-            assert worker.returncode == -signal.SIGKILL
-            await s.start_workers(1)
-            result = await handle.result(timeout=60)
-        finally:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(10)
-            log.close()
+    options = {"amqp_url": rabbitmq_url, "postgres_dsn": postgres_url, "redis_url": redis_url}
+    async with process_session("rabbitmq", options, blueprint, tmp_path, lease=2) as (s, workers):
+        worker = workers.start()
+        handle = await s.start("sigkill")
+        await until("the worker process runs B", 30,
+                    lambda: _running(s.backend.store, handle.run_id, "B"))  # fmt: skip
+        await asyncio.sleep(0.5)
+        await workers.kill(worker)
+        await s.start_workers(1, lease=2.0)
+        result = await handle.result(timeout=60)
     assert result.status is RunStatus.COMPLETED
     assert result.output == 2
 
