@@ -428,7 +428,24 @@ async def test_claims_of_one_turn_are_one_transaction_and_refused_ones_are_answe
     assert statuses == ["claimed", "busy", "claimed", "done", "claimed", "claimed"]
     assert claims[3].outcome == b"out"
     assert calls.writes[0] == ("TransactWriteItems", 5)  # a1 once: one write per item
-    assert ("TransactWriteItems", 3) in calls.writes  # the fine ones again, together
-    assert len(calls.writes) <= 6
+    # busy and done answered from the cancellation reasons' items; the fine ones together
+    # again; the second a1 alone (the same owner claims again)
+    assert sorted(calls.writes[1:]) == [("TransactWriteItems", 3), ("UpdateItem", 0)]
     again = await asyncio.gather(*(store.claim_attempt("r1", a, "you", 30) for a in ("a2", "a3")))
     assert [c.status for c in again] == [ports.ClaimStatus.BUSY] * 2
+
+
+async def test_a_refused_save_reads_nothing_more_and_its_outcomes_are_known_to_stand(
+    aws: Aws, names: Names
+) -> None:
+    winner, loser = _store(aws, names), _store(aws, names)
+    await winner.create_run(_record("r1"), {"v": 1})
+    assert await _save(winner, 1)
+    calls = _Calls(aws)
+    assert not await _save(loser, 1, outcomes=(("a#1", b"mine"),))
+    # the header the refusal answered with tells the version moved on: no read of it
+    assert [op for op, _ in calls.writes] == ["TransactWriteItems", "UpdateItem"]
+    del calls.writes[:]
+    assert await loser.commit_attempt("r1", "a#1", b"other") == b"mine"  # no call
+    assert await winner.commit_attempt("r1", "a#1", b"other") == b"mine"  # one, refused
+    assert [op for op, _ in calls.writes] == ["UpdateItem"]

@@ -85,12 +85,15 @@ class Refused(Exception):  # noqa: N818 (an answer, not an error)
 
     ``code`` is ``ConditionalCheckFailedException`` or ``TransactionCanceledException``;
     ``reasons`` are a cancelled transaction's per-item codes in request order (``"None"`` for
-    an item that was fine); ``item`` is the current item when the request asked for it.
+    an item that was fine); ``item`` is the current item when the request asked for it;
+    ``items`` are a cancelled transaction's current items of the parts that asked for them
+    (``ReturnValuesOnConditionCheckFailure``) and failed, in request order (None elsewhere).
     """
 
     code: str
     reasons: Sequence[str] = ()
     item: Mapping[str, Any] | None = None
+    items: Sequence[Mapping[str, Any] | None] = ()
 
     @property
     def conflict(self) -> bool:
@@ -106,6 +109,10 @@ class Refused(Exception):  # noqa: N818 (an answer, not an error)
     def failed(self, index: int) -> bool:
         """Item ``index`` of the transaction failed its condition."""
         return index < len(self.reasons) and self.reasons[index] == "ConditionalCheckFailed"
+
+    def current(self, index: int) -> Mapping[str, Any] | None:
+        """The current item of part ``index`` of the transaction, if the answer holds it."""
+        return self.items[index] if index < len(self.items) else None
 
 
 def error_code(exc: BaseException) -> str:
@@ -143,9 +150,14 @@ def refusal(exc: BaseException) -> Refused | None:
     if code not in _REFUSALS:
         return None
     assert isinstance(exc, boto_exc.ClientError)
-    reasons = tuple(str(r.get("Code", "")) for r in exc.response.get("CancellationReasons", []))
-    item = exc.response.get("Item")
-    return Refused(code=code, reasons=reasons, item=item if isinstance(item, Mapping) else None)
+    answers = exc.response.get("CancellationReasons", [])
+    reasons = tuple(str(r.get("Code", "")) for r in answers)
+    items = tuple(_mapping(r.get("Item")) for r in answers)
+    return Refused(code=code, reasons=reasons, item=_mapping(exc.response.get("Item")), items=items)
+
+
+def _mapping(item: object) -> Mapping[str, Any] | None:
+    return item if isinstance(item, Mapping) else None
 
 
 def translate(exc: BaseException, what: str) -> BackendError:

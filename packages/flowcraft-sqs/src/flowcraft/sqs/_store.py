@@ -38,9 +38,11 @@ Spec sheet
   refused it are claimed again alone (their answer: BUSY or DONE with the item), the others
   again together.
 * Outcomes carried by a refused save are committed on their own before it returns False (the
-  port's rule: they stand either way). A save whose transaction was retried by botocore after
-  it committed (no idempotency token on emulators) is recognised by the nonce it wrote into
-  the header, and reported as saved.
+  port's rule: they stand either way); the store remembers outcomes it knows to stand, so a
+  ``commit_attempt`` of one of them costs no call. A refused save reads the header's version
+  from the cancellation reason (``ALL_OLD``), not with another read. A save whose
+  transaction was retried by botocore after it committed (no idempotency token on emulators)
+  is recognised by the nonce it wrote into the header, and reported as saved.
 * Errors: botocore's ``standard`` retries handle throttling and connection errors; what is
   left leaves as ``TransientBackendError`` / ``PermanentBackendError`` (``_errors.py``).
 """
@@ -83,6 +85,8 @@ _SMALL_PARTS = 40
 _NO_OUTCOME = "attribute_not_exists(outcome) AND attribute_not_exists(outcome_ref)"
 #: Conditional writes of a journal's entries in flight at once.
 _APPLY_CONCURRENCY = 32
+#: Asks a refused conditional write for the current item.
+_ALL_OLD: Item = {"ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
 #: Reads that found a save committing under them retry this many times.
 _READ_RETRIES = 30
 
@@ -152,6 +156,7 @@ class DynamoDbContext:
         )
         self._written: OrderedDict[str, _Written] = OrderedDict()
         self._outbox = OutboxBook()
+        self._outcomes: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # known to stand
         self._tasks: set[asyncio.Task[None]] = set()
         self._claims: TurnBatch[_Claim, ports.AttemptClaim] = TurnBatch(
             self._claim_many, limit=MAX_ITEMS, spawn=self._spawn
@@ -533,6 +538,8 @@ class DynamoDbContext:
             return False
         if written is not None:
             self._remember(run_id, version, written)
+        for attempt, outcome in outcomes:
+            self._stands(run_id, attempt, outcome)
         if outbox:
             self._outbox.saved(run_id, it.outbox_entry(version), [m.id for m in outbox])
         if journal:
@@ -574,7 +581,8 @@ class DynamoDbContext:
             return None
         if not (refused.failed(0) or refused.conflict):
             return _without_failed_claims(refused, transaction)
-        head = await self._head(run_id) or {"ver": {"N": "-1"}}
+        head = refused.current(0) if refused.failed(0) else None  # the answer's, or read
+        head = head or await self._head(run_id) or {"ver": {"N": "-1"}}
         if head.get("w", {}).get("S") == nonce:
             return True  # a retry of a transaction that had committed
         pending = self._pending_of(head)
@@ -901,15 +909,22 @@ class DynamoDbContext:
         try:
             await self._aws.dynamodb(
                 "transact_write_items", ClientRequestToken=uuid.uuid4().hex,
-                TransactItems=[{"Update": self._claim_update(c, now)} for c in together],
+                TransactItems=[
+                    {"Update": self._claim_update(c, now) | _ALL_OLD} for c in together
+                ],
             )  # fmt: skip
         except Refused as refused:
             reasons = list(refused.reasons)
             fine = [c for i, c in enumerate(together) if reasons[i : i + 1] == ["None"]]
             if len(fine) == len(together):
                 fine = []  # no reason given: every claim alone
-            alone = [c for c in claims if c not in fine]
-            answers = dict(zip(alone, await _each(self._claim_one, alone), strict=True))
+            current = {c: refused.current(i) for i, c in enumerate(together) if refused.failed(i)}
+            answers: dict[_Claim, ports.AttemptClaim | BaseException] = {}
+            for claim, item in current.items():
+                if item is not None:
+                    answers[claim] = await self._refused_claim(claim, dict(item))
+            alone = [c for c in claims if c not in fine and c not in answers]
+            answers |= zip(alone, await _each(self._claim_one, alone), strict=True)
             answers |= zip(fine, await self._claim_many(fine), strict=True)
             return [answers[c] for c in claims]
         claimed = {
@@ -917,6 +932,15 @@ class DynamoDbContext:
             for c in together
         }
         return [claimed.get(c) or await self._claim_one(c) for c in claims]
+
+    async def _refused_claim(self, claim: _Claim, item: Item) -> ports.AttemptClaim:
+        """The answer to a claim refused by the attempt's current ``item``: DONE or BUSY."""
+        outcome = await self._outcome_of(claim.run_id, item)
+        if outcome is not None:
+            self._stands(claim.run_id, claim.attempt, outcome)
+            return ports.AttemptClaim(status=ports.ClaimStatus.DONE, outcome=outcome)
+        return ports.AttemptClaim(status=ports.ClaimStatus.BUSY,
+                                  lease_until=float(item["lease"]["N"]))  # fmt: skip
 
     def _claim_update(self, claim: _Claim, now: float) -> Item:
         """The conditional update that takes a claim's lease."""
@@ -947,11 +971,7 @@ class DynamoDbContext:
             item = dict(refused.item) if refused.item else await self._attempt(run_id, attempt)
             if item is None:
                 return await self._claim_one(claim)
-            outcome = await self._outcome_of(run_id, item)
-            if outcome is not None:
-                return ports.AttemptClaim(status=ports.ClaimStatus.DONE, outcome=outcome)
-            return ports.AttemptClaim(status=ports.ClaimStatus.BUSY,
-                                      lease_until=float(item["lease"]["N"]))  # fmt: skip
+            return await self._refused_claim(claim, item)
         return ports.AttemptClaim(status=ports.ClaimStatus.CLAIMED, lease_until=now + claim.lease)
 
     async def _attempt(self, run_id: str, attempt: str) -> Item | None:
@@ -984,7 +1004,27 @@ class DynamoDbContext:
         return True
 
     async def commit_attempt(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
-        """First writer wins: one conditional ``UpdateItem``; the standing outcome back."""
+        """First writer wins: one conditional ``UpdateItem``; the standing outcome back.
+
+        An outcome this process knows to stand (it committed it, or read it) is answered
+        without a call: outcomes never change once committed (e.g. the coordinator settling
+        the outcomes of a refused save, which the save committed already).
+        """
+        known = self._outcomes.get((run_id, attempt))
+        if known is not None:
+            return known
+        standing = await self._commit(run_id, attempt, outcome)
+        self._stands(run_id, attempt, standing)
+        return standing
+
+    def _stands(self, run_id: str, attempt: str, outcome: bytes) -> None:
+        """Note an outcome known to be the committed one (the last 10,000)."""
+        self._outcomes[(run_id, attempt)] = outcome
+        self._outcomes.move_to_end((run_id, attempt))
+        while len(self._outcomes) > 10_000:
+            self._outcomes.popitem(last=False)
+
+    async def _commit(self, run_id: str, attempt: str, outcome: bytes) -> bytes:
         blobs = it.Blobs()
         update = self._outcome_update(run_id, attempt, outcome, blobs)["Update"]
         await self._write_blobs(run_id, blobs)
