@@ -197,8 +197,7 @@ class ConsumerHub:
                     self._pause(want_pause)
                     paused = want_pause
                 wanted = max(1, self.prefetch - len(self._ready))
-                messages = consumer.consume(wanted, self._poll_interval)
-                self._fetched(messages)
+                self._fetched(self._consume(consumer, wanted))
                 if self._dirty:
                     self._commit(None, asynchronous=True)
         except BaseException as exc:
@@ -206,6 +205,17 @@ class ConsumerHub:
             self._failure = exc
         finally:
             self._shutdown(consumer)
+
+    def _consume(self, consumer: Any, wanted: int) -> list[Message]:  # noqa: ANN401
+        """What has arrived, up to ``wanted``: waits up to the poll interval for the first only.
+
+        ``consume(wanted, interval)`` alone returns when ``wanted`` messages came or the interval
+        is over, so one job would wait out the interval (10 ms per hop on average with 20 ms).
+        """
+        first = consumer.poll(self._poll_interval)
+        if first is None:
+            return []
+        return [first, *consumer.consume(wanted - 1, 0)] if wanted > 1 else [first]
 
     def _shutdown(self, consumer: Any) -> None:  # noqa: ANN401
         try:

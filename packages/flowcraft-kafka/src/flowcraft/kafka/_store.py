@@ -29,8 +29,11 @@ version stamp (a catch-up reads the partition, as a full load does).
 so the claims of a fan-out's nodes are lightweight transactions on as many partitions, not a
 queue on the run's (Paxos orders the LWTs of one partition: with Paxos v1, eight at once on
 one partition took ~100 ms where one takes ~1 ms). ``claim_attempt``: the outcome row is read
-first (DONE), then ``INSERT ... IF NOT EXISTS`` on the lease, or a conditional update that
-takes an expired lease over (``IF owner = ? AND lease_until = ?`` of the lease it saw).
+(DONE) at the same time as ``INSERT ... IF NOT EXISTS`` on the lease is sent (one round trip,
+not two: an outcome found wins, and a lease the insert took on a done attempt only waits for
+its TTL; an outcome committed after the read is the race a read-then-insert has too), then, if
+the lease is someone else's and expired, a conditional update takes it over (``IF owner = ?
+AND lease_until = ?`` of the lease it saw).
 ``extend_attempt``: ``IF owner = ?``. Every lease write has a TTL of the lease plus a day
 (:data:`LEASE_KEPT`): an expired lease is as good as none, so nothing is lost when it goes.
 ``commit_attempt``: ``INSERT ... IF NOT EXISTS`` on the outcome row in the run's partition,
@@ -327,13 +330,14 @@ class CassandraContext:
         """Take the attempt's lease: DONE, BUSY or CLAIMED (see the port)."""
         ns = self.namespace
         for _ in range(10):
-            outcome = await self._outcome(run_id, attempt)
-            if outcome is not None:
-                return AttemptClaim(status=ClaimStatus.DONE, outcome=outcome)
             now = time.time()
             until = now + lease
-            taken = await self.cql.run(self._q.claim, ns, run_id, attempt, owner, until,
-                                       _ttl(lease))  # fmt: skip
+            outcome, taken = await asyncio.gather(
+                self._outcome(run_id, attempt),
+                self.cql.run(self._q.claim, ns, run_id, attempt, owner, until, _ttl(lease)),
+            )  # fmt: skip
+            if outcome is not None:  # a lease taken meanwhile guards nothing: it expires
+                return AttemptClaim(status=ClaimStatus.DONE, outcome=outcome)
             if taken.was_applied:
                 return AttemptClaim(status=ClaimStatus.CLAIMED, lease_until=until)
             current = taken.one()
