@@ -32,7 +32,11 @@ class Calls:
     * ``calls``: ``before-call.*``, once per API call (botocore's retries are inside it);
     * ``requests``: ``before-send.*``, once per HTTP attempt (retries show as the excess);
     * ``errors``: ``after-call.*`` answers carrying an error, per ``service.Operation.Code``
-      (a refused condition, a cancelled transaction, throttling).
+      (a refused condition, a cancelled transaction, throttling);
+    * ``items``: ``before-parameter-build.*``, the items a DynamoDB write request carries
+      (``TransactWriteItems``' parts, ``BatchWriteItem``'s requests): moto's CPU grows with them;
+    * ``tables``: DynamoDB calls on one item or index per ``service.Operation table[/index]``
+      (the table's kind: contexts, statuses, coordination), to tell claims from locks.
     """
 
     def __init__(self) -> None:
@@ -41,6 +45,8 @@ class Calls:
             "calls": Counter(),
             "requests": Counter(),
             "errors": Counter(),
+            "items": Counter(),
+            "tables": Counter(),
         }
         self._watched: set[int] = set()
 
@@ -54,6 +60,7 @@ class Calls:
         events.register("before-call.*", self._on_call)
         events.register("before-send.*", self._on_send)
         events.register("after-call.*", self._on_answer)
+        events.register("before-parameter-build.dynamodb.*", self._on_params)
 
     def _on_call(self, event_name: str, **_: Any) -> None:  # noqa: ANN401
         self._add("calls", _operation(event_name))
@@ -66,9 +73,20 @@ class Calls:
         if error.get("Code"):
             self._add("errors", f"{_operation(event_name)}.{error['Code']}")
 
-    def _add(self, kind: str, key: str) -> None:
+    def _on_params(self, event_name: str, params: Mapping[str, Any], **_: Any) -> None:  # noqa: ANN401
+        if event_name.endswith(".TransactWriteItems"):
+            self._add("items", _operation(event_name), len(params.get("TransactItems", ())))
+        elif event_name.endswith(".BatchWriteItem"):
+            requests = params.get("RequestItems", {}).values()
+            self._add("items", _operation(event_name), sum(len(r) for r in requests))
+        elif "TableName" in params:
+            table = str(params["TableName"]).rsplit("-", 1)[-1]
+            index = f"/{params['IndexName']}" if "IndexName" in params else ""
+            self._add("tables", f"{_operation(event_name)} {table}{index}")
+
+    def _add(self, kind: str, key: str, count: int = 1) -> None:
         with self._lock:
-            self._counts[kind][key] += 1
+            self._counts[kind][key] += count
 
     def snapshot(self) -> Snapshot:
         """What was counted so far."""

@@ -526,8 +526,9 @@ def print_operations(table: Table) -> None:
             snapshot = m.workers or {}
             keys = [("calls", k) for k in snapshot.get("calls", {})]
             keys += [("errors", k) for k in snapshot.get("errors", {})]
+            keys += [(kind, k) for kind in ("items", "tables") for k in snapshot.get(kind, {})]
             for kind, key in keys:
-                name = key if kind == "calls" else f"error {key}"
+                name = key if kind in ("calls", "tables") else f"{kind.removesuffix('s')} {key}"
                 values.setdefault(name, []).append(snapshot[kind][key] / m.steps)
         runs = len(table.rows[column])
         medians[column] = {
