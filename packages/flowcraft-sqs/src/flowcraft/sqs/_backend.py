@@ -83,7 +83,7 @@ class SqsBackend:
         queue = SqsAdapter(
             queue_url=jobs_url, dead_letter_queue_url=dead_url, offload_table_name=names.contexts,
             aws=aws, visibility_timeout=self.visibility_timeout,
-            sticky_delay=None,  # the client's queue: it never receives
+            sticky_delay=self.sticky_delay,  # (sticks only once it receives: a CLI worker's)
         )  # fmt: skip
         store = DynamoDbContext(
             context_table_name=names.contexts, status_table_name=names.statuses, aws=aws
