@@ -216,15 +216,21 @@ def projection_order(key: str, node: Mapping[str, Any]) -> tuple[int, str]:
 # --------------------------------------------------------------------------- I/O
 
 
-async def project(world: World, run_id: str, fold: Fold, keys: Iterable[str]) -> None:
+async def project(
+    world: World, run_id: str, fold: Fold, keys: Iterable[str], *, started: bool = False
+) -> bool:
     """Bring the World's entities of ``run_id`` to the fold's state for ``keys``, then the run.
 
     Refusals (409, 404) mean another projector got there first (or the run ended and the
-    World disposed what it holds): they are skipped, never raised.
+    World disposed what it holds): they are skipped, never raised. ``started``: the World
+    run is known to have left pending (a World run never goes back), so it is not read.
+    Returns whether the World run has now left pending.
     """
     record = fold.record
-    run = await world.runs_get(run_id, resolve_data="none")
-    await _emit(world, run_id, plan_run_start(record.status, run))
+    if not started and record.status != "pending":
+        run = await world.runs_get(run_id, resolve_data="none")
+        await _emit(world, run_id, plan_run_start(record.status, run))
+        started = True  # started now, by this projector or another (a refusal: it had)
     nodes = []
     for key in keys:
         entity, stored = entity_id(key), fold.records.get(key)
@@ -234,6 +240,7 @@ async def project(world: World, run_id: str, fold: Fold, keys: Iterable[str]) ->
     for _order, entity, node, key in sorted(nodes, key=lambda item: item[0]):
         await _project_node(world, run_id, entity, node, fold.traces.get(key, Trace()))
     await _emit(world, run_id, plan_run_end(record.status, record.output, list(record.errors)))
+    return started
 
 
 async def _project_node(

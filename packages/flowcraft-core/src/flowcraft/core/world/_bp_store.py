@@ -56,6 +56,10 @@ _TERMINAL = frozenset({"completed", "failed", "cancelled"})
 #: The namespace stream of idempotency-key claims (on the namespace's pseudo run id).
 KEYS = "flowcraft.keys"
 _PAGE = 1000
+#: A watch reads the journal itself only when no other read of its run came in between,
+#: after a pause doubling from the first to the last (seconds).
+_WATCH_FIRST = 0.05
+_WATCH_MAX = 1.0
 
 
 def namespace_run_id(namespace: str) -> str:
@@ -81,6 +85,10 @@ class WorldRunStore:
         self._clock = clock
         self._folds: dict[str, Fold] = {}
         self._cursors: dict[str, str | None] = {}
+        self._reads_begun: dict[str, int] = {}
+        self._reads_done: dict[str, int] = {}
+        self._read_signals: dict[str, asyncio.Event] = {}
+        self._run_started: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._projecting: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, object] = {}
@@ -94,14 +102,22 @@ class WorldRunStore:
         return self._locks.setdefault(run_id, asyncio.Lock())
 
     async def _fold(self, run_id: str) -> Fold | None:
-        """The run's fold caught up with its journal (None: no such run of ours)."""
+        """The run's fold caught up with its journal as of this call (None: no such run of ours).
+
+        Reads of a run queue on its lock; a caller whose wait saw another read *begin and
+        end* after it arrived takes that read's fold instead of reading again (that read
+        saw every entry appended before this call: the answer is as fresh, and one read
+        serves every caller queued behind it).
+        """
+        ticket = self._reads_begun.get(run_id, 0)
         async with self._lock(run_id):
             fold = self._folds.get(run_id)
             if fold is None:
                 fold = await self._load(run_id)
                 if fold is None:
                     return None
-            await self._catch_up(run_id, fold)
+            if self._reads_done.get(run_id, 0) <= ticket:
+                await self._catch_up(run_id, fold)
             return fold
 
     async def _load(self, run_id: str) -> Fold | None:
@@ -120,7 +136,20 @@ class WorldRunStore:
         return run.deployment_id == self.deployment_id and is_creation(run.execution_context)
 
     async def _catch_up(self, run_id: str, fold: Fold) -> None:
-        """Fold in every journal entry appended since (the caller holds the run's lock)."""
+        """Fold in every journal entry appended since (the caller holds the run's lock).
+
+        Counted: ``_reads_begun`` when it starts, ``_reads_done`` when it has read to the
+        end (so, reads being one at a time per run, more reads done than had begun when a
+        caller arrived means one began after it and saw everything it must see).
+        """
+        self._reads_begun[run_id] = self._reads_begun.get(run_id, 0) + 1
+        await self._read_journal(run_id, fold)
+        self._reads_done[run_id] = self._reads_done.get(run_id, 0) + 1
+        signal = self._read_signals.pop(run_id, None)
+        if signal is not None:
+            signal.set()
+
+    async def _read_journal(self, run_id: str, fold: Fold) -> None:
         while True:
             page = await self.world.streams_get_chunks(
                 run_id, JOURNAL, limit=_PAGE, cursor=self._cursors.get(run_id)
@@ -169,7 +198,10 @@ class WorldRunStore:
         async with self._projecting.setdefault(run_id, asyncio.Lock()):
             keys, fold.changed = fold.changed, set()
             try:
-                await project(self.world, run_id, fold, keys)
+                if await project(
+                    self.world, run_id, fold, keys, started=run_id in self._run_started
+                ):
+                    self._run_started.add(run_id)
             except Exception:  # the save stands; its history is written by the next projection
                 fold.changed |= keys
                 log.warning("history of run %s not written yet", run_id, exc_info=True)
@@ -388,26 +420,38 @@ class WorldRunStore:
 
     @asynccontextmanager
     async def watch(self, run_id: str) -> AsyncIterator[RunWatch]:
-        """Subscribe to ``run_id``'s end (``ports.RunNotifier``): tail its journal stream.
+        """Subscribe to ``run_id``'s end (``ports.RunNotifier``): follow its journal.
 
-        Any process's terminal save appends to the journal; the tail sees it. This store's
-        own saves also notify at once.
+        Any process's terminal save appends to the journal, and every read of the journal
+        by this store notifies the terminal saves it folds in. This store's own saves
+        notify at once; for other processes' saves the watch reads the journal itself
+        when no other read of the run came in a pause (``_WATCH_FIRST`` doubling to
+        ``_WATCH_MAX`` seconds, so a busy run costs the watch no read at all).
         """
         async with self._watchers.watch(run_id) as watch:
-            info = await self.world.streams_get_info(run_id, JOURNAL)
-            tail = asyncio.ensure_future(self._tail(run_id, info.tail_index + 1))
+            follow = asyncio.ensure_future(self._follow(run_id))
             try:
                 yield watch
             finally:
-                tail.cancel()
+                follow.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await tail
+                    await follow
 
-    async def _tail(self, run_id: str, start: int) -> None:
-        async for chunk in self.world.streams_get(run_id, JOURNAL, start):
-            entry = decode(chunk)
-            if entry["op"] == "save" and entry["status"] in _TERMINAL:
-                self._watchers.notify(run_id)
+    async def _follow(self, run_id: str) -> None:
+        pause = _WATCH_FIRST
+        while True:
+            seen = self._reads_done.get(run_id, 0)
+            signal = self._read_signals.setdefault(run_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(pause):
+                    await signal.wait()
+            pause = min(_WATCH_MAX, pause * 2)
+            if self._reads_done.get(run_id, 0) != seen:
+                continue  # someone read the journal meanwhile (and notified what it folded)
+            try:
+                await self._fold(run_id)
+            except Exception:  # the watch outlives a failed read: the next pause reads again
+                log.debug("journal of run %s not readable now", run_id, exc_info=True)
 
 
 def _position(record: RunRecord) -> tuple[float, str]:

@@ -49,7 +49,8 @@ compare-and-set; its carried outcomes are committed first and stand either way),
 commit of an attempt in log order is its outcome, a claim or extension is judged at the time
 the chunk carries. Streams are totally ordered and append-atomic, so every reader folds the
 same state, and a writer learns whether its chunk took effect by folding up to it. Each store
-caches its folds and reads only the chunks appended since (one stream read per operation).
+caches its folds and reads only the chunks appended since: at most one stream read per
+operation, and one for all the operations of a run that queued behind the same read.
 
 Every save that takes effect is then **projected** into the World's event log
 (``_bp_history``): the node records the save wrote are compared with the World's steps, hooks
@@ -67,8 +68,9 @@ carries the whole creation, so whoever reads a winning claim whose run was never
 creator died in between) creates it, with the same content. **Listing** (``list_runs``,
 ``stalled_runs``) reads the World's runs of the namespace (``runs_list``) and their folds: the
 World has no index on flowcraft's status or save time. **Notifications**
-(``ports.RunNotifier``): a watch tails the run's journal stream, so a terminal save from any
-process wakes it.
+(``ports.RunNotifier``): every read of a run's journal wakes the watches of the terminal saves
+it folds in, and a watch reads the journal itself when no other read of its run came for a
+while (up to a second), so a terminal save from any process wakes it.
 
 Capabilities of ``world-memory``: ``dead_letter``, ``delayed_delivery``,
 ``run_notifications``; no coordination store (optional: every run guarantee rests on the
