@@ -35,8 +35,9 @@ Spec sheet
 * ``claim_attempt``: the claims of one event-loop turn (a fan-out's jobs received together)
   go out as one ``TransactWriteItems`` of conditional updates (on AWS at twice the write
   units of single updates, for one round trip instead of many); the ones whose condition
-  refused it are claimed again alone (their answer: BUSY or DONE with the item), the others
-  again together.
+  refused it are answered from the items the cancellation returns (``ALL_OLD``: BUSY, or
+  DONE with the outcome; claimed again alone where it returned none), the others go
+  together again.
 * Outcomes carried by a refused save are committed on their own before it returns False (the
   port's rule: they stand either way); the store remembers outcomes it knows to stand, so a
   ``commit_attempt`` of one of them costs no call. A refused save reads the header's version
