@@ -412,7 +412,7 @@ async def test_sticky_is_plain_for_a_client_a_stopped_consumer_and_when_off(
             space.adapter(sticky_delay=bad)
 
 
-def test_the_backend_option_sticky_delay() -> None:
+def test_the_backend_option_sticky_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     assert SqsBackend(endpoint_url="http://x").sticky_delay == 30
     assert SqsBackend(endpoint_url="http://x", visibility_timeout=2).sticky_delay == 2
     assert SqsBackend(endpoint_url="http://x", sticky_delay="12.5").sticky_delay == 13
@@ -420,3 +420,6 @@ def test_the_backend_option_sticky_delay() -> None:
     for bad in ("0", "51", "soon"):
         with pytest.raises(ValueError, match="option sticky_delay"):
             SqsBackend(endpoint_url="http://x", sticky_delay=bad)
+    monkeypatch.setenv("FLOWCRAFT_SQS_STICKY_DELAY", "7")
+    assert SqsBackend(endpoint_url="http://x").sticky_delay == 7
+    assert SqsBackend(endpoint_url="http://x", sticky_delay="3").sticky_delay == 3

@@ -35,6 +35,7 @@ from flowcraft.sqs._store import DynamoDbContext
 __all__ = ["SqsBackend", "create_sqs_reconciler"]
 
 ENDPOINT_ENV = "FLOWCRAFT_AWS_ENDPOINT_URL"
+STICKY_ENV = "FLOWCRAFT_SQS_STICKY_DELAY"
 
 
 class SqsBackend:
@@ -45,7 +46,7 @@ class SqsBackend:
     option_environment: ClassVar[Mapping[str, str]] = {
         "endpoint_url": ENDPOINT_ENV,
         "region": "FLOWCRAFT_AWS_REGION",
-        "sticky_delay": "FLOWCRAFT_SQS_STICKY_DELAY",
+        "sticky_delay": STICKY_ENV,
     }
 
     def __init__(
@@ -61,6 +62,8 @@ class SqsBackend:
         self.region = region
         self.visibility_timeout = _positive("visibility_timeout", visibility_timeout, 43_200)
         self.max_receive_count = _positive("max_receive_count", max_receive_count, 1_000)
+        if sticky_delay == "default":
+            sticky_delay = os.environ.get(STICKY_ENV) or "default"
         self.sticky_delay = _sticky_delay(sticky_delay, self.visibility_timeout)
 
     def _aws(self) -> Aws:
