@@ -104,7 +104,6 @@ class Instrumentation:
             "flowcraft.runs.finished", unit="{run}", description="Runs that finished"
         )
         self._open: dict[str, Span] = {}  # run spans of observe(run_spans=True)
-        self._names: dict[str, str] = {}  # node id -> its attempts' span name
         #: False for an explicit no-op meter provider: nothing is measured at all.
         self._metered = not isinstance(meter_provider, metrics.NoOpMeterProvider)
 
@@ -127,11 +126,10 @@ class Instrumentation:
         its context is valid. An attempt whose span does neither (a no-op tracer's, with no
         trace context to carry) and that nothing measures (an explicit no-op meter provider)
         runs as ``call`` itself: unobserved, an attempt costs one ``start_span``. The body is
-        inlined on purpose (this runs once per attempt): span names are made once per node
-        id, and a span object once seen idle (a no-op tracer hands back the same one) is not
-        asked again, as neither can change.
+        inlined on purpose (this runs once per attempt), and a span object once seen idle (a
+        no-op tracer hands back the same one) is not asked again: that cannot change.
         """
-        tracer, metered, opened, names = self._tracer, self._metered, self._open, self._names
+        tracer, metered, opened = self._tracer, self._metered, self._open
         idle: Span | None = None
 
         def attempt(ctx: NodeContext) -> Awaitable[object]:
@@ -144,8 +142,7 @@ class Instrumentation:
             else:
                 parent = None if job.trace is None else _extract(job.trace)
                 kind = SpanKind.CONSUMER
-            name = names.get(ctx.node_id) or _span_name(names, ctx.node_id)
-            span = tracer.start_span(name, parent, kind)
+            span = tracer.start_span(f"flowcraft.node {ctx.node_id}", parent, kind)
             if metered or (span is not idle and not _idle(span)):
                 return self._attempt(call, ctx, job, (span, parent))
             idle = span
@@ -266,16 +263,6 @@ def _valid(span: Span) -> bool:
 def _idle(span: Span) -> bool:
     """Neither recording nor carrying a valid context: nothing to do with it but end it."""
     return not span.get_span_context().is_valid and not span.is_recording()
-
-
-_MAX_NAMES = 4096
-
-
-def _span_name(names: dict[str, str], node_id: str) -> str:
-    if len(names) >= _MAX_NAMES:  # bounded: node ids come from blueprints, but be safe
-        names.clear()
-    name = names[node_id] = f"flowcraft.node {node_id}"
-    return name
 
 
 def _record_error(span: Span, exc: Exception) -> None:
