@@ -10,6 +10,8 @@ registered prefix), the World's message id and the deliveries already made, as J
   repeat within the window returns the first message id and sends nothing. The item is
   marked ``sent`` after the send; a repeat that finds an unsent item older than a minute
   (its sender died between the two) sends it again, so a crash duplicates rather than loses.
+  A send that failed (services unreachable) is remembered: a repeat in the same World sends
+  it at once instead of waiting out that minute.
 * **Delays** are SQS ``DelaySeconds`` (whole seconds, rounded up: never early) of at most
   900 s per hop; the body carries the due time, and a message received before it is sent
   again with the remaining delay (a chain of hops) and deleted.
@@ -117,6 +119,8 @@ class SqsQueue:
         self._pollers: list[asyncio.Task[None]] = []
         self._slots = asyncio.Semaphore(64)
         self._deletes = BatchDeletes(aws)
+        #: Keys this World claimed but failed to send (key -> the claimed message id).
+        self._unsent: dict[str, str] = {}
 
     def use_urls(self, workflow_url: str, step_url: str) -> None:
         """The queues' URLs (resolved by the World when it opens)."""
@@ -141,12 +145,18 @@ class SqsQueue:
         envelope = Envelope(message_id, queue_name, message)
         if key is not None:
             known = await self._claim(key, message_id)
-            if known is not None and known[1]:
+            if known is not None and known[1] and self._unsent.get(key) != known[0]:
                 return known[0]
             if known is not None:
                 envelope = Envelope(known[0], queue_name, message)
-        await self._send(envelope, max(0.0, delay))
+        try:
+            await self._send(envelope, max(0.0, delay))
+        except BaseException:
+            if key is not None:  # claimed, not sent: this process's repeat sends it at once
+                self._unsent[key] = envelope.message_id
+            raise
         if key is not None:
+            self._unsent.pop(key, None)
             await self._aws.dynamodb(
                 "update_item",
                 TableName=self._config.dedup_table,

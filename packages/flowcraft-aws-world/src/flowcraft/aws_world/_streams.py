@@ -285,8 +285,9 @@ class S3Streams:
                 continue
             if head is not None and head["closed"]["BOOL"] and position >= written:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), pause)
+            with contextlib.suppress(TimeoutError):  # not wait_for: it can swallow a cancel
+                async with asyncio.timeout(pause):
+                    await signal.wait()
             pause = min(self._poll_max, pause * 2)
 
     async def page(
