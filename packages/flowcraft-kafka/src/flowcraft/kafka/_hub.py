@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from flowcraft.kafka._errors import kafka_errors
 from flowcraft.kafka._offsets import PartitionTracker, decode
+from flowcraft.kafka._sticky import StickyRoutes
 from flowcraft.kafka._wire import Wire, unpack
 
 __all__ = ["CONSUMER_FIXED", "ConsumerHub", "Fetched"]
@@ -71,7 +72,7 @@ class ConsumerHub:
 
     def __init__(
         self, config: Mapping[str, Any], *, topic: str, group_id: str, prefetch: int,
-        poll_interval: float = 0.02,
+        poll_interval: float = 0.02, sticky_timeout: float = 2.0,
     ) -> None:  # fmt: skip
         self._config = {"auto.offset.reset": "earliest", "session.timeout.ms": 10_000,
                         **config, "group.id": group_id, **CONSUMER_FIXED}  # fmt: skip
@@ -91,6 +92,7 @@ class ConsumerHub:
         self._consumer: Any = None
         self._failure: BaseException | None = None
         self.commits = 0  # commit requests (benchmarks count them)
+        self._routes = StickyRoutes(timeout=sticky_timeout, limit=prefetch)
 
     # ------------------------------------------------------------------ loop side
 
@@ -105,12 +107,15 @@ class ConsumerHub:
                                         daemon=True)  # fmt: skip
         self._thread.start()
 
-    async def take(self, max_messages: int, wait: float) -> list[Fetched]:
-        """Up to ``max_messages`` buffered messages, waiting up to ``wait`` for the first."""
+    async def take(self, max_messages: int, wait: float, taker: object) -> list[Fetched]:
+        """Up to ``max_messages`` buffered messages for ``taker``, waiting up to ``wait``.
+
+        ``taker`` is the queue object receiving: messages preferred for another one are left.
+        """
         self.start()
         deadline = time.monotonic() + wait
         while True:
-            batch = self._hand_out(max_messages)
+            batch = self._hand_out(max_messages, taker)
             if batch:
                 return batch
             left = deadline - time.monotonic()
@@ -120,16 +125,44 @@ class ConsumerHub:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(left, 0.5))
 
-    def _hand_out(self, max_messages: int) -> list[Fetched]:
+    def _hand_out(self, max_messages: int, taker: object) -> list[Fetched]:
         batch: list[Fetched] = []
+        left: list[Fetched] = []
+        now = time.monotonic()
         with self._lock:
             while self._ready and len(batch) < max_messages:
                 fetched = self._ready.popleft()
+                if self._routes.withheld(fetched.key, taker, now):
+                    left.append(fetched)
+                    continue
                 tracker = self._trackers.get(fetched.tp)
                 if tracker is not None and tracker.handed_out(fetched.offset):
                     batch.append(fetched)
                     self._dirty.add(fetched.tp)  # its count, committed at once
+            self._ready.extendleft(reversed(left))
         return batch
+
+    def route(self, key: bytes, owner: object) -> int | None:
+        """The partition for ``owner``'s sticky message ``key`` (None: the key's partition).
+
+        A partition this process owns; the message is then preferred for ``owner``.
+        """
+        with self._lock:
+            return self._routes.route(key, owner, self._owned(), time.monotonic())
+
+    def owned(self) -> list[int]:
+        """The partitions of the topic assigned to this process now."""
+        with self._lock:
+            return self._owned()
+
+    def _owned(self) -> list[int]:
+        return sorted(p for (topic, p) in self._trackers if topic == self.topic)
+
+    def unroute(self, owner: object) -> None:
+        """``owner`` stopped receiving: the messages preferred for it go to any queue object."""
+        with self._lock:
+            self._routes.drop(owner)
+        self._arrived.set()
 
     def settle(self, fetched: Fetched) -> None:
         """The delivery is done: its offset may be committed (soon, by the consumer thread)."""

@@ -42,11 +42,14 @@ class KafkaProducer:
         while not self._stop.is_set():
             self._producer.poll(0.05)
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
-        """Produce one message and wait for the broker's acknowledgement."""
+    async def send(
+        self, topic: str, key: bytes, value: bytes, headers: Headers, partition: int | None = None
+    ) -> None:
+        """Produce one message (to ``partition``, else by its key) and await the broker's ack."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self.send_then(topic, key, value, headers, lambda error: _resolve(loop, done, error))
+        self.send_then(topic, key, value, headers, lambda error: _resolve(loop, done, error),
+                       partition=partition)  # fmt: skip
         await done
 
     def send_then(
@@ -56,6 +59,8 @@ class KafkaProducer:
         value: bytes,
         headers: Headers,
         then: Any,  # noqa: ANN401
+        *,
+        partition: int | None = None,
     ) -> None:
         """Produce one message; ``then(error_or_None)`` runs in the poll thread on its report."""
 
@@ -63,8 +68,12 @@ class KafkaProducer:
             then(None if error is None else from_kafka_error(error, f"produce to {topic}"))
 
         with kafka_errors(f"produce to {topic}"):
-            self._producer.produce(topic, value=value, key=key, headers=list(headers),
-                                   on_delivery=report)  # fmt: skip
+            if partition is None:
+                self._producer.produce(topic, value=value, key=key, headers=list(headers),
+                                       on_delivery=report)  # fmt: skip
+            else:
+                self._producer.produce(topic, value=value, key=key, headers=list(headers),
+                                       partition=partition, on_delivery=report)  # fmt: skip
         self.requests += 1
 
     def close(self, timeout: float = 10.0) -> None:

@@ -30,6 +30,14 @@ consumers made with :meth:`KafkaAdapter.consumer`, one per worker) share one ``C
 librdkafka. ``enqueue`` returns once the broker acknowledged the write. A message's key is its
 id, so a run's jobs spread over the partitions by the default partitioner (murmur2).
 
+**Sticky delivery** (capability ``sticky``, :mod:`flowcraft.kafka._sticky`): a worker's
+``enqueue(sticky=True)`` (the next steps of a run it just decided, which it runs ahead of their
+messages with the leases its save took) goes to a partition this process owns and is left for
+that worker by the process's other queue objects for ``sticky_timeout`` seconds; it stays an
+ordinary message of the jobs topic (committed once settled, delivered again by the next owner
+if the process dies or the partition moves), so at-least-once and crash recovery are those of
+any job. At most ``prefetch`` sticky messages are kept this way at once (beyond, by key).
+
 Limits: order is not kept (the port promises none); a partition is consumed by one process at
 a time, so ``partitions`` bounds how many processes share the work (default 12); a process that
 joins or leaves the group moves partitions, and their deliveries still in flight elsewhere are
@@ -59,21 +67,21 @@ from flowcraft.kafka._wire import unpack
 
 __all__ = ["KafkaAdapter"]
 
-_CAPABILITIES = QueueCapabilities(native_delay=True, max_delay=None, dead_letter=True,
-                                  dedup=False, sticky=False)  # fmt: skip
-
 
 class _Connection:
     """What the queue objects of one ``KafkaAdapter`` share: producer, member, forwarder."""
 
     def __init__(
-        self, config: Mapping[str, Any], names: TopicNames, group_id: str, prefetch: int
-    ) -> None:
+        self, config: Mapping[str, Any], names: TopicNames, group_id: str, prefetch: int,
+        sticky_timeout: float | None,
+    ) -> None:  # fmt: skip
         self.config = dict(config)
         self.names = names
         self.group_id = group_id
+        self.sticky_timeout = sticky_timeout
         self.producer = KafkaProducer(config)
-        self.hub = ConsumerHub(config, topic=names.jobs, group_id=group_id, prefetch=prefetch)
+        self.hub = ConsumerHub(config, topic=names.jobs, group_id=group_id, prefetch=prefetch,
+                               sticky_timeout=sticky_timeout or 1.0)  # fmt: skip
         self.forwarder = DelayForwarder(
             config, jobs_topic=names.jobs, delay_topics=names.delays,
             group_id=f"{group_id}.delays", producer=self.producer,
@@ -89,6 +97,7 @@ class _Connection:
     def stopped(self, queue: KafkaAdapter) -> None:
         if queue in self.receiving:
             self.receiving.discard(queue)
+            self.hub.unroute(queue)
             if not self.receiving:
                 self.hub.hold(True)
 
@@ -111,18 +120,27 @@ class KafkaAdapter:
             assignor.
         topic_name: The jobs topic; the dead-letter and delay topics are named after it.
         group_id: The consumer group of the workers (the forwarder uses ``<group_id>.delays``).
-        prefetch: How many messages the process's consumer fetches ahead at most.
+        prefetch: How many messages the process's consumer fetches ahead at most (and how many
+            sticky messages it keeps for its own queue objects at once).
+        sticky_timeout: Seconds a sticky message waits for the queue object that sent it
+            before any queue object of the process takes it (see the module); None turns
+            sticky enqueues off (capability ``sticky`` False).
     """
 
     def __init__(
         self, *, config: Mapping[str, Any], topic_name: str = "flowcraft-jobs",
         group_id: str = "flowcraft-workers", prefetch: int = 64,
+        sticky_timeout: float | None = 2.0,
     ) -> None:  # fmt: skip
         if "bootstrap.servers" not in config:
             raise ValueError("KafkaAdapter: config needs 'bootstrap.servers'")
         if prefetch < 1:
             raise ValueError(f"KafkaAdapter: prefetch {prefetch} is not positive")
-        self._connection = _Connection(config, TopicNames(topic_name), group_id, prefetch)
+        if sticky_timeout is not None and sticky_timeout <= 0:
+            raise ValueError(f"KafkaAdapter: sticky_timeout {sticky_timeout} is not positive")
+        self._connection = _Connection(
+            config, TopicNames(topic_name), group_id, prefetch, sticky_timeout
+        )
         self._owner = True
         self._open: set[KafkaDelivery] = set()
         self._stopped = False
@@ -140,8 +158,11 @@ class KafkaAdapter:
 
     @property
     def capabilities(self) -> QueueCapabilities:
-        """Delays and dead letters; no dedup, no sticky delivery, unbounded delays."""
-        return _CAPABILITIES
+        """Delays, dead letters, sticky delivery (unless off); no dedup, unbounded delays."""
+        return QueueCapabilities(
+            native_delay=True, max_delay=None, dead_letter=True, dedup=False,
+            sticky=self._connection.sticky_timeout is not None,
+        )  # fmt: skip
 
     def consumer(self) -> KafkaAdapter:
         """A queue object of its own (one per worker) on this adapter's connection.
@@ -159,17 +180,31 @@ class KafkaAdapter:
         return view
 
     async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
-        """Produce ``message`` (to a delay topic when ``delay`` > 0) and await the broker's ack."""
-        del sticky  # capability sticky is False
+        """Produce ``message`` (to a delay topic when ``delay`` > 0) and await the broker's ack.
+
+        ``sticky`` (a job due now, on a queue object that receives): to a partition this
+        process owns, preferred for this queue object (see the module).
+        """
         if delay < 0:
             raise ValueError(f"enqueue: delay {delay} is negative")
-        await self._produce(message.id.encode(), message.body, (), delay)
+        key = message.id.encode()
+        partition = self._sticky_partition(key) if sticky and delay == 0 else None
+        await self._produce(key, message.body, (), delay, partition)
 
-    async def _produce(self, key: bytes, value: bytes, headers: Headers, delay: float) -> None:
+    def _sticky_partition(self, key: bytes) -> int | None:
+        connection = self._connection
+        if connection.sticky_timeout is None or self not in connection.receiving:
+            return None
+        return connection.hub.route(key, self)
+
+    async def _produce(
+        self, key: bytes, value: bytes, headers: Headers, delay: float,
+        partition: int | None = None,
+    ) -> None:  # fmt: skip
         connection = self._usable()
         names = connection.names
         if delay <= 0:
-            await connection.producer.send(names.jobs, key, value, headers)
+            await connection.producer.send(names.jobs, key, value, headers, partition)
             return
         due = int((time.time() + delay) * 1000) + 1  # rounded up: never early
         topic = names.delays[tier_for(delay)]
@@ -183,7 +218,7 @@ class KafkaAdapter:
             return []
         connection = self._usable()
         connection.started(self)
-        batch = await connection.hub.take(max_messages, wait)
+        batch = await connection.hub.take(max_messages, wait, self)
         if not self._receiving():  # stopped meanwhile: the others take them
             connection.hub.untake(batch)
             return []
