@@ -14,7 +14,6 @@ conformance suite runs first, and what tests use for speed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import json
@@ -23,6 +22,7 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 
+from flowcraft.core._aio import wait_event
 from flowcraft.core._distributed.watchers import RunWatchers
 from flowcraft.core.ports import (
     DELETE,
@@ -167,8 +167,7 @@ class MemoryJobQueue:
             self._event().clear()
             next_due = self._ready[0][0] if self._ready else deadline
             timeout = max(0.0, min(deadline, next_due) - time.monotonic())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event().wait(), timeout)
+            await wait_event(self._event(), timeout)
 
     def _take(self, limit: int) -> list[MemoryDelivery]:
         now = time.monotonic()

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from flowcraft.core._aio import wait_event
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.coordinator import Coordinator, pin_of
@@ -100,10 +101,7 @@ class Reconciler:
             stats = await self.run()
             if stats.stalled_runs:
                 _log.info("reconciler: %s", stats.as_dict())
-            try:
-                await asyncio.wait_for(stop.wait(), interval)
-            except TimeoutError:
-                continue
+            await wait_event(stop, interval)
 
     async def _reconcile(self, run_id: str) -> bool:
         record = await self.coordinator.record(run_id)

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from flowcraft.core._aio import wait_event
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, blueprint_set
 from flowcraft.core._distributed.coordinator import (
@@ -322,8 +323,7 @@ class Worker:
                     self.id, delivery.message_id, exc, wait,
                 )  # fmt: skip
                 await delivery.extend(wait + self.lease)  # raises if the broker is down too
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), wait)
+                await wait_event(self.stopping, wait)
                 if self.stopping.is_set():
                     raise
                 wait = min(_OUTAGE_MAX_WAIT, wait * 2)
@@ -370,6 +370,25 @@ class Worker:
         """A job received before its time: enqueue it again for the rest of the delay."""
         chained = dataclasses.replace(job, id=f"{job.id}~{delivery.delivery_count}")
         await self.coordinator.sender.send(j.encode_job(chained))
+        await delivery.ack()
+
+    async def _busy(self, job: j.Job, delivery: Delivery, lease_until: float) -> None:
+        """Another worker holds the attempt's lease: come back when the lease ends.
+
+        A busy answer says nothing bad about the message, but giving it back counts a
+        delivery: a node that runs for many leases while copies of its job arrive (a sticky
+        queue's delayed copy, a duplicate) would use up ``max_deliveries`` and be
+        dead-lettered while healthy. From half of them on, the job is enqueued afresh (a new
+        delivery count), delayed until the lease ends, and this delivery is acked.
+        """
+        wait = max(0.2, lease_until - time.time())
+        if delivery.delivery_count < max(1, self.max_deliveries // 2):
+            await delivery.nack(wait)
+            return
+        fresh = dataclasses.replace(
+            job, id=f"{job.id}~{delivery.delivery_count}", not_before=time.time() + wait
+        )
+        await self.coordinator.sender.send(j.encode_job(fresh), fresh)
         await delivery.ack()
 
     def _require_pin(self, job: j.Job) -> None:
@@ -469,7 +488,7 @@ class Worker:
             claim = await self.store.claim_attempt(job.run_id, attempt, self.id, self.lease)
             state = known
         if claim.status is ClaimStatus.BUSY:
-            await delivery.nack(max(0.2, claim.lease_until - time.time()))
+            await self._busy(job, delivery, claim.lease_until)
             return
         if claim.status is ClaimStatus.DONE:
             assert claim.outcome is not None

@@ -30,6 +30,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from flowcraft.core._aio import wait_event
 from flowcraft.core.ports import Message, QueueCapabilities
 from flowcraft.core.world._bp_journal import b64, decode, encode, unb64
 from flowcraft.core.world._models import QueueMessage, Redeliver
@@ -125,8 +126,7 @@ class Dispatcher:
         if self._ready:
             return
         self._arrived.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._arrived.wait(), seconds)
+        await wait_event(self._arrived, seconds)
 
     async def dead_letter(self, message: Message, reason: str) -> None:
         """Keep ``message`` and ``reason`` in the dead-letter stream."""

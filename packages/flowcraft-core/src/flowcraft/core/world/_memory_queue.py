@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from flowcraft.core._aio import wait_event
 from flowcraft.core.world._models import QueueMessage, Redeliver
 from flowcraft.core.world._protocol import QueueHandler
 
@@ -133,8 +134,7 @@ class MemoryQueue:
         while True:
             wakeup.clear()
             timeout = self._dispatch_due()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout)
+            await wait_event(wakeup, timeout)
 
     def _dispatch_due(self) -> float | None:
         """Start every due message that has a handler; seconds until the next one is due."""
