@@ -25,6 +25,7 @@ from flowcraft.core.world._bp_history import (
     plan_step,
     plan_wait,
     projection_order,
+    trusted,
 )
 from flowcraft.core.world._bp_journal import Trace
 
@@ -147,3 +148,38 @@ def test_nodes_a_save_moved_on_come_before_the_nodes_it_started() -> None:
     resumed = projection_order('["n","","W"]', {"status": "succeeded", "resumed": True})
     assert ended < started
     assert resumed < started
+
+
+# --------------------------------------------------------------------------- remembered steps
+
+
+def test_an_unknown_step_is_guessed_absent_only_for_a_plan_that_creates_it() -> None:
+    running = {"status": "running", "attempt": 1}
+    assert trusted(None, plan_step("A", running, Trace(), None))
+    assert not trusted(None, [])
+
+
+def test_the_end_of_the_remembered_running_attempt_is_trusted() -> None:
+    remembered = _step(StepStatus.RUNNING, 1)
+    for status in ("succeeded", "failed", "cancelled"):
+        plan = plan_step("A", {"status": status, "attempt": 1}, Trace(), remembered)
+        assert trusted(remembered, plan), status
+
+
+def test_a_plan_that_starts_or_retries_an_attempt_is_read_first() -> None:
+    """The World accepts a start or a retry from a later attempt too: never from memory."""
+    remembered = _step(StepStatus.RUNNING, 1)
+    retried = plan_step("A", {"status": "running", "attempt": 2}, Trace(), remembered)
+    assert [e.event_type for e in retried] == [_T.STEP_RETRYING, _T.STEP_STARTED]
+    assert not trusted(remembered, retried)
+    pending = plan_step("A", {"status": "pending", "attempt": 1}, Trace(), remembered)
+    assert not trusted(remembered, pending)
+    waiting = _step(StepStatus.PENDING, 1)
+    assert not trusted(
+        waiting, plan_step("A", {"status": "succeeded", "attempt": 2}, Trace(), waiting)
+    )
+
+
+def test_a_remembered_ended_step_needs_nothing() -> None:
+    ended = _step(StepStatus.COMPLETED, 1)
+    assert trusted(ended, plan_step("A", {"status": "succeeded", "attempt": 1}, Trace(), ended))

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,7 @@ from flowcraft.core.world._errors import (
     WorldNotFoundError,
 )
 from flowcraft.core.world._models import (
+    EventResult,
     EventType,
     Hook,
     HookCreatedData,
@@ -216,21 +217,62 @@ def projection_order(key: str, node: Mapping[str, Any]) -> tuple[int, str]:
 # --------------------------------------------------------------------------- I/O
 
 
+class Known:
+    """What one projector learnt of a run's World entities from its own appends.
+
+    ``started``: the World run left pending (a World run never goes back). ``steps``: each
+    step as the last ``EventResult`` of this projector's appends (or its last read)
+    returned it. Other processes project the same run, so a step here may be behind the
+    World's; :func:`_project_step` acts on it only when the World's rules refuse the first
+    event planned from it if it is behind (then it reads the step and plans again).
+    """
+
+    __slots__ = ("started", "steps")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.steps: dict[str, Step] = {}
+
+
+def trusted(step: Step | None, plan: Sequence[NewEvent]) -> bool:
+    """Whether ``plan``, made from a remembered (maybe stale) ``step``, needs no read first.
+
+    The World's steps only move forward, and a plan from a stale state is safe when its
+    first event is refused by a step that moved on: ``step_created`` (an unknown step is
+    guessed absent; 409 if it exists) or a single end (``step_completed``/``step_failed``)
+    of the attempt remembered running (409 once the step ended; a node ended at attempt
+    *k* has no later attempt the step could be at). A remembered ended step needs nothing.
+    Plans that retry or start an attempt are not: the World accepts them from a later
+    attempt too, so they are planned from a read.
+    """
+    if step is None:
+        return bool(plan) and plan[0].event_type == EventType.STEP_CREATED
+    if step.status.terminal:
+        return not plan
+    ends = (EventType.STEP_COMPLETED, EventType.STEP_FAILED)
+    return step.status == StepStatus.RUNNING and len(plan) == 1 and plan[0].event_type in ends
+
+
+# --------------------------------------------------------------------------- I/O
+
+
 async def project(
-    world: World, run_id: str, fold: Fold, keys: Iterable[str], *, started: bool = False
-) -> bool:
+    world: World, run_id: str, fold: Fold, keys: Iterable[str], known: Known | None = None
+) -> None:
     """Bring the World's entities of ``run_id`` to the fold's state for ``keys``, then the run.
 
     Refusals (409, 404) mean another projector got there first (or the run ended and the
-    World disposed what it holds): they are skipped, never raised. ``started``: the World
-    run is known to have left pending (a World run never goes back), so it is not read.
-    Returns whether the World run has now left pending.
+    World disposed what it holds): they are skipped, never raised. ``known``: what this
+    projector learnt of the run by earlier projections (see :class:`Known`), updated here:
+    a started run is not read again, and steps are read only when a plan from the
+    remembered state is not :func:`trusted`.
     """
+    known = Known() if known is None else known
     record = fold.record
-    if not started and record.status != "pending":
+    if not known.started and record.status != "pending":
         run = await world.runs_get(run_id, resolve_data="none")
         await _emit(world, run_id, plan_run_start(record.status, run))
-        started = True  # started now, by this projector or another (a refusal: it had)
+        known.started = True  # started now, by this projector or another (a refusal: it had)
     nodes = []
     for key in keys:
         entity, stored = entity_id(key), fold.records.get(key)
@@ -238,23 +280,50 @@ async def project(
         if entity is not None and isinstance(node, dict) and "status" in node:
             nodes.append((projection_order(key, node), entity, node, key))
     for _order, entity, node, key in sorted(nodes, key=lambda item: item[0]):
-        await _project_node(world, run_id, entity, node, fold.traces.get(key, Trace()))
+        await _project_node(world, run_id, entity, node, fold.traces.get(key, Trace()), known)
     await _emit(world, run_id, plan_run_end(record.status, record.output, list(record.errors)))
-    return started
 
 
-async def _project_node(
-    world: World, run_id: str, entity: str, node: Mapping[str, Any], trace: Trace
+async def _project_node(  # noqa: PLR0917 (one node's parts)
+    world: World,
+    run_id: str,
+    entity: str,
+    node: Mapping[str, Any],
+    trace: Trace,
+    known: Known,
 ) -> None:
     if is_step(node, trace):
-        step = await _get(world.steps_get(run_id, entity, resolve_data="none"))
-        await _emit(world, run_id, plan_step(entity, node, trace, step))
+        await _project_step(world, run_id, entity, node, trace, known)
     if node.get("token"):
         hook = await _get(world.hooks_get(run_id, entity))
         await _emit(world, run_id, plan_hook(entity, node, hook))
     if trace.slept:
         wait = await _get(world.waits_get(run_id, entity))
         await _emit(world, run_id, plan_wait(entity, node, wait))
+
+
+async def _project_step(  # noqa: PLR0917 (one node's parts)
+    world: World,
+    run_id: str,
+    entity: str,
+    node: Mapping[str, Any],
+    trace: Trace,
+    known: Known,
+) -> None:
+    """Plan from the remembered step when :func:`trusted`, else (or once refused) read it."""
+
+    def remember(result: EventResult) -> None:
+        if result.step is not None:
+            known.steps[entity] = result.step
+
+    remembered = known.steps.get(entity)
+    plan = plan_step(entity, node, trace, remembered)
+    if trusted(remembered, plan) and (not plan or await _emit(world, run_id, plan, remember)):
+        return  # the first event took: the remembered state was the World's
+    step = await _get(world.steps_get(run_id, entity, resolve_data="none"))
+    if step is not None:
+        known.steps[entity] = step
+    await _emit(world, run_id, plan_step(entity, node, trace, step), remember)
 
 
 async def _get(read: Any) -> Any:  # noqa: ANN401
@@ -264,19 +333,30 @@ async def _get(read: Any) -> Any:  # noqa: ANN401
         return None
 
 
-async def _emit(world: World, run_id: str, events: list[NewEvent]) -> None:
-    """Append ``events`` in order; stop at the first refusal (someone else is ahead)."""
-    for event in events:
+async def _emit(
+    world: World,
+    run_id: str,
+    events: list[NewEvent],
+    on_result: Callable[[EventResult], None] | None = None,
+) -> int:
+    """Append ``events`` in order; stop at the first refusal (someone else is ahead).
+
+    Returns how many were appended (``on_result`` sees each one's result).
+    """
+    for done, event in enumerate(events):
         try:
-            await _append(world, run_id, event)
+            result = await _append(world, run_id, event)
         except (WorldConflictError, WorldNotFoundError, HookNotFoundError) as refused:
             log.debug("history of %s: %s refused (%s)", run_id, event.event_type, refused)
-            return
+            return done
+        if on_result is not None:
+            on_result(result)
+    return len(events)
 
 
-async def _append(world: World, run_id: str, event: NewEvent) -> None:
+async def _append(world: World, run_id: str, event: NewEvent) -> EventResult:
     try:
-        await world.events_create(run_id, event)
+        return await world.events_create(run_id, event)
     except TooEarlyError:
         # The retry's timer and the World disagree by a clock skew: the step is due by
         # flowcraft's clock, so lift its retry_after and start it.
@@ -286,4 +366,4 @@ async def _append(world: World, run_id: str, event: NewEvent) -> None:
         await world.events_create(
             run_id, _event(EventType.STEP_RETRYING, event.correlation_id, lifted)
         )
-        await world.events_create(run_id, event)
+        return await world.events_create(run_id, event)

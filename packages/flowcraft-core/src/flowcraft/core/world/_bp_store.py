@@ -25,7 +25,7 @@ from typing import Any
 from flowcraft.core._distributed.watchers import RunWatchers
 from flowcraft.core.errors import RunNotFoundError, TransientBackendError
 from flowcraft.core.ports import AttemptClaim, Message, RunPage, RunRecord, RunWatch, StoredState
-from flowcraft.core.world._bp_history import payload, project
+from flowcraft.core.world._bp_history import Known, payload, project
 from flowcraft.core.world._bp_journal import (
     JOURNAL,
     Entry,
@@ -88,7 +88,7 @@ class WorldRunStore:
         self._reads_begun: dict[str, int] = {}
         self._reads_done: dict[str, int] = {}
         self._read_signals: dict[str, asyncio.Event] = {}
-        self._run_started: set[str] = set()
+        self._known: dict[str, Known] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._projecting: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, object] = {}
@@ -198,10 +198,10 @@ class WorldRunStore:
         async with self._projecting.setdefault(run_id, asyncio.Lock()):
             keys, fold.changed = fold.changed, set()
             try:
-                if await project(
-                    self.world, run_id, fold, keys, started=run_id in self._run_started
-                ):
-                    self._run_started.add(run_id)
+                known = self._known.setdefault(run_id, Known())
+                await project(self.world, run_id, fold, keys, known)
+                if fold.record.status in _TERMINAL:
+                    known.steps.clear()  # its steps are projected: nothing left to plan
             except Exception:  # the save stands; its history is written by the next projection
                 fold.changed |= keys
                 log.warning("history of run %s not written yet", run_id, exc_info=True)
