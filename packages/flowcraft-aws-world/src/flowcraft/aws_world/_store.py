@@ -18,6 +18,19 @@ transaction that
 A refused condition means a concurrent writer won: reload and decide again (with jittered
 backoff). Writers of one run in one process queue on a lock first, so the optimistic retry
 only arbitrates between processes.
+
+**Remembered runs.** After each commit (and each load) the World remembers the run as of
+its ``seq``: the run, and the steps, hooks and waits it loaded or wrote. The next event of
+that run decides on the remembered snapshot without reading when it has what the event
+needs (a step, hook or wait of the run; a ``step_created``/``wait_created`` guesses the
+entity absent, a ``run_created`` with a minted id knows it): its transaction's condition on
+``seq`` then proves the snapshot current (any other writer bumped ``seq``) and a guessed
+absence is proved by the entity's ``attribute_not_exists`` put. So an event is one
+``TransactWriteItems`` while one process writes a run. Only a commit is trusted: a refused
+transaction, a decision that refuses the event or writes nothing (a repeat: a step that
+already completed, say) and any error forget the run and decide again on a fresh read, so
+repeats and races are answered exactly as before. Events that need a token, a resume id,
+an ``attr_set`` marker or the run's hooks always read.
 """
 
 from __future__ import annotations
@@ -26,7 +39,9 @@ import asyncio
 import random
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -73,6 +88,52 @@ _E = TypeVar("_E", Step, Hook, Wait)
 
 #: Attempts of one event against concurrent writers before giving up (transient).
 MAX_ATTEMPTS = 60
+#: Runs remembered (least recently written forgotten first).
+REMEMBERED_RUNS = 10_000
+
+
+@dataclass(slots=True)
+class _Remembered:
+    """A run as of its event ``seq`` (see the module): what this World read or wrote."""
+
+    seq: int
+    ord: int
+    run: WorkflowRun | None
+    steps: dict[str, Step] = field(default_factory=dict)
+    hooks: dict[str, Hook] = field(default_factory=dict)
+    waits: dict[str, Wait] = field(default_factory=dict)
+
+    def snapshot(self, event: NewEvent) -> Snapshot | None:
+        """The snapshot ``event`` needs, if remembered (``None``: read it)."""
+        needs = reads(event)
+        if needs.token is not None or needs.run_hooks or needs.resume_id or needs.attr:
+            return None
+        key = event.correlation_id or ""
+        step = self.steps.get(key) if needs.step else None
+        hook = self.hooks.get(key) if needs.hook else None
+        wait = self.waits.get(key) if needs.wait else None
+        guessing = event.event_type in (EventType.STEP_CREATED, EventType.WAIT_CREATED)
+        if (needs.step and step is None and not guessing) or (needs.hook and hook is None):
+            return None
+        if needs.wait and wait is None and not guessing:
+            return None
+        return Snapshot(run=self.run, last_sequence=self.seq, step=step, hook=hook, wait=wait)
+
+    def learn(self, snapshot: Snapshot, transition: Transition) -> None:
+        """What the snapshot read and the committed ``transition`` wrote."""
+        for step in (snapshot.step, transition.step):
+            if step is not None:
+                self.steps[step.step_id] = step
+        for wait in (snapshot.wait, transition.wait):
+            if wait is not None:
+                self.waits[wait.wait_id] = wait
+        for hook in (snapshot.hook, *snapshot.run_hooks, transition.hook, *transition.released):
+            if hook is not None:
+                self.hooks[hook.hook_id] = hook
+        if transition.run is not None:
+            self.run = transition.run
+        if transition.events:
+            self.seq = transition.events[-1].sequence
 
 
 class RunItems:
@@ -92,6 +153,7 @@ class RunItems:
         self._stamps = Clock()
         self._policy = Policy(run_retention=config.run_retention)
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._remembered: OrderedDict[str, _Remembered] = OrderedDict()
 
     # ------------------------------------------------------------------ write path
 
@@ -102,22 +164,56 @@ class RunItems:
         if lock is None:
             lock = self._locks[resolved] = asyncio.Lock()
         async with lock:
+            remembered = self._remembered.pop(resolved, None)  # back only after a commit
+            if remembered is None and not run_id and event.event_type == EventType.RUN_CREATED:
+                remembered = _Remembered(seq=0, ord=0, run=None)  # a minted id: no such run
             for attempt in range(MAX_ATTEMPTS):
-                snapshot, ord_ = await self._load(resolved, event)
+                snapshot = None if remembered is None else remembered.snapshot(event)
+                if snapshot is not None and remembered is not None:
+                    ord_, fresh = remembered.ord, False
+                else:
+                    (snapshot, ord_), fresh = await self._load(resolved, event), True
                 outcome = decide(snapshot, resolved, event, now=self._clock(), policy=self._policy)
+                if not fresh and (isinstance(outcome, Refusal) or not outcome.events):
+                    remembered = None  # only a commit proves a remembered snapshot: read
+                    continue
                 if isinstance(outcome, Refusal):
                     raise outcome.error
                 if not outcome.events:
+                    self._remember(resolved, None, snapshot, ord_, outcome)
                     return outcome.result
                 try:
-                    await self._commit(resolved, snapshot, ord_, outcome)
+                    ord_ = await self._commit(resolved, snapshot, ord_, outcome)
                 except Refused:
-                    await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311
+                    if fresh:
+                        await asyncio.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311
+                    remembered = None
                     continue
+                self._remember(resolved, None if fresh else remembered, snapshot, ord_, outcome)
                 return outcome.result
         raise TransientBackendError(
             f"events_create on run {resolved!r}: {MAX_ATTEMPTS} attempts lost to concurrent writers"
         )
+
+    def _remember(
+        self,
+        run_id: str,
+        remembered: _Remembered | None,
+        snapshot: Snapshot,
+        ord_: int,
+        transition: Transition,
+    ) -> None:
+        """Remember the run after ``transition`` (``remembered``: what it was decided on)."""
+        if remembered is None:
+            remembered = _Remembered(seq=snapshot.last_sequence, ord=ord_, run=snapshot.run)
+        remembered.ord = ord_
+        remembered.learn(snapshot, transition)
+        if remembered.run is None:
+            return
+        self._remembered[run_id] = remembered
+        self._remembered.move_to_end(run_id)
+        while len(self._remembered) > REMEMBERED_RUNS:
+            self._remembered.popitem(last=False)
 
     # ------------------------------------------------------------------ load
 
@@ -244,15 +340,19 @@ class RunItems:
 
     async def _commit(
         self, run_id: str, snapshot: Snapshot, ord_: int, transition: Transition
-    ) -> None:
-        items = [await self._run_write(run_id, snapshot, ord_, transition)]
+    ) -> int:
+        """Write ``transition``; returns the run's creation stamp (new for a new run)."""
+        stamp = self._stamps.stamp()
+        ord_ = ord_ or stamp
+        items = [await self._run_write(run_id, snapshot, (ord_, stamp), transition)]
         for event in transition.events:
             items += await self._event_writes(event)
         items += await self._entity_writes(snapshot, transition)
         await self._aws.dynamodb("transact_write_items", TransactItems=items)
+        return ord_
 
     async def _run_write(
-        self, run_id: str, snapshot: Snapshot, ord_: int, transition: Transition
+        self, run_id: str, snapshot: Snapshot, stamps: tuple[int, int], transition: Transition
     ) -> Item:
         last = transition.events[-1].sequence
         table = self._config.runs_table
@@ -270,12 +370,12 @@ class RunItems:
                 }
             }
         run = transition.run
-        stamp = self._stamps.stamp()
+        ord_, stamp = stamps
         item = {
             "run_id": s(run_id),
             "doc": await self._payloads.dump(run),
             "seq": n(last),
-            "ord": n(ord_ or stamp),
+            "ord": n(ord_),
             "uord": n(stamp),
             "shard": s(RUNS_SHARD),
             "status": s(run.status.value),

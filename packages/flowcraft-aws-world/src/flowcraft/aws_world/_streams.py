@@ -11,8 +11,9 @@ A write is one ``TransactWriteItems``: the head's ``next`` moves from the index 
 index after the batch on the condition that it is unchanged and the stream open (a new
 stream's head and its entry in the run's list of names are put on ``attribute_not_exists``),
 and the batch item is put. A lost condition means a concurrent writer won: read the head
-again and retry. Readers tail a live stream by polling (one strongly consistent query from
-their position returns the new batches and the head) with a
+again and retry. Readers tail a live stream by polling (one strongly consistent
+``BatchGetItem`` of the head and the batch at their position answers when at most one write
+came; else one query from their position returns the new batches and the head) with a
 backoff from 20 ms up to ``stream_poll_max``, reset whenever chunks arrive; a write or close
 made through the same World wakes its readers at once, and its writer remembers the stream's
 next index, so consecutive writes of one process skip reading the head (the transaction's
@@ -204,11 +205,40 @@ class S3Streams:
     # ------------------------------------------------------------------ reads
 
     async def _from(self, pk: str, start: int) -> tuple[Item | None, list[bytes]]:
-        """The head and the committed chunks from ``start`` on, in one query (usually).
+        """The head and the committed chunks from ``start`` on, in one call (usually).
 
-        The head sorts after every batch, so one query returns both. A query may see a
-        transaction's head before its batch: only chunks contiguous from ``start`` count.
+        First one ``BatchGetItem`` of the head and the batch that would start at ``start``:
+        a head that has not moved past ``start`` (nothing new) or a batch that reaches it
+        (one new write) is the whole answer. Otherwise one query: the head sorts after
+        every batch, so it returns both. Reads are not isolated from a write's transaction,
+        so either may see the head before its batch: only chunks contiguous from ``start``
+        count.
         """
+        got = await self._head_and_batch(pk, start)
+        if got is None:  # some keys unprocessed (throttled): the query reads them all
+            return await self._queried(pk, start)
+        head, first = got
+        written = 0 if head is None else int(head["next"]["N"])
+        if written <= start:
+            return head, []
+        if first is not None:
+            batch = await self._batch(first)
+            if start + len(batch) >= written:
+                return head, batch
+        return await self._queried(pk, start)
+
+    async def _head_and_batch(self, pk: str, start: int) -> tuple[Item | None, Item | None] | None:
+        keys = [{"pk": s(pk), "sk": n(HEAD)}, {"pk": s(pk), "sk": n(start)}]
+        found = await self._aws.dynamodb(
+            "batch_get_item",
+            RequestItems={self._table: {"Keys": keys, "ConsistentRead": True}},
+        )
+        if found.get("UnprocessedKeys"):
+            return None
+        by_sk = {int(item["sk"]["N"]): item for item in found["Responses"].get(self._table, [])}
+        return by_sk.get(HEAD), by_sk.get(start)
+
+    async def _queried(self, pk: str, start: int) -> tuple[Item | None, list[bytes]]:
         items = await self._query(pk, "sk >= :a", {":a": n(start)})
         head = items.pop() if items and int(items[-1]["sk"]["N"]) == HEAD else None
         written = 0 if head is None else int(head["next"]["N"])
