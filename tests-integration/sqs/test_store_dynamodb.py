@@ -18,7 +18,7 @@ import pytest
 from flowcraft.core import ports
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.sqs import DynamoDbContext
-from flowcraft.sqs import _store as store_module
+from flowcraft.sqs import _save as save_module
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._errors import Refused
 from flowcraft.sqs._items import item_size
@@ -109,7 +109,7 @@ async def test_a_journal_whose_writer_died_is_read_and_then_rolled_forward(
     async def die(*_: object) -> None:
         raise ConnectionResetError("the writer died after its transaction")
 
-    monkeypatch.setattr(dying, "_apply", die)
+    monkeypatch.setattr(dying._journal, "apply", die)
     records = {f"k{i}": i for i in range(500)}
     with pytest.raises(ConnectionResetError):
         await _save(dying, 1, records=records, context_writes={"gone": ports.DELETE, "x": 1})
@@ -234,7 +234,7 @@ async def test_the_status_item_is_written_only_when_it_changes_or_ages(
     aws: Aws, names: Names, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = _Clock()  # the store's clock: the granularity is judged on it, not on load
-    monkeypatch.setattr(store_module, "time", clock)
+    monkeypatch.setattr(save_module, "time", clock)
     store = _store(aws, names)
     await store.create_run(_record("r1"), {"v": 1})
 
@@ -264,7 +264,7 @@ async def test_the_status_item_is_written_only_when_it_changes_or_ages(
 
 
 class _Clock:
-    """``time`` for the store module: ``time()`` moves only when the test says."""
+    """``time`` for the save module: ``time()`` moves only when the test says."""
 
     def __init__(self) -> None:
         self.now = time.time()
