@@ -67,6 +67,7 @@ from flowcraft.azure import _items as it
 from flowcraft.azure._errors import Refused, edge
 from flowcraft.azure._schema import ensure_containers, if_not_exists
 from flowcraft.core import ports
+from flowcraft.core._aio import BackgroundTasks
 from flowcraft.core.errors import TransientBackendError
 
 from azure.core import MatchConditions
@@ -121,7 +122,7 @@ class CosmosDbContext:
         self._runs = database.get_container_client(context_container_name)
         self._keys = database.get_container_client(status_container_name)
         self._compacting: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(_log, "background compaction or clean-up")
         # run id -> ids of messages this store's own writes marked sent (bounded LRU)
         self._marked: OrderedDict[str, set[str]] = OrderedDict()
         # run id -> saves in flight that mark messages sent: their ids, done when they end
@@ -144,18 +145,10 @@ class CosmosDbContext:
 
     async def close(self) -> None:
         """Finish background compactions and clean-ups (the client is the caller's)."""
-        while self._tasks:
-            await asyncio.gather(*set(self._tasks), return_exceptions=True)
+        await self._tasks.wait(until_empty=True)
 
     def _spawn(self, work: Any) -> None:  # noqa: ANN401 (a coroutine)
-        task: asyncio.Task[None] = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.warning("background compaction or clean-up failed: %s", task.exception())
+        self._tasks.spawn(work)
 
     # ------------------------------------------------------------------ I/O helpers
 

@@ -1,8 +1,11 @@
-"""Small asyncio helpers shared by core's modules (private)."""
+"""Small asyncio helpers shared by core's modules and the adapters (private)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
 
 
 async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
@@ -21,3 +24,33 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
     except TimeoutError:
         return event.is_set()
     return True
+
+
+class BackgroundTasks:
+    """Fire-and-forget work kept until done: a failure is logged, :meth:`wait` awaits it all.
+
+    ``log`` and ``what`` name the warning a failed task leaves (``"<what> failed: <error>"``);
+    a cancelled task leaves none. Used by adapters for clean-ups after a call has answered.
+    """
+
+    def __init__(self, log: logging.Logger, what: str) -> None:
+        self._log, self._what = log, what
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in a task of its own (kept referenced until it is done)."""
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.warning("%s failed: %s", self._what, task.exception())
+
+    async def wait(self, *, until_empty: bool) -> None:
+        """Wait for the running tasks (``until_empty``: and for those they spawn meanwhile)."""
+        while self._tasks:
+            await asyncio.gather(*set(self._tasks), return_exceptions=True)
+            if not until_empty:
+                return

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
+from flowcraft.core._aio import BackgroundTasks
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.sqs import _items as it
 from flowcraft.sqs._aws import Aws
@@ -61,25 +62,17 @@ class Tables:
         self.aws = aws
         self.context_table = context_table
         self.status_table = status_table
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(_log, "background clean-up")
 
     # ------------------------------------------------------------------ background
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` in the background (a failure is logged; :meth:`drain` awaits it)."""
-        task: asyncio.Task[None] = asyncio.ensure_future(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.warning("background clean-up failed: %s", task.exception())
+        self._tasks.spawn(work)
 
     async def drain(self) -> None:
-        """Wait for the background clean-ups."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Wait for the background clean-ups running now."""
+        await self._tasks.wait(until_empty=False)
 
     # ------------------------------------------------------------------ requests
 
