@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-import redis.asyncio as redis
 from flowcraft.azure._clients import cosmos_client, queue_client
 from flowcraft.azure._errors import edge
 from flowcraft.azure._queue import AzureQueueAdapter
@@ -37,7 +36,11 @@ from flowcraft.azure._store import CosmosDbContext
 from flowcraft.core import BlueprintSet, Reconciler
 from flowcraft.core.backends import Backend
 from flowcraft.core.errors import BackendError
-from flowcraft.core.redis import NotifyingRunStore, RedisCoordinationStore
+from flowcraft.core.redis import (
+    NotifyingRunStore,
+    RedisCoordinationStore,
+    drop_namespace_keys,
+)
 
 __all__ = ["AzureBackend", "create_azure_reconciler"]
 
@@ -159,7 +162,7 @@ class AzureBackend:
         """Close, then delete the namespace's queues, containers and keys (tests only)."""
         names: Names = backend.extra["names"]
         await self.close(backend)
-        await self._drop_keys(backend.extra["namespace"])
+        await drop_namespace_keys(self.redis_url, backend.extra["namespace"])
         jobs, poison, cosmos = self._queue(names.jobs), self._queue(names.poison), self._cosmos()
         try:
             for client in (jobs, poison):
@@ -172,16 +175,6 @@ class AzureBackend:
         finally:
             for client in (jobs, poison, cosmos):
                 await client.close()
-
-    async def _drop_keys(self, namespace: str) -> None:
-        """Delete the namespace's Redis keys (tests)."""
-        client = redis.from_url(self.redis_url)
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=500)]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
 
 
 def _number(name: str, value: int | str, least: int, most: int) -> int:

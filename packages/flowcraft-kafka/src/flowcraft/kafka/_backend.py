@@ -25,14 +25,17 @@ import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import redis.asyncio as redis
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy
 from flowcraft.core import BlueprintSet, Reconciler
 from flowcraft.core.backends import Backend
 from flowcraft.core.errors import BackendError
 from flowcraft.core.ports import RunStore
-from flowcraft.core.redis import NotifyingRunStore, RedisCoordinationStore
+from flowcraft.core.redis import (
+    NotifyingRunStore,
+    RedisCoordinationStore,
+    drop_namespace_keys,
+)
 from flowcraft.kafka._errors import from_cassandra
 from flowcraft.kafka._queue import KafkaAdapter
 from flowcraft.kafka._store import CassandraContext
@@ -166,20 +169,10 @@ class KafkaBackend:
         if isinstance(store, CassandraContext):
             await store.drop_namespace()
         await self.close(backend)
-        await self._drop_keys(str(backend.extra["namespace"]))
+        await drop_namespace_keys(self.redis_url, str(backend.extra["namespace"]))
         queue = backend.queue
         if isinstance(queue, KafkaAdapter):
             await delete_topics(self.kafka_config, queue.names)
-
-    async def _drop_keys(self, namespace: str) -> None:
-        """Delete the coordination keys under ``<namespace>:`` (fences have no TTL)."""
-        client = redis.from_url(self.redis_url)
-        try:
-            keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=500)]
-            for group in (keys[i : i + 500] for i in range(0, len(keys), 500)):
-                await client.delete(*group)
-        finally:
-            await client.aclose()
 
 
 def _whole(name: str, value: int | str, least: int, most: int) -> int:
