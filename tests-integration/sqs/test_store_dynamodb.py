@@ -18,7 +18,7 @@ import pytest
 from flowcraft.core import ports
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.sqs import DynamoDbContext
-from flowcraft.sqs import _save as save_module
+from flowcraft.sqs import _store as store_module
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._errors import Refused
 from flowcraft.sqs._items import item_size
@@ -234,7 +234,7 @@ async def test_the_status_item_is_written_only_when_it_changes_or_ages(
     aws: Aws, names: Names, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = _Clock()  # the store's clock: the granularity is judged on it, not on load
-    monkeypatch.setattr(save_module, "time", clock)
+    monkeypatch.setattr(store_module, "time", clock)
     store = _store(aws, names)
     await store.create_run(_record("r1"), {"v": 1})
 
@@ -264,7 +264,7 @@ async def test_the_status_item_is_written_only_when_it_changes_or_ages(
 
 
 class _Clock:
-    """``time`` for the save module: ``time()`` moves only when the test says."""
+    """``time`` for the store module: ``time()`` moves only when the test says."""
 
     def __init__(self) -> None:
         self.now = time.time()

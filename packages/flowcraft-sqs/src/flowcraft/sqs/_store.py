@@ -47,36 +47,40 @@ Spec sheet
 * Errors: botocore's ``standard`` retries handle throttling and connection errors; what is
   left leaves as ``TransientBackendError`` / ``PermanentBackendError`` (``_errors.py``).
 
-Modules: this one is the façade; ``_save.py`` creates runs and saves state (the requests
-built by ``_writes.py``, large saves through ``_journal.py``), ``_reads.py`` loads state and
-reads and lists runs, ``_attempts.py`` claims attempts and commits their outcomes,
-``_removal.py`` removes sent messages (planned by ``_outbox.py``), ``_dynamo.py`` does the
-table I/O (queries, batches, transactions, large values).
+Modules: this one is the façade and holds the two write sequences (create, save); their
+requests are built by ``_writes.py``, large ones go through ``_journal.py``, refusals are
+handled by ``_refusals.py``; ``_reads.py`` loads state and reads and lists runs,
+``_attempts.py`` claims attempts and commits their outcomes, ``_removal.py`` removes sent
+messages (planned by ``_outbox.py``), ``_dynamo.py`` does the table I/O (queries, batches,
+transactions, large values).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from flowcraft.core import ports
+from flowcraft.core.errors import TransientBackendError
+from flowcraft.sqs import _items as it
+from flowcraft.sqs import _writes as w
 from flowcraft.sqs._attempts import Attempts
 from flowcraft.sqs._aws import Aws
-from flowcraft.sqs._dynamo import Tables
-from flowcraft.sqs._journal import Journal
+from flowcraft.sqs._dynamo import READ_RETRIES, Item, Tables, n, s
+from flowcraft.sqs._errors import Refused
+from flowcraft.sqs._journal import Journal, Pending, pending_attribute
 from flowcraft.sqs._outbox import OutboxBook
 from flowcraft.sqs._reads import Reads
+from flowcraft.sqs._refusals import Refusals
 from flowcraft.sqs._removal import OutboxRemoval
-from flowcraft.sqs._save import Saves
 from flowcraft.sqs._schema import store_tables
 from flowcraft.sqs._writes import MAX_BYTES, MAX_ITEMS, UPDATED_GRANULARITY
 
-__all__ = [
-    "MAX_BYTES",
-    "MAX_ITEMS",
-    "UPDATED_GRANULARITY",
-    "DynamoDbContext",
-]  # the limits: for the docs
+__all__ = ["MAX_BYTES", "MAX_ITEMS", "UPDATED_GRANULARITY", "DynamoDbContext"]
 
 
 class DynamoDbContext:
@@ -106,15 +110,13 @@ class DynamoDbContext:
             dynamodb_client=dynamodb_client, endpoint_url=endpoint_url, region=region
         )
         self._tables = Tables(self._aws, context_table_name, status_table_name)
-        book = OutboxBook()
-        self._journal = journal = Journal(self._tables)
+        self._book = OutboxBook()
+        self._status = w.StatusBook(status_table_name)
+        self._journal = Journal(self._tables)
         self._attempts = Attempts(self._tables)
-        self._reads = Reads(self._tables, journal, book)
-        self._removal = OutboxRemoval(self._tables, book)
-        self._saves = Saves(
-            self._tables, journal=journal, attempts=self._attempts, reads=self._reads,
-            book=book, removal=self._removal,
-        )  # fmt: skip
+        self._reads = Reads(self._tables, self._journal, self._book)
+        self._removal = OutboxRemoval(self._tables, self._book)
+        self._refusals = Refusals(self._tables, self._journal, self._reads)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -137,7 +139,54 @@ class DynamoDbContext:
         records: Mapping[str, object] | None = None,
     ) -> ports.RunRecord:
         """Create the run (header, records, record, idempotency key) in one transaction."""
-        return await self._saves.create(record, header, records)
+        now = time.time()
+        stamped = replace(record, created_at=record.created_at or now, updated_at=now)
+        run_id = record.run_id
+        table = self._tables.context_table
+        blobs = it.Blobs()
+        entries = [
+            it.Entry("r", key, blobs.store(it.dumps(v))) for key, v in (records or {}).items()
+        ]
+        nonce = uuid.uuid4().hex
+        head = w.header_item(run_id, 1, header, nonce)
+        fixed: list[Item] = [
+            {"Put": {"TableName": table, "Item": head,
+                     "ConditionExpression": "attribute_not_exists(runId)"}},
+            {"Put": {"TableName": self._tables.status_table,
+                     "Item": it.status_item(stamped, blobs),
+                     "ConditionExpression": "attribute_not_exists(runId)"}},
+        ]  # fmt: skip
+        if record.idempotency_key is not None:
+            idem = {
+                "runId": s(f"idem#{record.idempotency_key}"),
+                "sk": s("!i"),
+                "run": s(run_id),
+            }
+            new = {"ConditionExpression": "attribute_not_exists(runId)"}
+            fixed.append({"Put": {"TableName": table, "Item": idem, **new}})
+        updates = [w.entry_update(table, run_id, e, 1, conditional=False) for e in entries]
+        journal = w.journal_needed(fixed, updates)
+        if journal:
+            head["pending"] = pending_attribute(1, nonce, entries)
+            await self._journal.write(run_id, 1, nonce, entries)
+            updates = []
+        await self._tables.write_blobs(run_id, blobs)
+        for _ in range(READ_RETRIES):
+            try:
+                await self._tables.transact([*fixed, *updates])
+                break
+            except Refused as refused:
+                existing = await self._refusals.existing(record, refused)
+                if existing is not None:
+                    return existing
+                await asyncio.sleep(0.01)  # lost a race with a transaction then cancelled
+        else:
+            raise TransientBackendError(f"run {run_id}: could not be created (contention)")
+        written = (stamped.status, it.dumps(stamped.output), it.dumps(list(stamped.errors)), now)
+        self._status.remember(run_id, 1, written)
+        if journal:
+            await self._journal.apply(run_id, Pending(1, nonce, 0), entries, ())
+        return stamped
 
     async def get_run(self, run_id: str) -> ports.RunRecord | None:
         """The run's record (a consistent read), or None."""
@@ -182,11 +231,64 @@ class DynamoDbContext:
         sent: Sequence[str] = (),
     ) -> bool:
         """Compare-and-set the state in one transaction (see the module docstring)."""
-        return await self._saves.save(
-            run_id, expected_version=expected_version, header=header, records=records,
-            context_writes=context_writes, outbox=outbox, status=status, output=output,
-            errors=errors, outcomes=outcomes, claims=claims, sent=sent,
+        version = expected_version + 1
+        now = time.time()
+        table = self._tables.context_table
+        blobs = it.Blobs()
+        entries = w.entries(records, context_writes, outbox, version, blobs)
+        outcomes = list({attempt: (attempt, o) for attempt, o in reversed(outcomes)}.values())[::-1]
+        nonce = uuid.uuid4().hex
+        head = w.header_item(run_id, version, header, nonce)
+        condition = {
+            "ConditionExpression": "ver = :e AND attribute_not_exists(pending)",
+            "ExpressionAttributeValues": {":e": n(expected_version)},
+        }
+        put_head: Item = {"Put": {"TableName": table, "Item": head, **condition}}
+        status_update, written = self._status.update(
+            run_id, expected_version=expected_version, status=status, output=output,
+            errors=errors, now=now, blobs=blobs,
         )  # fmt: skip
+        outcome_updates = [w.outcome_update(table, run_id, a, o, blobs) for a, o in outcomes]
+        claim_puts = [
+            w.claim_put(table, run_id, a, owner, now + lease) for a, owner, lease in claims
+        ]
+        new_ids = {m.id for m in outbox}
+        removal = self._book.plan(run_id, (m for m in sent if m not in new_ids))
+        deletes = [w.delete(table, run_id, it.outbox_key(key)) for key in removal.deletes]
+        updates = [w.entry_update(table, run_id, e, version, conditional=False) for e in entries]
+        fixed = [put_head, *([status_update] if status_update else [])]
+        parts = [*outcome_updates, *claim_puts, *deletes, *updates]
+        journal = w.journal_needed(fixed, parts)
+        later_claims: Sequence[tuple[str, str, float]] = ()
+        if journal:
+            if len(outcomes) > w.SMALL_PARTS:
+                if not await self._attempts.commit_all(run_id, outcomes):
+                    return False
+                outcome_updates = []
+            if len(claims) > w.SMALL_PARTS:
+                later_claims, claim_puts = claims, []
+            head["pending"] = pending_attribute(version, nonce, entries)
+            await self._journal.write(run_id, version, nonce, entries)
+            parts = [*outcome_updates, *claim_puts]
+        await self._tables.write_blobs(run_id, blobs)
+        if not await self._refusals.transact(run_id, expected_version, nonce, [*fixed, *parts]):
+            if journal:
+                self._tables.spawn(self._journal.drop(run_id, version, nonce))
+            await self._attempts.commit_all(run_id, outcomes)
+            return False
+        if written is not None:
+            self._status.remember(run_id, version, written)
+        for attempt, outcome in outcomes:
+            self._attempts.stands(run_id, attempt, outcome)
+        if outbox:
+            self._book.saved(run_id, it.outbox_entry(version), [m.id for m in outbox])
+        if journal:
+            await self._journal.apply(run_id, Pending(version, nonce, 0), entries, later_claims)
+            if sent:
+                await self._removal.remove({run_id: [m for m in sent if m not in new_ids]})
+        else:
+            self._book.done(run_id, removal)  # deleted; trims only noted (an optimisation)
+        return True
 
     # ------------------------------------------------------------------ outbox and attempts
 
