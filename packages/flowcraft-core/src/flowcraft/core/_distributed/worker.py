@@ -366,10 +366,16 @@ class Worker:
         )
         await delivery.nack(self.version_retry)
 
-    async def _chain(self, job: j.Job, delivery: Delivery) -> None:
-        """A job received before its time: enqueue it again for the rest of the delay."""
+    async def _chain(self, job: j.Job, delivery: Delivery, not_before: float | None = None) -> None:
+        """Enqueue the job afresh (a new message, a new delivery count), then ack this one.
+
+        For a job received before its time (the rest of its delay), or one to come back at
+        ``not_before`` instead of its own.
+        """
         chained = dataclasses.replace(job, id=f"{job.id}~{delivery.delivery_count}")
-        await self.coordinator.sender.send(j.encode_job(chained))
+        if not_before is not None:
+            chained = dataclasses.replace(chained, not_before=not_before)
+        await self.coordinator.sender.send(j.encode_job(chained), chained)
         await delivery.ack()
 
     async def _busy(self, job: j.Job, delivery: Delivery, lease_until: float) -> None:
@@ -385,11 +391,7 @@ class Worker:
         if delivery.delivery_count < max(1, self.max_deliveries // 2):
             await delivery.nack(wait)
             return
-        fresh = dataclasses.replace(
-            job, id=f"{job.id}~{delivery.delivery_count}", not_before=time.time() + wait
-        )
-        await self.coordinator.sender.send(j.encode_job(fresh), fresh)
-        await delivery.ack()
+        await self._chain(job, delivery, not_before=time.time() + wait)
 
     def _require_pin(self, job: j.Job) -> None:
         if self.coordinator.blueprints.find(job.blueprint, job.version, job.digest) is None:
