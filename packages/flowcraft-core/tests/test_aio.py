@@ -1,11 +1,11 @@
-"""``flowcraft.core._aio.wait_event``: set, timed out, and cancelled while the event fires."""
+"""``flowcraft.core.aio.wait_event``: set, timed out, and cancelled while the event fires."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from flowcraft.core._aio import wait_event
+from flowcraft.core.aio import wait_event
 
 
 async def test_it_answers_whether_the_event_was_set() -> None:

@@ -1,4 +1,4 @@
-"""``flowcraft.core._aio.BackgroundTasks``: kept until done, failures logged, waited for."""
+"""``flowcraft.core.aio.BackgroundTasks``: kept until done, failures logged, waited for."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 import pytest
-from flowcraft.core._aio import BackgroundTasks
+from flowcraft.core.aio import BackgroundTasks
 
 _LOG = logging.getLogger("flowcraft.test.aio")
 

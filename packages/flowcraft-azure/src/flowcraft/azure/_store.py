@@ -67,7 +67,7 @@ from flowcraft.azure import _items as it
 from flowcraft.azure._errors import Refused, edge
 from flowcraft.azure._schema import ensure_containers, if_not_exists
 from flowcraft.core import ports
-from flowcraft.core._aio import BackgroundTasks
+from flowcraft.core.aio import BackgroundTasks
 from flowcraft.core.errors import TransientBackendError
 
 from azure.core import MatchConditions

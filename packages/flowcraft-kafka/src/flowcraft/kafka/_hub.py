@@ -20,7 +20,6 @@ deliveries still out are then settled locally only, and the new owner delivers t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from flowcraft.core.aio import wait_event
 from flowcraft.kafka._errors import kafka_errors
 from flowcraft.kafka._offsets import PartitionTracker, decode
 from flowcraft.kafka._sticky import StickyRoutes
@@ -122,8 +122,7 @@ class ConsumerHub:
             if left <= 0 or self._stop.is_set():
                 return []
             self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), min(left, 0.5))
+            await wait_event(self._arrived, min(left, 0.5))
 
     def _hand_out(self, max_messages: int, taker: object) -> list[Fetched]:
         batch: list[Fetched] = []

@@ -551,8 +551,9 @@ class RabbitMqAdapter:
         buffer = self.buffer
         while True:
             try:
-                if buffer.empty():
-                    _, _, item = await asyncio.wait_for(buffer.get(), deadline - loop.time())
+                if buffer.empty():  # asyncio.timeout, not wait_for: see flowcraft.core.aio
+                    async with asyncio.timeout(deadline - loop.time()):
+                        _, _, item = await buffer.get()
                 else:
                     _, _, item = buffer.get_nowait()
             except TimeoutError:

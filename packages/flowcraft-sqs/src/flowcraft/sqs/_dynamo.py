@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
-from flowcraft.core._aio import BackgroundTasks
+from flowcraft.core.aio import BackgroundTasks
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.sqs import _items as it
 from flowcraft.sqs._aws import Aws

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
-from flowcraft.core._aio import wait_event
+from flowcraft.core.aio import wait_event
 from flowcraft.core.ports import Message, QueueCapabilities
 from flowcraft.core.world._bp_journal import b64, decode, encode, unb64
 from flowcraft.core.world._models import QueueMessage, Redeliver

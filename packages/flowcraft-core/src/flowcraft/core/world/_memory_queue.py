@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from flowcraft.core._aio import wait_event
+from flowcraft.core.aio import wait_event
 from flowcraft.core.world._models import QueueMessage, Redeliver
 from flowcraft.core.world._protocol import QueueHandler
 

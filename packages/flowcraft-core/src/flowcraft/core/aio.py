@@ -1,4 +1,13 @@
-"""Small asyncio helpers shared by core's modules and the adapters (private)."""
+"""Small asyncio helpers for core and for adapter authors (public, stable).
+
+An adapter's receive loop, notification hub or clean-up tasks meet the same two asyncio
+pitfalls core met; these are the answers core uses itself:
+
+* :func:`wait_event` waits for an ``asyncio.Event`` with a timeout without the Python 3.11
+  ``asyncio.wait_for`` hazard (a cancellation swallowed when it meets the event firing).
+* :class:`BackgroundTasks` keeps fire-and-forget work referenced until it is done, logs its
+  failures and lets ``close()`` wait for it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,8 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from typing import Any
+
+__all__ = ["BackgroundTasks", "wait_event"]
 
 
 async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
