@@ -7,16 +7,22 @@ pitfalls core met; these are the answers core uses itself:
   ``asyncio.wait_for`` hazard (a cancellation swallowed when it meets the event firing).
 * :class:`BackgroundTasks` keeps fire-and-forget work referenced until it is done, logs its
   failures and lets ``close()`` wait for it.
+* :class:`TurnBatch` hands what callers submit in one event-loop turn to one handler call
+  (e.g. the attempt claims of a fan-out's jobs received together, in one transaction) and
+  answers each caller alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Generic, TypeVar
 
-__all__ = ["BackgroundTasks", "wait_event"]
+__all__ = ["BackgroundTasks", "TurnBatch", "wait_event"]
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
@@ -65,3 +71,55 @@ class BackgroundTasks:
             await asyncio.gather(*set(self._tasks), return_exceptions=True)
             if not until_empty:
                 return
+
+
+class TurnBatch(Generic[_T, _R]):
+    """Entries submitted in one event-loop turn go to ``handle`` together.
+
+    The first ``submit`` of a turn schedules the hand-over with ``call_soon``; ``handle``
+    gets the lot (at most ``limit`` entries per call, each call in a task of ``spawn``) and
+    returns one answer per entry, in order: the entry's result, or an exception raised to
+    that entry's caller. An exception ``handle`` raises is every caller's of that call.
+    """
+
+    def __init__(
+        self,
+        handle: Callable[[list[_T]], Awaitable[Sequence[_R | BaseException]]],
+        *,
+        limit: int,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+    ) -> None:
+        self._handle, self._limit, self._spawn = handle, limit, spawn
+        self._pending: list[tuple[_T, asyncio.Future[_R]]] = []
+
+    async def submit(self, entry: _T) -> _R:
+        """Handle ``entry`` with the others of this turn; its answer (or its exception)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_R] = loop.create_future()
+        self._pending.append((entry, future))
+        if len(self._pending) == 1:
+            loop.call_soon(self.flush)
+        return await future
+
+    def flush(self) -> None:
+        """Hand over what is pending now (idempotent)."""
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), self._limit):
+            self._spawn(self._answer(pending[start : start + self._limit]))
+
+    async def _answer(self, batch: list[tuple[_T, asyncio.Future[_R]]]) -> None:
+        try:
+            answers = await self._handle([entry for entry, _ in batch])
+        except Exception as exc:  # the whole call failed: so did each entry
+            answers = [exc] * len(batch)
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), answer in zip(batch, answers, strict=True):
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(answer)

@@ -2,7 +2,7 @@
 
 An attempt is one item of the contexts table (``t#<attempt>``: owner, lease, outcome).
 :meth:`Attempts.claim` takes its lease by a conditional update; the claims of one event-loop
-turn (a fan-out's jobs received together, ``_turns.py``) go out as one
+turn (a fan-out's jobs received together, ``flowcraft.core.aio.TurnBatch``) go out as one
 ``TransactWriteItems``, and the ones whose condition refused it are answered from the items
 the cancellation returns (``ALL_OLD``: BUSY, or DONE with the outcome; claimed again alone
 where it returned none), the others go together again. :meth:`Attempts.commit` writes an
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowcraft.core import ports
+from flowcraft.core.aio import TurnBatch
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.sqs import _items as it
 from flowcraft.sqs._dynamo import ALL_OLD, READ_RETRIES, Item, Tables, n, s
 from flowcraft.sqs._errors import Refused
-from flowcraft.sqs._turns import TurnBatch
 from flowcraft.sqs._writes import MAX_ITEMS, NO_OUTCOME, outcome_update
 
 __all__ = ["Attempts"]

@@ -1,4 +1,4 @@
-"""Requests of one event-loop turn handled together, each caller answered alone."""
+"""``flowcraft.core.aio.TurnBatch``: one event-loop turn handled together, each caller alone."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import pytest
-from flowcraft.sqs._turns import TurnBatch
+from flowcraft.core.aio import TurnBatch
 
 
 class _Handler:
