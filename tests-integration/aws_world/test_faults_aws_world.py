@@ -2,7 +2,8 @@
 
 A killed worker stops extending its message's visibility, so SQS delivers it again to another
 World once the visibility timeout passes (same message id, next attempt) and nothing is lost;
-a message whose handler always raises is moved to the DLQ by the redrive policy.
+a message whose handler always raises is moved to the DLQ by the redrive policy; an
+idempotency key whose claim landed but whose answer was lost is still sent by a repeat.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from flowcraft.aws_world import AwsWorld, AwsWorldConfig
+from flowcraft.core.errors import BackendError
 from flowcraft.core.world import QueueMessage, Redeliver
 
 WORKER = Path(__file__).with_name("aws_world_killed_worker.py")
@@ -127,5 +129,50 @@ async def test_a_poison_message_is_dead_lettered(aws_endpoint_url: str) -> None:
         assert [(d["id"], d["q"], d["m"]) for d in dead] == [
             (message_id, "poison_1", {"bad": True})
         ]
+    finally:
+        await _drop(world.config)
+
+
+async def test_a_claim_whose_answer_was_lost_is_sent_by_the_repeat(aws_endpoint_url: str) -> None:
+    """The dedup claim's put lands but its answer is lost: the repeat must send, not skip."""
+    world = AwsWorld(_config(f"fl-{uuid.uuid4().hex[:10]}", aws_endpoint_url))
+    await world.ensure_infrastructure()
+    put_item = world.aws.dynamodb
+    claimed: list[str] = []
+
+    async def answer_lost(operation: str, **params: object) -> dict[str, object]:
+        result = await put_item(operation, **params)
+        first_claim = not claimed and operation == "put_item"
+        if first_claim and params["TableName"] == world.config.dedup_table:
+            item = params["Item"]
+            assert isinstance(item, dict)
+            claimed.append(item["message_id"]["S"])
+            raise BackendError("dynamodb put_item: connection reset (answer lost)")
+        return result
+
+    world.aws.dynamodb = answer_lost  # type: ignore[method-assign]
+    deliveries: list[tuple[str, int]] = []
+
+    async def record(
+        message: QueueMessage, *, queue_name: str, message_id: str, attempt: int
+    ) -> Redeliver | None:
+        deliveries.append((message_id, attempt))
+        return None
+
+    world.register_handler("lost_", record)
+    try:
+        with pytest.raises(BackendError):
+            await world.queue("lost_1", {"n": 1}, idempotency_key="key_1")
+        message_id = await world.queue("lost_1", {"n": 1}, idempotency_key="key_1")
+        assert message_id == claimed[0]  # the claim that landed, now sent
+        assert await world.queue("lost_1", {"n": 1}, idempotency_key="key_1") == message_id
+        async with world:
+
+            async def delivered() -> bool:
+                return bool(deliveries)
+
+            await _eventually(delivered, "the message of the repeated enqueue", timeout=15)
+            await asyncio.sleep(2.0)  # the third enqueue was a duplicate: nothing more comes
+        assert deliveries == [(message_id, 1)]
     finally:
         await _drop(world.config)

@@ -60,6 +60,32 @@ class _EveryMessageTwice(InMemoryWorld):
         super().register_handler(queue_prefix, twice)
 
 
+class _LosesTheFirstStepMessage(InMemoryWorld):
+    """InMemoryWorld whose first enqueue of a step message fails before anything is queued.
+
+    As if the process died between writing the step's ``step_created`` and enqueueing it:
+    the replay pass raises, its message comes again, and vercel's replay, seeing the step
+    created, does not enqueue it again.
+    """
+
+    lost: list[QueueMessage]
+
+    async def queue(
+        self,
+        queue_name: str,
+        message: QueueMessage,
+        *,
+        idempotency_key: str | None = None,
+        delay_seconds: float = 0.0,
+    ) -> str:
+        if "stepId" in message and not getattr(self, "lost", None):
+            self.lost = [message]
+            raise ConnectionError("the step message was never enqueued (process died)")
+        return await super().queue(
+            queue_name, message, idempotency_key=idempotency_key, delay_seconds=delay_seconds
+        )
+
+
 @contextlib.asynccontextmanager
 async def _selected(world: InMemoryWorld) -> AsyncIterator[VercelBridge]:
     """The bridge over ``world`` in vercel-workflow's selector, the programs served on it."""
@@ -155,3 +181,20 @@ async def test_twenty_steps_each_committed_once(world_class: type[InMemoryWorld]
         assert [e.event_type for e in events].count(EventType.RUN_COMPLETED) == 1
         steps = await bridge.world.steps_list(run.run_id, pagination=Pagination(limit=100))
         assert {step.status.value for step in steps.data} == {"completed"}
+
+
+async def test_a_step_message_lost_after_step_created_is_sent_again() -> None:
+    world = _LosesTheFirstStepMessage()
+    async with _selected(world) as bridge:
+        run = await vw.start(programs.twenty_steps, 0)
+        result = await asyncio.wait_for(run.return_value(), 20)
+
+        assert result == list(range(1, programs.STEP_COUNT + 1))
+        assert len(world.lost) == 1
+        events = await _events(bridge, run.run_id)
+        created = [e.correlation_id for e in events if e.event_type == EventType.STEP_CREATED]
+        assert world.lost[0]["stepId"] == created[0]
+        completed = Counter(
+            event.correlation_id for event in events if event.event_type == EventType.STEP_COMPLETED
+        )
+        assert completed == Counter(dict.fromkeys(created, 1))

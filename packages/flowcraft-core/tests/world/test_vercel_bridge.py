@@ -16,16 +16,28 @@ import pytest
 from flowcraft.core.world import (
     HookNotFoundError,
     InMemoryWorld,
+    QueueMessage,
     RunExpiredError,
+    RunStatus,
+    Step,
+    StepStatus,
     ThrottledError,
     TooEarlyError,
+    WorkflowRun,
     WorldConflictError,
     WorldError,
     WorldNotFoundError,
     WorldRequestError,
 )
+from flowcraft.core.world import vercel as bridge_module
 from flowcraft.core.world._vercel_codec import decode_message, encode_message
-from flowcraft.core.world.vercel import VercelBridge, translate_error
+from flowcraft.core.world.vercel import (
+    VercelBridge,
+    _Delivery,
+    _pending_step_invocations,
+    _redelivered_replay,
+    translate_error,
+)
 from vercel.workflow._internal import world as w
 
 pytestmark = pytest.mark.timeout(20)
@@ -229,3 +241,121 @@ async def test_the_push_handler_delivers_one_post(bridge: VercelBridge) -> None:
     assert (await push(_Request(b"not json", headers))).status == 400
     failed = await push(_Request(json.dumps({"runId": "boom"}).encode(), headers))
     assert failed.status == 500
+
+
+# ---------------------------------------------------------------- lost step messages
+
+
+@pytest.mark.parametrize(
+    ("message", "attempt", "expected"),
+    [
+        ({"runId": "wrun_1"}, 1, None),
+        ({"runId": "wrun_1"}, 2, "wrun_1"),
+        ({"runId": "wrun_1", "requestedAt": "2026-01-02T00:00:00+00:00"}, 5, "wrun_1"),
+        ({"runId": "wrun_1", "stepId": "step_1", "stepName": "add"}, 2, None),
+        ({"__healthCheck": True, "correlationId": "c", "runId": "wrun_1"}, 2, None),
+        ({"runId": ""}, 2, None),
+        ({}, 3, None),
+    ],
+)
+def test_only_a_replay_delivered_again_names_its_run(
+    message: QueueMessage, attempt: int, expected: str | None
+) -> None:
+    assert _redelivered_replay(message, attempt) == expected
+
+
+def _run(status: RunStatus) -> WorkflowRun:
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    return WorkflowRun(
+        run_id="wrun_1",
+        status=status,
+        workflow_name="wf",
+        deployment_id="d",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _step(step_id: str, status: StepStatus) -> Step:
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    return Step(
+        run_id="wrun_1",
+        step_id=step_id,
+        step_name=f"name_of_{step_id}",
+        status=status,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def test_each_pending_step_is_invoked_as_the_runtime_invokes_it() -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    steps = [_step(f"step_{status.value}", status) for status in StepStatus]
+    steps.append(_step("step_pending_2", StepStatus.PENDING))
+
+    invocations = _pending_step_invocations(_run(RunStatus.RUNNING), steps, now=now)
+
+    assert [key for key, _ in invocations] == ["step_pending", "step_pending_2"]
+    _, message = invocations[0]
+    payload = w.WorkflowInvokePayload.from_wire(decode_message(message))
+    assert (payload.run_id, payload.step_id, payload.step_name) == (
+        "wrun_1",
+        "step_pending",
+        "name_of_step_pending",
+    )
+    assert payload.requested_at == now
+    assert json.loads(json.dumps(message)) == message
+
+
+@pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED])
+def test_an_ended_run_needs_none_of_its_steps(status: RunStatus) -> None:
+    steps = [_step("step_1", StepStatus.PENDING)]
+    assert _pending_step_invocations(_run(status), steps, now=datetime.now(UTC)) == []
+
+
+def _queued(bridge: VercelBridge) -> list[QueueMessage]:
+    assert isinstance(bridge.world, InMemoryWorld)
+    return [envelope.message for _, _, envelope in sorted(bridge.world.state.queue.heap)]
+
+
+async def test_a_replay_delivered_again_enqueues_the_runs_pending_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(bridge_module, "_STEPS_PAGE", 2)  # the steps are read in pages
+    bridge = VercelBridge(InMemoryWorld(), deployment_id="dpl_unit")  # not started: no consumer
+    run_id = await _running_run(bridge)
+    for index in range(5):
+        created = w.StepCreatedEventData(step_name="add", input=b"i").into_event(f"step_{index}")
+        await bridge.events_create(run_id, created)
+    await bridge.events_create(run_id, w.StepStartedEvent(correlation_id="step_0"))
+    done = w.StepCompletedEventData(result=b"r").into_event("step_0")
+    await bridge.events_create(run_id, done)
+    await bridge.events_create(run_id, w.StepStartedEvent(correlation_id="step_1"))
+    handled: list[int] = []
+
+    async def handler(
+        message: Any, *, attempt: int, queue_name: str, message_id: str
+    ) -> w.QueueContinuation | None:
+        handled.append(attempt)
+        return None
+
+    deliver = _Delivery(bridge, handler)
+    queue = "__wkf_workflow_wf"
+    replay: QueueMessage = {"runId": run_id}
+
+    await deliver(replay, queue_name=queue, message_id="m1", attempt=1)
+    assert _queued(bridge) == []  # a first delivery: the runtime enqueues what it creates
+
+    await deliver(replay, queue_name=queue, message_id="m1", attempt=2)
+    queued = [w.WorkflowInvokePayload.from_wire(decode_message(m)) for m in _queued(bridge)]
+    assert [(p.run_id, p.step_id, p.step_name) for p in queued] == [
+        (run_id, f"step_{index}", "add") for index in (2, 3, 4)
+    ]
+
+    await deliver(replay, queue_name=queue, message_id="m1", attempt=3)
+    assert len(_queued(bridge)) == 3  # keyed by the step id: the World drops the copies
+    step_message: QueueMessage = {"runId": run_id, "stepId": "step_2", "stepName": "add"}
+    await deliver(step_message, queue_name=queue, message_id="m2", attempt=4)
+    await deliver({"runId": "wrun_unknown"}, queue_name=queue, message_id="m3", attempt=2)
+    assert len(_queued(bridge)) == 3
+    assert handled == [1, 2, 3, 4, 2]

@@ -10,8 +10,10 @@ registered prefix), the World's message id and the deliveries already made, as J
   repeat within the window returns the first message id and sends nothing. The item is
   marked ``sent`` after the send; a repeat that finds an unsent item older than a minute
   (its sender died between the two) sends it again, so a crash duplicates rather than loses.
-  A send that failed (services unreachable) is remembered: a repeat in the same World sends
-  it at once instead of waiting out that minute.
+  A claim or a send that failed (services unreachable) is remembered: a repeat in the same
+  World sends it at once instead of waiting out that minute. A failed claim may have landed
+  (its answer lost), so the repeat finds it held, unsent and young, and would otherwise skip
+  it; sending it twice is at-least-once, which consumers handle.
 * **Delays** are SQS ``DelaySeconds`` (whole seconds, rounded up: never early) of at most
   900 s per hop; the body carries the due time, and a message received before it is sent
   again with the remaining delay (a chain of hops) and deleted.
@@ -119,8 +121,8 @@ class SqsQueue:
         self._pollers: list[asyncio.Task[None]] = []
         self._slots = asyncio.Semaphore(64)
         self._deletes = BatchDeletes(aws)
-        #: Keys this World claimed but failed to send (key -> the claimed message id).
-        self._unsent: dict[str, str] = {}
+        #: Keys this World may have claimed but did not send (key -> those message ids).
+        self._unsent: dict[str, set[str]] = {}
 
     def use_urls(self, workflow_url: str, step_url: str) -> None:
         """The queues' URLs (resolved by the World when it opens)."""
@@ -144,8 +146,12 @@ class SqsQueue:
         message_id = f"msg_{uuid.uuid4().hex}"
         envelope = Envelope(message_id, queue_name, message)
         if key is not None:
-            known = await self._claim(key, message_id)
-            if known is not None and known[1] and self._unsent.get(key) != known[0]:
+            try:
+                known = await self._claim(key, message_id)
+            except BaseException:  # the put may have landed: a repeat here sends it at once
+                self._unsent.setdefault(key, set()).add(message_id)
+                raise
+            if known is not None and known[1] and known[0] not in self._unsent.get(key, ()):
                 return known[0]
             if known is not None:
                 envelope = Envelope(known[0], queue_name, message)
@@ -153,7 +159,7 @@ class SqsQueue:
             await self._send(envelope, max(0.0, delay))
         except BaseException:
             if key is not None:  # claimed, not sent: this process's repeat sends it at once
-                self._unsent[key] = envelope.message_id
+                self._unsent.setdefault(key, set()).add(envelope.message_id)
             raise
         if key is not None:
             self._unsent.pop(key, None)

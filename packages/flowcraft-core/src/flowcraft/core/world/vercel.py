@@ -29,6 +29,13 @@ Guarantees and mapping:
   returns the HTTP handler for push deployments. A handler's continuation
   (``QueueContinuation``) is re-enqueued with its delay and idempotency key *before* the
   delivery is acknowledged: a crash in between duplicates the wake-up, never loses it.
+* Lost step messages are sent again: vercel's replay enqueues a step only when it writes
+  the step's ``step_created``, so a step message lost after that write (the process died in
+  between, or the enqueue failed) would leave the run waiting forever. When a replay message
+  comes again (attempt > 1: an earlier pass did not finish), the bridge re-enqueues every
+  pending step of the run, once the handler returned, keyed by the step id (a World that
+  deduplicates drops the copies of messages it still holds). A step message sent twice is
+  harmless: ``step_started`` and ``step_completed`` are guarded by the World.
 
 Limits: no encryption (``run_key()`` is ``None``; a run created with an encryption key is a
 400); deliveries reach only the handlers of this process (or the HTTP handler).
@@ -57,7 +64,8 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -69,6 +77,7 @@ from flowcraft.core.world._errors import (
     TooEarlyError,
     WorldConflictError,
     WorldError,
+    WorldNotFoundError,
     WorldRequestError,
 )
 from flowcraft.core.world._models import (
@@ -77,7 +86,10 @@ from flowcraft.core.world._models import (
     Pagination,
     QueueMessage,
     Redeliver,
+    Step,
+    StepStatus,
     StreamChunksPage,
+    WorkflowRun,
 )
 from flowcraft.core.world._protocol import World
 from flowcraft.core.world._vercel_codec import (
@@ -338,11 +350,90 @@ def _chunks_page(page: StreamChunksPage) -> w.StreamChunksPage:
     )
 
 
+#: How many steps one read of a run's steps asks for.
+_STEPS_PAGE = MAX_PAGE_SIZE
+
+
+def _redelivered_replay(message: QueueMessage, attempt: int) -> str | None:
+    """The run whose pending steps this delivery must enqueue again, or ``None``.
+
+    Only a replay message (a ``runId``, no ``stepId``, not a health check) delivered again
+    (``attempt > 1``): the pass that wrote a step's ``step_created`` may have died before it
+    enqueued the step, and vercel's replay never enqueues a step it sees created.
+    """
+    if attempt <= 1 or message.get("stepId") is not None or "__healthCheck" in message:
+        return None
+    run_id = message.get("runId")
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def _pending_step_invocations(
+    run: WorkflowRun, steps: Iterable[Step], *, now: datetime
+) -> list[tuple[str, QueueMessage]]:
+    """(idempotency key, message) of vercel's invocation of each pending step of ``run``.
+
+    The message is the one the runtime sends when it creates the step (the step's id and
+    name, requested at ``now``), keyed by the step id as the runtime keys it. None for a
+    run that ended: its steps are never needed.
+    """
+    if run.status.terminal:
+        return []
+    return [
+        (
+            step.step_id,
+            encode_message(
+                w.WorkflowInvokePayload.from_wire(
+                    {
+                        "runId": run.run_id,
+                        "stepId": step.step_id,
+                        "stepName": step.step_name,
+                        "requestedAt": now,
+                    }
+                )
+            ),
+        )
+        for step in steps
+        if step.status is StepStatus.PENDING
+    ]
+
+
+async def _resend_pending_steps(bridge: VercelBridge, queue_name: str, run_id: str) -> int:
+    """Enqueue every pending step of ``run_id`` on ``queue_name`` again; how many.
+
+    Reads the run and all its steps (page by page) without their data; each message goes
+    through the bridge's own enqueue, keyed by the step id. A run the World does not know
+    (the handler refused the delivery before creating it) has none.
+    """
+    world = bridge.world
+    try:
+        run = await world.runs_get(run_id, resolve_data="none")
+    except WorldNotFoundError:
+        return 0
+    steps: list[Step] = []
+    cursor: str | None = None
+    while True:
+        page = await world.steps_list(
+            run_id,
+            pagination=Pagination(limit=_STEPS_PAGE, cursor=cursor),
+            resolve_data="none",
+        )
+        steps.extend(page.data)
+        if not page.has_more or not page.data:
+            break
+        cursor = page.cursor
+    invocations = _pending_step_invocations(run, steps, now=datetime.now(UTC))
+    for key, message in invocations:
+        await bridge._enqueue(queue_name, message, key, None)
+    return len(invocations)
+
+
 class _Delivery:
     """A flowcraft queue handler that runs vercel's handler on one message.
 
     A continuation is enqueued again (its delay, its idempotency key) before this returns,
-    so the World acknowledges only after the wake-up is safely queued.
+    so the World acknowledges only after the wake-up is safely queued. After a replay
+    message delivered again, the run's pending steps are enqueued again too (see the
+    module docstring); a failure there raises, so the replay message comes once more.
     """
 
     def __init__(self, bridge: VercelBridge, handler: w.QueueHandler) -> None:
@@ -359,6 +450,17 @@ class _Delivery:
             await self._bridge._enqueue(
                 queue_name, message, continuation.idempotency_key, continuation.delay_seconds
             )
+        run_id = _redelivered_replay(message, attempt)
+        if run_id is not None:
+            resent = await _resend_pending_steps(self._bridge, queue_name, run_id)
+            if resent:
+                log.info(
+                    "replay of run %s delivered again (attempt %d): %d pending step(s) "
+                    "enqueued again",
+                    run_id,
+                    attempt,
+                    resent,
+                )
         return None
 
 
