@@ -10,6 +10,9 @@ and with the service's message kept. A few answers are not errors and reach the 
   wins), 412 Precondition Failed (an etag or a patch's filter predicate did not match: a
   compare-and-set lost) and 404 Not Found of an item (never relied on for reads: the local
   Cosmos server answers 500 to a ``read_item`` of a missing id, so reads go through queries).
+  A transactional batch refused by one of these carries each operation's status
+  (``Refused.statuses``: the refusing one's, 424 for the operations not applied, and on the
+  local Cosmos server, which does not roll batches back, 201 for those applied before it).
 * Queue Storage: ``MessageNotFound`` (404) and ``PopReceiptMismatch`` (400): the message was
   deleted or delivered again with another pop receipt (a stale delivery).
 
@@ -20,7 +23,8 @@ Class tree of what leaves this module::
     ├── HttpResponseError
     │   ├── 408, 429 (throttled; the SDKs already retried), 449, 5xx   -> Transient
     │   ├── 401/403 ClientAuthenticationError                           -> Permanent
-    │   ├── 404/409/412 of an item, MessageNotFound, PopReceiptMismatch -> Refused (an answer)
+    │   ├── 404/409/412 of an item (or of a batch's operation),
+    │   │   MessageNotFound, PopReceiptMismatch                         -> Refused (an answer)
     │   └── everything else (400 bad request, a missing queue/container) -> Permanent
     ├── CosmosClientTimeoutError, StreamConsumedError, StreamClosedError,
     │   ResponseNotReadError                                            -> Transient
@@ -70,10 +74,14 @@ _TRANSIENT_CLASSES: tuple[type[BaseException], ...] = (
 
 @dataclass(eq=False)
 class Refused(Exception):  # noqa: N818 (an answer, not an error)
-    """A conditional request was refused: ``what`` is missing, exists, changed or stale."""
+    """A conditional request was refused: ``what`` is missing, exists, changed or stale.
+
+    ``statuses``: of a refused transactional batch, each operation's HTTP status in order.
+    """
 
     what: str
     detail: str = ""
+    statuses: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         """The kind of refusal and the service's words."""
@@ -105,6 +113,10 @@ def refusal(exc: BaseException) -> Refused | None:
         return Refused("stale", error_code(exc))
     if isinstance(exc, cosmos_exc.CosmosHttpResponseError) and status_of(exc) in _ANSWERS:
         return Refused(_ANSWERS[status_of(exc)], _first_line(exc))
+    if isinstance(exc, cosmos_exc.CosmosBatchOperationError) and status_of(exc) in _ANSWERS:
+        answers = exc.operation_responses or ()
+        statuses = tuple(int(answer.get("statusCode") or 0) for answer in answers)
+        return Refused(_ANSWERS[status_of(exc)], _first_line(exc), statuses)
     return None
 
 

@@ -31,13 +31,16 @@ Spec sheet
   deleted then.
 * Outcomes a save carries are committed first, each as ``commit_attempt`` does (the port allows
   it: they stand whether or not the save does); if one of them is not the standing outcome the
-  save writes nothing and returns False. Claims are written after the save, by create (never
-  over an existing attempt).
-* Attempts (``t:`` items): ``claim_attempt`` is a ``create_item`` (409: a patch whose filter
+  save writes nothing and returns False. Claims are written after the save, by creates in
+  one transactional batch (never over an existing attempt; ``_claims``).
+* Attempts (``t:`` items): ``claim_attempt`` is a create (409: a patch whose filter
   predicate admits only no outcome and the same owner or an expired lease; owners are
-  compared as SHA-256 hex, never as raw strings in a predicate), ``extend_attempt`` a patch with
-  the same kind of predicate, ``commit_attempt`` a patch admitted only while ``outcome`` is
-  null (first writer wins).
+  compared as SHA-256 hex, never as raw strings in a predicate); the claims of one event-loop
+  turn (a fan-out's jobs received together) go out as ONE transactional batch of creates per
+  run, refusals answered claim by claim (``_claims``: right whether the batch is atomic, as
+  on Cosmos DB, or not, as on the local server). ``extend_attempt`` is a patch with the same
+  kind of predicate, ``commit_attempt`` a patch admitted only while ``outcome`` is null
+  (first writer wins).
 * Reads go through single-partition queries, never ``read_item`` (the local Cosmos server
   answers 500 instead of 404 for a missing id). A load reads the run item and its parts in one
   query; a part it does not find (written after the query passed it) makes it read again.
@@ -64,6 +67,7 @@ from dataclasses import replace
 from typing import Any
 
 from flowcraft.azure import _items as it
+from flowcraft.azure._claims import Claim, ClaimBatches, attempt_item, create_new
 from flowcraft.azure._errors import Refused, edge
 from flowcraft.azure._schema import ensure_containers, if_not_exists
 from flowcraft.core import ports
@@ -123,6 +127,7 @@ class CosmosDbContext:
         self._keys = database.get_container_client(status_container_name)
         self._compacting: set[str] = set()
         self._tasks = BackgroundTasks(_log, "background compaction or clean-up")
+        self._claims = ClaimBatches(self._runs, alone=self._claim_alone, spawn=self._spawn)
         # run id -> ids of messages this store's own writes marked sent (bounded LRU)
         self._marked: OrderedDict[str, set[str]] = OrderedDict()
         # run id -> saves in flight that mark messages sent: their ids, done when they end
@@ -547,15 +552,8 @@ class CosmosDbContext:
 
     async def _claim_after(self, run_id: str, claims: Sequence[tuple[str, str, float]]) -> None:
         now = time.time()
-
-        async def claim(attempt: str, owner: str, lease: float) -> None:
-            try:
-                with edge(f"run {run_id}: lease {attempt}"):
-                    await self._runs.create_item(self._attempt(run_id, attempt, owner, now + lease))
-            except Refused:
-                pass  # never over an existing attempt
-
-        await asyncio.gather(*(claim(*c) for c in claims))
+        items = {a: attempt_item(run_id, a, owner, now + lease) for a, owner, lease in claims}
+        await create_new(self._runs, run_id, list(items.values()))
 
     # ------------------------------------------------------------------ compaction
 
@@ -678,12 +676,6 @@ class CosmosDbContext:
 
     # ------------------------------------------------------------------ attempts
 
-    @staticmethod
-    def _attempt(run_id: str, attempt: str, owner: str, until: float) -> Item:
-        return {"id": it.attempt_id(run_id, attempt), "runId": run_id, "kind": "attempt",
-                "attempt": attempt, "oh": it.owner_hash(owner), "lease": until,
-                "outcome": None}  # fmt: skip
-
     async def _attempt_item(self, run_id: str, attempt: str) -> Item | None:
         found = await self._query(
             self._runs, "SELECT * FROM c WHERE c.runId = @r AND c.id = @id",
@@ -694,15 +686,28 @@ class CosmosDbContext:
     async def claim_attempt(
         self, run_id: str, attempt: str, owner: str, lease: float
     ) -> ports.AttemptClaim:
-        """Take the lease: a create, else a patch admitted for the owner or an expired lease."""
+        """Take the lease: a create, else a patch admitted for the owner or an expired lease.
+
+        The creates of this loop turn's claims go out in one batch per run (``_claims``).
+        """
+        return await self._claims.claim(Claim(run_id, attempt, owner, lease))
+
+    async def _claim_alone(self, claim: Claim, exists: bool) -> ports.AttemptClaim:
+        """One claim: a create (skipped if ``exists``), else the patch, else BUSY or DONE."""
+        run_id, attempt, owner, lease = claim.run_id, claim.attempt, claim.owner, claim.lease
         for _ in range(_READ_RETRIES):
             now = time.time()
-            try:
-                with edge(f"run {run_id}: claim {attempt}"):
-                    await self._runs.create_item(self._attempt(run_id, attempt, owner, now + lease))
-                return ports.AttemptClaim(status=ports.ClaimStatus.CLAIMED, lease_until=now + lease)
-            except Refused:
-                pass
+            if not exists:
+                try:
+                    with edge(f"run {run_id}: claim {attempt}"):
+                        await self._runs.create_item(
+                            attempt_item(run_id, attempt, owner, now + lease)
+                        )
+                    return ports.AttemptClaim(status=ports.ClaimStatus.CLAIMED,
+                                              lease_until=now + lease)  # fmt: skip
+                except Refused:
+                    pass
+            exists = False
             predicate = (f"FROM c WHERE IS_NULL(c.outcome) AND "
                          f"(c.oh = '{it.owner_hash(owner)}' OR c.lease <= {now!r})")  # fmt: skip
             operations = [{"op": "set", "path": "/lease", "value": now + lease},
@@ -777,7 +782,7 @@ class CosmosDbContext:
         raise TransientBackendError(f"run {run_id}: a chunk of an outcome is missing")
 
     async def _create_committed(self, run_id: str, attempt: str, text: str) -> bool:
-        item = self._attempt(run_id, attempt, "", 0.0) | {"outcome": text, "oh": ""}
+        item = attempt_item(run_id, attempt, "", 0.0) | {"outcome": text, "oh": ""}
         try:
             with edge(f"run {run_id}: commit {attempt}"):
                 await self._runs.create_item(item)
