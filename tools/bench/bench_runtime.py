@@ -17,7 +17,14 @@ and meter providers (the cost of the instrumentation itself, not of an SDK), and
 run to each repeat, traced with the flowcraft-core sources in DIR (for example
 ``git archive REV packages/flowcraft-core/src | tar -x -C /tmp/base`` and DIR
 ``/tmp/base/packages/flowcraft-core/src``, put first on ``PYTHONPATH``): before and after a
-change measured side by side in one invocation. ``--cpu`` reports the process's CPU time
+change measured side by side in one invocation.
+
+Each run starts its timed window after a full garbage collection. Without it, a run in a
+fresh process is charged whatever collection the imports left due: the traced variant
+imports OpenTelemetry (tens of thousands of objects more), and the first full (generation 2)
+collection of a process then fell inside a fan of 1,000's ~20 ms window, +12-14 ms, once per
+process (measured: gone when any run came before it in the same process). That is a one-time
+cost of starting a process, not a cost per node. ``--cpu`` reports the process's CPU time
 instead of wall-clock time (Python only, with ``--no-ts``): steadier on a shared machine,
 where other processes' load shows in wall-clock time (it still shows in CPU time through
 caches and shared cores, less so).
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -105,6 +113,7 @@ def _one(shape: str, n: int, form: str, traced: bool = False) -> dict[str, float
     plan = _plan(shape, n)
 
     async def main() -> tuple[float, float]:
+        gc.collect()  # what imports and set-up left is not the run's: see the module docstring
         began, cpu = time.perf_counter(), time.process_time()
         result = await runtime.run(plan)
         elapsed = time.perf_counter() - began, time.process_time() - cpu

@@ -346,6 +346,22 @@ async def test_an_unobserved_attempt_runs_unwrapped(observed: bool) -> None:
     assert probe.seen == [trace.INVALID_SPAN.get_span_context()]
 
 
+async def test_on_no_op_providers_a_node_keeps_its_caller_s_span_unwrapped() -> None:
+    """No job trace, no run span: a no-op tracer's span would be the caller's current one, so
+    the attempt is the node's own awaitable and the node sees the caller's (recording) span."""
+    inst = Instrumentation(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+    probe, same = _Probe(), _Same()
+    runtime = FlowRuntime(
+        registry={"probe": probe.node}, middleware=[same.outer(), inst, same.innermost()]
+    )
+    caller = TracerProvider().get_tracer("the caller's own tracing")
+    with caller.start_as_current_span("caller") as span:
+        assert (await runtime.run(PROBED)).output == "done"
+    assert span.get_span_context().is_valid
+    assert same.same == [True]
+    assert probe.seen == [span.get_span_context()]
+
+
 def test_the_default_import_path_does_not_import_opentelemetry() -> None:
     code = (
         "import sys, flowcraft.core, flowcraft.core.events, flowcraft.core.cli;"

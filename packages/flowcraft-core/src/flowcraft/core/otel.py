@@ -125,9 +125,13 @@ class Instrumentation:
         Attributes are built only for a recording span, and a span is made current only if
         its context is valid. An attempt whose span does neither (a no-op tracer's, with no
         trace context to carry) and that nothing measures (an explicit no-op meter provider)
-        runs as ``call`` itself: unobserved, an attempt costs one ``start_span``. The body is
-        inlined on purpose (this runs once per attempt), and a span object once seen idle (a
-        no-op tracer hands back the same one) is not asked again: that cannot change.
+        runs as ``call`` itself: unobserved, an attempt costs one ``start_span``. On the API's
+        no-op tracer (an explicit ``NoOpTracerProvider``), unmetered, an attempt with no run
+        span to parent and no job trace to carry skips even that: the no-op tracer's span
+        would be the context's current one, so there is nothing to start, attach or end.
+        The body is inlined on purpose (this runs once per attempt), and a span object once
+        seen idle (a no-op tracer hands back the same one) is not asked again: that cannot
+        change.
         """
         tracer, metered, opened = self._tracer, self._metered, self._open
         idle: Span | None = None
@@ -149,7 +153,15 @@ class Instrumentation:
             span.end()
             return call(ctx)
 
-        return attempt
+        if metered or not isinstance(tracer, trace.NoOpTracer):
+            return attempt
+
+        def unobserved(ctx: NodeContext) -> Awaitable[object]:
+            if opened or current_job.get() is not None:
+                return attempt(ctx)
+            return call(ctx)  # a no-op tracer's span would be the current one: nothing to do
+
+        return unobserved
 
     async def _attempt(
         self,
