@@ -7,7 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from flowcraft.azure import AzureQueueAdapter
+from flowcraft.azure import AzureQueueAdapter, _queue
 from flowcraft.azure._clients import queue_client
 from flowcraft.azure._schema import Names, ensure_queues
 from flowcraft.core import ports
@@ -94,12 +94,20 @@ class ReceiveCounter:
 
 
 async def test_a_fan_out_sent_together_is_received_in_one_request(
-    adapter: AzureQueueAdapter,
+    adapter: AzureQueueAdapter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The waiting receive is woken when the last of the enqueues in flight returns."""
+    """The waiting receive is woken when the last of the enqueues in flight returns.
+
+    Two timings are kept out of the way, so a loaded machine cannot split the receive: the
+    enqueues start between two backoff polls (at 0.3 s and 0.62 s after an idle poll: 20 ms
+    doubling), and the gathering window that bounds how long a first returned enqueue holds
+    the poll for the others is widened from 10 ms (what is tested is that the last one to
+    return starts it).
+    """
+    monkeypatch.setattr(_queue, "_GATHER", 0.2)
     assert await adapter.receive(16, 0.0) == []  # idle: the receive below waits
     receiving = asyncio.ensure_future(adapter.receive(16, 5.0))
-    await asyncio.sleep(0.3)  # past the first pauses: waiting for a wake-up
+    await asyncio.sleep(0.4)  # past the first pauses (the 4th poll at 0.3 s), before the 5th
     counter = ReceiveCounter(adapter)
     try:
         await asyncio.gather(*(adapter.enqueue(ports.Message(id=f"f{i}", body=b"x"))
