@@ -26,9 +26,10 @@ from typing import ClassVar
 from flowcraft.core import BlueprintSet, Reconciler
 from flowcraft.core.backends import Backend
 from flowcraft.core.errors import BackendError
+from flowcraft.core.sticky import sticky_delay_option
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._coordination import DynamoDbCoordinationStore
-from flowcraft.sqs._queue import SqsAdapter, sticky_delay_seconds
+from flowcraft.sqs._queue import SqsAdapter
 from flowcraft.sqs._schema import Names, drop_queues, drop_tables, ensure_queues, ensure_tables
 from flowcraft.sqs._store import DynamoDbContext
 
@@ -64,7 +65,9 @@ class SqsBackend:
         self.max_receive_count = _positive("max_receive_count", max_receive_count, 1_000)
         if sticky_delay == "default":
             sticky_delay = os.environ.get(STICKY_ENV) or "default"
-        self.sticky_delay = _sticky_delay(sticky_delay, self.visibility_timeout)
+        self.sticky_delay = sticky_delay_option(
+            sticky_delay, visibility_timeout=self.visibility_timeout
+        )
 
     def _aws(self) -> Aws:
         return Aws(endpoint_url=self.endpoint_url, region=self.region)
@@ -137,28 +140,6 @@ def _positive(name: str, value: int | str, most: int) -> int:
     if not 1 <= number <= most:
         raise ValueError(f"option {name}: {number} is outside 1..{most}")
     return number
-
-
-def _sticky_delay(value: float | str | None, visibility_timeout: int) -> int | None:
-    """The ``sticky_delay`` option: seconds, ``none``/``off`` (None), or the default."""
-    if value == "default":
-        return min(_STICKY_DEFAULT, visibility_timeout)
-    if value is None or (isinstance(value, str) and value.strip().lower() in {"none", "off"}):
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(
-            f"option sticky_delay: {value!r} is not a number of seconds (or none)"
-        ) from None
-    try:
-        return sticky_delay_seconds(seconds)
-    except ValueError as exc:
-        raise ValueError(f"option {exc}") from None
-
-
-#: Default ``sticky_delay`` (at most: the visibility timeout if shorter), seconds.
-_STICKY_DEFAULT = 30
 
 
 def create_sqs_reconciler(

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
-__all__ = ["LocalDelivery", "LocalSettler", "Settler", "SqsDelivery"]
+__all__ = ["Settler", "SqsDelivery"]
 
 
 class Settler(Protocol):
@@ -144,98 +144,3 @@ class SqsDelivery:
             raise
         self._state = "settled"
         self._settler.forget(self)
-
-
-class LocalSettler(Protocol):
-    """What a local delivery asks its adapter to do (implemented by ``SqsAdapter``)."""
-
-    async def local_ack(self, delivery: LocalDelivery) -> None:
-        """The job is done: delete its joined copy, drop the delayed copy when it comes."""
-        ...
-
-    async def local_nack(self, delivery: LocalDelivery, seconds: float) -> None:
-        """Deliver it again in ``seconds`` (here, or through its copy)."""
-        ...
-
-    async def local_extend(self, delivery: LocalDelivery, seconds: float) -> None:
-        """Keep its joined copy (if any) invisible for ``seconds`` more."""
-        ...
-
-    async def local_dead(self, delivery: LocalDelivery, reason: str) -> None:
-        """Dead-letter it with ``reason`` (its copy is then dropped when it comes)."""
-        ...
-
-
-class LocalDelivery:
-    """A sticky message handed to the adapter's own consumer without a trip through SQS.
-
-    Its durable twin is the copy sent to the jobs queue with ``DelaySeconds`` = the sticky
-    delay (see ``_queue``). ``copy`` is that copy once it came back to this adapter while the
-    local delivery was still unsettled (joined: settled with it). ``state``: ``ready`` (waiting
-    for ``receive``), ``out`` (returned), ``waiting`` (nacked, back to ``ready`` after the
-    delay), ``settling``, ``settled``.
-    """
-
-    __slots__ = ("_body", "_message_id", "_settler", "copy", "count", "state", "timer")
-
-    def __init__(self, *, message_id: str, body: bytes, settler: LocalSettler) -> None:
-        self._message_id = message_id
-        self._body = body
-        self._settler = settler
-        self.count = 1
-        self.state = "ready"
-        self.copy: SqsDelivery | None = None
-        self.timer: object = None  # the asyncio.TimerHandle of a nack's delay
-
-    def __repr__(self) -> str:
-        return f"LocalDelivery({self._message_id!r}, count={self.count}, {self.state})"
-
-    @property
-    def message_id(self) -> str:
-        """The message's id (its dedup id)."""
-        return self._message_id
-
-    @property
-    def body(self) -> bytes:
-        """The message body, as enqueued."""
-        return self._body
-
-    @property
-    def delivery_count(self) -> int:
-        """Local deliveries so far, this one included."""
-        return self.count
-
-    async def ack(self) -> None:
-        """Done for good (its copy is deleted when, or since, it reached this adapter)."""
-        if self._begin():
-            await self._finish(self._settler.local_ack(self))
-
-    async def nack(self, delay: float = 0.0) -> None:
-        """Deliver it again after ``delay`` seconds."""
-        if self._begin():
-            await self._finish(self._settler.local_nack(self, delay))
-
-    async def extend(self, seconds: float) -> None:
-        """Keep a joined copy invisible to others for ``seconds`` from now."""
-        if self.state == "out":
-            await self._settler.local_extend(self, seconds)
-
-    async def dead_letter(self, reason: str) -> None:
-        """Dead-letter the message with ``reason``."""
-        if self._begin():
-            await self._finish(self._settler.local_dead(self, reason))
-
-    def _begin(self) -> bool:
-        if self.state != "out":
-            return False
-        self.state = "settling"
-        return True
-
-    async def _finish(self, settling: Awaitable[None]) -> None:
-        try:
-            await settling
-        except BaseException:
-            self.state = "out"
-            raise
-        if self.state == "settling":  # (a nack that delivers it here again made it "waiting")
-            self.state = "settled"

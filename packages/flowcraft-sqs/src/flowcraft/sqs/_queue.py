@@ -94,6 +94,7 @@ from typing import Any
 
 from flowcraft.core import ports
 from flowcraft.core.errors import BackendError, PermanentBackendError, TransientBackendError
+from flowcraft.core.sticky import Home, LocalDelivery, sticky_delay_seconds
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._batch import Batcher, Errors, entry_errors, stale_error
 from flowcraft.sqs._codec import (
@@ -114,10 +115,9 @@ from flowcraft.sqs._codec import (
     reason_attribute,
     visibility_seconds,
 )
-from flowcraft.sqs._delivery import LocalDelivery, SqsDelivery
+from flowcraft.sqs._delivery import SqsDelivery
 from flowcraft.sqs._offload import MissingBodyError, Offload
 from flowcraft.sqs._schema import drop_queues
-from flowcraft.sqs._sticky import Home
 
 __all__ = ["SqsAdapter"]
 
@@ -133,8 +133,6 @@ _PEEK_SECONDS = 30
 _CLOSE_WAIT = 25.0
 #: The reason of a message the redrive policy moved to the dead-letter queue.
 REDRIVE_REASON = "received more than the redrive policy's maxReceiveCount times"
-#: The longest sticky delay: well below the 60 s a worker remembers an attempt it ran ahead.
-MAX_STICKY_DELAY = 50
 #: Local deliveries unsettled at once (past that, sticky enqueues go out plain).
 _HOME_LIMIT = 1000
 #: Seconds an acked local delivery's copy is recognised (and dropped) when it comes back.
@@ -226,7 +224,7 @@ class SqsAdapter:
             dedup=False,
             sticky=self.sticky_delay is not None,
         )
-        self._home = Home(limit=_HOME_LIMIT, remember=_HOME_REMEMBER)
+        self._home: Home[SqsDelivery] = Home(limit=_HOME_LIMIT, remember=_HOME_REMEMBER)
         self._consuming = False  # a receive was made (and stop_receiving not yet)
         self._wake: asyncio.Future[None] | None = None  # a local delivery is ready
         self._poll: asyncio.Task[list[_Received]] | None = None  # a receive call to adopt
@@ -449,7 +447,7 @@ class SqsAdapter:
         return Decoded(message_id=message_id, body=body)
 
     def _deliver(self, received: _Received) -> SqsDelivery | None:
-        """The delivery of a received message (None: a copy of a local one, see ``_sticky``)."""
+        """The delivery of a received message (None: a copy of a local one, see core.sticky)."""
         fate, local = self._home.arrived(received.decoded.message_id)
         if fate == "done":  # finished work: delete it
             self._spawn(self._drop_copy(received.receipt_handle))
@@ -575,7 +573,7 @@ class SqsAdapter:
 
     # ------------------------------------------------------------------ local (LocalSettler)
 
-    async def local_ack(self, delivery: LocalDelivery) -> None:
+    async def local_ack(self, delivery: LocalDelivery[SqsDelivery]) -> None:
         """Done: its joined copy is deleted, a later one dropped when it comes."""
         self._check_open("ack")
         copy = delivery.copy
@@ -583,7 +581,7 @@ class SqsAdapter:
         if copy is not None:
             await copy.ack()
 
-    async def local_nack(self, delivery: LocalDelivery, seconds: float) -> None:
+    async def local_nack(self, delivery: LocalDelivery[SqsDelivery], seconds: float) -> None:
         """Here again after ``seconds``; through its copy if it joined or this one stops."""
         self._check_open("nack")
         copy = delivery.copy
@@ -597,11 +595,11 @@ class SqsAdapter:
             max(0.0, seconds), self._local_again, delivery
         )
 
-    def _local_again(self, delivery: LocalDelivery) -> None:
+    def _local_again(self, delivery: LocalDelivery[SqsDelivery]) -> None:
         if self._home.again(delivery):
             self._wake_up()
 
-    async def local_extend(self, delivery: LocalDelivery, seconds: float) -> None:
+    async def local_extend(self, delivery: LocalDelivery[SqsDelivery], seconds: float) -> None:
         """Its joined copy stays invisible ``seconds`` more (nothing to do without one)."""
         self._check_open("extend")
         copy = delivery.copy
@@ -614,7 +612,7 @@ class SqsAdapter:
                 raise
             delivery.copy = None  # it went on to another consumer: a duplicate there
 
-    async def local_dead(self, delivery: LocalDelivery, reason: str) -> None:
+    async def local_dead(self, delivery: LocalDelivery[SqsDelivery], reason: str) -> None:
         """Dead-letter it (through its joined copy if any); its copy is dropped when it comes."""
         self._check_open("dead_letter")
         copy = delivery.copy
@@ -749,24 +747,6 @@ class SqsAdapter:
         for error in entry_errors(answer, len(entries), "release", stale_ok=True):
             if error is not None:
                 _log.warning("could not make a message visible again: %s", error)
-
-
-def sticky_delay_seconds(delay: float | None) -> int | None:
-    """``DelaySeconds`` of a sticky message's copy, or None (off).
-
-    Raises:
-        ValueError: not a number of seconds within 1..``MAX_STICKY_DELAY``.
-    """
-    if delay is None:
-        return None
-    if isinstance(delay, bool) or not isinstance(delay, int | float) or math.isnan(delay):
-        raise ValueError(f"sticky_delay must be a number of seconds or None, got {delay!r}")
-    if not 0 < delay <= MAX_STICKY_DELAY:
-        raise ValueError(
-            f"sticky_delay must be within 1..{MAX_STICKY_DELAY} seconds (a worker remembers "
-            f"an attempt it ran ahead for 60 s), got {delay}"
-        )
-    return max(1, math.ceil(delay))
 
 
 def _cancel(timer: object) -> None:

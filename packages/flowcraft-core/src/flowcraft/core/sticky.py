@@ -1,0 +1,314 @@
+"""Run-ahead for queues without consumer affinity: local deliveries and their durable copies.
+
+Public, for adapter authors (no I/O here). A queue that cannot give a dead consumer's messages
+to others by itself (SQS, Azure Queue Storage) can still honour ``enqueue(sticky=True)``
+(capability ``sticky``) with two deliveries of one message:
+
+* a *local* one (:class:`LocalDelivery`), handed to the adapter's own consumer's next
+  ``receive`` at once, with no trip through the broker;
+* a durable *copy* sent to the jobs queue, invisible for the sticky delay (SQS's
+  ``DelaySeconds``, Azure's initial visibility timeout). If the worker dies, the copy reaches
+  another consumer after that delay, and the runtime's claim waits for the dead runner's lease.
+
+:class:`Home` is the bookkeeping of one adapter's local deliveries and decides what a copy
+that comes back to that adapter means (:meth:`Home.arrived`):
+
+* ``done``: its local delivery was acked or dead-lettered (remembered for ``remember``
+  seconds): the copy is a duplicate of finished work, to be deleted without reaching the
+  consumer;
+* ``join``: its local delivery is out (being handled): the copy is settled with it (deleted on
+  its ack, given back on its nack, extended with it; ``LocalDelivery.copy``);
+* ``deliver``: its local delivery has not been taken yet, or waits out a nack: the copy replaces
+  it (the local delivery is released and returned, so the adapter can cancel its nack timer);
+  so does any copy the adapter knows nothing of (another consumer's message, or one whose local
+  delivery was dropped when the consumer stopped receiving).
+
+A copy that reaches another consumer is an ordinary delivery there (the runtime's claims make
+it a duplicate of finished work, or wait for a live holder's lease). At most ``limit`` local
+deliveries are unsettled at once; past that, the adapter sends sticky enqueues as plain ones.
+
+What the adapter does (I/O): send the copy, hand ``Home.take``'s deliveries out in ``receive``
+before asking the broker, settle a returning copy per ``Home.arrived``, and implement
+:class:`LocalSettler` (what a local delivery's ``ack``/``nack``/``extend``/``dead_letter``
+mean for its copy). ``LocalDelivery`` is generic over the adapter's delivery type (the copy's).
+
+:func:`sticky_delay_seconds` and :func:`sticky_delay_option` validate the adapters' shared
+``sticky_delay`` option: 1..50 seconds (below the 60 s a worker remembers an attempt it ran
+ahead, so a copy arriving late still finds it), None turning run-ahead off.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Generic, Literal, Protocol, TypeVar
+
+__all__ = [
+    "DEFAULT_STICKY_DELAY",
+    "MAX_STICKY_DELAY",
+    "Fate",
+    "Home",
+    "LocalDelivery",
+    "LocalSettler",
+    "sticky_delay_option",
+    "sticky_delay_seconds",
+]
+
+#: What a copy that came back means (see the module).
+Fate = Literal["done", "join", "deliver"]
+
+#: The longest sticky delay, seconds: well below the 60 s a worker remembers an attempt it ran
+#: ahead (a copy surfacing later would run it again).
+MAX_STICKY_DELAY = 50
+#: The default sticky delay of a backend factory (at most its visibility timeout), seconds.
+DEFAULT_STICKY_DELAY = 30
+
+_C = TypeVar("_C")
+
+
+class LocalSettler(Protocol[_C]):
+    """What a local delivery asks its adapter to do (implemented by the queue adapter)."""
+
+    async def local_ack(self, delivery: LocalDelivery[_C]) -> None:
+        """The job is done: delete its joined copy, drop the delayed copy when it comes."""
+        ...
+
+    async def local_nack(self, delivery: LocalDelivery[_C], seconds: float) -> None:
+        """Deliver it again in ``seconds`` (here, or through its copy)."""
+        ...
+
+    async def local_extend(self, delivery: LocalDelivery[_C], seconds: float) -> None:
+        """Keep its joined copy (if any) invisible for ``seconds`` more."""
+        ...
+
+    async def local_dead(self, delivery: LocalDelivery[_C], reason: str) -> None:
+        """Dead-letter it with ``reason`` (its copy is then dropped when it comes)."""
+        ...
+
+
+class LocalDelivery(Generic[_C]):
+    """A sticky message handed to the adapter's own consumer (a ``ports.Delivery``).
+
+    ``copy`` is its durable twin once that came back to this adapter while the local delivery
+    was still unsettled (joined: settled with it). ``state``: ``ready`` (waiting for
+    ``receive``), ``out`` (returned), ``waiting`` (nacked, ready again after the delay),
+    ``settling``, ``settled``. ``delivery_count`` counts local deliveries from 1 (a nack
+    delivered here again adds one). Settled once: later calls, and ``extend`` after a
+    settlement, are no-ops; a settlement that raised leaves it out (the caller may retry).
+    """
+
+    __slots__ = ("_body", "_message_id", "_settler", "copy", "count", "state", "timer")
+
+    def __init__(self, *, message_id: str, body: bytes, settler: LocalSettler[_C]) -> None:
+        self._message_id = message_id
+        self._body = body
+        self._settler = settler
+        self.count = 1
+        self.state = "ready"
+        self.copy: _C | None = None
+        self.timer: object = None  # the adapter's handle on a nack's delay (e.g. a TimerHandle)
+
+    def __repr__(self) -> str:
+        return f"LocalDelivery({self._message_id!r}, count={self.count}, {self.state})"
+
+    @property
+    def message_id(self) -> str:
+        """The message's id (its dedup id)."""
+        return self._message_id
+
+    @property
+    def body(self) -> bytes:
+        """The message body, as enqueued."""
+        return self._body
+
+    @property
+    def delivery_count(self) -> int:
+        """Local deliveries so far, this one included."""
+        return self.count
+
+    async def ack(self) -> None:
+        """Done for good (its copy is deleted when, or since, it reached this adapter)."""
+        if self._begin():
+            await self._finish(self._settler.local_ack(self))
+
+    async def nack(self, delay: float = 0.0) -> None:
+        """Deliver it again after ``delay`` seconds."""
+        if self._begin():
+            await self._finish(self._settler.local_nack(self, delay))
+
+    async def extend(self, seconds: float) -> None:
+        """Keep a joined copy invisible to others for ``seconds`` from now."""
+        if self.state == "out":
+            await self._settler.local_extend(self, seconds)
+
+    async def dead_letter(self, reason: str) -> None:
+        """Dead-letter the message with ``reason``."""
+        if self._begin():
+            await self._finish(self._settler.local_dead(self, reason))
+
+    def _begin(self) -> bool:
+        if self.state != "out":
+            return False
+        self.state = "settling"
+        return True
+
+    async def _finish(self, settling: Awaitable[None]) -> None:
+        try:
+            await settling
+        except BaseException:
+            self.state = "out"
+            raise
+        if self.state == "settling":  # (a nack that delivers it here again made it "waiting")
+            self.state = "settled"
+
+
+class Home(Generic[_C]):
+    """Local deliveries of one adapter, and what the copies coming back mean (see module).
+
+    Args:
+        limit: Local deliveries unsettled at once (``has_room`` is False at the limit).
+        remember: Seconds the id of a finished local delivery is kept (its copy is ``done``).
+        clock: Monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self, *, limit: int, remember: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if limit < 1 or remember <= 0:
+            raise ValueError(f"limit and remember must be > 0, got {limit} and {remember}")
+        self.limit = limit
+        self.remember = remember
+        self._clock = clock
+        self._ready: collections.deque[LocalDelivery[_C]] = collections.deque()
+        self._unsettled: dict[str, LocalDelivery[_C]] = {}
+        self._done: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        """Local deliveries not settled yet."""
+        return len(self._unsettled)
+
+    @property
+    def has_room(self) -> bool:
+        """Whether another local delivery may be added."""
+        return len(self._unsettled) < self.limit
+
+    def holds(self, message_id: str) -> bool:
+        """Whether a local delivery of ``message_id`` is unsettled."""
+        return message_id in self._unsettled
+
+    def add(self, local: LocalDelivery[_C]) -> None:
+        """A new local delivery, ready for ``take``."""
+        self._unsettled[local.message_id] = local
+        self._ready.append(local)
+
+    @property
+    def ready(self) -> int:
+        """Local deliveries waiting for ``take``."""
+        return len(self._ready)
+
+    def take(self, count: int) -> list[LocalDelivery[_C]]:
+        """Up to ``count`` ready local deliveries, now out (handed to the consumer)."""
+        taken: list[LocalDelivery[_C]] = []
+        while self._ready and len(taken) < count:
+            local = self._ready.popleft()
+            local.state = "out"
+            taken.append(local)
+        return taken
+
+    def again(self, local: LocalDelivery[_C]) -> bool:
+        """A nacked local delivery is due again: ready once more (False: it was dropped)."""
+        if self._unsettled.get(local.message_id) is not local or local.state != "waiting":
+            return False
+        local.count += 1
+        local.state = "ready"
+        self._ready.append(local)
+        return True
+
+    def drop_ready(self) -> list[LocalDelivery[_C]]:
+        """Forget the local deliveries not taken or waiting (the consumer stops receiving).
+
+        Their copies then reach whoever receives them.
+        """
+        dropped = [d for d in self._unsettled.values() if d.state in {"ready", "waiting"}]
+        for local in dropped:
+            self.release(local)
+        return dropped
+
+    def release(self, local: LocalDelivery[_C]) -> None:
+        """``local`` is no longer this adapter's to deliver (its copy is the message now)."""
+        if self._unsettled.get(local.message_id) is local:
+            del self._unsettled[local.message_id]
+        if local.state == "ready":
+            self._ready.remove(local)
+        local.state = "settled" if local.state == "settling" else local.state
+        local.copy = None
+
+    def finished(self, local: LocalDelivery[_C]) -> None:
+        """``local`` was acked (or dead-lettered): its copy is dropped when it comes."""
+        self.release(local)
+        now = self._clock()
+        self._done[local.message_id] = now + self.remember
+        self._done.move_to_end(local.message_id)
+        while self._done:  # oldest first: expired ones, and beyond the bound
+            oldest, until = next(iter(self._done.items()))
+            if until > now and len(self._done) <= 16 * self.limit:
+                break
+            del self._done[oldest]
+
+    def arrived(self, message_id: str) -> tuple[Fate, LocalDelivery[_C] | None]:
+        """What a copy of ``message_id`` that came back to this adapter means (see module)."""
+        until = self._done.get(message_id)
+        if until is not None and until > self._clock():
+            return "done", None
+        local = self._unsettled.get(message_id)
+        if local is None:
+            return "deliver", None
+        if local.state in {"out", "settling"}:
+            return "join", local
+        self.release(local)  # ready or waiting: the copy takes its place
+        return "deliver", local
+
+
+def sticky_delay_seconds(delay: float | None) -> int | None:
+    """A sticky delay given to an adapter, as whole seconds (rounded up), or None (off).
+
+    Raises:
+        ValueError: not a number of seconds within 1..``MAX_STICKY_DELAY``.
+    """
+    if delay is None:
+        return None
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or math.isnan(delay):
+        raise ValueError(f"sticky_delay must be a number of seconds or None, got {delay!r}")
+    if not 0 < delay <= MAX_STICKY_DELAY:
+        raise ValueError(
+            f"sticky_delay must be within 1..{MAX_STICKY_DELAY} seconds (a worker remembers "
+            f"an attempt it ran ahead for 60 s), got {delay}"
+        )
+    return max(1, math.ceil(delay))
+
+
+def sticky_delay_option(value: float | str | None, *, visibility_timeout: int) -> int | None:
+    """A backend factory's ``sticky_delay`` option: seconds, ``none``/``off``, or ``default``.
+
+    ``default`` is ``DEFAULT_STICKY_DELAY``, at most ``visibility_timeout`` (a crashed worker's
+    attempts run ahead come back no later than a crashed consumer's plain message).
+
+    Raises:
+        ValueError: not a number of seconds within 1..``MAX_STICKY_DELAY`` (``option ...``).
+    """
+    if value == "default":
+        return min(DEFAULT_STICKY_DELAY, visibility_timeout)
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"none", "off"}):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(
+            f"option sticky_delay: {value!r} is not a number of seconds (or none)"
+        ) from None
+    try:
+        return sticky_delay_seconds(seconds)
+    except ValueError as exc:
+        raise ValueError(f"option {exc}") from None
