@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import threading
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from flowcraft.aws_world import AwsWorld, AwsWorldConfig
+from flowcraft.core.testing.faults import TcpProxy
 from flowcraft.core.world import (
     Event,
     EventType,
@@ -39,6 +42,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import vercel_programs as programs
 
 pytestmark = pytest.mark.timeout(120)
+
+_T = TypeVar("_T")
 
 
 class _EveryMessageTwice(AwsWorld):
@@ -170,3 +175,83 @@ async def test_twenty_steps_each_committed_once(
         assert [e.event_type for e in events].count(EventType.RUN_COMPLETED) == 1
         steps = await bridge.world.steps_list(run.run_id, pagination=Pagination(limit=100))
         assert {step.status.value for step in steps.data} == {"completed"}
+
+
+class _ProxyThread:
+    """Core's ``TcpProxy`` on an event loop of its own thread.
+
+    Not in the test's loop: the World's boto3 calls run in threads while its loop runs the
+    workflow; a proxy in that loop relays bytes only when the loop gets to it, so a busy or
+    blocked loop looked to boto3 like a hung server (read timeouts of 40 s per attempt).
+    On exit the proxy closes, its loop finishes every task it still has and lets the aborted
+    transports close before the loop does (nothing left for the garbage collector to warn of).
+    """
+
+    def __init__(self, target: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self.proxy = TcpProxy.to(target)
+
+    def _serve(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        loop.run_forever()
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0.05))  # aborted transports finish closing
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+    async def _call(self, work: Coroutine[Any, Any, _T]) -> _T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+
+    async def __aenter__(self) -> _ProxyThread:
+        self._thread.start()
+        await self._call(self.proxy.start())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        try:
+            await self._call(self.proxy.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            await asyncio.to_thread(self._thread.join, 10)
+        assert not self._thread.is_alive(), "the proxy's loop did not stop"
+
+    async def cut(self) -> int:
+        """Abort every open connection and refuse new ones; how many were open."""
+        return await self._call(self.proxy.cut())
+
+    async def resume(self) -> None:
+        """Accept connections again (same port)."""
+        await self._call(self.proxy.resume())
+
+
+async def test_every_connection_cut_for_three_seconds_mid_run_loses_nothing(
+    aws_endpoint_url: str,
+) -> None:
+    """Every connection to moto aborted and refused for 3 s while twenty steps run."""
+    async with _ProxyThread(aws_endpoint_url) as relay, _selected(relay.proxy.url) as bridge:
+        run = await vw.start(programs.twenty_steps, 0)
+
+        async def some_steps_done() -> bool:
+            steps = await bridge.world.steps_list(run.run_id, pagination=Pagination(limit=100))
+            return sum(step.status.value == "completed" for step in steps.data) >= 5
+
+        await _eventually(some_steps_done, "five steps before the cut")
+        assert await relay.cut(), "no connection was open at the cut"
+        await asyncio.sleep(3.0)
+        await relay.resume()
+        result = await asyncio.wait_for(run.return_value(), 75)
+
+        assert result == list(range(1, programs.STEP_COUNT + 1))
+        events = await _events(bridge, run.run_id)
+        assert [event.sequence for event in events] == list(range(1, len(events) + 1))
+        created = [e.correlation_id for e in events if e.event_type == EventType.STEP_CREATED]
+        completed = Counter(
+            e.correlation_id for e in events if e.event_type == EventType.STEP_COMPLETED
+        )
+        assert len(created) == programs.STEP_COUNT
+        assert completed == Counter(dict.fromkeys(created, 1))

@@ -456,7 +456,7 @@ class _Delivery:
             if resent:
                 log.info(
                     "replay of run %s delivered again (attempt %d): %d pending step(s) "
-                    "enqueued again",
+                    "enqueued again (keyed by step id)",
                     run_id,
                     attempt,
                     resent,
