@@ -65,12 +65,14 @@ def test_a_copy_of_an_acked_local_delivery_is_done_until_forgotten() -> None:
 
 def test_a_copy_joins_a_local_delivery_that_is_out_and_replaces_one_not_taken() -> None:
     home: Home[str] = Home(limit=4, remember=10.0)
-    out, ready = _local("out"), _local("ready")
+    out = _local("out")
+    ready = LocalDelivery(message_id="ready", body=b"b", settler=_Settler(), sent=("id", "pop"))
     home.add(out)
     home.add(ready)
     assert home.take(1) == [out]
     assert home.arrived("out") == ("join", out)
     assert home.arrived("ready") == ("deliver", ready)
+    assert ready.sent is None  # released: the adapter no longer settles the copy as sent
     assert home.take(5) == []  # the copy took its place
     assert not home.holds("ready")
     assert home.arrived("unknown") == ("deliver", None)

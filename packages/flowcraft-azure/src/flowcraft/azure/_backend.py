@@ -14,6 +14,10 @@
   runs' ends (capability ``run_notifications``): the store is wrapped in core's
   ``NotifyingRunStore``, which publishes terminal saves on the channel ``<ns>:runs-ended``.
 * ``visibility_timeout`` (seconds, 30) and ``max_poll_interval`` (seconds, 1.0).
+* ``sticky_delay`` (``FLOWCRAFT_AZURE_STICKY_DELAY``; seconds 1..50, or ``none``): how long the
+  durable copy of a sticky message stays invisible in the jobs queue (run-ahead, see
+  ``_queue``); default the visibility timeout, at most 30 (a crashed worker's attempts run
+  ahead come back no later than a crashed consumer's plain message).
 
 ``create(namespace)`` creates, unless they exist, the queues ``<ns>-jobs`` and ``<ns>-poison``,
 the database and the containers ``<ns>-contexts`` and ``<ns>-statuses`` (``flowcraft`` gives
@@ -41,6 +45,7 @@ from flowcraft.core.redis import (
     RedisCoordinationStore,
     drop_namespace_keys,
 )
+from flowcraft.core.sticky import sticky_delay_option
 
 __all__ = ["AzureBackend", "create_azure_reconciler"]
 
@@ -52,6 +57,7 @@ _ENV = {
     "cosmos_key": "FLOWCRAFT_COSMOS_KEY",
     "cosmos_ca_file": "FLOWCRAFT_COSMOS_CA_FILE",
     "redis_url": "FLOWCRAFT_REDIS_URL",
+    "sticky_delay": "FLOWCRAFT_AZURE_STICKY_DELAY",
 }
 
 
@@ -82,6 +88,7 @@ class AzureBackend:
         redis_url: str | None = None,
         visibility_timeout: int | str = 30,
         max_poll_interval: float | str = 1.0,
+        sticky_delay: float | str | None = "default",
     ) -> None:
         self.queue_connection_string = _option("queue_connection_string", queue_connection_string)
         self.queue_account_url = _option("queue_account_url", queue_account_url)
@@ -95,6 +102,11 @@ class AzureBackend:
         self.redis_url = _option("redis_url", redis_url) or "redis://127.0.0.1:16379/0"
         self.visibility_timeout = _number("visibility_timeout", visibility_timeout, 1, 604_800)
         self.max_poll_interval = float(max_poll_interval)
+        if sticky_delay == "default":
+            sticky_delay = os.environ.get(_ENV["sticky_delay"]) or "default"
+        self.sticky_delay = sticky_delay_option(
+            sticky_delay, visibility_timeout=self.visibility_timeout
+        )
         if not (self.queue_connection_string or self.queue_account_url):
             raise ValueError("Queue Storage: give queue_connection_string or queue_account_url "
                              f"(or set {_ENV['queue_connection_string']})")  # fmt: skip
@@ -132,6 +144,7 @@ class AzureBackend:
                 queue_client=jobs, poison_queue_client=poison, offload_container=store.container,
                 visibility_timeout=self.visibility_timeout,
                 max_poll_interval=self.max_poll_interval,
+                sticky_delay=self.sticky_delay,  # (sticks only once it receives: a worker's)
             )  # fmt: skip
 
         queue = adapter()

@@ -7,8 +7,31 @@ Spec sheet
   encode/decode policy: the envelope (``_wire``) does its own base64.
 * Capabilities: ``native_delay`` (a message's initial visibility timeout), ``max_delay`` 7 days
   (604,800 s, the service's cap; the runtime chains longer delays), ``dead_letter`` when a
-  poison queue is given, no ``dedup`` (duplicates are delivered; the runtime dedupes), no
-  ``sticky``.
+  poison queue is given, no ``dedup`` (duplicates are delivered; the runtime dedupes),
+  ``sticky`` unless ``sticky_delay`` is None.
+* Sticky (``enqueue(sticky=True)``: the next attempts of a run the worker just decided, which
+  it runs at once, ahead of their messages; bookkeeping in ``flowcraft.core.sticky``): Azure
+  cannot give a dead consumer's messages to others by itself, so the message is sent to the
+  jobs queue invisible for ``sticky_delay`` (30 s by default) *and* handed to this adapter's
+  next ``receive`` at once (a receive waiting between polls returns it; one whose request is
+  in flight returns it next). The copy is the durable one: if this worker dies, it reaches
+  another consumer after ``sticky_delay`` (whose claim then waits for the dead runner's
+  lease). Acking the local delivery deletes the copy at once with the pop receipt its send
+  returned, so it never surfaces (a delete that fails is logged: the copy comes back later).
+  A copy that comes back here after the local delivery was acked is deleted unseen
+  (remembered 10 minutes); one that comes back while it is being handled joins it (deleted
+  on its ack, given back on its nack, extended with it); one whose local delivery was not
+  taken yet replaces it. A copy received by another consumer is an ordinary delivery there
+  (the runtime's claim finds the attempt done, a duplicate, or leased: it waits). Local
+  deliveries count from 1 and again after a ``nack`` (redelivered here after the delay).
+  Only an adapter that receives sticks (a client's sticky enqueue is plain), not after
+  ``stop_receiving`` (the local deliveries not yet taken are dropped: their copies go to
+  others), and at most 1,000 local deliveries at once (past that: plain). Costs per step:
+  the send and the copy's delete, as a plain message's send and ack; no receive and no
+  claim. Nodes running longer than ``sticky_delay`` see their copy early (held here,
+  answered BUSY elsewhere, each time a ``dequeue_count``): set ``sticky_delay`` above your
+  usual node durations (at most 50 s, below the 60 s a worker remembers an attempt it ran
+  ahead).
 * Enqueue: ``send_message`` with ``visibility_timeout`` = ``ceil(delay)`` (never early) and
   ``time_to_live`` = -1 (never expires); durable when it returns. An envelope bigger than 56 KiB
   (64 KiB less room for a dead-letter reason) is offloaded to Cosmos DB (``_offload``) and
@@ -53,6 +76,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flowcraft.azure._delivery import AzureDelivery
@@ -70,7 +94,8 @@ from flowcraft.azure._wire import (
     seconds_up,
 )
 from flowcraft.core import ports
-from flowcraft.core.errors import PermanentBackendError, TransientBackendError
+from flowcraft.core.errors import BackendError, PermanentBackendError, TransientBackendError
+from flowcraft.core.sticky import Home, LocalDelivery, sticky_delay_seconds
 
 __all__ = ["AzureQueueAdapter"]
 
@@ -84,6 +109,18 @@ _PAUSE = 0.02
 _GATHER = 0.01
 #: Seconds ``close`` waits for requests in flight.
 _CLOSE_WAIT = 30.0
+#: Local deliveries unsettled at once (past that, sticky enqueues go out plain).
+_HOME_LIMIT = 1000
+#: Seconds an acked local delivery's copy is recognised (and dropped) when it comes back.
+_HOME_REMEMBER = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A sticky message's copy as sent: what deletes it before anyone received it."""
+
+    azure_id: str
+    pop_receipt: str
 
 
 class AzureQueueAdapter:
@@ -98,6 +135,9 @@ class AzureQueueAdapter:
         visibility_timeout: Seconds a received message stays invisible (1..604,800).
         max_poll_interval: The longest pause between polls of an empty queue, seconds.
         owns_clients: Close the queue clients in ``close`` (the backend shares them: False).
+        sticky_delay: Seconds (1..50, rounded up) the durable copy of a sticky message stays
+            invisible in the jobs queue (see "Sticky" in the module); None: no ``sticky``
+            capability, the hint is ignored.
     """
 
     def __init__(
@@ -112,6 +152,7 @@ class AzureQueueAdapter:
         visibility_timeout: int = 30,
         max_poll_interval: float = 1.0,
         owns_clients: bool = False,
+        sticky_delay: float | None = 30.0,
     ) -> None:
         if not 1 <= visibility_timeout <= MAX_DELAY:
             raise ValueError(f"visibility_timeout {visibility_timeout} is outside 1..{MAX_DELAY}")
@@ -130,13 +171,16 @@ class AzureQueueAdapter:
         self.max_poll_interval = max_poll_interval
         self._owns = owns_clients
         self._offload = Offload(offload_container) if offload_container is not None else None
+        self.sticky_delay = sticky_delay_seconds(sticky_delay)
         self._caps = ports.QueueCapabilities(
             native_delay=True,
             max_delay=float(MAX_DELAY),
             dead_letter=poison_queue_client is not None,
             dedup=False,
-            sticky=False,
+            sticky=self.sticky_delay is not None,
         )
+        self._home: Home[AzureDelivery] = Home(limit=_HOME_LIMIT, remember=_HOME_REMEMBER)
+        self._consuming = False  # a receive was made (and stop_receiving not yet)
         self._unsettled: dict[int, AzureDelivery] = {}
         self._polls: set[asyncio.Task[list[AzureDelivery]]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -161,7 +205,9 @@ class AzureQueueAdapter:
     ) -> None:
         """Durably enqueue ``message``, deliverable after ``delay`` seconds (rounded up).
 
-        ``sticky`` is ignored (capability ``sticky`` is False).
+        ``sticky`` (with a ``sticky_delay``, on an adapter that receives, ``delay`` 0): the
+        message goes to the jobs queue invisible for ``sticky_delay`` and to this adapter's
+        next ``receive`` at once (see "Sticky" in the module). Otherwise a plain enqueue.
 
         Raises:
             ValueError: ``delay`` above 7 days, or an empty message id.
@@ -169,21 +215,39 @@ class AzureQueueAdapter:
                 the service refused the message; also after ``close``.
             TransientBackendError: the service failed; retrying may succeed.
         """
-        del sticky
         seconds = seconds_up(delay, "delay")
         self._check_open("enqueue")
+        home = sticky and not seconds and self._sticks()
+        if home:
+            assert self.sticky_delay is not None
+            seconds = self.sticky_delay
         text = encode(message.id, message.body)
         if len(text) > MAX_TEXT - SIZE_MARGIN:
             text = await self._offloaded(message, len(text))
         self._sending += 1
         try:
             with edge(f"enqueue {message.id}"):
-                await self.queue_client.send_message(
+                sent = await self.queue_client.send_message(
                     text, visibility_timeout=seconds or None, time_to_live=-1
                 )
         finally:
             self._sending -= 1
+        if home and self._sticks() and not self._home.holds(message.id):
+            self._home.add(LocalDelivery(
+                message_id=message.id, body=message.body, settler=self,
+                sent=_Sent(str(sent.id), str(sent.pop_receipt)),
+            ))  # fmt: skip
+            self._wake_up()
         self._woken(due=not seconds)
+
+    def _sticks(self) -> bool:
+        """Whether a sticky enqueue goes to this adapter's own consumer now."""
+        return (
+            self.sticky_delay is not None
+            and self._consuming
+            and not self._stopped
+            and self._home.has_room
+        )
 
     async def _offloaded(self, message: ports.Message, size: int) -> str:
         if self._offload is None:
@@ -209,11 +273,15 @@ class AzureQueueAdapter:
         """
         if max_messages < 1:
             raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+        self._consuming = not self._stopped
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait)
         if wait <= 0:
             self._next_poll = 0.0
         while not self._stopped:
+            local = self._home.take(min(_PAGE, max_messages))
+            if local:  # sticky messages of this adapter: no request
+                return local
             early = self._next_poll - loop.time()
             if early > 0:
                 left = deadline - loop.time()
@@ -222,11 +290,17 @@ class AzureQueueAdapter:
                 await asyncio.wait((self._stopping(), self._waking()), timeout=min(early, left))
                 continue
             asked = min(_PAGE, max_messages)
-            got = await self._receive_once(asked)
-            if got:  # fewer than asked: the queue had no more, so the next poll pauses
+            fetched = await self._receive_once(asked)
+            if fetched:  # fewer than asked: the queue had no more, so the next poll pauses
                 self._pause = _PAUSE
-                self._next_poll = 0.0 if len(got) >= asked else loop.time() + _PAUSE
-                return got
+                self._next_poll = 0.0 if len(fetched) >= asked else loop.time() + _PAUSE
+                got = self._admit(fetched)
+                got += self._home.take(asked - len(got))
+                if got:
+                    return got
+                if loop.time() >= deadline:  # only copies of local deliveries came
+                    return []
+                continue
             self._next_poll = loop.time() + self._pause
             self._pause = min(self._pause * 2, self.max_poll_interval)
             if loop.time() >= deadline:
@@ -256,6 +330,10 @@ class AzureQueueAdapter:
             self._next_poll = min(self._next_poll, loop.time() + _GATHER)
         else:
             self._due, self._next_poll = False, 0.0
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        """Wake a receive waiting between polls (work may be waiting)."""
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
@@ -272,10 +350,35 @@ class AzureQueueAdapter:
         if not task.done():  # stop_receiving: its messages go back when the request returns
             task.add_done_callback(self._give_back)
             return []
-        got = task.result()
-        for delivery in got:
+        return task.result()
+
+    def _admit(self, fetched: list[AzureDelivery]) -> list[ports.Delivery]:
+        """The deliveries of what a request brought, less copies of local deliveries.
+
+        A copy is settled as ``Home.arrived`` says: a finished one is deleted unseen, one
+        whose local delivery is out joins it; the rest are delivered.
+        """
+        got: list[ports.Delivery] = []
+        for delivery in fetched:
+            fate, local = self._home.arrived(delivery.message_id)
+            if fate == "done":
+                self._spawn(self._drop_copy(delivery))
+                continue
             self._unsettled[id(delivery)] = delivery
+            if fate == "join":
+                assert local is not None
+                local.copy = delivery
+            else:
+                if local is not None:
+                    _cancel(local.timer)
+                got.append(delivery)
         return got
+
+    async def _drop_copy(self, copy: AzureDelivery) -> None:
+        try:
+            await copy.ack()
+        except BackendError as exc:  # it comes back, and is dropped again
+            _log.debug("could not delete the copy of a finished sticky message: %s", exc)
 
     async def _fetch(self, count: int) -> list[AzureDelivery]:
         messages: list[Any] = []
@@ -343,8 +446,11 @@ class AzureQueueAdapter:
         Deliveries already returned stay settleable until ``close``.
         """
         self._stopped = True
+        self._consuming = False
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(None)
+        for local in self._home.drop_ready():  # their copies go to whoever receives them
+            _cancel(local.timer)
 
     # ------------------------------------------------------------------ settling (Settler)
 
@@ -395,6 +501,83 @@ class AzureQueueAdapter:
     def forget(self, delivery: AzureDelivery) -> None:
         """``delivery`` is settled: ``close`` does not give it back."""
         self._unsettled.pop(id(delivery), None)
+
+    # ------------------------------------------------------------------ local (LocalSettler)
+
+    async def local_ack(self, delivery: LocalDelivery[AzureDelivery]) -> None:
+        """Done: its copy is deleted (joined, or as sent), a later one dropped when it comes."""
+        self._check_open("ack")
+        copy, sent = delivery.copy, delivery.sent
+        self._home.finished(delivery)
+        if copy is not None:
+            await copy.ack()
+        elif isinstance(sent, _Sent):
+            await self._delete_sent(delivery.message_id, sent)
+
+    async def _delete_sent(self, message_id: str, sent: _Sent) -> None:
+        """Delete a copy not received yet (failures logged: it comes back, and is dropped)."""
+        try:
+            with edge(f"delete the copy of {message_id}"):
+                await self.queue_client.delete_message(sent.azure_id, sent.pop_receipt)
+        except (Refused, TransientBackendError, PermanentBackendError) as exc:
+            _log.debug("could not delete the copy of %s at once: %s", message_id, exc)
+
+    async def local_nack(self, delivery: LocalDelivery[AzureDelivery], seconds: float) -> None:
+        """Here again after ``seconds``; through its copy if it joined or this one stops."""
+        self._check_open("nack")
+        copy = delivery.copy
+        if copy is not None or self._stopped:
+            self._home.release(delivery)
+            if copy is not None:
+                await copy.nack(seconds)
+            return
+        delivery.state = "waiting"
+        delivery.timer = asyncio.get_running_loop().call_later(
+            max(0.0, seconds), self._local_again, delivery
+        )
+
+    def _local_again(self, delivery: LocalDelivery[AzureDelivery]) -> None:
+        if self._home.again(delivery):
+            self._wake_up()
+
+    async def local_extend(self, delivery: LocalDelivery[AzureDelivery], seconds: float) -> None:
+        """Its joined copy stays invisible ``seconds`` more (nothing to do without one)."""
+        self._check_open("extend")
+        copy = delivery.copy
+        if copy is None:
+            return
+        try:
+            await copy.extend(seconds)
+        except TransientBackendError as exc:
+            if not isinstance(exc.__cause__, Refused):
+                raise
+            delivery.copy = None  # it went on to another consumer: a duplicate there
+            self.forget(copy)
+
+    async def local_dead(self, delivery: LocalDelivery[AzureDelivery], reason: str) -> None:
+        """Dead-letter it (through its joined copy if any); its copy is then dropped."""
+        self._check_open("dead_letter")
+        copy, sent = delivery.copy, delivery.sent
+        if copy is not None:
+            self._home.finished(delivery)
+            await copy.dead_letter(reason)
+            return
+        if self.poison_queue_client is None:
+            _log.error("message %s: no poison queue; dropped here, its delayed copy goes on: %s",
+                       delivery.message_id, reason)  # fmt: skip
+            self._home.release(delivery)
+            return
+        message = ports.Message(id=delivery.message_id, body=delivery.body)
+        text = encode(message.id, message.body)
+        if len(text) > MAX_TEXT - SIZE_MARGIN:
+            text = await self._offloaded(message, len(text))
+        with edge(f"dead-letter {delivery.message_id}"):
+            await self.poison_queue_client.send_message(
+                dead_text(text, message.id, reason), time_to_live=-1
+            )
+        self._home.finished(delivery)
+        if isinstance(sent, _Sent):
+            await self._delete_sent(delivery.message_id, sent)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -480,3 +663,8 @@ class AzureQueueAdapter:
                 _log.debug("could not make message %s visible again: %s", azure_id, exc)
 
         await asyncio.gather(*(one(*handle) for handle in handles))
+
+
+def _cancel(timer: object) -> None:
+    if isinstance(timer, asyncio.TimerHandle):
+        timer.cancel()

@@ -92,22 +92,28 @@ class LocalDelivery(Generic[_C]):
     """A sticky message handed to the adapter's own consumer (a ``ports.Delivery``).
 
     ``copy`` is its durable twin once that came back to this adapter while the local delivery
-    was still unsettled (joined: settled with it). ``state``: ``ready`` (waiting for
+    was still unsettled (joined: settled with it). ``sent`` is the adapter's handle on the copy
+    as it was sent, where the broker returns one that can settle a message not yet received
+    (Azure's message id and pop receipt): the adapter may then delete the copy at the local
+    ack, before it ever comes back. ``state``: ``ready`` (waiting for
     ``receive``), ``out`` (returned), ``waiting`` (nacked, ready again after the delay),
     ``settling``, ``settled``. ``delivery_count`` counts local deliveries from 1 (a nack
     delivered here again adds one). Settled once: later calls, and ``extend`` after a
     settlement, are no-ops; a settlement that raised leaves it out (the caller may retry).
     """
 
-    __slots__ = ("_body", "_message_id", "_settler", "copy", "count", "state", "timer")
+    __slots__ = ("_body", "_message_id", "_settler", "copy", "count", "sent", "state", "timer")
 
-    def __init__(self, *, message_id: str, body: bytes, settler: LocalSettler[_C]) -> None:
+    def __init__(
+        self, *, message_id: str, body: bytes, settler: LocalSettler[_C], sent: object = None
+    ) -> None:
         self._message_id = message_id
         self._body = body
         self._settler = settler
         self.count = 1
         self.state = "ready"
         self.copy: _C | None = None
+        self.sent = sent
         self.timer: object = None  # the adapter's handle on a nack's delay (e.g. a TimerHandle)
 
     def __repr__(self) -> str:
@@ -237,13 +243,16 @@ class Home(Generic[_C]):
         return dropped
 
     def release(self, local: LocalDelivery[_C]) -> None:
-        """``local`` is no longer this adapter's to deliver (its copy is the message now)."""
+        """``local`` is no longer this adapter's to deliver (its copy is the message now).
+
+        Its ``copy`` and ``sent`` are cleared: take them before.
+        """
         if self._unsettled.get(local.message_id) is local:
             del self._unsettled[local.message_id]
         if local.state == "ready":
             self._ready.remove(local)
         local.state = "settled" if local.state == "settling" else local.state
-        local.copy = None
+        local.copy = local.sent = None
 
     def finished(self, local: LocalDelivery[_C]) -> None:
         """``local`` was acked (or dead-lettered): its copy is dropped when it comes."""
