@@ -183,8 +183,9 @@ class _ProxyThread:
     Not in the test's loop: the World's boto3 calls run in threads while its loop runs the
     workflow; a proxy in that loop relays bytes only when the loop gets to it, so a busy or
     blocked loop looked to boto3 like a hung server (read timeouts of 40 s per attempt).
-    On exit the proxy closes, its loop finishes every task it still has and lets the aborted
-    transports close before the loop does (nothing left for the garbage collector to warn of).
+    On exit the proxy closes, its loop lets every task it still has finish (cancelling what
+    is left after 2 s) and the aborted transports close before the loop does (nothing left
+    for the garbage collector to warn of).
     """
 
     def __init__(self, target: str) -> None:
@@ -196,7 +197,12 @@ class _ProxyThread:
         loop = self._loop
         asyncio.set_event_loop(loop)
         loop.run_forever()
+        # Closed, the proxy aborts what it still gets (a connection accepted just before,
+        # one still connecting upstream): let those tasks finish before cancelling the rest,
+        # as a task cancelled before it ran would leave its accepted transport open.
         leftovers = asyncio.all_tasks(loop)
+        if leftovers:
+            loop.run_until_complete(asyncio.wait(leftovers, timeout=2.0))
         for task in leftovers:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
