@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
+from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.sticky import (
     Home,
+    LocalDeliveries,
     LocalDelivery,
     sticky_delay_option,
     sticky_delay_seconds,
@@ -168,3 +171,183 @@ def test_the_sticky_delay_option_of_a_backend_factory() -> None:
     for bad in ("soon", "0", "51"):
         with pytest.raises(ValueError, match="option sticky_delay"):
             sticky_delay_option(bad, visibility_timeout=60)
+
+
+# ------------------------------------------------------------------ LocalDeliveries
+
+
+class _Copy:
+    """A durable copy as the adapter received it (a ``ports.Delivery``), recording its calls."""
+
+    def __init__(self, message_id: str, calls: list[tuple[str, object]]) -> None:
+        self.message_id, self.body, self.delivery_count = message_id, b"b", 1
+        self.calls = calls
+        self.extend_error: Exception | None = None
+
+    async def ack(self) -> None:
+        self.calls.append(("copy.ack", self.message_id))
+
+    async def nack(self, delay: float = 0.0) -> None:
+        self.calls.append(("copy.nack", delay))
+
+    async def extend(self, seconds: float) -> None:
+        self.calls.append(("copy.extend", seconds))
+        if self.extend_error is not None:
+            raise self.extend_error
+
+    async def dead_letter(self, reason: str) -> None:
+        self.calls.append(("copy.dead", reason))
+
+
+class _Adapter:
+    """The callables an adapter gives its ``LocalDeliveries``, recording what they are asked."""
+
+    def __init__(self, *, dead_letter_queue: bool = True) -> None:
+        self.calls: list[tuple[str, object]] = []
+        self.closed = False
+        self.dead_letter_queue = dead_letter_queue
+        self.local: LocalDeliveries[_Copy] = LocalDeliveries(
+            check_open=self.check_open,
+            wake=lambda: self.calls.append(("wake", None)),
+            stale=lambda exc: "stale" in str(exc),
+            send_dead=self.send_dead,
+            forget=lambda copy: self.calls.append(("forget", copy.message_id)),
+            drop_sent=self.drop_sent,
+            home=Home(limit=2, remember=60.0),
+        )
+        self.local.receiving()
+
+    def check_open(self, what: str) -> None:
+        if self.closed:
+            raise TransientBackendError(f"{what}: closed")
+
+    async def send_dead(self, delivery: LocalDelivery[_Copy], reason: str) -> bool:
+        self.calls.append(("send_dead", reason))
+        return self.dead_letter_queue
+
+    async def drop_sent(self, message_id: str, sent: object) -> None:
+        self.calls.append(("drop_sent", sent))
+
+    def out(self, message_id: str, sent: object = None) -> LocalDelivery[_Copy]:
+        """A local delivery of ``message_id`` handed to the consumer."""
+        self.local.add(message_id, b"b", sent=sent)
+        (local,) = self.local.home.take(1)
+        self.calls.clear()
+        return local
+
+
+async def test_an_ack_deletes_the_joined_copy_or_the_copy_as_sent_and_finishes() -> None:
+    adapter = _Adapter()
+    joined, unjoined = adapter.out("j", sent="s1"), adapter.out("u", sent="s2")
+    copy = _Copy("j", adapter.calls)
+    assert adapter.local.arrived(copy) == "join"
+    assert joined.copy is copy
+    await joined.ack()
+    await unjoined.ack()
+    assert adapter.calls == [("copy.ack", "j"), ("drop_sent", "s2")]
+    assert adapter.local.arrived(_Copy("u", adapter.calls)) == "done"
+    assert (joined.state, len(adapter.local.home)) == ("settled", 0)
+
+
+async def test_a_nack_comes_back_here_after_its_delay_unless_a_copy_replaced_it() -> None:
+    adapter = _Adapter()
+    local = adapter.out("m")
+    await local.nack(0.01)
+    assert local.state == "waiting"
+    await asyncio.sleep(0.05)
+    assert adapter.calls == [("wake", None)]
+    assert adapter.local.home.take(1) == [local]
+    assert local.delivery_count == 2
+    await local.nack(10.0)
+    timer = local.timer
+    assert isinstance(timer, asyncio.TimerHandle)
+    assert adapter.local.arrived(_Copy("m", adapter.calls)) == "deliver"  # it replaces it
+    assert timer.cancelled()
+    assert not adapter.local.home.holds("m")
+
+
+async def test_a_nack_goes_through_the_joined_copy_or_to_the_copy_once_stopped() -> None:
+    adapter = _Adapter()
+    joined, other = adapter.out("j"), adapter.out("o")
+    adapter.local.arrived(_Copy("j", adapter.calls))
+    await joined.nack(3.0)
+    adapter.local.stop()
+    await other.nack(1.0)
+    assert adapter.calls == [("copy.nack", 3.0)]
+    assert (other.state, other.timer, len(adapter.local.home)) == ("settled", None, 0)
+    assert not adapter.local.accepts
+
+
+async def test_stopping_drops_waiting_local_deliveries_and_cancels_their_timers() -> None:
+    adapter = _Adapter()
+    local = adapter.out("m")
+    await local.nack(10.0)
+    timer = local.timer
+    assert isinstance(timer, asyncio.TimerHandle)
+    adapter.local.stop()
+    assert timer.cancelled()
+    assert not adapter.local.home.holds("m")
+    adapter.local.receiving()  # a receive after the stop does not make it accept again
+    assert not adapter.local.accepts
+
+
+async def test_extend_goes_to_the_joined_copy_and_one_gone_stale_is_let_go() -> None:
+    adapter = _Adapter()
+    alone, joined = adapter.out("a"), adapter.out("j")
+    copy = _Copy("j", adapter.calls)
+    adapter.local.arrived(copy)
+    await alone.extend(5.0)  # no copy: nothing to do
+    await joined.extend(5.0)
+    copy.extend_error = TransientBackendError("stale pop receipt")
+    await joined.extend(6.0)
+    assert joined.copy is None
+    await joined.extend(7.0)
+    assert adapter.calls == [
+        ("copy.extend", 5.0), ("copy.extend", 6.0), ("forget", "j")
+    ]  # fmt: skip
+    other = _Copy("j", adapter.calls)
+    adapter.local.arrived(other)
+    other.extend_error = TransientBackendError("the server failed")
+    with pytest.raises(TransientBackendError, match="server failed"):
+        await joined.extend(8.0)
+    assert joined.copy is other
+
+
+async def test_a_dead_letter_goes_through_the_copy_or_is_sent_or_released() -> None:
+    adapter = _Adapter()
+    joined, sent = adapter.out("j"), adapter.out("s", sent="as-sent")
+    adapter.local.arrived(_Copy("j", adapter.calls))
+    await joined.dead_letter("bad")
+    await sent.dead_letter("worse")
+    assert adapter.calls == [("copy.dead", "bad"), ("send_dead", "worse"), ("drop_sent", "as-sent")]
+    assert adapter.local.arrived(_Copy("s", adapter.calls)) == "done"
+    without = _Adapter(dead_letter_queue=False)
+    local = without.out("m", sent="as-sent")
+    await local.dead_letter("bad")
+    assert without.calls == [("send_dead", "bad")]  # not sent: released, its copy goes on
+    assert without.local.arrived(_Copy("m", without.calls)) == "deliver"
+
+
+async def test_local_deliveries_stay_here_only_while_receiving_with_room_once_per_id() -> None:
+    adapter = _Adapter()
+    adapter.local.add("a", b"1")
+    adapter.local.add("a", b"2")  # one of that id is unsettled: the copy is the message
+    adapter.local.add("b", b"3")
+    adapter.local.add("c", b"4")  # the limit (2): not kept
+    assert [local.body for local in adapter.local.home.take(5)] == [b"1", b"3"]
+    assert adapter.calls == [("wake", None), ("wake", None)]
+    assert not adapter.local.accepts
+    idle: LocalDeliveries[_Copy] = _Adapter().local
+    idle.stop()
+    idle.add("x", b"5")
+    assert idle.home.take(1) == []
+
+
+async def test_settling_a_local_delivery_of_a_closed_adapter_raises_and_leaves_it_out() -> None:
+    adapter = _Adapter()
+    local = adapter.out("m")
+    adapter.closed = True
+    for settle in (local.ack(), local.nack(1.0), local.extend(1.0), local.dead_letter("x")):
+        with pytest.raises(TransientBackendError, match="closed"):
+            await settle
+    assert (local.state, adapter.calls) == ("out", [])

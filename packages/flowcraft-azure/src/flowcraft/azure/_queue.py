@@ -76,11 +76,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from flowcraft.azure._delivery import AzureDelivery
 from flowcraft.azure._errors import Refused, edge
+from flowcraft.azure._local import LocalQueues, Sent, went_on
 from flowcraft.azure._offload import MissingBodyError, Offload
 from flowcraft.azure._wire import (
     MAX_DELAY,
@@ -95,7 +95,7 @@ from flowcraft.azure._wire import (
 )
 from flowcraft.core import ports
 from flowcraft.core.errors import BackendError, PermanentBackendError, TransientBackendError
-from flowcraft.core.sticky import Home, LocalDelivery, sticky_delay_seconds
+from flowcraft.core.sticky import LocalDeliveries, sticky_delay_seconds
 
 __all__ = ["AzureQueueAdapter"]
 
@@ -109,18 +109,6 @@ _PAUSE = 0.02
 _GATHER = 0.01
 #: Seconds ``close`` waits for requests in flight.
 _CLOSE_WAIT = 30.0
-#: Local deliveries unsettled at once (past that, sticky enqueues go out plain).
-_HOME_LIMIT = 1000
-#: Seconds an acked local delivery's copy is recognised (and dropped) when it comes back.
-_HOME_REMEMBER = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class _Sent:
-    """A sticky message's copy as sent: what deletes it before anyone received it."""
-
-    azure_id: str
-    pop_receipt: str
 
 
 class AzureQueueAdapter:
@@ -179,8 +167,11 @@ class AzureQueueAdapter:
             dedup=False,
             sticky=self.sticky_delay is not None,
         )
-        self._home: Home[AzureDelivery] = Home(limit=_HOME_LIMIT, remember=_HOME_REMEMBER)
-        self._consuming = False  # a receive was made (and stop_receiving not yet)
+        queues = LocalQueues(queue_client, poison_queue_client, self._offloaded)
+        self._local: LocalDeliveries[AzureDelivery] = LocalDeliveries(
+            check_open=self._check_open, wake=self._wake_up, stale=went_on,
+            send_dead=queues.send_dead, forget=self.forget, drop_sent=queues.delete_sent,
+        )  # fmt: skip
         self._unsettled: dict[int, AzureDelivery] = {}
         self._polls: set[asyncio.Task[list[AzureDelivery]]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -232,22 +223,15 @@ class AzureQueueAdapter:
                 )
         finally:
             self._sending -= 1
-        if home and self._sticks() and not self._home.holds(message.id):
-            self._home.add(LocalDelivery(
-                message_id=message.id, body=message.body, settler=self,
-                sent=_Sent(str(sent.id), str(sent.pop_receipt)),
-            ))  # fmt: skip
-            self._wake_up()
+        if home:
+            self._local.add(
+                message.id, message.body, sent=Sent(str(sent.id), str(sent.pop_receipt))
+            )
         self._woken(due=not seconds)
 
     def _sticks(self) -> bool:
         """Whether a sticky enqueue goes to this adapter's own consumer now."""
-        return (
-            self.sticky_delay is not None
-            and self._consuming
-            and not self._stopped
-            and self._home.has_room
-        )
+        return self.sticky_delay is not None and self._local.accepts
 
     async def _offloaded(self, message: ports.Message, size: int) -> str:
         if self._offload is None:
@@ -273,13 +257,13 @@ class AzureQueueAdapter:
         """
         if max_messages < 1:
             raise ValueError(f"max_messages must be >= 1, got {max_messages}")
-        self._consuming = not self._stopped
+        self._local.receiving()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait)
         if wait <= 0:
             self._next_poll = 0.0
         while not self._stopped:
-            local = self._home.take(min(_PAGE, max_messages))
+            local = self._local.home.take(min(_PAGE, max_messages))
             if local:  # sticky messages of this adapter: no request
                 return local
             early = self._next_poll - loop.time()
@@ -295,7 +279,7 @@ class AzureQueueAdapter:
                 self._pause = _PAUSE
                 self._next_poll = 0.0 if len(fetched) >= asked else loop.time() + _PAUSE
                 got = self._admit(fetched)
-                got += self._home.take(asked - len(got))
+                got += self._local.home.take(asked - len(got))
                 if got:
                     return got
                 if loop.time() >= deadline:  # only copies of local deliveries came
@@ -360,17 +344,12 @@ class AzureQueueAdapter:
         """
         got: list[ports.Delivery] = []
         for delivery in fetched:
-            fate, local = self._home.arrived(delivery.message_id)
+            fate = self._local.arrived(delivery)
             if fate == "done":
                 self._spawn(self._drop_copy(delivery))
                 continue
             self._unsettled[id(delivery)] = delivery
-            if fate == "join":
-                assert local is not None
-                local.copy = delivery
-            else:
-                if local is not None:
-                    _cancel(local.timer)
+            if fate == "deliver":
                 got.append(delivery)
         return got
 
@@ -446,11 +425,9 @@ class AzureQueueAdapter:
         Deliveries already returned stay settleable until ``close``.
         """
         self._stopped = True
-        self._consuming = False
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(None)
-        for local in self._home.drop_ready():  # their copies go to whoever receives them
-            _cancel(local.timer)
+        self._local.stop()  # the local deliveries not out: their copies go to whoever receives
 
     # ------------------------------------------------------------------ settling (Settler)
 
@@ -501,83 +478,6 @@ class AzureQueueAdapter:
     def forget(self, delivery: AzureDelivery) -> None:
         """``delivery`` is settled: ``close`` does not give it back."""
         self._unsettled.pop(id(delivery), None)
-
-    # ------------------------------------------------------------------ local (LocalSettler)
-
-    async def local_ack(self, delivery: LocalDelivery[AzureDelivery]) -> None:
-        """Done: its copy is deleted (joined, or as sent), a later one dropped when it comes."""
-        self._check_open("ack")
-        copy, sent = delivery.copy, delivery.sent
-        self._home.finished(delivery)
-        if copy is not None:
-            await copy.ack()
-        elif isinstance(sent, _Sent):
-            await self._delete_sent(delivery.message_id, sent)
-
-    async def _delete_sent(self, message_id: str, sent: _Sent) -> None:
-        """Delete a copy not received yet (failures logged: it comes back, and is dropped)."""
-        try:
-            with edge(f"delete the copy of {message_id}"):
-                await self.queue_client.delete_message(sent.azure_id, sent.pop_receipt)
-        except (Refused, TransientBackendError, PermanentBackendError) as exc:
-            _log.debug("could not delete the copy of %s at once: %s", message_id, exc)
-
-    async def local_nack(self, delivery: LocalDelivery[AzureDelivery], seconds: float) -> None:
-        """Here again after ``seconds``; through its copy if it joined or this one stops."""
-        self._check_open("nack")
-        copy = delivery.copy
-        if copy is not None or self._stopped:
-            self._home.release(delivery)
-            if copy is not None:
-                await copy.nack(seconds)
-            return
-        delivery.state = "waiting"
-        delivery.timer = asyncio.get_running_loop().call_later(
-            max(0.0, seconds), self._local_again, delivery
-        )
-
-    def _local_again(self, delivery: LocalDelivery[AzureDelivery]) -> None:
-        if self._home.again(delivery):
-            self._wake_up()
-
-    async def local_extend(self, delivery: LocalDelivery[AzureDelivery], seconds: float) -> None:
-        """Its joined copy stays invisible ``seconds`` more (nothing to do without one)."""
-        self._check_open("extend")
-        copy = delivery.copy
-        if copy is None:
-            return
-        try:
-            await copy.extend(seconds)
-        except TransientBackendError as exc:
-            if not isinstance(exc.__cause__, Refused):
-                raise
-            delivery.copy = None  # it went on to another consumer: a duplicate there
-            self.forget(copy)
-
-    async def local_dead(self, delivery: LocalDelivery[AzureDelivery], reason: str) -> None:
-        """Dead-letter it (through its joined copy if any); its copy is then dropped."""
-        self._check_open("dead_letter")
-        copy, sent = delivery.copy, delivery.sent
-        if copy is not None:
-            self._home.finished(delivery)
-            await copy.dead_letter(reason)
-            return
-        if self.poison_queue_client is None:
-            _log.error("message %s: no poison queue; dropped here, its delayed copy goes on: %s",
-                       delivery.message_id, reason)  # fmt: skip
-            self._home.release(delivery)
-            return
-        message = ports.Message(id=delivery.message_id, body=delivery.body)
-        text = encode(message.id, message.body)
-        if len(text) > MAX_TEXT - SIZE_MARGIN:
-            text = await self._offloaded(message, len(text))
-        with edge(f"dead-letter {delivery.message_id}"):
-            await self.poison_queue_client.send_message(
-                dead_text(text, message.id, reason), time_to_live=-1
-            )
-        self._home.finished(delivery)
-        if isinstance(sent, _Sent):
-            await self._delete_sent(delivery.message_id, sent)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -663,8 +563,3 @@ class AzureQueueAdapter:
                 _log.debug("could not make message %s visible again: %s", azure_id, exc)
 
         await asyncio.gather(*(one(*handle) for handle in handles))
-
-
-def _cancel(timer: object) -> None:
-    if isinstance(timer, asyncio.TimerHandle):
-        timer.cancel()

@@ -27,10 +27,15 @@ A copy that reaches another consumer is an ordinary delivery there (the runtime'
 it a duplicate of finished work, or wait for a live holder's lease). At most ``limit`` local
 deliveries are unsettled at once; past that, the adapter sends sticky enqueues as plain ones.
 
-What the adapter does (I/O): send the copy, hand ``Home.take``'s deliveries out in ``receive``
-before asking the broker, settle a returning copy per ``Home.arrived``, and implement
-:class:`LocalSettler` (what a local delivery's ``ack``/``nack``/``extend``/``dead_letter``
-mean for its copy). ``LocalDelivery`` is generic over the adapter's delivery type (the copy's).
+:class:`LocalDeliveries` is the part every such adapter shares, composed by it (no base
+class): it holds the ``Home`` and is the :class:`LocalSettler` of its local deliveries (what
+their ``ack``/``nack``/``extend``/``dead_letter`` mean for the copy, a nack's delay as a
+timer on the running loop), calling back the adapter only for what is its server's: whether
+an error says a copy went on to another consumer, deleting a copy as sent, sending a
+dead letter. What the adapter does itself (I/O): send the copy and then ``add`` the local
+delivery, hand ``home.take``'s deliveries out in ``receive`` before asking the broker, and
+settle a returning copy per ``LocalDeliveries.arrived``. ``LocalDelivery`` is generic over
+the adapter's delivery type (the copy's). ``Home`` is pure bookkeeping (no I/O, no timers).
 
 :func:`sticky_delay_seconds` and :func:`sticky_delay_option` validate the adapters' shared
 ``sticky_delay`` option: 1..50 seconds (below the 60 s a worker remembers an attempt it ran
@@ -39,17 +44,23 @@ ahead, so a copy arriving late still finds it), None turning run-ahead off.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, Literal, Protocol, TypeVar
 
+from flowcraft.core import ports
+
 __all__ = [
     "DEFAULT_STICKY_DELAY",
+    "HOME_LIMIT",
+    "HOME_REMEMBER",
     "MAX_STICKY_DELAY",
     "Fate",
     "Home",
+    "LocalDeliveries",
     "LocalDelivery",
     "LocalSettler",
     "sticky_delay_option",
@@ -64,8 +75,13 @@ Fate = Literal["done", "join", "deliver"]
 MAX_STICKY_DELAY = 50
 #: The default sticky delay of a backend factory (at most its visibility timeout), seconds.
 DEFAULT_STICKY_DELAY = 30
+#: Local deliveries of one adapter unsettled at once (past that, sticky enqueues go out plain).
+HOME_LIMIT = 1000
+#: Seconds a finished local delivery's copy is recognised (and dropped) when it comes back.
+HOME_REMEMBER = 600.0
 
 _C = TypeVar("_C")
+_D = TypeVar("_D", bound=ports.Delivery)
 
 
 class LocalSettler(Protocol[_C]):
@@ -180,7 +196,11 @@ class Home(Generic[_C]):
     """
 
     def __init__(
-        self, *, limit: int, remember: float, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        limit: int = HOME_LIMIT,
+        remember: float = HOME_REMEMBER,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if limit < 1 or remember <= 0:
             raise ValueError(f"limit and remember must be > 0, got {limit} and {remember}")
@@ -278,6 +298,154 @@ class Home(Generic[_C]):
             return "join", local
         self.release(local)  # ready or waiting: the copy takes its place
         return "deliver", local
+
+
+class LocalDeliveries(Generic[_D]):
+    """One adapter's local deliveries: their ``home``, and the :class:`LocalSettler` they call.
+
+    The adapter owns one (composition, see the module), passes it as each local delivery's
+    settler (through :meth:`add`) and gives it callables for what only it knows, all called
+    on the event loop:
+
+    Args:
+        check_open: Raises the adapter's error once it is closed (``what``: the operation);
+            the first thing every settlement does.
+        wake: Wakes a ``receive`` waiting between polls (a nacked local delivery is ready).
+        stale: Whether an exception a joined copy's ``extend`` raised says the copy went on
+            to another consumer (its receipt is stale): the local delivery goes on alone.
+        send_dead: Sends a local delivery's message (no copy joined) to the dead-letter
+            queue with a reason; False: the adapter has none (it logs that): the local
+            delivery is then released and its copy goes on.
+        forget: Called with a copy that went on (the adapter stops tracking it).
+        drop_sent: Deletes a copy as sent (``LocalDelivery.sent``, given with its message
+            id) when its local delivery finished before the copy came back; never raises (a
+            copy it leaves comes back and is dropped then). None: dropped when it comes.
+        home: The bookkeeping (``Home()`` by default).
+    """
+
+    def __init__(
+        self,
+        *,
+        check_open: Callable[[str], None],
+        wake: Callable[[], None],
+        stale: Callable[[Exception], bool],
+        send_dead: Callable[[LocalDelivery[_D], str], Awaitable[bool]],
+        forget: Callable[[_D], None] | None = None,
+        drop_sent: Callable[[str, object], Awaitable[None]] | None = None,
+        home: Home[_D] | None = None,
+    ) -> None:
+        self.home: Home[_D] = home if home is not None else Home()
+        self._check_open, self._wake, self._stale = check_open, wake, stale
+        self._send_dead, self._forget, self._drop_sent = send_dead, forget, drop_sent
+        self._consuming = False  # the adapter's consumer receives (and did not stop)
+        self._stopped = False
+
+    def receiving(self) -> None:
+        """The adapter's consumer receives: sticky enqueues may stay here (until ``stop``)."""
+        self._consuming = not self._stopped
+
+    @property
+    def accepts(self) -> bool:
+        """Whether a sticky enqueue goes to the adapter's own consumer now."""
+        return self._consuming and self.home.has_room
+
+    def add(self, message_id: str, body: bytes, *, sent: object = None) -> None:
+        """A sticky message whose copy was just sent, for the next ``receive`` (it is woken).
+
+        Nothing happens if sticky enqueues no longer stay here (``accepts``) or a local
+        delivery of ``message_id`` is unsettled (the copy is then an ordinary message).
+        """
+        if not self.accepts or self.home.holds(message_id):
+            return
+        self.home.add(LocalDelivery(message_id=message_id, body=body, settler=self, sent=sent))
+        self._wake()
+
+    def arrived(self, copy: _D) -> Fate:
+        """Settles a copy that came back to the adapter per ``Home.arrived``; its fate.
+
+        ``done``: the adapter deletes it unseen. ``join``: it is now its local delivery's
+        ``copy`` (the adapter keeps it unsettled, undelivered). ``deliver``: the adapter
+        delivers it (a local delivery it replaces was released, its nack's timer cancelled).
+        """
+        fate, local = self.home.arrived(copy.message_id)
+        if fate == "join":
+            assert local is not None
+            local.copy = copy
+        elif local is not None:
+            _cancel(local.timer)
+        return fate
+
+    def stop(self) -> None:
+        """The consumer stops receiving: local deliveries not out are dropped (copies go on).
+
+        Sticky enqueues no longer stay here; a later nack goes through the copy.
+        """
+        self._consuming, self._stopped = False, True
+        for local in self.home.drop_ready():
+            _cancel(local.timer)
+
+    async def local_ack(self, delivery: LocalDelivery[_D]) -> None:
+        """Done: its copy is deleted (joined, or as sent), a later one dropped when it comes."""
+        self._check_open("ack")
+        copy, sent = delivery.copy, delivery.sent
+        self.home.finished(delivery)
+        if copy is not None:
+            await copy.ack()
+        elif sent is not None and self._drop_sent is not None:
+            await self._drop_sent(delivery.message_id, sent)
+
+    async def local_nack(self, delivery: LocalDelivery[_D], seconds: float) -> None:
+        """Here again after ``seconds``; through its copy if it joined or the consumer stopped."""
+        self._check_open("nack")
+        copy = delivery.copy
+        if copy is not None or self._stopped:
+            self.home.release(delivery)
+            if copy is not None:
+                await copy.nack(seconds)
+            return
+        delivery.state = "waiting"
+        delivery.timer = asyncio.get_running_loop().call_later(
+            max(0.0, seconds), self._again, delivery
+        )
+
+    def _again(self, delivery: LocalDelivery[_D]) -> None:
+        if self.home.again(delivery):
+            self._wake()
+
+    async def local_extend(self, delivery: LocalDelivery[_D], seconds: float) -> None:
+        """Its joined copy stays invisible ``seconds`` more (nothing to do without one)."""
+        self._check_open("extend")
+        copy = delivery.copy
+        if copy is None:
+            return
+        try:
+            await copy.extend(seconds)
+        except Exception as exc:
+            if not self._stale(exc):
+                raise
+            delivery.copy = None  # it went on to another consumer: a duplicate there
+            if self._forget is not None:
+                self._forget(copy)
+
+    async def local_dead(self, delivery: LocalDelivery[_D], reason: str) -> None:
+        """Dead-letter it (through its joined copy if any); its copy is dropped then."""
+        self._check_open("dead_letter")
+        copy, sent = delivery.copy, delivery.sent
+        if copy is not None:
+            self.home.finished(delivery)
+            await copy.dead_letter(reason)
+            return
+        if not await self._send_dead(delivery, reason):
+            self.home.release(delivery)  # no dead-letter queue: its copy goes on
+            return
+        self.home.finished(delivery)
+        if sent is not None and self._drop_sent is not None:
+            await self._drop_sent(delivery.message_id, sent)
+
+
+def _cancel(timer: object) -> None:
+    if isinstance(timer, asyncio.TimerHandle):
+        timer.cancel()
 
 
 def sticky_delay_seconds(delay: float | None) -> int | None:

@@ -94,7 +94,7 @@ from typing import Any
 
 from flowcraft.core import ports
 from flowcraft.core.errors import BackendError, PermanentBackendError, TransientBackendError
-from flowcraft.core.sticky import Home, LocalDelivery, sticky_delay_seconds
+from flowcraft.core.sticky import LocalDeliveries, LocalDelivery, sticky_delay_seconds
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._batch import Batcher, Errors, entry_errors, stale_error
 from flowcraft.sqs._codec import (
@@ -133,10 +133,6 @@ _PEEK_SECONDS = 30
 _CLOSE_WAIT = 25.0
 #: The reason of a message the redrive policy moved to the dead-letter queue.
 REDRIVE_REASON = "received more than the redrive policy's maxReceiveCount times"
-#: Local deliveries unsettled at once (past that, sticky enqueues go out plain).
-_HOME_LIMIT = 1000
-#: Seconds an acked local delivery's copy is recognised (and dropped) when it comes back.
-_HOME_REMEMBER = 600.0
 _RECEIVE = {
     "MessageSystemAttributeNames": ["ApproximateReceiveCount"],
     "MessageAttributeNames": ["All"],
@@ -224,8 +220,10 @@ class SqsAdapter:
             dedup=False,
             sticky=self.sticky_delay is not None,
         )
-        self._home: Home[SqsDelivery] = Home(limit=_HOME_LIMIT, remember=_HOME_REMEMBER)
-        self._consuming = False  # a receive was made (and stop_receiving not yet)
+        self._local: LocalDeliveries[SqsDelivery] = LocalDeliveries(
+            check_open=self._check_open, wake=self._wake_up, stale=_went_on,
+            send_dead=self._send_dead,
+        )  # fmt: skip
         self._wake: asyncio.Future[None] | None = None  # a local delivery is ready
         self._poll: asyncio.Task[list[_Received]] | None = None  # a receive call to adopt
         self._sends: Batcher[_Send] = Batcher(
@@ -282,18 +280,12 @@ class SqsAdapter:
         if encoded.size > self.max_message_bytes - SIZE_MARGIN:
             encoded = await self._offloaded(message, encoded.size)
         await self._sends.submit(_Send(encoded, seconds))
-        if home and self._sticks() and not self._home.holds(message.id):
-            self._home.add(LocalDelivery(message_id=message.id, body=message.body, settler=self))
-            self._wake_up()
+        if home:
+            self._local.add(message.id, message.body)
 
     def _sticks(self) -> bool:
         """Whether a sticky enqueue goes to this adapter's own consumer now."""
-        return (
-            self.sticky_delay is not None
-            and self._consuming
-            and not self._stopped
-            and self._home.has_room
-        )
+        return self.sticky_delay is not None and self._local.accepts
 
     async def _offloaded(self, message: ports.Message, size: int) -> Encoded:
         if self._offload is None:
@@ -346,7 +338,7 @@ class SqsAdapter:
         """Up to ``max_messages`` (10 at most) deliveries, waiting up to ``wait`` seconds."""
         if max_messages < 1:
             raise ValueError(f"max_messages must be >= 1, got {max_messages}")
-        self._consuming = not self._stopped
+        self._local.receiving()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, wait)
         pause, left = _PAUSE, max(0.0, wait)
@@ -367,7 +359,7 @@ class SqsAdapter:
         A local delivery made ready meanwhile returns at once; the call in flight is then
         adopted by the next receive.
         """
-        local = self._home.take(count)
+        local = self._local.home.take(count)
         if local:
             return list(local)
         loop = asyncio.get_running_loop()
@@ -389,8 +381,8 @@ class SqsAdapter:
                 task.add_done_callback(self._give_back)
                 return []
             self._poll = task  # woken by a local delivery
-            return list(self._home.take(count))
-        got: list[ports.Delivery] = list(self._home.take(count))
+            return list(self._local.home.take(count))
+        got: list[ports.Delivery] = list(self._local.home.take(count))
         extra: list[str] = []
         for received in task.result():
             if len(got) >= count:  # an adopted call for more than asked now
@@ -448,12 +440,6 @@ class SqsAdapter:
 
     def _deliver(self, received: _Received) -> SqsDelivery | None:
         """The delivery of a received message (None: a copy of a local one, see core.sticky)."""
-        fate, local = self._home.arrived(received.decoded.message_id)
-        if fate == "done":  # finished work: delete it
-            self._spawn(self._drop_copy(received.receipt_handle))
-            return None
-        if local is not None and fate == "deliver":
-            _cancel(local.timer)
         delivery = SqsDelivery(
             message_id=received.decoded.message_id,
             body=received.decoded.body,
@@ -464,12 +450,12 @@ class SqsAdapter:
             wire_attributes=received.wire_attributes,
             settler=self,
         )
-        self._unsettled[received.receipt_handle] = delivery
-        if fate == "join":
-            assert local is not None
-            local.copy = delivery
+        fate = self._local.arrived(delivery)
+        if fate == "done":  # finished work: delete it
+            self._spawn(self._drop_copy(received.receipt_handle))
             return None
-        return delivery
+        self._unsettled[received.receipt_handle] = delivery
+        return delivery if fate == "deliver" else None
 
     async def _drop_copy(self, handle: str) -> None:
         try:
@@ -504,14 +490,12 @@ class SqsAdapter:
         settleable until ``close``.
         """
         self._stopped = True
-        self._consuming = False
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(None)
         if self._poll is not None:
             self._poll.add_done_callback(self._give_back)
             self._poll = None
-        for local in self._home.drop_ready():  # their copies go to whoever receives them
-            _cancel(local.timer)
+        self._local.stop()  # the local deliveries not out: their copies go to whoever receives
 
     # ------------------------------------------------------------------ settling (Settler)
 
@@ -571,63 +555,17 @@ class SqsAdapter:
         """``delivery`` is settled: ``close`` does not give it back."""
         self._unsettled.pop(delivery.receipt_handle, None)
 
-    # ------------------------------------------------------------------ local (LocalSettler)
+    # ------------------------------------------------------------------ local (LocalDeliveries)
 
-    async def local_ack(self, delivery: LocalDelivery[SqsDelivery]) -> None:
-        """Done: its joined copy is deleted, a later one dropped when it comes."""
-        self._check_open("ack")
-        copy = delivery.copy
-        self._home.finished(delivery)
-        if copy is not None:
-            await copy.ack()
-
-    async def local_nack(self, delivery: LocalDelivery[SqsDelivery], seconds: float) -> None:
-        """Here again after ``seconds``; through its copy if it joined or this one stops."""
-        self._check_open("nack")
-        copy = delivery.copy
-        if copy is not None or self._stopped:
-            self._home.release(delivery)
-            if copy is not None:
-                await copy.nack(seconds)
-            return
-        delivery.state = "waiting"
-        delivery.timer = asyncio.get_running_loop().call_later(
-            max(0.0, seconds), self._local_again, delivery
-        )
-
-    def _local_again(self, delivery: LocalDelivery[SqsDelivery]) -> None:
-        if self._home.again(delivery):
-            self._wake_up()
-
-    async def local_extend(self, delivery: LocalDelivery[SqsDelivery], seconds: float) -> None:
-        """Its joined copy stays invisible ``seconds`` more (nothing to do without one)."""
-        self._check_open("extend")
-        copy = delivery.copy
-        if copy is None:
-            return
-        try:
-            await copy.extend(seconds)
-        except PermanentBackendError as exc:
-            if not stale_error(exc):
-                raise
-            delivery.copy = None  # it went on to another consumer: a duplicate there
-
-    async def local_dead(self, delivery: LocalDelivery[SqsDelivery], reason: str) -> None:
-        """Dead-letter it (through its joined copy if any); its copy is dropped when it comes."""
-        self._check_open("dead_letter")
-        copy = delivery.copy
-        if copy is not None:
-            self._home.finished(delivery)
-            await copy.dead_letter(reason)
-            return
+    async def _send_dead(self, delivery: LocalDelivery[SqsDelivery], reason: str) -> bool:
+        """Send a local delivery's message to the dead-letter queue (False: there is none)."""
         if self.dead_letter_queue_url is None:
             _log.error(
                 "message %s: no dead-letter queue; dropped here, its delayed copy goes on: %s",
                 delivery.message_id,
                 reason,
             )
-            self._home.release(delivery)
-            return
+            return False
         message = ports.Message(id=delivery.message_id, body=delivery.body)
         encoded = encode(message.id, message.body)
         if encoded.size > self.max_message_bytes - SIZE_MARGIN:
@@ -638,7 +576,7 @@ class SqsAdapter:
             MessageBody=encoded.body,
             MessageAttributes={**encoded.attributes, REASON: reason_attribute(reason)},
         )
-        self._home.finished(delivery)
+        return True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -749,9 +687,9 @@ class SqsAdapter:
                 _log.warning("could not make a message visible again: %s", error)
 
 
-def _cancel(timer: object) -> None:
-    if isinstance(timer, asyncio.TimerHandle):
-        timer.cancel()
+def _went_on(exc: Exception) -> bool:
+    """Whether a copy's ``extend`` failed because it went on (a stale receipt handle)."""
+    return isinstance(exc, PermanentBackendError) and stale_error(exc)
 
 
 def _visibility_left(delivery: SqsDelivery, seconds: float) -> int:
