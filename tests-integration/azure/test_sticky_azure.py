@@ -4,7 +4,9 @@ A sticky enqueue reaches the adapter's own next receive at once and the jobs que
 invisible for ``sticky_delay``. The adapter-level tests show each fate of a copy (deleted at
 the local ack, joined while the local delivery runs, recovered by another consumer when the
 first one died); the end-to-end ones, with in-process workers, show a killed runner's attempt
-recovered through its copy and finished attempts run once, leaving no message behind.
+recovered through its copy and finished attempts run once, leaving no message behind. The
+scenarios SQS shares are ``flowcraft.core.testing.sticky``'s; what only Azure can say (the
+requests, what the queues hold) is asserted here.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import pytest
 from flowcraft.azure import AzureBackend, AzureQueueAdapter
 from flowcraft.azure._clients import queue_client
 from flowcraft.azure._schema import Names, ensure_queues
-from flowcraft.core._engine.state import RunStatus
 from flowcraft.core.backends import Backend
-from flowcraft.core.ports import Delivery, Message
+from flowcraft.core.ports import Message
 from flowcraft.core.testing.harness import Harness
-from flowcraft.core.testing.nodes import LOG
-from flowcraft.core.testing.suite._dsl import bp, e, n
-from flowcraft.core.testing.suite._poll import eventually
+from flowcraft.core.testing.sticky import (
+    check_dead_consumers_copies,
+    check_finished_attempts_run_once,
+    check_killed_runner_recovered,
+    check_nacked_local_delivery,
+    check_sticky_is_plain,
+)
 
 pytestmark = pytest.mark.service("azurite")
 
@@ -82,14 +87,6 @@ async def space(azure_queue_connection_string: str) -> AsyncIterator[Space]:
             await client.close()
 
 
-async def _receive_all(queue: AzureQueueAdapter, count: int, within: float) -> list[Delivery]:
-    got: list[Delivery] = []
-    deadline = time.monotonic() + within
-    while len(got) < count and time.monotonic() < deadline:
-        got += await queue.receive(10, wait=0.5)
-    return got
-
-
 async def test_a_sticky_enqueue_wakes_its_own_receive_and_its_copy_is_deleted_at_the_ack(
     space: Space,
 ) -> None:
@@ -138,22 +135,7 @@ async def test_the_copy_of_a_finished_local_delivery_that_comes_back_is_deleted_
 async def test_the_copy_of_a_dead_consumers_sticky_message_reaches_another_after_the_delay(
     space: Space,
 ) -> None:
-    mine, other = space.adapter(sticky_delay=2), space.adapter(sticky_delay=2)
-    await mine.receive(1, wait=0)
-    sent = time.monotonic()
-    await mine.enqueue(Message(id="held", body=b"h"), sticky=True)
-    await mine.enqueue(Message(id="waiting", body=b"w"), sticky=True)
-    (held,) = await mine.receive(1, wait=0)
-    assert held.message_id == "held"
-    await mine.close()  # dies with one local delivery out, one not taken
-    got = await _receive_all(other, 2, within=5)
-    assert time.monotonic() - sent >= 1.9  # they waited out the sticky delay
-    assert sorted((d.message_id, d.body, d.delivery_count) for d in got) == [
-        ("held", b"h", 1),
-        ("waiting", b"w", 1),
-    ]
-    for delivery in got:
-        await delivery.ack()
+    await check_dead_consumers_copies(space.adapter)
     assert await space.left() == 0
 
 
@@ -172,16 +154,7 @@ async def test_a_copy_that_comes_back_while_its_local_delivery_runs_joins_it(
 
 
 async def test_a_nacked_local_delivery_comes_back_here_counted(space: Space) -> None:
-    mine = space.adapter(sticky_delay=5)
-    await mine.receive(1, wait=0)
-    await mine.enqueue(Message(id="again", body=b"a"), sticky=True)
-    (first,) = await mine.receive(1, wait=0)
-    await first.nack(0.3)
-    started = time.monotonic()
-    (second,) = await mine.receive(1, wait=2)
-    assert time.monotonic() - started >= 0.25
-    assert (second.message_id, second.delivery_count) == ("again", 2)
-    await second.ack()
+    await check_nacked_local_delivery(space.adapter)
     assert await space.left() == 0
 
 
@@ -201,20 +174,7 @@ async def test_a_local_delivery_dead_lettered_goes_to_the_poison_queue_once(
 async def test_sticky_is_plain_for_a_client_a_stopped_consumer_and_when_off(
     space: Space,
 ) -> None:
-    client, consumer = space.adapter(sticky_delay=30), space.adapter(sticky_delay=30)
-    await client.enqueue(Message(id="from-client", body=b"c"), sticky=True)  # never received
-    (plain,) = await _receive_all(consumer, 1, within=3)
-    assert plain.message_id == "from-client"
-    await plain.ack()
-    await consumer.stop_receiving()
-    await consumer.enqueue(Message(id="while-draining", body=b"d"), sticky=True)
-    (drained,) = await _receive_all(client, 1, within=3)
-    assert drained.message_id == "while-draining"
-    await drained.ack()
-    assert not space.adapter(sticky_delay=None).capabilities.sticky
-    for bad in (0, 51, float("nan"), "5"):
-        with pytest.raises(ValueError, match="sticky_delay"):
-            space.adapter(sticky_delay=bad)
+    await check_sticky_is_plain(space.adapter)
 
 
 def test_the_backend_option_sticky_delay(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -260,59 +220,14 @@ async def _left(backend: Backend) -> int:
     return total
 
 
-async def _nothing_left(backend: Backend, within: float) -> None:
-    deadline = time.monotonic() + within
-    while (left := await _left(backend)) and time.monotonic() < deadline:
-        await asyncio.sleep(0.2)
-    assert left == 0, f"{left} messages left in the queues"
-
-
 async def test_a_killed_runners_attempt_is_recovered_through_its_copy(harness: Harness) -> None:
-    blueprint = bp(
-        "ahead-crash",
-        [n("A", "const", value=1), n("B", "sleep", seconds=1.5), n("C", "inc", inputs="A")],
-        [e("A", "B"), e("B", "C")],
-    )
-    async with harness.session(blueprint, workers=0, lease=1.0) as s:
-        (victim,) = await s.start_workers(1)
-        assert victim.queue.capabilities.sticky
-        handle = await s.start("ahead-crash")
-        await eventually(lambda: "B" in LOG[handle.run_id], "B started")
-        started = time.monotonic()  # B runs ahead in the victim: its copy waits 2 s
-        await asyncio.sleep(0.3)
-        await s.crash_worker(victim)
-        await s.start_workers(1)
-        await eventually(lambda: LOG[handle.run_id].count("B") == 2, "B again", timeout=15)
-        again = time.monotonic() - started
-        result = await handle.result(timeout=20)
-        await _nothing_left(s.backend, within=10)
-    assert result.status is RunStatus.COMPLETED
-    assert result.output == 2
-    assert again >= STICKY - 0.5  # not before the copy surfaced
-    assert LOG[handle.run_id].count("A") == 1
-    assert LOG[handle.run_id].count("C") == 1
+    await check_killed_runner_recovered(harness, sticky_delay=STICKY, left=_left)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_finished_attempts_run_once_and_their_copies_leave_nothing(
     harness: Harness, workers: int
 ) -> None:
-    blueprint = bp(
-        "ahead-chain",
-        [
-            n("A", "const", value=1),
-            n("B", "inc", inputs="A"),
-            n("C", "inc", inputs="B"),
-            n("D", "inc", inputs="C"),
-        ],
-        [e("A", "B"), e("B", "C"), e("C", "D")],
+    await check_finished_attempts_run_once(
+        harness, workers=workers, sticky_delay=STICKY, left=_left
     )
-    async with harness.session(blueprint, workers=workers) as s:
-        handles = [await s.start("ahead-chain") for _ in range(3)]
-        results = [await h.result(timeout=20) for h in handles]
-        await asyncio.sleep(STICKY + 0.5)  # every copy not deleted has surfaced
-        await _nothing_left(s.backend, within=10)
-    for handle, result in zip(handles, results, strict=True):
-        assert result.status is RunStatus.COMPLETED
-        assert result.output == 4
-        assert sorted(LOG[handle.run_id]) == ["A", "B", "C", "D"]  # each ran once

@@ -18,6 +18,11 @@ from uuid import uuid4
 import pytest
 from flowcraft.core.errors import PermanentBackendError, TransientBackendError
 from flowcraft.core.ports import Message
+from flowcraft.core.testing.sticky import (
+    check_dead_consumers_copies,
+    check_nacked_local_delivery,
+    check_sticky_is_plain,
+)
 from flowcraft.sqs import SqsBackend
 from flowcraft.sqs._aws import Aws
 from flowcraft.sqs._codec import ID, OFFLOAD, REASON
@@ -344,22 +349,7 @@ async def test_the_copy_of_a_dead_consumers_sticky_message_reaches_another_after
     make_space: MakeSpace,
 ) -> None:
     space = await make_space()
-    mine, other = space.adapter(sticky_delay=2), space.adapter(sticky_delay=2)
-    await mine.receive(1, wait=0)
-    sent = time.monotonic()
-    await mine.enqueue(Message(id="held", body=b"h"), sticky=True)
-    await mine.enqueue(Message(id="waiting", body=b"w"), sticky=True)
-    (held,) = await mine.receive(1, wait=0)
-    assert held.message_id == "held"
-    await mine.close()  # dies with one local delivery out, one not taken
-    got = await receive_all(other, 2)
-    assert time.monotonic() - sent >= 1.9  # they waited out the sticky delay
-    assert sorted((d.message_id, d.body, d.delivery_count) for d in got) == [
-        ("held", b"h", 1),
-        ("waiting", b"w", 1),
-    ]
-    for delivery in got:
-        await delivery.ack()
+    await check_dead_consumers_copies(space.adapter)
 
 
 async def test_a_copy_that_comes_back_while_its_local_delivery_runs_joins_it(
@@ -380,36 +370,14 @@ async def test_a_copy_that_comes_back_while_its_local_delivery_runs_joins_it(
 
 async def test_a_nacked_local_delivery_comes_back_here_counted(make_space: MakeSpace) -> None:
     space = await make_space()
-    mine = space.adapter(sticky_delay=5)
-    await mine.receive(1, wait=0)
-    await mine.enqueue(Message(id="again", body=b"a"), sticky=True)
-    (first,) = await mine.receive(1, wait=0)
-    await first.nack(0.3)
-    started = time.monotonic()
-    (second,) = await mine.receive(1, wait=2)
-    assert time.monotonic() - started >= 0.25
-    assert (second.message_id, second.delivery_count) == ("again", 2)
-    await second.ack()
+    await check_nacked_local_delivery(space.adapter)
 
 
 async def test_sticky_is_plain_for_a_client_a_stopped_consumer_and_when_off(
     make_space: MakeSpace,
 ) -> None:
     space = await make_space()
-    client, consumer = space.adapter(sticky_delay=30), space.adapter(sticky_delay=30)
-    await client.enqueue(Message(id="from-client", body=b"c"), sticky=True)  # never received
-    (plain,) = await receive_all(consumer, 1, within=3)
-    assert plain.message_id == "from-client"
-    await plain.ack()
-    await consumer.stop_receiving()
-    await consumer.enqueue(Message(id="while-draining", body=b"d"), sticky=True)
-    (drained,) = await receive_all(client, 1, within=3)
-    assert drained.message_id == "while-draining"
-    await drained.ack()
-    assert not space.adapter(sticky_delay=None).capabilities.sticky
-    for bad in (0, 51, float("nan"), "5"):
-        with pytest.raises(ValueError, match="sticky_delay"):
-            space.adapter(sticky_delay=bad)
+    await check_sticky_is_plain(space.adapter)
 
 
 def test_the_backend_option_sticky_delay(monkeypatch: pytest.MonkeyPatch) -> None:
