@@ -49,3 +49,27 @@ async def test_a_failed_call_fails_every_caller() -> None:
     assert [str(a) for a in answers] == ["down", "down"]
     with pytest.raises(RuntimeError, match="down"):
         await batch.submit(3)
+
+
+async def test_split_cuts_a_turn_into_calls_and_each_caller_still_gets_its_own_answer() -> None:
+    def by_sum(entries: list[int]) -> list[list[int]]:  # a call's entries total at most 5
+        calls: list[list[int]] = [[]]
+        for entry in entries:
+            if calls[-1] and sum(calls[-1]) + entry > 5:
+                calls.append([])
+            calls[-1].append(entry)
+        return calls
+
+    handler = _Handler()
+    batch: TurnBatch[int, int] = TurnBatch(handler.handle, split=by_sum, spawn=handler.spawn)
+    answers = await asyncio.gather(*(batch.submit(e) for e in (1, 4, 2, 2, 3)))
+    assert handler.calls == [[1, 4], [2, 2], [3]]
+    assert answers == [10, 40, 20, 20, 30]
+
+
+def test_a_turn_batch_takes_a_limit_or_a_split() -> None:
+    handler = _Handler()
+    with pytest.raises(TypeError, match="limit or split"):
+        TurnBatch(handler.handle, spawn=handler.spawn)
+    with pytest.raises(TypeError, match="not both"):
+        TurnBatch(handler.handle, limit=2, split=lambda e: [e], spawn=handler.spawn)

@@ -12,8 +12,9 @@ import time
 from typing import Any
 
 import pytest
+from flowcraft.core.aio import TurnBatch
 from flowcraft.core.errors import PermanentBackendError, TransientBackendError
-from flowcraft.sqs._batch import Batcher, Errors, entry_errors, stale
+from flowcraft.sqs._batch import Errors, batcher, entry_errors, stale
 from flowcraft.sqs._codec import (
     CHUNKS,
     ENCODING,
@@ -303,8 +304,8 @@ class _FakeSqs:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def batcher(self, limit: int = 1_000) -> Batcher[str]:
-        return Batcher(self.send, size=len, limit=limit, spawn=self.spawn)
+    def batcher(self, limit: int = 1_000) -> TurnBatch[str, None]:
+        return batcher(self.send, size=len, limit=limit, spawn=self.spawn)
 
 
 async def test_submits_of_one_turn_share_batches() -> None:

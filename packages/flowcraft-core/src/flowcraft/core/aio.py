@@ -80,16 +80,25 @@ class TurnBatch(Generic[_T, _R]):
     gets the lot (at most ``limit`` entries per call, each call in a task of ``spawn``) and
     returns one answer per entry, in order: the entry's result, or an exception raised to
     that entry's caller. An exception ``handle`` raises is every caller's of that call.
+    Instead of ``limit``, ``split`` may cut a turn's entries into the calls' lists (e.g. by
+    count and total size): in order, consecutive, every entry once.
     """
 
     def __init__(
         self,
         handle: Callable[[list[_T]], Awaitable[Sequence[_R | BaseException]]],
         *,
-        limit: int,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
+        limit: int | None = None,
+        split: Callable[[list[_T]], list[list[_T]]] | None = None,
     ) -> None:
-        self._handle, self._limit, self._spawn = handle, limit, spawn
+        if split is None:
+            if limit is None:
+                raise TypeError("TurnBatch takes limit or split")
+            split = _by_count(limit)
+        elif limit is not None:
+            raise TypeError("TurnBatch takes limit or split, not both")
+        self._handle, self._spawn, self._split = handle, spawn, split
         self._pending: list[tuple[_T, asyncio.Future[_R]]] = []
 
     async def submit(self, entry: _T) -> _R:
@@ -104,8 +113,10 @@ class TurnBatch(Generic[_T, _R]):
     def flush(self) -> None:
         """Hand over what is pending now (idempotent)."""
         pending, self._pending = self._pending, []
-        for start in range(0, len(pending), self._limit):
-            self._spawn(self._answer(pending[start : start + self._limit]))
+        start = 0
+        for entries in self._split([entry for entry, _ in pending]):
+            self._spawn(self._answer(pending[start : start + len(entries)]))
+            start += len(entries)
 
     async def _answer(self, batch: list[tuple[_T, asyncio.Future[_R]]]) -> None:
         try:
@@ -123,3 +134,10 @@ class TurnBatch(Generic[_T, _R]):
                 future.set_exception(answer)
             else:
                 future.set_result(answer)
+
+
+def _by_count(limit: int) -> Callable[[list[_T]], list[list[_T]]]:
+    def split(entries: list[_T]) -> list[list[_T]]:
+        return [entries[i : i + limit] for i in range(0, len(entries), limit)]
+
+    return split

@@ -1,26 +1,27 @@
 """Batched SQS calls: entries of one event-loop turn go out together, each caller answered alone.
 
-``Batcher`` gathers the entries submitted in one turn of the event loop (the first ``submit``
-schedules the flush with ``call_soon``), packs them into requests (at most 10 entries and a
-total size limit, see ``_codec.pack``), sends each request in a task of its own and hands each
-caller its own entry's outcome. ``entry_errors`` turns a batch answer (``Successful`` /
-``Failed``) into those outcomes: ``PermanentBackendError`` when SQS says the sender is at
-fault, ``TransientBackendError`` otherwise, nothing for a stale receipt handle where that is
-fine (the message was delivered again meanwhile).
+``batcher`` gathers the entries submitted in one turn of the event loop (core's
+``flowcraft.core.aio.TurnBatch``: the first ``submit`` schedules the flush with ``call_soon``),
+packs them into requests (at most 10 entries and a total size limit, see ``_codec.pack``),
+sends each request in a task of its own and hands each caller its own entry's outcome.
+``entry_errors`` turns a batch answer (``Successful`` / ``Failed``) into those outcomes:
+``PermanentBackendError`` when SQS says the sender is at fault, ``TransientBackendError``
+otherwise, nothing for a stale receipt handle where that is fine (the message was delivered
+again meanwhile).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from flowcraft.core.aio import TurnBatch
 from flowcraft.core.errors import BackendError, PermanentBackendError, TransientBackendError
 from flowcraft.sqs._codec import pack
 from flowcraft.sqs._errors import error_code
 
-__all__ = ["Batcher", "Errors", "entry_errors", "stale", "stale_error"]
+__all__ = ["Errors", "batcher", "entry_errors", "stale", "stale_error"]
 
 _log = logging.getLogger("flowcraft.sqs")
 _E = TypeVar("_E")
@@ -67,53 +68,18 @@ def entry_errors(answer: dict[str, Any], count: int, what: str, *, stale_ok: boo
     return errors
 
 
-class Batcher(Generic[_E]):
+def batcher(
+    send: Callable[[list[_E]], Awaitable[Errors]],
+    *,
+    size: Callable[[_E], int],
+    limit: int,
+    spawn: Callable[[Coroutine[Any, Any, None]], None],
+) -> TurnBatch[_E, None]:
     """Entries submitted in one event-loop turn go out together, packed into batches.
 
-    The first ``submit`` of a turn schedules the flush (``call_soon``); each batch is sent in
-    a task of its own by ``send``, which returns one error (or None) per entry; each caller
-    waits for its own entry's answer.
+    Core's ``TurnBatch``: the first ``submit`` of a turn schedules the flush (``call_soon``);
+    the turn's entries are packed into batches of at most 10 entries and ``limit`` total
+    ``size`` (``_codec.pack``), each sent in a task of its own by ``send``, which returns one
+    error (or None) per entry; each caller waits for its own entry's answer.
     """
-
-    def __init__(
-        self,
-        send: Callable[[list[_E]], Awaitable[Errors]],
-        *,
-        size: Callable[[_E], int],
-        limit: int,
-        spawn: Callable[[Coroutine[Any, Any, None]], None],
-    ) -> None:
-        self._send, self._size, self._limit, self._spawn = send, size, limit, spawn
-        self._pending: list[tuple[_E, asyncio.Future[None]]] = []
-
-    async def submit(self, entry: _E) -> None:
-        """Send ``entry`` with the others of this turn; raises its own error."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((entry, future))
-        if len(self._pending) == 1:
-            loop.call_soon(self.flush)
-        await future
-
-    def flush(self) -> None:
-        """Send what is pending now (idempotent)."""
-        pending, self._pending = self._pending, []
-        for batch in pack(pending, size=lambda p: self._size(p[0]), limit=self._limit):
-            self._spawn(self._answer(batch))
-
-    async def _answer(self, batch: list[tuple[_E, asyncio.Future[None]]]) -> None:
-        try:
-            errors = await self._send([entry for entry, _ in batch])
-        except Exception as exc:  # the whole request failed: so did each entry
-            errors = [exc] * len(batch)
-        except BaseException:
-            for _, future in batch:
-                future.cancel()
-            raise
-        for (_, future), error in zip(batch, errors, strict=True):
-            if future.done():  # its caller was cancelled
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+    return TurnBatch(send, split=lambda entries: pack(entries, size=size, limit=limit), spawn=spawn)

@@ -93,10 +93,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowcraft.core import ports
+from flowcraft.core.aio import TurnBatch
 from flowcraft.core.errors import BackendError, PermanentBackendError, TransientBackendError
 from flowcraft.core.sticky import LocalDeliveries, LocalDelivery, sticky_delay_seconds
 from flowcraft.sqs._aws import Aws
-from flowcraft.sqs._batch import Batcher, Errors, entry_errors, stale_error
+from flowcraft.sqs._batch import Errors, batcher, entry_errors, stale_error
 from flowcraft.sqs._codec import (
     BATCH_ENTRIES,
     ID,
@@ -226,13 +227,13 @@ class SqsAdapter:
         )  # fmt: skip
         self._wake: asyncio.Future[None] | None = None  # a local delivery is ready
         self._poll: asyncio.Task[list[_Received]] | None = None  # a receive call to adopt
-        self._sends: Batcher[_Send] = Batcher(
+        self._sends: TurnBatch[_Send, None] = batcher(
             self._send_batch,
             size=lambda s: s.encoded.size,
             limit=max_message_bytes,
             spawn=self._spawn,
         )
-        self._deletes: Batcher[str] = Batcher(
+        self._deletes: TurnBatch[str, None] = batcher(
             self._delete_batch, size=lambda _: 0, limit=max_message_bytes, spawn=self._spawn
         )
         self._unsettled: dict[str, SqsDelivery] = {}
