@@ -29,7 +29,9 @@ def test_the_backend_is_registered_under_kafka() -> None:
 
 
 def test_the_backend_declares_its_capabilities() -> None:
-    # run_notifications: the Cassandra store is wrapped in core's NotifyingRunStore (Redis)
+    # run_notifications: the Cassandra store is wrapped in core's NotifyingRunStore (Redis);
+    # started_runs, result_reads: CassandraContext's create_started_run and read_result
     assert flowcraft.kafka.KafkaBackend.capabilities == {
-        "coordination", "dead_letter", "delayed_delivery", "run_notifications",
+        "coordination", "dead_letter", "delayed_delivery", "result_reads", "run_notifications",
+        "started_runs",
     }  # fmt: skip

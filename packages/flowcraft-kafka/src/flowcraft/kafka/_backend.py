@@ -78,9 +78,10 @@ def _contact_points(text: str) -> tuple[list[str], int]:
 class KafkaBackend:
     """Opens the adapter's three ports for a namespace (see the module docstring)."""
 
-    capabilities = frozenset(
-        {"coordination", "dead_letter", "delayed_delivery", "run_notifications"}
-    )
+    capabilities = frozenset({
+        "coordination", "dead_letter", "delayed_delivery", "result_reads", "run_notifications",
+        "started_runs",
+    })  # fmt: skip
     #: The variables options default from: set, they beat a CLI config file's value.
     option_environment: ClassVar[Mapping[str, str]] = {
         name: env for name, (env, _default) in _DEFAULTS.items()

@@ -92,7 +92,10 @@ class Cql:
         return found
 
     async def batch(self, statements: Sequence[Any], *, conditional: bool = False) -> Any:  # noqa: ANN401
-        """One single-partition batch (unlogged: atomic and isolated within the partition)."""
+        """One unlogged batch (a conditional one keeps to one partition).
+
+        Atomic and isolated within a partition; across partitions, each write applies alone.
+        """
         batch = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=self.consistency,
                                serial_consistency_level=self.serial_consistency)  # fmt: skip
         for statement in statements:

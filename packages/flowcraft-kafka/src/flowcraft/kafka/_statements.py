@@ -57,7 +57,18 @@ class Queries:
         self.create = sub(
             "INSERT INTO $runs (namespace, run_id, version, header, journal, "
             "record, status, output, errors, updated_at) "
-            "VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+        )
+        # The run's anchor row (kind 'h'): written with the run and never removed, so a read of
+        # some of the run's rows that names it always gets a row (with the static columns).
+        self.anchor = sub("INSERT INTO $runs (namespace, run_id, kind, key) VALUES (?, ?, 'h', '')")
+        self.result_context = sub(
+            "SELECT kind, key, version, journal, value FROM $runs "
+            "WHERE $pk AND kind IN ('c', 'h', 'j')"
+        )
+        self.result_records = sub(
+            "SELECT kind, key, version, journal, header, value FROM $runs "
+            "WHERE $pk AND (kind, key) IN ?"
         )
         self.cas = sub(
             "UPDATE $runs SET version = ?, header = ?, journal = ?, status = ?, "

@@ -3,8 +3,9 @@
 **Layout** (:mod:`flowcraft.kafka._tables`): a run is one partition of the contexts table,
 ``(namespace, run_id)``. Its static columns are the header, the version, the record's fields and
 a pending-journal pointer; its rows are the records (``r``), context keys (``c``), outbox
-messages (``o``), committed outcomes (``d``) and journal chunks (``j``), each record and
-context row stamped with the version that wrote it. Attempt leases live in a table of their
+messages (``o``), committed outcomes (``d``), journal chunks (``j``) and one anchor row (``h``,
+written with the run, never removed), each record and context row stamped with the version
+that wrote it. Attempt leases live in a table of their
 own, one partition per attempt.
 
 **Saves.** ``save_state`` is one conditional batch in the run's partition: a lightweight
@@ -20,10 +21,28 @@ TIMESTAMP`` of that commit (a later save always writes over them, whoever applie
 clears the pointer with a conditional update. Readers overlay a pending journal; a writer
 that finds one rolls it forward before its own compare-and-set.
 
+**Creating.** ``create_run`` takes the idempotency key first (``INSERT ... IF NOT EXISTS`` in
+the key's partition: the key and the run cannot share one conditional batch), then lists the
+run (one unlogged batch over the listing partitions), then writes it in one conditional batch
+in its partition (``INSERT ... IF NOT EXISTS`` of the static row, the anchor and the records).
+``create_started_run`` (``ports.RunStarter``) is the same steps, its batch carrying version 2:
+the header, records, context and outbox of the start's decision, and the record's status:
+``create_run`` and the first ``save_state`` in one LWT instead of two. A key already held by
+another run writes nothing more and answers with that run; one held by this very run id (an
+earlier try that died before its batch, or a lost answer) goes on: the run's own conditional
+batch decides. A crash after the key leaves a key naming a run that does not exist: a retry
+with the same run id creates it; one with a new run id waits 10 s for that run, then raises
+``TransientBackendError`` (as ``create_run`` always has).
+
 **Reads.** ``load_state`` reads the static row, then the run's rows (paged to the end); every row
 carries the static version of its page, so a save that landed in between is seen and the read
 is repeated: each load is a snapshot of one version. ``since`` loads filter the rows by the
-version stamp (a catch-up reads the partition, as a full load does).
+version stamp (a catch-up reads the partition, as a full load does). ``read_result``
+(``ports.ResultReader``) sends two statements at once: the anchor and context rows (``kind IN``),
+and the anchor and the named records (``(kind, key) IN``); each row carries the static version
+and journal pointer of its read, so equal ones on every row (the anchors make both reads
+return one) are one snapshot, read in one round trip. A run created before anchors existed is
+read after its static row, as ``load_state`` reads.
 
 **Attempts.** A lease is one partition of the attempts table, ``(namespace, run_id, attempt)``,
 so the claims of a fan-out's nodes are lightweight transactions on as many partitions, not a
@@ -76,6 +95,7 @@ from flowcraft.core.ports import (
     Message,
     RunPage,
     RunRecord,
+    StoredResult,
     StoredState,
 )
 from flowcraft.kafka._codec import (
@@ -98,6 +118,8 @@ _TERMINAL = frozenset({"completed", "failed", "cancelled"})
 LEASE_KEPT = 86_400
 _MAX_TTL = 630_720_000  # Cassandra's limit: 20 years
 _DAY = 86_400.0
+#: Record keys per statement of ``read_result`` (``(kind, key) IN``).
+_KEYS_PER_READ = 100
 _SIMPLE = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 
 
@@ -159,35 +181,94 @@ class CassandraContext:
         records: Mapping[str, object] | None = None,
     ) -> RunRecord:  # fmt: skip
         """Create the run unless its id, or its idempotency key, exists (atomic, idempotent)."""
-        ns = self.namespace
-        if record.idempotency_key is not None:
-            taken = await self.cql.run(self._q.take_key, ns, record.idempotency_key, record.run_id)
-            if not taken.was_applied:
-                return await self._existing(taken.one().run_id)
+        holder = await self._take_key(record)
+        if holder is not None:
+            return await self._existing(holder)
         now = time.time()
         stamped = replace(record, created_at=record.created_at or now, updated_at=now)
-        await self._list(stamped)
         ops: list[Op] = [("r", key, dumps(value)) for key, value in (records or {}).items()]
-        journal = await self._journal(record.run_id, 1, ops)
-        create = await self.cql.bound(self._q.create, [
-            ns, record.run_id, dumps(header), journal, record_static(stamped), stamped.status,
-            dumps(stamped.output), dumps(list(stamped.errors)), now,
-        ])  # fmt: skip
-        writes = [] if journal else await self._statements(record.run_id, 1, ops, None)
-        result = await self.cql.batch([create, *writes], conditional=True)
-        if not result.was_applied:
+        if not await self._create(stamped, 1, header, ops):
             return await self._existing(record.run_id)
-        if journal:
-            await self._roll_forward(record.run_id, journal)
         return stamped
 
-    async def _list(self, record: RunRecord) -> None:
+    async def create_started_run(
+        self, record: RunRecord, *, header: Mapping[str, object],
+        records: Mapping[str, object], context: Mapping[str, object], outbox: Sequence[Message],
+        status: str, output: object = None, errors: Sequence[Mapping[str, object]] = (),
+    ) -> tuple[RunRecord, bool]:  # fmt: skip
+        """Create the run at version 2 with its first decision (``ports.RunStarter``).
+
+        The same steps as ``create_run`` (the idempotency key's LWT, the listing, one
+        conditional batch in the run's partition), the batch carrying the started state: as
+        ``create_run`` and a ``save_state(expected_version=1)`` in one LWT instead of two.
+        """
+        holder = await self._take_key(record)
+        if holder is not None:
+            return await self._existing(holder), False
+        now = time.time()
+        stamped = replace(record, status=status, output=output, errors=tuple(errors),
+                          created_at=record.created_at or now, updated_at=now)  # fmt: skip
+        ops = ops_of(version=2, records=records, context_writes=context, outbox=outbox, sent=())
+        if not await self._create(stamped, 2, header, ops, active=status not in _TERMINAL):
+            return await self._existing(record.run_id), False
+        return stamped, True
+
+    async def _take_key(self, record: RunRecord) -> str | None:
+        """Take the run's idempotency key (an LWT in the key's partition).
+
+        The id of another run that holds the key, or None: no key, taken now, or taken by an
+        earlier try of this same run (whose run may not exist: it died before its batch; the
+        batch that follows decides, by the run id, as for a start without a key).
+        """
+        if record.idempotency_key is None:
+            return None
+        taken = await self.cql.run(self._q.take_key, self.namespace, record.idempotency_key,
+                                   record.run_id)  # fmt: skip
+        if taken.was_applied:
+            return None
+        holder = str(taken.one().run_id)
+        return None if holder == record.run_id else holder
+
+    async def _create(
+        self, stamped: RunRecord, version: int, header: Mapping[str, object],
+        ops: Sequence[Op], *, active: bool = True,
+    ) -> bool:  # fmt: skip
+        """List the run, then write it at ``version`` in one conditional batch (False: exists).
+
+        The batch is ``INSERT ... IF NOT EXISTS`` of the static row, the anchor row and
+        ``ops`` (or, for a large start, the pointer to their journal, rolled forward after).
+        """
+        run_id = stamped.run_id
+        await self._list(stamped, active=active)
+        journal = await self._journal(run_id, version, ops)
+        create = await self.cql.bound(self._q.create, [
+            self.namespace, run_id, version, dumps(header), journal, record_static(stamped),
+            stamped.status, dumps(stamped.output), dumps(list(stamped.errors)),
+            stamped.updated_at,
+        ])  # fmt: skip
+        anchor = await self.cql.bound(self._q.anchor, [self.namespace, run_id])
+        writes = [] if journal else await self._statements(run_id, version, ops, None)
+        result = await self.cql.batch([create, anchor, *writes], conditional=True)
+        if not result.was_applied:
+            return False
+        if journal:
+            await self._roll_forward(run_id, journal)
+        return True
+
+    async def _list(self, record: RunRecord, *, active: bool = True) -> None:
+        """List the run by day, and unless it starts terminal as active: one unlogged batch.
+
+        The batch spans those tables' partitions: each write applies on its own.
+        """
         ns, day = self.namespace, int(record.created_at // _DAY)
-        await asyncio.gather(
-            self.cql.run(self._q.list_run, ns, day, record.created_at, record.run_id),
-            self.cql.run(self._q.list_day, ns, day),
-            self.cql.run(self._q.activate, ns, _shard(record.run_id), record.run_id),
-        )
+        writes = [
+            await self.cql.bound(self._q.list_run, [ns, day, record.created_at, record.run_id]),
+            await self.cql.bound(self._q.list_day, [ns, day]),
+        ]
+        if active:
+            shard = _shard(record.run_id)
+            writes.append(await self.cql.bound(self._q.activate, [ns, shard, record.run_id]))
+        await self.cql.batch(writes)
 
     async def _existing(self, run_id: str) -> RunRecord:
         """The record of a run another creator made (it may still be on its way)."""
@@ -216,6 +297,42 @@ class CassandraContext:
             if all(row.version == head.version for row in rows):
                 return _state(run_id, head, rows, since, set(keys))
         raise TransientBackendError(f"run {run_id!r} kept changing while it was read")
+
+    async def read_result(self, run_id: str, keys: Collection[str]) -> StoredResult | None:
+        """Version, header, context and the records among ``keys`` (``ports.ResultReader``).
+
+        Two statements at once: the run's anchor and context rows (and a pending journal's
+        chunks), and its anchor and the named records (``(kind, key) IN``, 100 keys a
+        statement); every row carries the static version and journal pointer of its read, so
+        equal ones are one snapshot (otherwise the read is repeated). A run written before
+        anchors existed is read after its static row instead, as ``load_state`` reads.
+        """
+        wanted = list(dict.fromkeys(keys))
+        for _ in range(20):
+            parts = await self._result_parts(run_id, wanted)
+            anchors = [next((row for row in rows if row.kind == "h"), None) for rows in parts]
+            if all(anchor is not None for anchor in anchors):
+                head = anchors[1]  # the first records read's anchor: it has the header
+            else:
+                head = (await self.cql.run(self._q.head, self.namespace, run_id)).one()
+                if head is None or head.version is None:
+                    return None
+                parts = await self._result_parts(run_id, wanted)
+            rows = [row for part in parts for row in part]
+            if _one_snapshot(head, rows):
+                return _result(head, rows, set(wanted))
+        raise TransientBackendError(f"run {run_id!r} kept changing while it was read")
+
+    async def _result_parts(self, run_id: str, wanted: Sequence[str]) -> list[list[Any]]:
+        """The anchor and context rows, then the anchor and the named records (all at once)."""
+        groups = [wanted[i : i + _KEYS_PER_READ] for i in range(0, len(wanted), _KEYS_PER_READ)]
+        ns = self.namespace
+        return list(await asyncio.gather(
+            self.cql.rows(self._q.result_context, ns, run_id),
+            *(self.cql.rows(self._q.result_records, ns, run_id,
+                            [("h", ""), *(("r", key) for key in group)])
+              for group in groups or [[]]),
+        ))  # fmt: skip
 
     async def save_state(
         self, run_id: str, *, expected_version: int, header: Mapping[str, object],
@@ -522,3 +639,29 @@ def _overlay(
                 outbox[op[1]] = (before[0] if before else op[3], Message(id=op[1], body=op[2]))
             elif op[0] == "s":
                 outbox.pop(op[1], None)
+
+
+def _one_snapshot(head: Any, rows: Sequence[Any]) -> bool:  # noqa: ANN401 - a driver row
+    """Every row read at ``head``'s version and journal, and that journal's chunks among them."""
+    if any((row.version, row.journal) != (head.version, head.journal) for row in rows):
+        return False
+    journal = head.journal
+    return journal is None or any(
+        row.kind == "j" and row.key.startswith(journal + ":") for row in rows
+    )
+
+
+def _result(head: Any, rows: Sequence[Any], wanted: set[str]) -> StoredResult:  # noqa: ANN401
+    records: dict[str, tuple[int, object]] = {}
+    context: dict[str, object] = {}
+    for row in rows:
+        if row.kind == "r":
+            records[row.key] = (head.version, loads(row.value))
+        elif row.kind == "c" and row.value is not None:
+            context[row.key] = loads(row.value)
+    if head.journal is not None:
+        _overlay(head.journal, rows, records, context, {})
+    return StoredResult(
+        version=head.version, header=loads(head.header), context=context,
+        records={key: value for key, (_, value) in records.items() if key in wanted},
+    )  # fmt: skip

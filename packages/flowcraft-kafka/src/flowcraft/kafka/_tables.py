@@ -7,8 +7,9 @@ tables is a slow schema change in Cassandra; a namespace costs none). With the d
 * ``flowcraft_contexts`` — **one partition per run** (``(namespace, run_id)``). Static columns
   hold the run's header, version, record fields and a pending journal pointer; rows, by
   ``kind`` and ``key``: ``r`` records, ``c`` context keys, ``o`` outbox messages, ``d``
-  committed outcomes, ``j`` journal chunks of a large save. It replaces the original adapter's
-  context table (one JSON blob per run).
+  committed outcomes, ``j`` journal chunks of a large save, ``h`` the run's anchor (one row,
+  key ``''``, written with the run: a read of some rows that names it always gets the statics).
+  It replaces the original adapter's context table (one JSON blob per run).
 * ``flowcraft_contexts_attempts`` — **one partition per attempt** (``(namespace, run_id,
   attempt)``): its lease (owner, expiry), written with a TTL of the lease plus a day. Kept out
   of the run's partition so that the claims of a fan-out's nodes (lightweight transactions, all
