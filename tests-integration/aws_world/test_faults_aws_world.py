@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from flowcraft.aws_world import AwsWorld, AwsWorldConfig
+from flowcraft.aws_world import AwsWorld, AwsWorldConfig, _queue
 from flowcraft.core.errors import BackendError
 from flowcraft.core.world import QueueMessage, Redeliver
 
@@ -174,5 +174,46 @@ async def test_a_claim_whose_answer_was_lost_is_sent_by_the_repeat(aws_endpoint_
             await _eventually(delivered, "the message of the repeated enqueue", timeout=15)
             await asyncio.sleep(2.0)  # the third enqueue was a duplicate: nothing more comes
         assert deliveries == [(message_id, 1)]
+    finally:
+        await _drop(world.config)
+
+
+async def test_a_young_claim_of_a_sender_that_died_is_still_delivered(
+    aws_endpoint_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another World claimed the key and died before sending: a repeat here finds the claim
+    unsent and young, and sends a copy due when the claim goes stale (once, never lost)."""
+    monkeypatch.setattr(_queue, "STALE_CLAIM", 3.0)
+    world = AwsWorld(_config(f"fy-{uuid.uuid4().hex[:10]}", aws_endpoint_url))
+    await world.ensure_infrastructure()
+    deliveries: list[tuple[str, int, float]] = []
+
+    async def record(
+        message: QueueMessage, *, queue_name: str, message_id: str, attempt: int
+    ) -> Redeliver | None:
+        deliveries.append((message_id, attempt, time.monotonic()))
+        return None
+
+    world.register_handler("died_", record)
+    try:
+        await world.aws.dynamodb(  # the claim of a World that died before its send
+            "put_item",
+            TableName=world.config.dedup_table,
+            Item={"key": {"S": "key_1"}, "message_id": {"S": "msg_of_the_dead"},
+                  "expires": {"N": str(int(time.time()) + 600)},
+                  "claimed": {"N": str(int(time.time()))}, "sent": {"BOOL": False}},
+        )  # fmt: skip
+        began = time.monotonic()
+        assert await world.queue("died_1", {"n": 1}, idempotency_key="key_1") == "msg_of_the_dead"
+        async with world:
+
+            async def delivered() -> bool:
+                return bool(deliveries)
+
+            await _eventually(delivered, "the copy due when the claim went stale", timeout=20)
+            await asyncio.sleep(2.0)
+        ((message_id, attempt, at),) = deliveries
+        assert (message_id, attempt) == ("msg_of_the_dead", 1)
+        assert at - began >= 2.0  # delayed: the dead sender might have been sending still
     finally:
         await _drop(world.config)

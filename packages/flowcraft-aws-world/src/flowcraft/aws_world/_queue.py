@@ -13,7 +13,11 @@ registered prefix), the World's message id and the deliveries already made, as J
   A claim or a send that failed (services unreachable) is remembered: a repeat in the same
   World sends it at once instead of waiting out that minute. A failed claim may have landed
   (its answer lost), so the repeat finds it held, unsent and young, and would otherwise skip
-  it; sending it twice is at-least-once, which consumers handle.
+  it; sending it twice is at-least-once, which consumers handle. A repeat that finds another
+  sender's claim unsent and young cannot tell a send under way from a sender that died
+  after its claim: it sends a copy delayed until the claim would go stale, so the message
+  comes at least once either way (a vercel replay redelivered to another World re-enqueues
+  the run's pending steps, and was the one repeat such a step would ever get).
 * **Delays** are SQS ``DelaySeconds`` (whole seconds, rounded up: never early) of at most
   900 s per hop; the body carries the due time, and a message received before it is sent
   again with the remaining delay (a chain of hops) and deleted.
@@ -71,6 +75,30 @@ MAX_BODY = 256 * 1024
 INLINE_BODY = 200 * 1024
 #: An unsent dedup claim older than this is sent again by a repeat.
 STALE_CLAIM = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A dedup claim found in place: its message id, whether it was sent, its age (s)."""
+
+    message_id: str
+    sent: bool
+    age: float
+
+
+def repeat_delay(held: Held, *, ours: bool) -> float | None:
+    """What a repeated enqueue of a held key sends: ``None`` nothing, else after how long.
+
+    0: at once (this World claimed it and did not send it, or the claim went stale: its
+    sender died between claim and send). A young unsent claim of another sender: a copy
+    due when the claim would go stale (the sender may have died after its claim; if not,
+    the copy is a duplicate, which consumers handle). A sent claim: nothing.
+    """
+    if ours or (not held.sent and held.age > STALE_CLAIM):
+        return 0.0
+    if held.sent:
+        return None
+    return STALE_CLAIM - held.age + 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +175,18 @@ class SqsQueue:
         envelope = Envelope(message_id, queue_name, message)
         if key is not None:
             try:
-                known = await self._claim(key, message_id)
+                held = await self._claim(key, message_id)
             except BaseException:  # the put may have landed: a repeat here sends it at once
                 self._unsent.setdefault(key, set()).add(message_id)
                 raise
-            if known is not None and known[1] and known[0] not in self._unsent.get(key, ()):
-                return known[0]
-            if known is not None:
-                envelope = Envelope(known[0], queue_name, message)
+            if held is not None:
+                envelope = Envelope(held.message_id, queue_name, message)
+                later = repeat_delay(held, ours=held.message_id in self._unsent.get(key, ()))
+                if later is None:
+                    return held.message_id
+                if later > 0:  # another sender's young claim: a copy for when it goes stale
+                    await self._send(envelope, max(0.0, delay, later))
+                    return held.message_id
         try:
             await self._send(envelope, max(0.0, delay))
         except BaseException:
@@ -172,8 +204,8 @@ class SqsQueue:
             )
         return envelope.message_id
 
-    async def _claim(self, key: str, message_id: str) -> tuple[str, bool] | None:
-        """``None`` if this call claimed ``key``; else (the first id, whether to skip sending)."""
+    async def _claim(self, key: str, message_id: str) -> Held | None:
+        """``None`` if this call claimed ``key``; else the claim that holds it."""
         table = self._config.dedup_table
         for _ in range(5):
             now = time.time()
@@ -200,8 +232,11 @@ class SqsQueue:
                 held = found.get("Item")
                 if held is None:
                     continue
-                stale = not held["sent"]["BOOL"] and now - int(held["claimed"]["N"]) > STALE_CLAIM
-                return held["message_id"]["S"], not stale
+                return Held(
+                    held["message_id"]["S"],
+                    sent=held["sent"]["BOOL"],
+                    age=max(0.0, now - int(held["claimed"]["N"])),
+                )
             return None
         return None
 
