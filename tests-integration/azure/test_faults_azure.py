@@ -193,7 +193,9 @@ async def test_every_connection_cut_for_three_seconds_mid_run(
         await _nothing_left(s)
     print(f"aborted {aborted} connections; {queue.accepted} queue and {cosmos.accepted} "
           f"Cosmos connections in all, {relay.passed} Cosmos requests")  # fmt: skip
-    assert relay.passed >= 200  # the Cosmos traffic went through the proxy, not around it
+    # The Cosmos traffic went through the proxy, not around it (endpoint discovery): at least
+    # two requests a step (36 steps; ~5 a step in all with run-ahead, queue included).
+    assert relay.passed >= 2 * 36
     for result in results:
         check_run(result, blueprint, journal, "in")
     assert workers.log_lines("PermanentBackendError") == 0  # a cut is never permanent
