@@ -50,7 +50,9 @@ def test_backend_is_discoverable_by_name_with_string_options() -> None:
     )
     assert isinstance(factory, flowcraft.sqs.SqsBackend)
     assert (factory.endpoint_url, factory.visibility_timeout) == ("http://127.0.0.1:1", 5)
-    assert factory.capabilities == {"coordination", "dead_letter", "delayed_delivery"}
+    assert factory.capabilities == {
+        "coordination", "dead_letter", "delayed_delivery", "result_reads", "started_runs",
+    }  # fmt: skip
 
 
 def test_bad_options_are_named() -> None:

@@ -42,7 +42,9 @@ STICKY_ENV = "FLOWCRAFT_SQS_STICKY_DELAY"
 class SqsBackend:
     """Opens the adapter's three ports for a namespace (see the module docstring)."""
 
-    capabilities = frozenset({"coordination", "dead_letter", "delayed_delivery"})
+    capabilities = frozenset(
+        {"coordination", "dead_letter", "delayed_delivery", "result_reads", "started_runs"}
+    )
     #: The variables options default from: set, they beat a CLI config file's value.
     option_environment: ClassVar[Mapping[str, str]] = {
         "endpoint_url": ENDPOINT_ENV,

@@ -7,6 +7,8 @@ One run is one item collection of the contexts table (partition key ``runId``); 
     j#<ver>#<nonce>#<i>   journal of a large save (zlib JSON of its entries), until applied
     o#<ver>               the outbox messages of the save that made <ver> (one item per save,
                           ids and bodies packed): ver, d | ref+n, gone (SS: ids removed since)
+    o#<ver>#<i>           message i of a started run's outbox (``create_started_run``): one
+                          item per message, so the save committing its job deletes it whole
     r#<record key>        a record: ver, d | ref+n
     t#<attempt>           an attempt: owner, lease, outcome | outcome_ref+outcome_n
     z#<sha256>#<i>        chunk i of a large value (zlib), content-addressed, immutable
@@ -76,9 +78,13 @@ def context_key(key: str) -> str:
     return f"c#{key}"
 
 
-def outbox_entry(version: int) -> str:
-    """The key of the outbox item of the save that made ``version`` (sorts by version)."""
-    return f"{version:012d}"
+def outbox_entry(version: int, index: int | None = None) -> str:
+    """The key of the outbox item of the save that made ``version`` (sorts by version).
+
+    ``index``: the key of that save's ``index``-th message alone (a started run's, which
+    sort after the version's own item and before the next version's, in order).
+    """
+    return f"{version:012d}" if index is None else f"{version:012d}#{index:06d}"
 
 
 def outbox_key(entry: str) -> str:

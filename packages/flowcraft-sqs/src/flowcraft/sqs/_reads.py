@@ -25,7 +25,7 @@ from flowcraft.sqs._dynamo import READ_RETRIES, Item, Stored, Tables, n, plain, 
 from flowcraft.sqs._journal import Journal, overlay, pending_of
 from flowcraft.sqs._outbox import OutboxBook
 
-__all__ = ["Outbox", "Reads", "gone", "outbox_of"]
+__all__ = ["Outbox", "Reads", "gone", "outbox_of", "pieces"]
 
 #: A run's outbox items as read: key -> (stored value, ids removed since it was written).
 Outbox = dict[str, tuple[Stored, frozenset[str]]]
@@ -49,7 +49,11 @@ class Reads:
         )  # fmt: skip
         if "Item" not in got:
             return None
-        return (await self._records([got["Item"]]))[0]
+        return await self.record_of(got["Item"])
+
+    async def record_of(self, item: Item) -> ports.RunRecord:
+        """The run record of a statuses-table item (e.g. a refused create's ``ALL_OLD``)."""
+        return (await self._records([item]))[0]
 
     async def _records(self, items: Sequence[Item]) -> list[ports.RunRecord]:
         """Run records of status items, their large values resolved."""
@@ -185,24 +189,7 @@ class Reads:
         *,
         since: int | None,
     ) -> ports.StoredState:
-        records: dict[str, Stored] = {}
-        context: dict[str, Stored] = {}
-        outbox: Outbox = {}
-        for item in items:
-            sk = item["sk"]["S"]
-            kind, key = sk[:2], sk[2:]
-            value = it.stored_value(item, "d")
-            if kind == "r#" and value is not None:
-                records[key] = value
-            elif kind == "c#":
-                if "del" in item or value is None:
-                    context.pop(key, None)
-                else:
-                    context[key] = value
-            elif kind == "o#" and since is None and value is not None:
-                outbox[key] = (value, gone(item))
-        payloads = (bytes(i["d"]["B"]) for i in sorted(journal, key=lambda i: i["sk"]["S"]))
-        overlay(it.unpack_journal(payloads), records, context, outbox if since is None else None)
+        records, context, outbox = pieces(items, journal, outbox=since is None)
         stored = (*records.values(), *context.values(), *(b for b, _ in outbox.values()))
         refs = {(run_id, v) for v in stored if isinstance(v, it.Ref)}
         resolved = await self._tables.resolve(refs)
@@ -217,6 +204,97 @@ class Reads:
             outbox=messages,
             since=since,
         )
+
+    # ------------------------------------------------------------------ results
+
+    async def read_result(self, run_id: str, keys: Collection[str]) -> ports.StoredResult | None:
+        """Version, header, context and the records among ``keys`` (consistent, retried)."""
+        wanted = frozenset(it.record_key(k) for k in keys)
+        for attempt in range(READ_RETRIES):
+            read = await self._read_result(run_id, wanted)
+            if not isinstance(read, bool):
+                return read
+            jitter = random.uniform(0.5, 1.0)  # noqa: S311 (spreading retries, not a secret)
+            await asyncio.sleep(jitter * min(0.1, 0.002 * 2**attempt))
+        raise TransientBackendError(f"run {run_id}: its state kept changing under the read")
+
+    async def _read_result(
+        self, run_id: str, wanted: frozenset[str]
+    ) -> ports.StoredResult | bool | None:
+        # One page of the state query, header first: for a run under 1 MB of state (nearly
+        # all) that is the whole read. A larger one reads on only to the end of its context
+        # ("d"), then the wanted records past the page by key: never the rest.
+        tables = self._tables
+        page = await tables.aws.dynamodb(
+            "query", TableName=tables.context_table, ConsistentRead=True,
+            KeyConditionExpression="runId = :r AND sk < :end",
+            ExpressionAttributeValues={":r": s(run_id), ":end": s(it.STATE_END)},
+        )  # fmt: skip
+        items: list[Item] = page.get("Items", [])
+        if not items or items[0]["sk"]["S"] != it.HEADER:
+            return None
+        head = items[0]
+        pending = pending_of(head)
+        prefix = it.journal_prefix(pending.version, pending.nonce) if pending else None
+        journal = [i for i in items if prefix and i["sk"]["S"].startswith(prefix)]
+        last = page.get("LastEvaluatedKey")
+        if last is not None:
+            after = str(last["sk"]["S"])
+            if after < _CONTEXT_END:
+                items += await tables.query(
+                    TableName=tables.context_table, ConsistentRead=True,
+                    KeyConditionExpression="runId = :r AND sk < :end", ExclusiveStartKey=last,
+                    ExpressionAttributeValues={":r": s(run_id), ":end": s(_CONTEXT_END)},
+                )  # fmt: skip
+            later = sorted(k for k in wanted if k > after)
+            items += await tables.batch_get(tables.context_table, [(run_id, k) for k in later])
+            if pending is not None:
+                journal = await self._journal.items(run_id, pending)
+        version = int(head["ver"]["N"])
+        if any(int(i.get("ver", {"N": "0"})["N"]) > version for i in items):
+            return False  # a save committed under the read
+        chosen = (
+            i for i in items[1:] if not i["sk"]["S"].startswith("r#") or i["sk"]["S"] in wanted
+        )
+        records, context, _outbox = pieces(chosen, journal, outbox=False)
+        records = {k: v for k, v in records.items() if it.record_key(k) in wanted}
+        stored = (*records.values(), *context.values())
+        resolved = await tables.resolve({(run_id, v) for v in stored if isinstance(v, it.Ref)})
+        return ports.StoredResult(
+            version=version,
+            header=it.loads(bytes(head["h"]["B"])),  # type: ignore[arg-type]
+            records={k: it.loads(plain(run_id, v, resolved)) for k, v in records.items()},
+            context={k: it.loads(plain(run_id, v, resolved)) for k, v in context.items()},
+        )
+
+
+#: Upper bound (exclusive) of the header and context items' sort keys.
+_CONTEXT_END = "d"
+
+
+def pieces(
+    items: Iterable[Item], journal: Sequence[Item], *, outbox: bool
+) -> tuple[dict[str, Stored], dict[str, Stored], Outbox]:
+    """Records, context and (``outbox``: else empty) outbox of state items, journal overlaid."""
+    records: dict[str, Stored] = {}
+    context: dict[str, Stored] = {}
+    found: Outbox = {}
+    for item in items:
+        sk = item["sk"]["S"]
+        kind, key = sk[:2], sk[2:]
+        value = it.stored_value(item, "d")
+        if kind == "r#" and value is not None:
+            records[key] = value
+        elif kind == "c#":
+            if "del" in item or value is None:
+                context.pop(key, None)
+            else:
+                context[key] = value
+        elif kind == "o#" and outbox and value is not None:
+            found[key] = (value, gone(item))
+    payloads = (bytes(i["d"]["B"]) for i in sorted(journal, key=lambda i: i["sk"]["S"]))
+    overlay(it.unpack_journal(payloads), records, context, found if outbox else None)
+    return records, context, found
 
 
 def outbox_of(

@@ -36,7 +36,20 @@ class Refusals:
     # ------------------------------------------------------------------ create
 
     async def existing(self, record: ports.RunRecord, refused: Refused) -> ports.RunRecord | None:
-        """The run a refused create found (same id, or same idempotency key); None: retry."""
+        """The run a refused create found (same id, or same idempotency key); None: retry.
+
+        The refusal's answer holds the items that failed their conditions (``ALL_OLD``): the
+        run's status item (part 1) is its record, the idempotency key's item (part 2) names
+        the run that holds it; without them (an emulator's answer), they are read.
+        """
+        status = refused.current(1) if refused.failed(1) else None
+        if status is not None and "runId" in status:
+            return await self._reads.record_of(dict(status))
+        held = refused.current(2) if refused.failed(2) and not refused.failed(1) else None
+        if held is not None and "run" in held:  # only the key exists: its run's record
+            found = await self._reads.get_run(held["run"]["S"])
+            if found is not None:
+                return found
         for _ in range(READ_RETRIES):
             found = await self._reads.get_run(record.run_id)
             if found is None and record.idempotency_key is not None and refused.failed(2):

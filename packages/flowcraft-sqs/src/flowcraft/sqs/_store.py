@@ -28,6 +28,12 @@ Spec sheet
   outcomes, a run's input and output) are written first as content-addressed zlib chunks
   (``z#<sha256>#<i>``, under 350 KB each) that the transaction's items reference; DynamoDB's
   400 KB item and 4 MB transaction limits never bind.
+* ``create_started_run`` (``ports.RunStarter``) is ``create_run``'s one transaction at version
+  2 with the first decision's records, context and outbox (one item per message: the save
+  committing each message's job deletes it), through the journal when over the limits; a
+  refused create or start answers the run from the cancellation's ``ALL_OLD`` items.
+  ``read_result`` (``ports.ResultReader``): one page of the state query decoded for the
+  header, context and named records only (``_reads.py``).
 * Reads: strongly consistent (``ConsistentRead``) everywhere but the GSIs. A load is one
   ``Query`` of the run's state items, header first; an item newer than that header (a save
   committed during the read) makes it read again. ``load_state(since=v)`` reads only what
@@ -141,14 +147,66 @@ class DynamoDbContext:
         """Create the run (header, records, record, idempotency key) in one transaction."""
         now = time.time()
         stamped = replace(record, created_at=record.created_at or now, updated_at=now)
-        run_id = record.run_id
-        table = self._tables.context_table
         blobs = it.Blobs()
         entries = [
             it.Entry("r", key, blobs.store(it.dumps(v))) for key, v in (records or {}).items()
         ]
+        created, _new = await self._create(stamped, 1, header, entries, blobs)
+        return created
+
+    async def create_started_run(
+        self,
+        record: ports.RunRecord,
+        *,
+        header: Mapping[str, object],
+        records: Mapping[str, object],
+        context: Mapping[str, object],
+        outbox: Sequence[ports.Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+    ) -> tuple[ports.RunRecord, bool]:
+        """Create the run at version 2 with its first decision (``ports.RunStarter``).
+
+        The same ONE transaction as ``create_run``, its items written as version 2's: the
+        header, the run's status item with ``status``, ``output`` and ``errors``, the
+        idempotency key, and an update per record and context key, as ``save_state`` writes
+        them, and one outbox item per message (the save committing a message's job deletes
+        its item whole; a start has few messages, most often one). A start beyond one
+        transaction's limits goes through the journal like a large save (still one atomic
+        commit). ``(existing record, False)`` if
+        the run id or the idempotency key exists (read from the refusal's answer).
+        """
+        now = time.time()
+        stamped = replace(record, status=status, output=output, errors=tuple(errors),
+                          created_at=record.created_at or now, updated_at=now)  # fmt: skip
+        blobs = it.Blobs()
+        entries = w.entries(records, context, outbox, 2, blobs, per_message=True)
+        created, new = await self._create(stamped, 2, header, entries, blobs)
+        if new:  # the outbox entries' keys name their messages' places (ids deduplicated)
+            unique = list({m.id: m for m in reversed(outbox)}.values())[::-1]
+            for index, message in enumerate(unique):
+                self._book.saved(created.run_id, it.outbox_entry(2, index), [message.id])
+        return created, new
+
+    async def _create(
+        self,
+        stamped: ports.RunRecord,
+        version: int,
+        header: Mapping[str, object],
+        entries: Sequence[it.Entry],
+        blobs: it.Blobs,
+    ) -> tuple[ports.RunRecord, bool]:
+        """Create a run whose state is ``version`` (1 or 2): the record, and if it is new.
+
+        Items (index: what a refusal's reasons name): 0 the header, 1 the status item,
+        2 the idempotency key's item, then one update per entry (or the journal's
+        ``pending`` on the header when they would not fit one transaction).
+        """
+        run_id = stamped.run_id
+        table = self._tables.context_table
         nonce = uuid.uuid4().hex
-        head = w.header_item(run_id, 1, header, nonce)
+        head = w.header_item(run_id, version, header, nonce)
         fixed: list[Item] = [
             {"Put": {"TableName": table, "Item": head,
                      "ConditionExpression": "attribute_not_exists(runId)"}},
@@ -156,19 +214,19 @@ class DynamoDbContext:
                      "Item": it.status_item(stamped, blobs),
                      "ConditionExpression": "attribute_not_exists(runId)"}},
         ]  # fmt: skip
-        if record.idempotency_key is not None:
+        if stamped.idempotency_key is not None:
             idem = {
-                "runId": s(f"idem#{record.idempotency_key}"),
+                "runId": s(f"idem#{stamped.idempotency_key}"),
                 "sk": s("!i"),
                 "run": s(run_id),
             }
             new = {"ConditionExpression": "attribute_not_exists(runId)"}
             fixed.append({"Put": {"TableName": table, "Item": idem, **new}})
-        updates = [w.entry_update(table, run_id, e, 1, conditional=False) for e in entries]
+        updates = [w.entry_update(table, run_id, e, version, conditional=False) for e in entries]
         journal = w.journal_needed(fixed, updates)
         if journal:
-            head["pending"] = pending_attribute(1, nonce, entries)
-            await self._journal.write(run_id, 1, nonce, entries)
+            head["pending"] = pending_attribute(version, nonce, entries)
+            await self._journal.write(run_id, version, nonce, entries)
             updates = []
         await self._tables.write_blobs(run_id, blobs)
         for _ in range(READ_RETRIES):
@@ -176,17 +234,23 @@ class DynamoDbContext:
                 await self._tables.transact([*fixed, *updates])
                 break
             except Refused as refused:
-                existing = await self._refusals.existing(record, refused)
+                current = refused.current(0) or {}
+                if current.get("w", {}).get("S") == nonce:
+                    break  # botocore retried a transaction that had committed
+                existing = await self._refusals.existing(stamped, refused)
                 if existing is not None:
-                    return existing
+                    if journal:
+                        self._tables.spawn(self._journal.drop(run_id, version, nonce))
+                    return existing, False
                 await asyncio.sleep(0.01)  # lost a race with a transaction then cancelled
         else:
             raise TransientBackendError(f"run {run_id}: could not be created (contention)")
-        written = (stamped.status, it.dumps(stamped.output), it.dumps(list(stamped.errors)), now)
-        self._status.remember(run_id, 1, written)
+        written = (stamped.status, it.dumps(stamped.output), it.dumps(list(stamped.errors)),
+                   stamped.updated_at)  # fmt: skip
+        self._status.remember(run_id, version, written)
         if journal:
-            await self._journal.apply(run_id, Pending(1, nonce, 0), entries, ())
-        return stamped
+            await self._journal.apply(run_id, Pending(version, nonce, 0), entries, ())
+        return stamped, True
 
     async def get_run(self, run_id: str) -> ports.RunRecord | None:
         """The run's record (a consistent read), or None."""
@@ -213,6 +277,17 @@ class DynamoDbContext:
     ) -> ports.StoredState | None:
         """The run's state as of its last save (see the port; consistent reads, retried)."""
         return await self._reads.load_state(run_id, since=since, keys=keys)
+
+    async def read_result(self, run_id: str, keys: Collection[str]) -> ports.StoredResult | None:
+        """Version, header, context and the records among ``keys`` (``ports.ResultReader``).
+
+        One consistent ``Query`` of the run's state, header first (a newer item makes it read
+        again): for a run under 1 MB of state that is the whole read, and of what it returns
+        only the header, the context and the named records are decoded (their large values
+        fetched; other records' and the outbox's never). A larger state is read on only to
+        the end of its context, then the named records past that page by key.
+        """
+        return await self._reads.read_result(run_id, keys)
 
     async def save_state(
         self,

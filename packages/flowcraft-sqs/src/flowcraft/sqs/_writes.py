@@ -69,16 +69,28 @@ def entries(
     outbox: Sequence[ports.Message],
     version: int,
     blobs: it.Blobs,
+    *,
+    per_message: bool = False,
 ) -> list[it.Entry]:
-    """A save's writes as journal entries (large values stored in ``blobs``)."""
+    """A save's writes as journal entries (large values stored in ``blobs``).
+
+    The outbox is one entry (item) holding all its messages, or with ``per_message`` one
+    entry per message (a started run's: ``_items.outbox_entry``).
+    """
     found = [it.Entry("r", key, blobs.store(it.dumps(v))) for key, v in records.items()]
     for key, value in context_writes.items():
         stored = None if value == ports.DELETE else blobs.store(it.dumps(value))
         found.append(it.Entry("c", key, stored))
     if outbox:
         unique = list({m.id: m for m in reversed(outbox)}.values())[::-1]
-        packed = it.pack_outbox(unique)
-        found.append(it.Entry("o", it.outbox_entry(version), blobs.store(packed)))
+        if per_message:
+            for index, message in enumerate(unique):
+                packed = it.pack_outbox([message])
+                key = it.outbox_entry(version, index)
+                found.append(it.Entry("o", key, blobs.store(packed)))
+        else:
+            packed = it.pack_outbox(unique)
+            found.append(it.Entry("o", it.outbox_entry(version), blobs.store(packed)))
     return found
 
 
