@@ -1,7 +1,8 @@
 """vercel-workflow programs end to end on AwsWorld (moto), through VercelBridge.
 
 vercel-workflow's world selector (``set_world``) holds the bridge over an AwsWorld; the
-runtime's own start, queue handler, replay, steps, sleeps and hook resumes do the rest.
+runtime's own start, queue handler, replay, steps, retries, sleeps, hook resumes and
+streams (chunks in S3, order and EOF in DynamoDB) do the rest.
 One pass delivers every SQS message to the runtime twice, concurrently; another cuts every
 connection to the services for three seconds mid-run (a TCP proxy in front of moto).
 """
@@ -39,6 +40,7 @@ from vercel.workflow._internal import world as vercel_world
 # vercel-workflow re-imports a workflow's module by name in its sandbox: a top-level module.
 sys.path.insert(0, str(Path(__file__).parents[1] / "world"))
 sys.path.insert(0, str(Path(__file__).parent))
+import vercel_checks as checks
 import vercel_programs as programs
 
 pytestmark = pytest.mark.timeout(120)
@@ -175,6 +177,35 @@ async def test_twenty_steps_each_committed_once(
         assert [e.event_type for e in events].count(EventType.RUN_COMPLETED) == 1
         steps = await bridge.world.steps_list(run.run_id, pagination=Pagination(limit=100))
         assert {step.status.value for step in steps.data} == {"completed"}
+
+
+async def test_a_step_retried_twice_then_completed_waits_its_retry_after(
+    aws_endpoint_url: str,
+) -> None:
+    async with _selected(aws_endpoint_url) as bridge:
+        await checks.retried_until_it_succeeds(bridge)
+
+
+async def test_a_retried_step_with_every_message_twice_completes_once(
+    aws_endpoint_url: str,
+) -> None:
+    async with _selected(aws_endpoint_url, _EveryMessageTwice) as bridge:
+        await checks.retried_with_every_message_twice(bridge)
+
+
+async def test_a_step_out_of_retries_fails_the_run(aws_endpoint_url: str) -> None:
+    async with _selected(aws_endpoint_url) as bridge:
+        await checks.fails_once_retries_are_used(bridge)
+
+
+async def test_a_fatal_error_fails_the_run_without_retry(aws_endpoint_url: str) -> None:
+    async with _selected(aws_endpoint_url) as bridge:
+        await checks.fails_at_a_fatal_error(bridge)
+
+
+async def test_two_steps_stream_chunks_read_live_in_order(aws_endpoint_url: str) -> None:
+    async with _selected(aws_endpoint_url) as bridge:
+        await checks.streams_every_chunk_in_order(bridge)
 
 
 class _ProxyThread:

@@ -2,7 +2,7 @@
 
 The World is chosen the way vercel-workflow chooses it: its world selector (``set_world``)
 holds the bridge in-process, and the runtime's own ``start``, queue handler, replay, step
-execution, sleep continuations and hook resumes do the rest.
+execution, retries, sleep continuations, hook resumes and streams do the rest.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from vercel.workflow._internal import world as vercel_world
 
 # vercel-workflow re-imports a workflow's module by name in its sandbox: a top-level module.
 sys.path.insert(0, str(Path(__file__).parent))
+import vercel_checks as checks
 import vercel_programs as programs
 
 pytestmark = pytest.mark.timeout(60)
@@ -84,6 +85,29 @@ class _LosesTheFirstStepMessage(InMemoryWorld):
         return await super().queue(
             queue_name, message, idempotency_key=idempotency_key, delay_seconds=delay_seconds
         )
+
+
+class _Recorded(InMemoryWorld):
+    """InMemoryWorld that keeps its handler and counts the deliveries of each step message."""
+
+    handler: QueueHandler
+    step_deliveries: Counter[str]
+
+    def register_handler(self, queue_prefix: str, handler: QueueHandler) -> None:
+        self.handler = handler
+        self.step_deliveries = Counter()
+
+        async def counted(
+            message: QueueMessage, *, queue_name: str, message_id: str, attempt: int
+        ) -> Redeliver | None:
+            step_id = message.get("stepId")
+            if isinstance(step_id, str):
+                self.step_deliveries[step_id] += 1
+            return await handler(
+                message, queue_name=queue_name, message_id=message_id, attempt=attempt
+            )
+
+        super().register_handler(queue_prefix, counted)
 
 
 @contextlib.asynccontextmanager
@@ -198,3 +222,64 @@ async def test_a_step_message_lost_after_step_created_is_sent_again() -> None:
             event.correlation_id for event in events if event.event_type == EventType.STEP_COMPLETED
         )
         assert completed == Counter(dict.fromkeys(created, 1))
+
+
+async def test_a_step_retried_twice_then_completed_waits_its_retry_after() -> None:
+    async with _selected(InMemoryWorld()) as bridge:
+        await checks.retried_until_it_succeeds(bridge)
+
+
+async def test_a_retried_step_with_every_message_twice_completes_once() -> None:
+    async with _selected(_EveryMessageTwice()) as bridge:
+        await checks.retried_with_every_message_twice(bridge)
+
+
+async def test_a_step_out_of_retries_fails_the_run() -> None:
+    async with _selected(InMemoryWorld()) as bridge:
+        await checks.fails_once_retries_are_used(bridge)
+
+
+async def test_a_fatal_error_fails_the_run_without_retry() -> None:
+    async with _selected(InMemoryWorld()) as bridge:
+        await checks.fails_at_a_fatal_error(bridge)
+
+
+async def test_two_steps_stream_chunks_read_live_in_order() -> None:
+    async with _selected(InMemoryWorld()) as bridge:
+        await checks.streams_every_chunk_in_order(bridge)
+
+
+async def test_a_replay_delivered_again_while_a_step_waits_to_retry_adds_no_attempt() -> None:
+    """The bridge's resend of pending steps leaves a step waiting for its retry alone.
+
+    The step's first attempt failed (``step_retrying``, retry in 1 s) and the dedup window
+    of its first message is over when the replay message comes again: the retry is the
+    step's own message (its continuation), so the step message is delivered once per
+    attempt and each attempt starts after the last one's ``retryAfter``.
+    """
+    world = _Recorded(dedup_window_seconds=0.1)
+    async with _selected(world) as bridge:
+        run = await vw.start(programs.retried, 3)
+
+        async def waiting_to_retry() -> bool:
+            steps = await world.steps_list(run.run_id, pagination=Pagination(limit=10))
+            return any(step.retry_after is not None for step in steps.data)
+
+        await _eventually(waiting_to_retry, "the first attempt to fail")
+        await asyncio.sleep(0.2)  # the dedup window of the step's first message is over
+        steps = await world.steps_list(run.run_id, pagination=Pagination(limit=10))
+        (flaky,) = steps.data
+        assert (flaky.status.value, flaky.attempt) == ("pending", 1)
+        replay: QueueMessage = {"runId": run.run_id, "requestedAt": "2026-01-01T00:00:00Z"}
+        stored = await world.runs_get(run.run_id)
+        queue_name = vercel_world.get_queue_name(stored.workflow_name, None)
+        await world.handler(replay, queue_name=queue_name, message_id="again", attempt=2)
+        result = await asyncio.wait_for(run.return_value(), 30)
+
+        assert result == {"attempt": 3, "next": 103}
+        assert programs.FLAKY_CALLS[run.run_id] == [1, 2, 3]
+        assert world.step_deliveries[flaky.step_id] == 3
+        events = await checks.events_of(bridge, run.run_id)
+        started = [e for e in events if e.event_type == EventType.STEP_STARTED]
+        assert [e.correlation_id for e in started].count(flaky.step_id) == 3
+        checks.check_retry_waits(events)

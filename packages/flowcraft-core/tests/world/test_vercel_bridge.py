@@ -276,13 +276,14 @@ def _run(status: RunStatus) -> WorkflowRun:
     )
 
 
-def _step(step_id: str, status: StepStatus) -> Step:
+def _step(step_id: str, status: StepStatus, *, attempt: int = 0) -> Step:
     now = datetime(2026, 1, 2, tzinfo=UTC)
     return Step(
         run_id="wrun_1",
         step_id=step_id,
         step_name=f"name_of_{step_id}",
         status=status,
+        attempt=attempt,
         created_at=now,
         updated_at=now,
     )
@@ -305,6 +306,16 @@ def test_each_pending_step_is_invoked_as_the_runtime_invokes_it() -> None:
     )
     assert payload.requested_at == now
     assert json.loads(json.dumps(message)) == message
+
+
+def test_a_pending_step_waiting_for_its_retry_is_not_invoked_again() -> None:
+    retrying = _step("step_retrying", StepStatus.PENDING, attempt=1)
+    retrying = retrying.model_copy(update={"retry_after": datetime(2026, 1, 2, 0, 1, tzinfo=UTC)})
+    steps = [retrying, _step("step_new", StepStatus.PENDING)]
+
+    invocations = _pending_step_invocations(_run(RunStatus.RUNNING), steps, now=datetime.now(UTC))
+
+    assert [key for key, _ in invocations] == ["step_new"]
 
 
 @pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED])

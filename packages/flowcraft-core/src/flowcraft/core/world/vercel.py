@@ -33,9 +33,13 @@ Guarantees and mapping:
   the step's ``step_created``, so a step message lost after that write (the process died in
   between, or the enqueue failed) would leave the run waiting forever. When a replay message
   comes again (attempt > 1: an earlier pass did not finish), the bridge re-enqueues every
-  pending step of the run, once the handler returned, keyed by the step id (a World that
-  deduplicates drops the copies of messages it still holds). A step message sent twice is
-  harmless: ``step_started`` and ``step_completed`` are guarded by the World.
+  pending step of the run that never started, once the handler returned, keyed by the step
+  id (a World that deduplicates drops the copies of messages it still holds). A step message
+  sent twice is harmless: ``step_started`` and ``step_completed`` are guarded by the World.
+  A pending step with an attempt behind it waits for its retry and is left alone: its
+  message is the step handler's own (the retry's continuation, enqueued before the delivery
+  is acknowledged); a copy would be refused until ``retryAfter`` (425), deferred, and then
+  start an attempt of its own beside the retry's.
 
 Limits: no encryption (``run_key()`` is ``None``; a run created with an encryption key is a
 400); deliveries reach only the handlers of this process (or the HTTP handler).
@@ -370,11 +374,14 @@ def _redelivered_replay(message: QueueMessage, attempt: int) -> str | None:
 def _pending_step_invocations(
     run: WorkflowRun, steps: Iterable[Step], *, now: datetime
 ) -> list[tuple[str, QueueMessage]]:
-    """(idempotency key, message) of vercel's invocation of each pending step of ``run``.
+    """(idempotency key, message) of vercel's invocation of each never-started step of ``run``.
 
-    The message is the one the runtime sends when it creates the step (the step's id and
-    name, requested at ``now``), keyed by the step id as the runtime keys it. None for a
-    run that ended: its steps are never needed.
+    Pending and never started (attempt 0): the message the runtime sent when it created the
+    step may be lost. A pending step that was started waits for its retry, whose message the
+    step handler enqueued before its delivery was acknowledged, so it is left alone. The
+    message is the one the runtime sends when it creates the step (the step's id and name,
+    requested at ``now``), keyed by the step id as the runtime keys it. None for a run that
+    ended: its steps are never needed.
     """
     if run.status.terminal:
         return []
@@ -393,12 +400,12 @@ def _pending_step_invocations(
             ),
         )
         for step in steps
-        if step.status is StepStatus.PENDING
+        if step.status is StepStatus.PENDING and step.attempt == 0
     ]
 
 
 async def _resend_pending_steps(bridge: VercelBridge, queue_name: str, run_id: str) -> int:
-    """Enqueue every pending step of ``run_id`` on ``queue_name`` again; how many.
+    """Enqueue every never-started step of ``run_id`` on ``queue_name`` again; how many.
 
     Reads the run and all its steps (page by page) without their data; each message goes
     through the bridge's own enqueue, keyed by the step id. A run the World does not know
@@ -432,7 +439,7 @@ class _Delivery:
 
     A continuation is enqueued again (its delay, its idempotency key) before this returns,
     so the World acknowledges only after the wake-up is safely queued. After a replay
-    message delivered again, the run's pending steps are enqueued again too (see the
+    message delivered again, the run's never-started steps are enqueued again too (see the
     module docstring); a failure there raises, so the replay message comes once more.
     """
 
@@ -455,7 +462,7 @@ class _Delivery:
             resent = await _resend_pending_steps(self._bridge, queue_name, run_id)
             if resent:
                 log.info(
-                    "replay of run %s delivered again (attempt %d): %d pending step(s) "
+                    "replay of run %s delivered again (attempt %d): %d never-started step(s) "
                     "enqueued again (keyed by step id)",
                     run_id,
                     attempt,
