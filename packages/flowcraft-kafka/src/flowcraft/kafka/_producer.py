@@ -2,7 +2,8 @@
 
 confluent-kafka's ``produce`` only queues a message; the broker's answer comes back as a
 delivery report, served by ``poll``. A dedicated thread polls (librdkafka's calls block), and
-each report resolves the asyncio future of its message through ``call_soon_threadsafe``:
+each report resolves the asyncio future of its message through a
+:class:`~flowcraft.kafka._relay.Relay` (one loop wake-up for the reports of one ``poll``):
 ``send`` returns once the broker has written the message to every in-sync replica
 (``acks=all``, ``enable.idempotence=true``: retries never duplicate or reorder it).
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 from flowcraft.kafka._errors import from_kafka_error, kafka_errors
+from flowcraft.kafka._relay import Relay
 
 __all__ = ["Headers", "KafkaProducer"]
 
@@ -36,6 +38,7 @@ class KafkaProducer:
         self._thread = threading.Thread(target=self._serve, name="flowcraft-kafka-producer",
                                         daemon=True)  # fmt: skip
         self._thread.start()
+        self._relay: Relay | None = None
         self.requests = 0  # produce calls (benchmarks count them)
 
     def _serve(self) -> None:
@@ -47,8 +50,11 @@ class KafkaProducer:
     ) -> None:
         """Produce one message (to ``partition``, else by its key) and await the broker's ack."""
         loop = asyncio.get_running_loop()
+        relay = self._relay
+        if relay is None or relay.loop is not loop:
+            relay = self._relay = Relay(loop)
         done: asyncio.Future[None] = loop.create_future()
-        self.send_then(topic, key, value, headers, lambda error: _resolve(loop, done, error),
+        self.send_then(topic, key, value, headers, lambda error: relay.post(_settle, done, error),
                        partition=partition)  # fmt: skip
         await done
 
@@ -83,16 +89,10 @@ class KafkaProducer:
         self._thread.join()
 
 
-def _resolve(
-    loop: asyncio.AbstractEventLoop, done: asyncio.Future[None], error: BaseException | None
-) -> None:
-    def settle() -> None:
-        if done.done():
-            return
-        if error is None:
-            done.set_result(None)
-        else:
-            done.set_exception(error)
-
-    if not loop.is_closed():
-        loop.call_soon_threadsafe(settle)
+def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)

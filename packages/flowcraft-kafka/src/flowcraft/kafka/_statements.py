@@ -13,6 +13,8 @@ from flowcraft.kafka._tables import Tables
 
 __all__ = ["Queries"]
 
+_USING = ("", " USING TIMESTAMP ?")  # a statement's text without, then with, a timestamp
+
 
 class _Template:
     """Substitutes the validated table names (``$runs``, ``$keys``, ...) into a statement."""
@@ -123,27 +125,28 @@ class Queries:
         )
         self.active = sub("SELECT run_id FROM $active WHERE namespace = ? AND shard = ?")
         self.drop_active = sub("DELETE FROM $active WHERE namespace = ? AND shard = ?")
-        self._sub = sub
+        # The per-operation writes of a save, plain and ``USING TIMESTAMP ?`` (index: stamped).
+        self._put = tuple(sub(
+            "INSERT INTO $runs (namespace, run_id, kind, key, value, written) "
+            "VALUES (?, ?, ?, ?, ?, ?)$using", using,
+        ) for using in _USING)  # fmt: skip
+        self._add = tuple(sub(
+            "UPDATE $runs$using SET body = ?, orders = orders + ?, written = ? "
+            "WHERE $pk AND kind = 'o' AND key = ?", using,
+        ) for using in _USING)  # fmt: skip
+        self._sent = tuple(
+            sub("DELETE FROM $runs$using WHERE $pk AND kind = 'o' AND key = ?", using)
+            for using in _USING
+        )
 
     def put(self, stamped: bool) -> str:
         """A record or context row."""
-        using = " USING TIMESTAMP ?" if stamped else ""
-        return self._sub(
-            "INSERT INTO $runs (namespace, run_id, kind, key, value, written) "
-            "VALUES (?, ?, ?, ?, ?, ?)$using",
-            using,
-        )
+        return self._put[stamped]
 
     def add(self, stamped: bool) -> str:
         """An outbox message (its order: the smallest of the orders it was added with)."""
-        using = " USING TIMESTAMP ?" if stamped else ""
-        return self._sub(
-            "UPDATE $runs$using SET body = ?, orders = orders + ?, written = ? "
-            "WHERE $pk AND kind = 'o' AND key = ?",
-            using,
-        )
+        return self._add[stamped]
 
     def sent(self, stamped: bool) -> str:
         """An outbox message's removal."""
-        using = " USING TIMESTAMP ?" if stamped else ""
-        return self._sub("DELETE FROM $runs$using WHERE $pk AND kind = 'o' AND key = ?", using)
+        return self._sent[stamped]
