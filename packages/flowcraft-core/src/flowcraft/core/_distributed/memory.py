@@ -22,8 +22,8 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 
-from flowcraft.core.aio import wait_event
 from flowcraft.core._distributed.watchers import RunWatchers
+from flowcraft.core.aio import wait_event
 from flowcraft.core.ports import (
     DELETE,
     AttemptClaim,

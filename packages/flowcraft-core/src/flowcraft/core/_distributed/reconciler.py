@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flowcraft.core.aio import wait_event
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.coordinator import Coordinator, pin_of
@@ -27,6 +26,7 @@ from flowcraft.core._engine.plan import NodeKind
 from flowcraft.core._engine.scope import resolve_inputs
 from flowcraft.core._engine.state import NodeRecord, NodeStatus, RunState
 from flowcraft.core._runtime.events import EventBus, RunReconciled, run_fields
+from flowcraft.core.aio import wait_event
 from flowcraft.core.ports import JobQueue, RunRecord, RunStore
 
 _log = logging.getLogger("flowcraft.reconciler")

@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from flowcraft.core.aio import wait_event
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, blueprint_set
 from flowcraft.core._distributed.coordinator import (
@@ -48,6 +47,7 @@ from flowcraft.core._runtime.execute import NodeExecutor
 from flowcraft.core._runtime.nodes import NodeForms
 from flowcraft.core._runtime.serializer import JsonSerializer, Serializer
 from flowcraft.core._runtime.tracing import JobTrace, current_job
+from flowcraft.core.aio import wait_event
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.ports import (
     AttemptClaim,
