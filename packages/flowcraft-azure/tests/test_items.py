@@ -8,6 +8,8 @@ from collections.abc import Mapping
 import pytest
 from flowcraft.azure import _items as it
 from flowcraft.core import ports
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def _run(version: int, log: Mapping[str, object], snap: object = None) -> dict[str, object]:
@@ -105,6 +107,24 @@ def test_the_size_limit_counts_escapes_and_utf8() -> None:
     assert it.stored_size('"' * 40_000) > it.VALUE_BYTES  # each quote escaped
     assert it.Blobs().put('"' * 40_000).startswith("~z:")
     assert it.Blobs().put("é" * 40_000).startswith("~z:")  # 2 bytes each in UTF-8
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.text())
+def test_stored_size_is_the_size_of_the_string_as_json(text: str) -> None:
+    expected = json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    assert it.stored_size(text) == len(expected)
+
+
+@given(_JSON)
+def test_dumps_is_compact_json_that_keeps_characters(value: object) -> None:
+    assert it.dumps(value) == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def test_a_missing_chunk_is_reported_not_guessed() -> None:
