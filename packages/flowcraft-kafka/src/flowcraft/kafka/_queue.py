@@ -243,9 +243,21 @@ class KafkaAdapter:
             await self._connection.close()
 
     async def dead_letters(self) -> list[tuple[str, str]]:
-        """``(message id, reason)`` of every message in the dead-letter topic (tests, tools)."""
+        """``(message id, reason)`` of every message in the dead-letter topic (tests, tools).
+
+        A read-only look: a transient broker answer (a partition whose leader is still being
+        elected right after the topic's first message, ``NOT_LEADER_FOR_PARTITION``) is
+        retried for up to ``_DEAD_READ_PATIENCE`` seconds before it is raised.
+        """
         connection = self._connection
-        return await asyncio.to_thread(_read_dead, connection.config, connection.names.dead)
+        deadline = time.monotonic() + _DEAD_READ_PATIENCE
+        while True:
+            try:
+                return await asyncio.to_thread(_read_dead, connection.config, connection.names.dead)
+            except TransientBackendError:
+                if time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(0.2)
 
     def _receiving(self) -> bool:
         return not (self._stopped or self._closed)
@@ -288,6 +300,10 @@ class KafkaAdapter:
         connection = self._usable()
         await connection.producer.send(connection.names.dead, fetched.key, fetched.value, headers)
         await self.settle_ack(delivery)
+
+
+#: Seconds ``dead_letters`` retries a transient failure of its read.
+_DEAD_READ_PATIENCE = 10.0
 
 
 def _read_dead(config: Mapping[str, Any], topic: str) -> list[tuple[str, str]]:
