@@ -213,6 +213,19 @@ def _delta_loads_miss_the_latest_save() -> None:
     memory.MemoryRunStore.load_state = load_state  # type: ignore[method-assign]
 
 
+def _refused_saves_send_their_notice() -> None:
+    """A terminal save's notice goes out whether or not the save commits."""
+    original = memory.MemoryRunStore.save_state
+
+    async def save_state(self: memory.MemoryRunStore, run_id: str, **fields: Any) -> bool:
+        saved = await original(self, run_id, **fields)
+        if not saved and fields.get("notice") and fields["status"] in memory._TERMINAL:
+            self._watchers.notify(run_id, fields["notice"])
+        return saved
+
+    memory.MemoryRunStore.save_state = save_state  # type: ignore[method-assign]
+
+
 MUTANTS: dict[str, Callable[[], None]] = {
     "reconciler-does-nothing": _reconciler_does_nothing,
     "delivery-extend-no-op": _delivery_extend_is_a_no_op,
@@ -231,6 +244,7 @@ MUTANTS: dict[str, Callable[[], None]] = {
     "records-rewritten-whole": _records_rewritten_whole,
     "keys-asked-for-ignored": _keys_asked_for_are_ignored,
     "delta-loads-miss-the-latest-save": _delta_loads_miss_the_latest_save,
+    "refused-saves-send-their-notice": _refused_saves_send_their_notice,
 }
 
 

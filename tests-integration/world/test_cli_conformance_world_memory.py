@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from flowcraft.core.testing.suite import (
     test_ports_coordination,
+    test_ports_notices,
     test_ports_results,
     test_ports_started,
 )
 
 #: The optional ports world-memory does not declare: their tests are strict expected failures.
-_ABSENT = (test_ports_coordination, test_ports_started, test_ports_results)
+_ABSENT = (test_ports_coordination, test_ports_started, test_ports_results, test_ports_notices)
 _ABSENT_TESTS = [name for module in _ABSENT for name in vars(module) if name.startswith("test_")]
 
 
@@ -39,6 +40,6 @@ def test_the_blueprint_suite_passes_on_world_memory_through_the_command(tmp_path
     summary = out.strip().splitlines()[-1]
     counts = {kind: int(number) for number, kind in re.findall(r"(\d+) (\w+)", summary)}
     assert counts.get("passed", 0) >= 100, summary
-    # world-memory declares no coordination store, started runs or result reads.
+    # world-memory declares no coordination store, started runs, result reads or notices.
     assert counts.get("xfailed") == len(_ABSENT_TESTS), summary
     assert not {"failed", "error", "errors", "skipped", "xpassed"} & counts.keys(), summary

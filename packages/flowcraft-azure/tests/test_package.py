@@ -53,5 +53,6 @@ def test_the_backend_declares_its_capabilities() -> None:
     # run_notifications: the Cosmos DB store is wrapped in core's NotifyingRunStore (Redis)
     # started_runs: CosmosDbContext.create_started_run (one create_item), through the wrapper
     assert flowcraft.azure.AzureBackend.capabilities == {
-        "coordination", "dead_letter", "delayed_delivery", "run_notifications", "started_runs",
+        "coordination", "dead_letter", "delayed_delivery", "result_notices", "run_notifications",
+        "started_runs",
     }  # fmt: skip

@@ -32,6 +32,6 @@ def test_the_backend_declares_its_capabilities() -> None:
     # run_notifications: the Cassandra store is wrapped in core's NotifyingRunStore (Redis);
     # started_runs, result_reads: CassandraContext's create_started_run and read_result
     assert flowcraft.kafka.KafkaBackend.capabilities == {
-        "coordination", "dead_letter", "delayed_delivery", "result_reads", "run_notifications",
-        "started_runs",
+        "coordination", "dead_letter", "delayed_delivery", "result_notices", "result_reads",
+        "run_notifications", "started_runs",
     }  # fmt: skip

@@ -51,6 +51,7 @@ def test_backend_is_discoverable_by_name() -> None:
         "coordination",
         "dead_letter",
         "delayed_delivery",
+        "result_notices",
         "result_reads",
         "run_notifications",
         "started_runs",

@@ -59,7 +59,7 @@ def placeholders(statement: sql.Composable) -> int:
 def test_statements_take_values_only_as_parameters() -> None:
     names = q.TableNames.with_prefix("fc")
     assert placeholders(q.create_run_sql(names)) == 14
-    assert placeholders(q.save_state_sql(names)) == 19
+    assert placeholders(q.save_state_sql(names)) == 20
     assert placeholders(q.load_state_sql(names)) == 5
     assert placeholders(q.remove_outbox_sql(names)) == 1
     assert placeholders(q.claim_sql(names)) == 4

@@ -59,6 +59,8 @@ class _Deaf(_CountingStore):
 
 
 class _DeafWatch:
+    notice: str | None = None
+
     async def wait(self, timeout: float) -> bool:
         await asyncio.sleep(timeout)
         return False

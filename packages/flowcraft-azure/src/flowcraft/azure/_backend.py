@@ -69,7 +69,14 @@ class AzureBackend:
     """Opens the adapter's three ports for a namespace (see the module docstring)."""
 
     capabilities = frozenset(
-        {"coordination", "dead_letter", "delayed_delivery", "run_notifications", "started_runs"}
+        {
+            "coordination",
+            "dead_letter",
+            "delayed_delivery",
+            "result_notices",
+            "run_notifications",
+            "started_runs",
+        }
     )
     #: The option each environment variable gives (the CLI lets a set variable beat a config
     #: file's value, as ``--option`` beats both).

@@ -24,7 +24,11 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from flowcraft.core._distributed.watchers import RunWatchers
+from flowcraft.core._distributed.watchers import (
+    RunWatchers,
+    notification_payload,
+    read_notification_payload,
+)
 from flowcraft.core.errors import FlowcraftError
 from flowcraft.core.ports import CoordinationStore, JobQueue, Message, RunStore
 
@@ -42,6 +46,8 @@ __all__ = [
     "backend_names",
     "installed_backends",
     "load_backend_factory",
+    "notification_payload",
+    "read_notification_payload",
 ]
 
 #: The entry-point group backends register in.
@@ -65,6 +71,8 @@ CAPABILITIES: Mapping[str, str] = {
     "record, first decision and outbox) in one atomic, idempotent step (Client.start)",
     "result_reads": "Backend.store is a ResultReader: a run's result is read from its header, "
     "context and a few named records, not its whole state (Client.result)",
+    "result_notices": "Backend.store is a ResultNotifier: the notification of a run's end "
+    "carries its result, which a waiter builds without a read (Client.result)",
 }
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "JobQueue",
     "Message",
     "QueueCapabilities",
+    "ResultNotifier",
     "ResultReader",
     "RunNotifier",
     "RunPage",
@@ -462,6 +463,15 @@ class RunWatch(Protocol):
         """
         ...
 
+    @property
+    def notice(self) -> str | None:
+        """The notice a notification of this run carried (see :class:`ResultNotifier`).
+
+        None until one came (stores that are not ``ResultNotifier`` never carry one). Once
+        set it stays: a notice describes a settled run, whose result no later save changes.
+        """
+        ...
+
 
 @runtime_checkable
 class RunNotifier(Protocol):
@@ -483,6 +493,53 @@ class RunNotifier(Protocol):
 
     def watch(self, run_id: str) -> AbstractAsyncContextManager[RunWatch]:
         """Subscribe to ``run_id``'s end for the duration of the ``async with`` block."""
+        ...
+
+
+@runtime_checkable
+class ResultNotifier(Protocol):
+    """Optional, implemented by a ``RunNotifier`` store: its notifications carry the result.
+
+    The coordinator finds it by this protocol (capability ``result_notices``) and passes a
+    ``notice`` to the save of a run that settles: JSON text of the run's result as of that
+    save (the version, header, context and the records of its result, as ``read_result``
+    would read them), built and read by core; the store carries it as it is and never
+    stores it. ``Client.result`` then builds the result from the notice without a read.
+    Guarantees, besides ``RunNotifier``'s:
+
+    * A notice travels with the notification of the save it was given to, and only if that
+      save commits (a refused save notifies nothing); watches of the run see it as
+      ``RunWatch.notice``.
+    * A notice of more than ``notice_limit`` bytes (UTF-8) is not sent: the notification then
+      carries the run id alone (the waiter reads the result). Callers may skip building one
+      they know is larger.
+    """
+
+    #: The largest notice (UTF-8 bytes) the store's notifications carry.
+    notice_limit: int
+
+    def watch(self, run_id: str) -> AbstractAsyncContextManager[RunWatch]:
+        """As ``RunNotifier.watch``; the watch's ``notice`` is what a notification carried."""
+        ...
+
+    async def save_state(
+        self,
+        run_id: str,
+        *,
+        expected_version: int,
+        header: Mapping[str, object],
+        records: Mapping[str, object],
+        context_writes: Mapping[str, object],
+        outbox: Sequence[Message],
+        status: str,
+        output: object = None,
+        errors: Sequence[Mapping[str, object]] = (),
+        outcomes: Sequence[tuple[str, bytes]] = (),
+        claims: Sequence[tuple[str, str, float]] = (),
+        sent: Sequence[str] = (),
+        notice: str | None = None,
+    ) -> bool:
+        """``RunStore.save_state``, and ``notice`` sent with a terminal save's notification."""
         ...
 
 

@@ -79,8 +79,8 @@ class KafkaBackend:
     """Opens the adapter's three ports for a namespace (see the module docstring)."""
 
     capabilities = frozenset({
-        "coordination", "dead_letter", "delayed_delivery", "result_reads", "run_notifications",
-        "started_runs",
+        "coordination", "dead_letter", "delayed_delivery", "result_notices", "result_reads",
+        "run_notifications", "started_runs",
     })  # fmt: skip
     #: The variables options default from: set, they beat a CLI config file's value.
     option_environment: ClassVar[Mapping[str, str]] = {

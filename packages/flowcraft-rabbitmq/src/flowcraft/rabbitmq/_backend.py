@@ -56,6 +56,7 @@ class RabbitMqBackend:
             "coordination",
             "dead_letter",
             "delayed_delivery",
+            "result_notices",
             "result_reads",
             "run_notifications",
             "started_runs",

@@ -1,7 +1,9 @@
 """Runs' ends over PostgreSQL ``LISTEN/NOTIFY``: the ``RunNotifier`` half of ``PostgresContext``.
 
-A save whose status is terminal calls ``pg_notify(channel, run_id)`` inside its own statement,
-so the notification is sent when (and only if) that save commits. One connection per store
+A save whose status is terminal calls ``pg_notify(channel, payload)`` inside its own statement,
+so the notification is sent when (and only if) that save commits; the payload is the run id
+and, when it fits, the notice of a settled run's result (``ports.ResultNotifier``; framed by
+``notification_payload``). One connection per store
 (opened at the first watch, outside the pool: a listening connection is never handed to other
 work) runs ``LISTEN channel`` and reads notifications in a task, waking the watches of the
 notified run id. The channel is per namespace (derived from the run table's name).
@@ -23,7 +25,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import psycopg
-from flowcraft.core.backends import RunWatchers
+from flowcraft.core.backends import RunWatchers, read_notification_payload
 from flowcraft.core.ports import RunWatch
 from flowcraft.rabbitmq._errors import postgres_errors
 from psycopg import sql
@@ -107,7 +109,7 @@ class PostgresNotifications:
     async def _read(self, conn: psycopg.AsyncConnection[Any]) -> None:
         try:
             async for note in conn.notifies():
-                self._watchers.notify(note.payload)
+                self._watchers.notify(*read_notification_payload(note.payload))
         except psycopg.Error:
             pass  # the connection broke: wake everyone below, connect again at the next watch
         finally:

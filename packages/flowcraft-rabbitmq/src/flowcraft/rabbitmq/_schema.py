@@ -304,7 +304,8 @@ def create_started_run_sql(t: TableNames) -> sql.Composed:
 
     Params: the 11 record params of ``create_run_sql`` (its status is the started one),
     header, records (jsonb, each written as version 2), context (jsonb), outbox (JSON
-    ``[[id, base64 body], ...]``), status_data, notify channel, whether to notify (terminal).
+    ``[[id, base64 body], ...]``), status_data, notify channel, notify payload, whether to
+    notify (terminal).
     Every write hangs off the run row's insert: when the id or idempotency key exists, it
     inserts nothing and nothing else is written. Returns the new record's columns, or no row.
     """
@@ -329,7 +330,7 @@ def create_started_run_sql(t: TableNames) -> sql.Composed:
     INSERT INTO {statuses} (run_id, status_data, updated_at) SELECT run_id, %s, now() FROM r
     ON CONFLICT (run_id) DO UPDATE SET status_data = EXCLUDED.status_data, updated_at = now()
 ), n AS (
-    SELECT pg_notify(%s, r.run_id) FROM r WHERE %s
+    SELECT pg_notify(%s, %s) FROM r WHERE %s
 )
 SELECT {columns}, (SELECT count(*) FROM n) FROM r"""
     ).format(**_names(t), columns=RUN_COLUMNS, insert_run=_insert_run(t))
@@ -401,7 +402,8 @@ def save_state_sql(t: TableNames) -> sql.Composed:
     context deletes (JSON list of keys), whether there are context writes (the context row is
     left alone otherwise: no new row version per save), outbox (JSON ``[[id, base64 body],
     ...]``), claims (JSON ``[[attempt, owner, lease seconds], ...]``), sent (JSON ``[message id,
-    ...]``), status, output, errors, status_data.
+    ...]``), status, output, errors, status_data, notify channel, notify payload, whether to
+    notify (terminal).
     Lists travel as one JSON text each: psycopg adapts arrays in Python, element by element,
     which showed up in profiles; JSON is encoded in C on both sides. The outbox becomes one
     row (none without messages); the ``sent`` messages leave the outbox as with
@@ -460,7 +462,7 @@ def save_state_sql(t: TableNames) -> sql.Composed:
         AND (stat.status_data IS DISTINCT FROM x.status_data
              OR stat.updated_at IS NULL OR stat.updated_at < now() - {granularity})
 ), n AS (
-    SELECT pg_notify(%s, s.run_id) FROM s WHERE %s
+    SELECT pg_notify(%s, %s) FROM s WHERE %s
 )
 SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM n)"""
     ).format(**_names(t), granularity=_granularity(), remove=_remove_from_outbox(t))

@@ -53,6 +53,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from flowcraft.core import RunStatus, ports
+from flowcraft.core.backends import notification_payload
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.rabbitmq import _schema as q
 from flowcraft.rabbitmq._errors import postgres_errors
@@ -66,6 +67,8 @@ __all__ = ["PostgresContext"]
 _T = TypeVar("_T")
 _Row = tuple[Any, ...]
 _SCHEMA_LOCK = zlib.crc32(b"flowcraft.rabbitmq.schema")
+#: The longest ``pg_notify`` payload PostgreSQL takes (bytes): "shorter than 8000".
+_PAYLOAD_LIMIT = 7999
 
 
 class PostgresContext:
@@ -128,6 +131,10 @@ class PostgresContext:
         self._notifications = PostgresNotifications(
             conninfo, options, self._channel, connect_timeout
         )
+
+    #: The largest notice a terminal save's notification carries (``ports.ResultNotifier``):
+    #: ``pg_notify``'s limit, less room for the run id.
+    notice_limit = _PAYLOAD_LIMIT - 99
 
     def watch(self, run_id: str) -> AbstractAsyncContextManager[ports.RunWatch]:
         """Subscribe to the end of ``run_id`` (``ports.RunNotifier``; ``LISTEN/NOTIFY``)."""
@@ -227,6 +234,7 @@ class PostgresContext:
             _json_pairs((m.id, m.body) for m in outbox),
             Jsonb({"status": status}),
             self._channel,
+            notification_payload(record.run_id, None, notice_limit=0),
             RunStatus(status).terminal,
         )
         query = self._q.create_started_run
@@ -316,8 +324,13 @@ class PostgresContext:
         outcomes: Sequence[tuple[str, bytes]] = (),
         claims: Sequence[tuple[str, str, float]] = (),
         sent: Sequence[str] = (),
+        notice: str | None = None,
     ) -> bool:
-        """Compare-and-set the state and apply everything else in the same statement."""
+        """Compare-and-set the state and apply everything else in the same statement.
+
+        A terminal save's ``pg_notify`` carries ``notice`` when the payload stays within
+        PostgreSQL's 8,000 bytes (``ports.ResultNotifier``), else the run id alone.
+        """
         sets, deletes = split_context_writes(context_writes)
         params = (
             run_id,
@@ -338,6 +351,9 @@ class PostgresContext:
             Jsonb([dict(e) for e in errors]),
             Jsonb({"status": status}),
             self._channel,
+            notification_payload(
+                run_id, notice, notice_limit=self.notice_limit, payload_limit=_PAYLOAD_LIMIT
+            ),
             RunStatus(status).terminal,
         )
         row = await self._fetchone("save_state", self._q.save_state, params, False)

@@ -26,9 +26,11 @@ from collections.abc import Sequence
 
 from flowcraft.core._distributed.blueprints import BlueprintSet, blueprint_set
 from flowcraft.core._distributed.coordinator import Coordinator
+from flowcraft.core._distributed.notices import read_notice
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.codec import CodecError, error_from_dict
 from flowcraft.core._engine.decide import new_run
+from flowcraft.core._engine.plan import Plan
 from flowcraft.core._engine.records import (
     all_records,
     header_of,
@@ -51,6 +53,7 @@ from flowcraft.core.ports import (
     RunStarter,
     RunStore,
     RunWatch,
+    StoredResult,
 )
 
 _POLL_FIRST = 0.02
@@ -223,7 +226,8 @@ class Client:
             woken = False
             while True:
                 try:
-                    settled = await self._settled(run_id, woken=woken)
+                    notice = None if watch is None else watch.notice
+                    settled = await self._settled(run_id, woken=woken, notice=notice)
                 except TransientBackendError:  # the backend hiccuped: keep waiting
                     settled = None
                 if settled is not None:
@@ -244,11 +248,19 @@ class Client:
         except TransientBackendError:
             return None  # the notifier's server is unreachable now: poll instead
 
-    async def _settled(self, run_id: str, *, woken: bool = False) -> RunResult | None:
+    async def _settled(
+        self, run_id: str, *, woken: bool = False, notice: str | None = None
+    ) -> RunResult | None:
         # "Settled" (terminal, and no attempt runs any more) is known only to the state, which
         # is saved together with the record's status: until the record says terminal, the
         # small record is all a poll reads (not the whole state). Woken by a notification,
-        # the run has most likely ended: its result is read at once.
+        # the run has most likely ended: its result is read at once, or built from the
+        # notice the notification carried (``ports.ResultNotifier``), which needs no read.
+        if notice is not None and (told := read_notice(notice)) is not None:
+            plan = self.coordinator.pinned(await self.coordinator.pinned_record(run_id)).plan
+            with contextlib.suppress(CodecError):  # not what core wrote: read it instead
+                if (result := _result_of(run_id, plan, told)) is not None:
+                    return result
         if not woken and not RunStatus((await self.coordinator.record(run_id)).status).terminal:
             return None
         if self._reader is not None:
@@ -262,13 +274,11 @@ class Client:
         stored = await reader.read_result(run_id, result_keys(plan))
         if stored is None:
             raise RunNotFoundError(run_id, f"no run {run_id!r}")
-        if not stored.header.get("settled"):
-            return None
         try:
-            state = state_from_records(run_id, plan, stored.header, stored.records, stored.context)
+            return _result_of(run_id, plan, stored)
         except CodecError:  # pragma: no cover - a store that kept what it was given reads back
             _record, _stored, state = await self.coordinator.load_run(run_id)
-        return result_of(state) if state.settled else None
+            return result_of(state) if state.settled else None
 
     async def snapshot(self, run_id: str) -> RunResult:
         """The run's result as it stands now."""
@@ -325,6 +335,17 @@ class Client:
                 return current
             pending.extend(_children(state))
         raise RunNotFoundError(token, f"no awaiting node of run {run_id} has the token {token!r}")
+
+
+def _result_of(run_id: str, plan: Plan, stored: StoredResult) -> RunResult | None:
+    """The result a settled run's header, context and result records make; else None.
+
+    ``CodecError`` if they are not what core wrote.
+    """
+    if not stored.header.get("settled"):
+        return None
+    state = state_from_records(run_id, plan, stored.header, stored.records, stored.context)
+    return result_of(state) if state.settled else None
 
 
 def _children(state: RunState) -> list[str]:

@@ -55,10 +55,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol, TypedDict, TypeVar
 
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, Pinned
+from flowcraft.core._distributed.notices import notice_of
 from flowcraft.core._distributed.sender import Sender
 from flowcraft.core._distributed.turns import Turns
 from flowcraft.core._engine import actions as act
@@ -81,6 +82,7 @@ from flowcraft.core.ports import (
     CoordinationStore,
     JobQueue,
     Message,
+    ResultNotifier,
     RunRecord,
     RunStarter,
     RunStore,
@@ -99,6 +101,22 @@ _REPORTED = {
     RunStatus.AWAITING: ev.ChildOutcome.AWAITING,
     RunStatus.RUNNING: ev.ChildOutcome.RUNNING,
 }
+
+
+class _SaveParts(TypedDict):
+    """The arguments of one ``save_state`` besides the run id (and a notice)."""
+
+    expected_version: int
+    header: Mapping[str, object]
+    records: Mapping[str, object]
+    context_writes: Mapping[str, object]
+    outbox: Sequence[Message]
+    status: str
+    output: object
+    errors: Sequence[Mapping[str, object]]
+    outcomes: Sequence[tuple[str, bytes]]
+    claims: Sequence[tuple[str, str, float]]
+    sent: Sequence[str]
 
 
 class VersionUnavailableError(FlowcraftError):
@@ -230,6 +248,11 @@ class Coordinator:
         coordination: CoordinationStore | None = None,
     ) -> None:
         self.store = store
+        #: Where a settled run's save carries its result to the waiters (capability
+        #: ``result_notices``).
+        self._notifier = (
+            store if isinstance(store, ResultNotifier) and store.notice_limit > 0 else None
+        )
         self._turns = Turns(coordination)
         self.events = events if events is not None else EventBus()
         self.queue = queue
@@ -762,21 +785,28 @@ class Coordinator:
         # Their removal rides on this save: what this process sent, and the jobs of the
         # attempts whose outcomes it commits (sent or not, nobody needs them any more).
         sent = (*self.sender.removable(run_id), *(j.node_message_id(a) for a, _ in commits))
+        header = header_of(state)
+        parts: _SaveParts = {
+            "expected_version": version,
+            "header": header,
+            "records": changed_records(state),
+            "context_writes": encode_writes(writes),
+            "outbox": messages,
+            "status": state.status.value,
+            "output": state.output,
+            "errors": [e.as_dict() for e in state.errors],
+            "outcomes": commits,
+            "claims": claims,
+            "sent": sent,
+        }
         try:
-            saved = await self.store.save_state(
-                run_id,
-                expected_version=version,
-                header=header_of(state),
-                records=changed_records(state),
-                context_writes=encode_writes(writes),
-                outbox=messages,
-                status=state.status.value,
-                output=state.output,
-                errors=[e.as_dict() for e in state.errors],
-                outcomes=commits,
-                claims=claims,
-                sent=sent,
-            )
+            if self._notifier is not None and state.settled:
+                notice = notice_of(state, header, version + 1)
+                if notice is not None and len(notice) > self._notifier.notice_limit:
+                    notice = None  # characters <= bytes: longer is surely too large
+                saved = await self._notifier.save_state(run_id, **parts, notice=notice)
+            else:
+                saved = await self.store.save_state(run_id, **parts)
         except BaseException:  # it may have stood all the same (an answer lost on the way)
             self._unsure.add(run_id)
             self._forget_state(run_id, state)

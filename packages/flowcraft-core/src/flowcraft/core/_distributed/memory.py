@@ -22,7 +22,11 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 
-from flowcraft.core._distributed.watchers import RunWatchers
+from flowcraft.core._distributed.watchers import (
+    RunWatchers,
+    notification_payload,
+    read_notification_payload,
+)
 from flowcraft.core.aio import wait_event
 from flowcraft.core.ports import (
     DELETE,
@@ -239,9 +243,13 @@ class _Attempt:
 class MemoryRunStore:
     """Run state in dicts, every method atomic under one lock.
 
-    Also a ``ports.RunNotifier`` (a save with a terminal status wakes the run's watches), a
-    ``ports.RunStarter`` and a ``ports.ResultReader``.
+    Also a ``ports.RunNotifier`` (a save with a terminal status wakes the run's watches) and
+    ``ports.ResultNotifier`` (with the notice it was given), a ``ports.RunStarter`` and a
+    ``ports.ResultReader``.
     """
+
+    #: The largest notice a notification carries (``ports.ResultNotifier``), as PostgreSQL's.
+    notice_limit = 7900
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
@@ -383,8 +391,13 @@ class MemoryRunStore:
         outcomes: Sequence[tuple[str, bytes]] = (),
         claims: Sequence[tuple[str, str, float]] = (),
         sent: Sequence[str] = (),
+        notice: str | None = None,
     ) -> bool:
-        """Compare-and-set, atomically with context writes, outbox, record, outcomes, claims."""
+        """Compare-and-set, atomically with context writes, outbox, record, outcomes, claims.
+
+        A terminal save wakes the run's watches, handing them ``notice`` when it is within
+        ``notice_limit`` (``ports.ResultNotifier``).
+        """
         async with self._lock:
             standing = [self._commit(run_id, a, o) == o for a, o in outcomes]
             run = self._runs.get(run_id)
@@ -414,7 +427,8 @@ class MemoryRunStore:
                 updated_at=time.time(),
             )
         if status in _TERMINAL:
-            self._watchers.notify(run_id)
+            payload = notification_payload(run_id, notice, notice_limit=self.notice_limit)
+            self._watchers.notify(*read_notification_payload(payload))  # as a channel would
         return True
 
     async def remove_outbox(self, sent: Mapping[str, Sequence[str]]) -> None:

@@ -148,6 +148,15 @@ def result_keys(plan: Plan) -> list[str]:
     return keys
 
 
+def result_records(state: RunState) -> dict[str, object]:
+    """The records of ``result_keys`` that ``state`` has, in their stored form."""
+    keys: list[RecordKey] = [("f", ROOT)] if ROOT in state.frames else []
+    if state.output is not None:
+        keys.append(("r",))
+    keys.extend(("n", frame, node_id) for node_id, frame in state.nodes if frame == ROOT)
+    return _encode(state, keys)
+
+
 def _encode(state: RunState, keys: Iterable[RecordKey]) -> dict[str, object]:
     """The stored form of ``keys``.
 

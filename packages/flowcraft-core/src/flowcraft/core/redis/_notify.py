@@ -6,7 +6,9 @@ Spec sheet
   Every ``RunStore`` method is forwarded unchanged; any other attribute of the inner store
   (``ensure_schema``, ``container``, ...) is reachable through the wrapper; ``inner`` is the
   wrapped store. ``close`` closes the wrapper's Redis connections, then the inner store.
-* Channel: one per namespace, ``{prefix}:runs-ended``; a message is the id of a run.
+* Channel: one per namespace, ``{prefix}:runs-ended``; a message is the id of a run and, for
+  a settled run, the notice of its result when it fits ``notice_limit`` (``ports.
+  ResultNotifier``; framed by ``flowcraft.core.backends.notification_payload``).
 * Publishing: after a ``save_state`` that returned True with a terminal status
   (``completed``, ``failed``, ``cancelled``), the wrapper publishes the run id: one
   ``PUBLISH`` after the commit, so a process that dies between the commit and the publish, or
@@ -39,7 +41,11 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from flowcraft.core._distributed.watchers import RunWatchers
+from flowcraft.core._distributed.watchers import (
+    RunWatchers,
+    notification_payload,
+    read_notification_payload,
+)
 from flowcraft.core._engine.state import RunStatus
 from flowcraft.core.errors import BackendError
 from flowcraft.core.ports import (
@@ -67,12 +73,19 @@ _TERMINAL = frozenset(status.value for status in RunStatus if status.terminal)
 class NotifyingRunStore:
     """A ``RunStore`` that tells waiters when runs end, through Redis pub/sub.
 
+    Also a ``ports.ResultNotifier``: a settled run's notification carries its result, up to
+    ``notice_limit`` bytes (every subscriber of the namespace receives every run's end, so
+    the notices stay small, like PostgreSQL's).
+
     Args:
         store: The run store to wrap.
         url_or_client: A ``redis://`` URL, or a ``redis.asyncio.Redis`` client.
         prefix: The namespace (the channel is ``{prefix}:runs-ended``).
         subscribe_timeout: Seconds to wait for Redis to confirm the subscription.
     """
+
+    #: The largest notice a notification carries (``ports.ResultNotifier``).
+    notice_limit = 7900
 
     def __init__(
         self,
@@ -181,12 +194,14 @@ class NotifyingRunStore:
     def _heard(self, message: Mapping[str, Any]) -> None:
         if message["type"] == "message":
             data = message["data"]
-            self._watchers.notify(data.decode() if isinstance(data, bytes) else str(data))
+            payload = data.decode() if isinstance(data, bytes) else str(data)
+            self._watchers.notify(*read_notification_payload(payload))
 
-    async def _publish(self, run_id: str) -> None:
+    async def _publish(self, run_id: str, notice: str | None = None) -> None:
+        payload = notification_payload(run_id, notice, notice_limit=self.notice_limit)
         try:
             with redis_errors(f"publish {self.channel}"):
-                await self._client.publish(self.channel, run_id)
+                await self._client.publish(self.channel, payload)
         except BackendError as exc:
             _log.warning("run %s ended, but its notification was not sent: %s", run_id, exc)
 
@@ -225,15 +240,19 @@ class NotifyingRunStore:
         outcomes: Sequence[tuple[str, bytes]] = (),
         claims: Sequence[tuple[str, str, float]] = (),
         sent: Sequence[str] = (),
+        notice: str | None = None,
     ) -> bool:
-        """The inner store's ``save_state``; then, if saved and terminal, the notification."""
+        """The inner store's ``save_state``; then, if saved and terminal, the notification.
+
+        The notification carries ``notice`` (``ports.ResultNotifier``) when it fits.
+        """
         saved = await self.inner.save_state(
             run_id, expected_version=expected_version, header=header, records=records,
             context_writes=context_writes, outbox=outbox, status=status, output=output,
             errors=errors, outcomes=outcomes, claims=claims, sent=sent,
         )  # fmt: skip
         if saved and status in _TERMINAL:
-            await self._publish(run_id)
+            await self._publish(run_id, notice)
         return saved
 
     async def create_run(

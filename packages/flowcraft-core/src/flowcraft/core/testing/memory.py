@@ -24,6 +24,7 @@ class MemoryBackendFactory:
             "coordination",
             "dead_letter",
             "delayed_delivery",
+            "result_notices",
             "result_reads",
             "run_notifications",
             "started_runs",

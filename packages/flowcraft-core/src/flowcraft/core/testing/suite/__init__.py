@@ -9,6 +9,7 @@ from flowcraft.core.testing.suite.test_events import *  # noqa: F403
 from flowcraft.core.testing.suite.test_failures import *  # noqa: F403
 from flowcraft.core.testing.suite.test_faults import *  # noqa: F403
 from flowcraft.core.testing.suite.test_ports_coordination import *  # noqa: F403
+from flowcraft.core.testing.suite.test_ports_notices import *  # noqa: F403
 from flowcraft.core.testing.suite.test_ports_notifier import *  # noqa: F403
 from flowcraft.core.testing.suite.test_ports_queue import *  # noqa: F403
 from flowcraft.core.testing.suite.test_ports_results import *  # noqa: F403
