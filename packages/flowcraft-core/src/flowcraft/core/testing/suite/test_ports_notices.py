@@ -147,16 +147,23 @@ async def test_the_result_comes_with_the_notification(harness: Harness) -> None:
         store = _Counting(s.backend.store)
         async with Client(queue=s.queue, store=store, blueprints=s.blueprints) as client:  # type: ignore[arg-type]
             for blueprint, status in (("wide", RunStatus.COMPLETED), ("fails", RunStatus.FAILED)):
-                handle = await s.start(blueprint, {"in": blueprint})
-                store.reads.clear()
-                result = await client.result(handle.run_id, timeout=20)
+                seen: list[list[str]] = []
                 # A look at the record while the run sleeps, then the notice: no state read.
-                assert set(store.reads) == {"get_run"}, (
-                    f"{blueprint}: the client read {store.reads}"
-                )
-                assert result.status is status
-                whole = await s.client.snapshot(handle.run_id)  # from the whole state
-                assert result == whole, f"{blueprint}: the notice's result differs from the state's"
+                # A fallback poll (1 s into the wait) that lands between the run's last save
+                # and its notification reads the result, rightly: one run may meet that race,
+                # three in a row may not.
+                for _ in range(3):
+                    handle = await s.start(blueprint, {"in": blueprint})
+                    store.reads.clear()
+                    result = await client.result(handle.run_id, timeout=20)
+                    assert result.status is status
+                    whole = await s.client.snapshot(handle.run_id)  # from the whole state
+                    assert result == whole, f"{blueprint}: the result differs from the state's"
+                    seen.append(list(store.reads))
+                    if set(store.reads) == {"get_run"}:
+                        break
+                else:
+                    raise AssertionError(f"{blueprint}: every result was read: {seen}")
         wide = await s.client.result((await s.start("wide", "x")).run_id, timeout=20)
         assert wide.output == {"B": {"b": [1, 2], "text": "é \u001f 'q' \""}, "C": "a"}
         assert wide.context == {"seen": "A", "n": 1}
