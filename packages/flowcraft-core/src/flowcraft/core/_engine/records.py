@@ -41,6 +41,7 @@ could not save (a lost compare-and-set), so a conflict costs the delta, not a re
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any
@@ -76,8 +77,12 @@ __all__ = [
 _ORDER = {"f": 0, "o": 1, "x": 2, "a": 3, "n": 4, "c": 5, "ci": 6, "cr": 7, "i": 8, "r": 9}
 
 
+@functools.lru_cache(maxsize=8192)
 def encode_key(key: RecordKey) -> str:
-    """A record key as stored (compact JSON text of the list)."""
+    """A record key as stored (compact JSON text of the list).
+
+    Cached: every save names the same few dozen keys of a blueprint again (no run id in them).
+    """
     return json.dumps(list(key), separators=(",", ":"), ensure_ascii=False)
 
 
