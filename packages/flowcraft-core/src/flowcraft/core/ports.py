@@ -513,6 +513,9 @@ class ResultNotifier(Protocol):
     * A notice of more than ``notice_limit`` bytes (UTF-8) is not sent: the notification then
       carries the run id alone (the waiter reads the result). Callers may skip building one
       they know is larger.
+
+    A proxy of such a store that hands ``notice_limit`` through (``__getattr__``) makes
+    itself one too: its ``save_state`` must pass ``notice`` on (``**kwargs`` does).
     """
 
     #: The largest notice (UTF-8 bytes) the store's notifications carry.
