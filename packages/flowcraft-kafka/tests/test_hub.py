@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from flowcraft.kafka._hub import ConsumerHub
+from confluent_kafka import KafkaError, TopicPartition
+from flowcraft.kafka._hub import COMMIT_RETRY, ConsumerHub
+from flowcraft.kafka._offsets import PartitionTracker
 
 
 class _Consumer:
@@ -47,3 +50,26 @@ def test_room_for_one() -> None:
     taken: list[object] = [*_hub()._consume(consumer, 1)]
     assert taken == ["m1"]
     assert consumer.calls == [("poll", 0.02, None)]
+
+
+def test_a_failed_commit_makes_its_partitions_dirty_again_after_a_pause() -> None:
+    hub = _hub()
+    hub._trackers[("t", 0)] = PartitionTracker(position=5, inherited={})
+    hub._trackers[("t", 1)] = PartitionTracker(position=9, inherited={})
+    gone = TopicPartition("t", 7, 3)  # revoked meanwhile: not committed again
+    before = time.monotonic()
+    hub._answered(KafkaError(KafkaError._TRANSPORT), [TopicPartition("t", 0, 5), gone])
+    assert hub._dirty == {("t", 0)}
+    assert hub._retry_at >= before + COMMIT_RETRY
+
+
+def test_a_commit_that_stood_changes_nothing() -> None:
+    hub = _hub()
+    hub._trackers[("t", 0)] = PartitionTracker(position=5, inherited={})
+    hub._answered(None, [TopicPartition("t", 0, 5)])
+    assert hub._dirty == set()
+    assert hub._retry_at == 0.0
+
+
+def test_the_consumer_reports_its_commits_to_the_hub() -> None:
+    assert _hub()._config["on_commit"].__name__ == "_answered"

@@ -14,7 +14,10 @@ offset is committed, with the delivery counts and settled offsets above it in th
 metadata, committed before a batch is handed out. When a partition is revoked (another process
 joined), its position and metadata are committed and its buffered messages dropped; its
 deliveries still out are then settled locally only, and the new owner delivers them again
-(at-least-once: the runtime's attempt leases make the node run once).
+(at-least-once: the runtime's attempt leases make the node run once). An asynchronous commit
+that fails (its answer comes back through ``on_commit``: the broker restarting, the
+coordinator moving) is made again half a second later, so a partition whose last messages
+were settled during an outage is still committed to its end.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ CONSUMER_FIXED: Mapping[str, Any] = {
 
 TP = tuple[str, int]
 
+#: Seconds before the partitions of a failed offset commit are committed again.
+COMMIT_RETRY = 0.5
+
 
 @dataclass(slots=True, kw_only=True)
 class Fetched:
@@ -75,7 +81,8 @@ class ConsumerHub:
         poll_interval: float = 0.02, sticky_timeout: float = 2.0,
     ) -> None:  # fmt: skip
         self._config = {"auto.offset.reset": "earliest", "session.timeout.ms": 10_000,
-                        **config, "group.id": group_id, **CONSUMER_FIXED}  # fmt: skip
+                        **config, "group.id": group_id, **CONSUMER_FIXED,
+                        "on_commit": self._answered}  # fmt: skip
         self.topic = topic
         self.prefetch = prefetch
         self._poll_interval = poll_interval
@@ -83,6 +90,8 @@ class ConsumerHub:
         self._commit_lock = threading.Lock()  # one commit at a time (positions never go back)
         self._trackers: dict[TP, PartitionTracker] = {}
         self._dirty: set[TP] = set()
+        #: When the dirty partitions may be committed again after a commit failed (monotonic).
+        self._retry_at = 0.0
         self._ready: deque[Fetched] = deque()
         self._arrived = asyncio.Event()
         self._stop = threading.Event()
@@ -230,7 +239,7 @@ class ConsumerHub:
                     paused = want_pause
                 wanted = max(1, self.prefetch - len(self._ready))
                 self._fetched(self._consume(consumer, wanted))
-                if self._dirty:
+                if self._dirty and time.monotonic() >= self._retry_at:
                     self._commit(None, asynchronous=True)
         except BaseException as exc:
             log.exception("flowcraft-kafka consumer thread failed")
@@ -311,6 +320,28 @@ class ConsumerHub:
             kept = [fetched for fetched in self._ready if fetched.tp not in gone]
             self._ready.clear()
             self._ready.extend(kept)
+
+    def _answered(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """A commit's answer (served by ``poll`` on the consumer thread).
+
+        A commit that failed (the broker restarting, the group coordinator moving) makes its
+        partitions dirty again, committed once :data:`COMMIT_RETRY` seconds passed: without
+        that, a partition on which nothing more is settled would keep its last message
+        uncommitted (delivered again after the next rebalance) for good.
+        """
+        failed = {
+            (tp.topic, tp.partition)
+            for tp in partitions
+            if error is not None or tp.error is not None
+        }
+        if not failed:
+            return
+        with self._lock:
+            again = {tp for tp in failed if tp in self._trackers}
+            if again:
+                self._dirty |= again
+                self._retry_at = time.monotonic() + COMMIT_RETRY
+        log.info("flowcraft-kafka: offset commit failed (%s), retrying", error or "partition")
 
     def _commit(self, which: set[TP] | None, *, asynchronous: bool = False) -> None:
         """Commit the position and metadata of ``which`` partitions (None: the dirty ones)."""
