@@ -228,15 +228,18 @@ class _ProxyThread:
         loop = self._loop
         asyncio.set_event_loop(loop)
         loop.run_forever()
-        # Closed, the proxy aborts what it still gets (a connection accepted just before,
-        # one still connecting upstream): let those tasks finish before cancelling the rest,
-        # as a task cancelled before it ran would leave its accepted transport open.
-        leftovers = asyncio.all_tasks(loop)
-        if leftovers:
-            loop.run_until_complete(asyncio.wait(leftovers, timeout=2.0))
-        for task in leftovers:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        # The proxy's close ended its connections' tasks; what may remain is an accept that
+        # raced the close (its task aborts at once) or a task of its own that asyncio started.
+        # Let each finish, cancel what does not within 2 s, and repeat until none is left:
+        # a transport aborted is closed only once the loop runs its callbacks.
+        for _ in range(5):
+            leftovers = asyncio.all_tasks(loop)
+            if not leftovers:
+                break
+            _, running = loop.run_until_complete(asyncio.wait(leftovers, timeout=2.0))
+            for task in running:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*running, return_exceptions=True))
         loop.run_until_complete(asyncio.sleep(0.05))  # aborted transports finish closing
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

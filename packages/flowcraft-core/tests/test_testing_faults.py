@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import json
 import signal
+import socket
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -270,6 +274,63 @@ async def test_the_proxy_passes_bytes_cuts_everything_and_resumes() -> None:
             assert proxy.url == f"http://127.0.0.1:{proxy.port}"
             writer.close()
             writer2.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@contextlib.contextmanager
+def _upstream_that_never_answers() -> Iterator[int]:
+    """A port whose connects hang: its backlog of one is taken and it never accepts (Linux
+    drops the SYNs of a full backlog, so a connect waits for good)."""
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        filler.connect(("127.0.0.1", port))
+        yield port
+
+
+async def _tasks_of_the_proxy() -> set[asyncio.Task[object]]:
+    await asyncio.sleep(0)
+    return {t for t in asyncio.all_tasks() if "_accept" in repr(t.get_coro())}
+
+
+async def test_a_cut_ends_connections_still_connecting_upstream() -> None:
+    with _upstream_that_never_answers() as port:
+        async with TcpProxy.to(f"http://127.0.0.1:{port}") as proxy:
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+            await asyncio.sleep(0.2)  # the proxy accepted and is connecting upstream
+            assert len(await _tasks_of_the_proxy()) == 1
+            assert await proxy.cut() == 0  # none was relaying yet
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            assert await _tasks_of_the_proxy() == set()
+            writer.close()
+
+
+async def test_closing_leaves_no_task_and_no_transport_open() -> None:
+    server = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with _upstream_that_never_answers() as hung:
+            proxy = TcpProxy.to(f"http://127.0.0.1:{port}")
+            stuck = TcpProxy.to(f"http://127.0.0.1:{hung}")
+            await proxy.start()
+            await stuck.start()
+            clients = [await asyncio.open_connection("127.0.0.1", p.port)
+                       for p in (proxy, proxy, stuck)]  # fmt: skip
+            await asyncio.sleep(0.2)
+            assert len(await _tasks_of_the_proxy()) == 3
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                await proxy.close()
+                await stuck.close()
+                assert await _tasks_of_the_proxy() == set()
+                for reader, writer in clients:
+                    assert await asyncio.wait_for(reader.read(), 5) == b""
+                    writer.close()
+                gc.collect()
+            assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
     finally:
         server.close()
         await server.wait_closed()

@@ -7,11 +7,15 @@ run at all (here) when that save does not happen.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from flowcraft.core import Client, Flow, MemoryJobQueue, MemoryRunStore, NodeContext, Worker, node
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.reconciler import Reconciler
+from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.ports import ClaimStatus, Message
 
 
@@ -186,3 +190,104 @@ async def test_an_attempt_run_ahead_whose_message_was_never_sent_is_reconciled()
         await rescue
     assert (result.status.value, result.output) == ("completed", 2)
     assert ran == ["a", "b", "b"]  # b ran again once its lease had expired
+
+
+class _UnreachableQueue(MemoryJobQueue):
+    """Refuses enqueues (as a broker whose connections were cut) until ``reachable_at``."""
+
+    reachable_at = 0.0
+
+    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
+        if time.monotonic() < self.reachable_at:
+            raise TransientBackendError("enqueue: connection refused")
+        await super().enqueue(message, delay=delay, sticky=sticky)
+
+
+class _AnswerLostStore(MemoryRunStore):
+    """The first save that leases attempts fails as a cut connection makes it fail: having
+    stood (``stands``, its answer lost) or not, and the queue unreachable for ``outage``
+    seconds from then (both behind the same cut)."""
+
+    def __init__(self, queue: _UnreachableQueue, outage: float, *, stands: bool) -> None:
+        super().__init__()
+        self.queue = queue
+        self.outage = outage
+        self.stands = stands
+        self.lost = 0
+
+    async def save_state(self, run_id: str, **fields: Any) -> bool:
+        if fields.get("claims") and not self.lost:
+            self.lost += 1
+            self.queue.reachable_at = time.monotonic() + self.outage
+            if self.stands:
+                assert await super().save_state(run_id, **fields)
+            raise TransientBackendError("save_state: connection reset")
+        return await super().save_state(run_id, **fields)
+
+
+async def _run_cut_chain(
+    store: _AnswerLostStore, *, ahead_once: bool = False
+) -> tuple[Any, list[tuple[str, Any]]]:
+    """Run a -> b -> c; ``ahead_once``: only the first decision runs attempts ahead."""
+    ran: list[tuple[str, Any]] = []
+
+    @node("owed.step")
+    async def step(ctx: NodeContext) -> dict[str, Any]:
+        ran.append((ctx.node_id, ctx.input))
+        # Each execution makes another output (a ticket), in a shape JSON changes (a tuple).
+        return {"node": ctx.node_id, "ticket": len(ran), "pair": (len(ran), ctx.node_id)}
+
+    flow = Flow("owed", version="1").node("a", step).node("b", step).node("c", step)
+    blueprint = flow.edge("a", "b").edge("b", "c").build()
+    worker = Worker(queue=store.queue, store=store, registry={"owed.step": step},
+                    blueprints=[blueprint], poll=0.02, lease=1.0)  # fmt: skip
+    if ahead_once:
+        picks = 0
+        pick = worker.pick
+
+        def first_only(messages: Sequence[Message]) -> Sequence[Message]:
+            nonlocal picks
+            picks += 1
+            return pick(messages) if picks == 1 else ()
+
+        worker.pick = first_only  # type: ignore[method-assign]
+    task = asyncio.ensure_future(worker.run())
+    try:
+        async with Client(queue=store.queue, store=store, blueprints=[blueprint]) as client:
+            result = await (await client.start("owed")).result(timeout=10)
+    finally:
+        worker.stopping.set()
+        await task
+    assert store.lost == 1
+    return result, ran
+
+
+@pytest.mark.parametrize("outage", [0.0, 0.5])
+async def test_a_live_worker_sends_what_it_leased_ahead_even_if_the_queue_was_down(
+    outage: float,
+) -> None:
+    """The save leasing b stood unseen; b's message, in no outbox, could not be sent at once.
+    No reconciler: the worker that owes it sends it once the queue takes messages again."""
+    queue = _UnreachableQueue(visibility=5, sticky=True)
+    result, ran = await _run_cut_chain(_AnswerLostStore(queue, outage, stands=True))
+    assert result.status.value == "completed"
+    assert [node_id for node_id, _ in ran] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("ahead_once", [False, True])
+@pytest.mark.parametrize("outage", [0.0, 0.5])
+async def test_what_a_save_that_did_not_stand_leased_never_runs(
+    outage: float, ahead_once: bool
+) -> None:
+    """The save leasing b failed without standing: a runs again (another output) and the next
+    save decides b#1 again, with that output (run ahead again, or sent as usual). b#1 runs
+    once, with the output that stands: the message of the lost save (the same attempt, the
+    old input) is never sent."""
+    queue = _UnreachableQueue(visibility=5, sticky=True)
+    store = _AnswerLostStore(queue, outage, stands=False)
+    result, ran = await _run_cut_chain(store, ahead_once=ahead_once)
+    assert result.status.value == "completed"
+    assert [node_id for node_id, _ in ran] == ["a", "a", "b", "c"]
+    b_input = dict(ran)["b"]
+    assert b_input["ticket"] == 2, ran  # the second run of a: the one whose save stood
+    assert b_input == result.outputs["a"]

@@ -47,6 +47,7 @@ start is left to the worker that starts it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -60,7 +61,7 @@ from typing import Protocol, TypedDict, TypeVar
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, Pinned
 from flowcraft.core._distributed.notices import notice_of
-from flowcraft.core._distributed.sender import Sender
+from flowcraft.core._distributed.sender import OWED_FIRST_WAIT, OWED_MAX_WAIT, Sender
 from flowcraft.core._distributed.turns import Turns
 from flowcraft.core._engine import actions as act
 from flowcraft.core._engine import events as ev
@@ -93,6 +94,9 @@ _T = TypeVar("_T")
 #: Pause after a lost compare-and-set (seconds, doubling per conflict in a row, up to the max).
 _BACKOFF = 0.001
 _MAX_BACKOFF = 0.01
+#: How long (seconds) messages of attempts run ahead by a save whose answer was lost are
+#: tried (see ``_send_if_stood``; backing off as the sender does).
+_OWED_PATIENCE = 300.0
 _log = logging.getLogger("flowcraft.coordinator")
 _REPORTED = {
     RunStatus.COMPLETED: ev.ChildOutcome.COMPLETED,
@@ -266,6 +270,7 @@ class Coordinator:
         self._unsure: set[str] = set()
         self._queues: dict[str, list[_Pending]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()
         sticky = sticky and queue.capabilities.sticky
         self._ahead = ahead if sticky else None
         self.sender = Sender(
@@ -628,9 +633,9 @@ class Coordinator:
         """Save a decision whose node jobs may run ahead here; True if it stood, and their ids.
 
         A save that fails may have stood all the same (an answer lost on the way): the jobs
-        run ahead (leased by it, kept in no outbox) are then sent like any other, so they run
-        wherever their lease allows (here at once, elsewhere once it has run out); if the save
-        did not stand, whoever gets them finds nothing to run.
+        run ahead (leased by it, kept in no outbox) are then sent once the store shows that it
+        did (:meth:`_send_if_stood`), so they run wherever their lease allows (here at once,
+        elsewhere once it has run out).
         """
         messages, jobs, nodes = made
         claims, saved, ahead = self._run_ahead(messages, jobs, nodes, state)
@@ -641,12 +646,50 @@ class Coordinator:
         except BaseException:
             if ahead:
                 kept = [m for m in messages if m.id in ahead]
-                self.sender.later(record.run_id, kept, jobs, ahead)
+                self._spawn(self._send_if_stood(record.run_id, version + 1, kept))
             raise
         finally:
             if saved is not None:
                 saved.set_result(ok)
         return ok, ahead
+
+    async def _send_if_stood(self, run_id: str, version: int, messages: Sequence[Message]) -> None:
+        """Send the messages of attempts run ahead by a save whose answer was lost, if it stood.
+
+        ``version``: the one that save would have written. Its attempts are leased by it and
+        their messages are in no outbox: had it stood and they were dropped, the run would
+        wait for the reconciler while this process lives. Had it not, sending them blindly
+        would be worse: the attempt is decided again by the next save (the same attempt id,
+        with another input once its predecessor has run again) and a stale message would run
+        it with the old input. So the stored state decides: once it is at ``version`` or
+        later, a message goes only if its attempt runs there with the input it carries. Loads
+        (and sends) again on failure, backing off up to ``OWED_MAX_WAIT`` seconds, for at
+        most ``_OWED_PATIENCE`` seconds or until :meth:`close`; what is left then is the
+        reconciler's (as after a crash), with a warning.
+        """
+        wait = 0.0
+        give_up = time.monotonic() + _OWED_PATIENCE
+        problem = f"the store is still at an earlier version than {version}"
+        while True:
+            if wait:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), wait)
+            try:
+                _record, stored, state = await self.load_run(run_id)
+                if stored.version >= version:
+                    due = [m for m in messages if _leased_as_sent(state, m)]
+                    await asyncio.gather(*(self.sender.send(m) for m in due))
+                    return
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if self._closing.is_set() or time.monotonic() >= give_up:
+                _log.warning(
+                    "run %s: %d messages of attempts run ahead by a save whose answer was lost "
+                    "were not sent (%s); the reconciler re-enqueues what that save leased",
+                    run_id, len(messages), problem,
+                )  # fmt: skip
+                return
+            wait = min(OWED_MAX_WAIT, max(OWED_FIRST_WAIT, wait * 2))
 
     async def _refused(  # noqa: PLR0917 - the parts of a decide under way
         self,
@@ -825,7 +868,9 @@ class Coordinator:
             task.cancel()
 
     async def close(self) -> None:
-        """Finish queued decides and deferred outbox removals."""
+        """Finish queued decides and deferred outbox removals (owed messages: one last try)."""
+        self._closing.set()
+        self.sender.close()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.sender.flush()
@@ -945,6 +990,25 @@ class _Bounded(OrderedDict[str, _T]):
         self.move_to_end(key)
         if len(self) > self._size:
             self.popitem(last=False)
+
+
+def _leased_as_sent(state: RunState, message: Message) -> bool:
+    """Whether the attempt ``message`` runs is running in ``state`` with the input it carries.
+
+    Both sides are decoded JSON (a loaded state, a message body), so equal means the same.
+    """
+    try:
+        job = j.decode_job(message.body)
+        action = j.run_node_action(job)
+    except CodecError:  # pragma: no cover - made by this process a moment ago
+        return False
+    current = state.nodes.get((action.node_id, action.frame))
+    return (
+        current is not None
+        and current.status is NodeStatus.RUNNING
+        and current.attempt == action.attempt
+        and current.input == action.input
+    )
 
 
 def _changed(decision: act.Decision) -> bool:

@@ -15,6 +15,7 @@ its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -25,6 +26,9 @@ from flowcraft.core.ports import JobQueue, Message, RunStore
 _log = logging.getLogger("flowcraft.coordinator")
 #: Deferred outbox removals are flushed at once past this many messages.
 _FLUSH_AT = 512
+#: Backoff (seconds) while sending messages owed for attempts run ahead (``Sender.later``).
+OWED_FIRST_WAIT = 0.25
+OWED_MAX_WAIT = 10.0
 
 Spawn = Callable[[Coroutine[object, object, None]], "asyncio.Task[None]"]
 
@@ -60,6 +64,7 @@ class Sender:
         self._sent: dict[str, list[str]] = {}  # sent, removal from the outbox deferred
         self._outgoing: dict[str, set[str]] = {}  # being sent or sent, not yet removed
         self._flush_timer: asyncio.TimerHandle | None = None
+        self._closing = asyncio.Event()
 
     # ------------------------------------------------------------------ sending
 
@@ -75,19 +80,66 @@ class Sender:
         ``jobs``: the jobs of those messages the caller has decoded, by message id. ``ahead``:
         ids of messages of attempts run ahead, which are not in the outbox (nothing to remove
         after sending them).
+
+        The task fails if a message could not be sent; an outbox message is sent again by the
+        run's next decide. A message of an attempt run ahead is in no outbox, so nothing
+        would send it again: this process owes it and keeps sending it in the background
+        (backing off, see :meth:`_pay`) until the queue takes it or the process closes.
         """
         if not messages:
             return None
         self._outgoing.setdefault(run_id, set()).update(m.id for m in messages if m.id not in ahead)
-        task = self._spawn(self._publish_next(run_id, messages, jobs))
+        task = self._spawn(self._publish_next(run_id, messages, jobs, ahead))
         task.add_done_callback(_observe)
         return task
 
     async def _publish_next(
-        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job]
+        self,
+        run_id: str,
+        messages: Sequence[Message],
+        jobs: Mapping[str, j.Job],
+        ahead: AbstractSet[str],
     ) -> None:
         await asyncio.sleep(0)  # what the save woke (nodes run ahead) starts first
-        await self._publish(run_id, messages, jobs)
+        try:
+            await self._publish(run_id, messages, jobs)
+        except Exception:
+            owed = [m for m in messages if m.id in ahead]
+            if owed:
+                self._spawn(self._pay(run_id, owed, jobs))
+            raise
+
+    async def _pay(self, run_id: str, owed: Sequence[Message], jobs: Mapping[str, j.Job]) -> None:
+        """Send messages of attempts run ahead until the queue takes them.
+
+        Their attempts are leased to this process by a save that stood: if they were
+        dropped, the run would wait for the reconciler although this process lives (the run
+        ahead may fail, and then the message is what runs the attempt again). Backs off from
+        ``OWED_FIRST_WAIT`` to ``OWED_MAX_WAIT`` seconds; once the sender closes, one last
+        try, then they are left to the reconciler (as after a crash), with a warning.
+        """
+        wait = OWED_FIRST_WAIT
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), wait)
+            try:
+                await asyncio.gather(*(self.send(m, jobs.get(m.id)) for m in owed))
+            except Exception as exc:
+                if self._closing.is_set():
+                    _log.warning(
+                        "run %s: %d messages of attempts run ahead could not be sent (%s); "
+                        "the reconciler re-enqueues them once their leases expire",
+                        run_id, len(owed), exc,
+                    )  # fmt: skip
+                    return
+                _log.debug("run %s: sending owed messages failed; again in %.1f s", run_id, wait)
+                wait = min(OWED_MAX_WAIT, wait * 2)
+            else:
+                return
+
+    def close(self) -> None:
+        """Stop retrying owed messages (each gets one last try)."""
+        self._closing.set()
 
     async def publish(self, run_id: str, messages: Sequence[Message]) -> None:
         """Enqueue messages of the run's outbox, then drop them from it."""

@@ -291,10 +291,17 @@ class Worker:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(delivery.nack(0.0))
                 raise
-            except Exception:  # never ack on failure: the message comes back
-                _log.exception(
-                    "worker %s: job %s failed; it will be redelivered", self.id, delivery.message_id
-                )
+            except Exception as exc:  # never ack on failure: the message comes back
+                if isinstance(delivery, _Ahead) and isinstance(exc, TransientBackendError):
+                    _log.warning(
+                        "worker %s: job %s run ahead: backend unavailable (%s); its queue "
+                        "message runs it as usual", self.id, delivery.message_id, exc,
+                    )  # fmt: skip
+                else:
+                    _log.exception(
+                        "worker %s: job %s failed; it will be redelivered",
+                        self.id, delivery.message_id,
+                    )  # fmt: skip
                 with contextlib.suppress(Exception):
                     await delivery.nack(min(30.0, 0.5 * delivery.delivery_count))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 _CHUNK = 65536
@@ -40,7 +41,12 @@ class TcpProxy:
         self._listening = False
         self._cuts = 0
         self._open: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._pending: set[asyncio.StreamWriter] = set()
+        #: Accepted connections still connecting upstream, and the task doing it.
+        self._pending: dict[asyncio.StreamWriter, asyncio.Task[None] | None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Every accepted transport until its connection is lost: held here, none can be
+        #: garbage collected unclosed, and a cut reaches each (whatever its task is doing).
+        self._accepted: set[asyncio.Transport] = set()
 
     @classmethod
     def to(cls, url: str) -> TcpProxy:
@@ -55,7 +61,13 @@ class TcpProxy:
 
     async def start(self) -> None:
         """Listen (on the same port as before once one was chosen)."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            reader = asyncio.StreamReader(limit=_CHUNK, loop=loop)
+            return _Tracked(self._accepted, reader, self._accept, loop=loop)
+
+        self._server = await loop.create_server(protocol, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         self._listening = True
 
@@ -73,19 +85,33 @@ class TcpProxy:
         for client_side, server_side in pairs:
             client_side.transport.abort()
             server_side.transport.abort()
-        for writer in self._pending:
+        for transport in list(self._accepted):
+            transport.abort()
+        for writer, task in self._pending.items():
             writer.transport.abort()
+            if task is not None:  # an upstream that never answers must not keep it
+                task.cancel()
         self._pending.clear()
         self.aborted += len(pairs)
         await asyncio.sleep(0)
         return len(pairs)
 
     async def close(self) -> None:
-        """Stop for good: cut, then let the aborted transports finish closing."""
-        if self._server is not None:
-            await self.cut()
-            await asyncio.sleep(0.05)
-            self._server = None
+        """Stop for good: cut, end every connection's task, let the transports close.
+
+        A task still running 2 s after the cut is cancelled (its transports are aborted on
+        the way out).
+        """
+        if self._server is None:
+            return
+        await self.cut()
+        self._server = None
+        if self._tasks:
+            _, running = await asyncio.wait(set(self._tasks), timeout=2.0)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.sleep(0.05)
 
     async def __aenter__(self) -> TcpProxy:
         await self.start()
@@ -95,23 +121,32 @@ class TcpProxy:
         await self.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._listening:  # accepted just before a cut, handled after it
-            writer.transport.abort()
-            return
-        cuts = self._cuts
-        self._pending.add(writer)
+        # Whatever ends this task (a cut, a refused upstream, the relay finishing, the task
+        # cancelled while connecting upstream), both transports are aborted on the way out:
+        # an accepted transport that nothing closes is what a loop closing later warns of.
+        up_writer: asyncio.StreamWriter | None = None
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._pending[writer] = task
         try:
-            up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
+            if not self._listening:  # accepted just before a cut, handled after it
+                return
+            cuts = self._cuts
+            try:
+                up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+            except OSError:
+                return
+            if cuts != self._cuts:  # cut while connecting upstream: this one is gone too
+                return
+            self._pending.pop(writer, None)
+            await self._relay(reader, writer, up_reader, up_writer)
         finally:
-            self._pending.discard(writer)
-        if cuts != self._cuts:  # cut while connecting upstream: this one is gone too
+            self._pending.pop(writer, None)
             writer.transport.abort()
-            up_writer.transport.abort()
-            return
-        await self._relay(reader, writer, up_reader, up_writer)
+            if up_writer is not None:
+                up_writer.transport.abort()
 
     async def _relay(
         self,
@@ -138,3 +173,30 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write(data)
             await writer.drain()
     writer.transport.abort()
+
+
+class _Tracked(asyncio.StreamReaderProtocol):
+    """A server connection's protocol that keeps its transport in ``accepted`` while open."""
+
+    def __init__(
+        self,
+        accepted: set[asyncio.Transport],
+        reader: asyncio.StreamReader,
+        accept: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+        *,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(reader, accept, loop=loop)
+        self._accepted = accepted
+        self._tracked: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if isinstance(transport, asyncio.Transport):
+            self._tracked = transport
+            self._accepted.add(transport)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._tracked is not None:
+            self._accepted.discard(self._tracked)
+        super().connection_lost(exc)

@@ -1,0 +1,89 @@
+"""``Sender``: messages of attempts run ahead, which no outbox keeps, are sent until they go."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from flowcraft.core import MemoryJobQueue, MemoryRunStore
+from flowcraft.core._distributed import jobs as j
+from flowcraft.core._distributed import sender as sending
+from flowcraft.core._distributed.sender import Sender
+from flowcraft.core.errors import TransientBackendError
+from flowcraft.core.ports import Message
+
+
+class _RefusingQueue(MemoryJobQueue):
+    """Refuses the first ``refusals`` enqueues; records the ids it took."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.taken: list[str] = []
+
+    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise TransientBackendError("enqueue: connection refused")
+        self.taken.append(message.id)
+        await super().enqueue(message, delay=delay, sticky=sticky)
+
+
+def _sender(queue: MemoryJobQueue, tasks: set[asyncio.Task[None]]) -> Sender:
+    def spawn(work: object) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    return Sender(store=MemoryRunStore(), queue=queue, clock=time.time, defer=None,
+                  sticky=False, spawn=spawn)  # fmt: skip
+
+
+def _message(node: str) -> Message:
+    return Message(id=f"node:r:{node}#1", body=b"{}")
+
+
+def _job(message: Message) -> j.Job:
+    return j.Job(id=message.id, kind=j.JobKind.RUN_NODE, run_id="r", blueprint="b",
+                 version="1", digest="d")  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sending, "OWED_FIRST_WAIT", 0.01)
+
+
+async def test_a_message_run_ahead_is_sent_again_until_the_queue_takes_it() -> None:
+    queue, tasks = _RefusingQueue(refusals=4), set[asyncio.Task[None]]()
+    sender = _sender(queue, tasks)
+    ahead, plain = _message("b"), _message("c")
+    jobs = {m.id: _job(m) for m in (ahead, plain)}
+    task = sender.later("r", [ahead, plain], jobs, {ahead.id})
+    assert task is not None
+    with pytest.raises(TransientBackendError):
+        await task  # its caller sees the failure (the outbox message is the next decide's)
+    while tasks:
+        await asyncio.wait(set(tasks))
+    assert queue.taken == [ahead.id]  # sent once the queue took messages; the plain one not
+
+
+async def test_a_closing_sender_gives_an_owed_message_one_last_try(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue, tasks = _RefusingQueue(refusals=1_000), set[asyncio.Task[None]]()
+    sender = _sender(queue, tasks)
+    ahead = _message("b")
+    task = sender.later("r", [ahead], {ahead.id: _job(ahead)}, {ahead.id})
+    assert task is not None
+    with pytest.raises(TransientBackendError):
+        await task
+    refused = queue.refusals
+    sender.close()
+    with caplog.at_level(logging.WARNING, logger="flowcraft.coordinator"):
+        await asyncio.wait_for(asyncio.wait(set(tasks)), 2)
+    assert refused - queue.refusals <= 2  # at most the try under way and the last one
+    assert queue.taken == []
+    assert "1 messages of attempts run ahead could not be sent" in caplog.text
