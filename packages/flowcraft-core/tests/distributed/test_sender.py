@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 
 import pytest
 from flowcraft.core import MemoryJobQueue, MemoryRunStore
@@ -32,8 +33,8 @@ class _RefusingQueue(MemoryJobQueue):
 
 
 def _sender(queue: MemoryJobQueue, tasks: set[asyncio.Task[None]]) -> Sender:
-    def spawn(work: object) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+    def spawn(work: Coroutine[object, object, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(work)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         return task
