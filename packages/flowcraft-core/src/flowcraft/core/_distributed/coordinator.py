@@ -680,6 +680,8 @@ class Coordinator:
                     due = [m for m in messages if _leased_as_sent(state, m)]
                     await asyncio.gather(*(self.sender.send(m) for m in due))
                     return
+            except RunNotFoundError:
+                return  # removed meanwhile: nothing left to run
             except Exception as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if self._closing.is_set() or time.monotonic() >= give_up:
