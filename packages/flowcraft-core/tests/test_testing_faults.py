@@ -9,10 +9,13 @@ import json
 import signal
 import socket
 import sys
+import threading
+import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from flowcraft.core import RunResult, RunStatus
@@ -35,6 +38,8 @@ from flowcraft.core.testing.faults import (
 from flowcraft.core.testing.harness import Harness
 from flowcraft.core.testing.memory import MemoryBackendFactory
 from flowcraft.core.testing.nodes import registry as suite_registry
+
+_T = TypeVar("_T")
 
 
 def test_the_public_names() -> None:
@@ -334,6 +339,55 @@ async def test_closing_leaves_no_task_and_no_transport_open() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_cuts_lose_no_connection_accepted_just_before_them() -> None:
+    """Clients connecting all the time while the proxy, on a loop of its own thread (as the
+    AWS World's test runs it), is cut and resumed 100 times: no accepted connection is left
+    without its transport (asyncio reports "Error on transport creation" and drops the socket
+    unclosed when its server closes between the accept and the transport)."""
+    loop = asyncio.new_event_loop()
+    failures: list[str] = []
+    loop.set_exception_handler(lambda _, context: failures.append(str(context["message"])))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def call(work: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(work, loop).result(10)
+
+    server = call(asyncio.start_server(_echo, "127.0.0.1", 0))
+    proxy = TcpProxy.to(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    call(proxy.start())
+    stop = threading.Event()
+
+    def connect_all_the_time() -> None:
+        while not stop.is_set():
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", proxy.port), timeout=1),
+            ):
+                pass
+
+    clients = [threading.Thread(target=connect_all_the_time) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        for _ in range(100):
+            time.sleep(0.003)
+            call(proxy.cut())
+            time.sleep(0.001)
+            call(proxy.resume())
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+        call(proxy.close())
+        server.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert proxy.connections > 0
+    assert failures == []
 
 
 # ------------------------------------------------------------------ worker processes
