@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from flowcraft.core import Blueprint
+from flowcraft.core._distributed.sender import COPY_AFTER
 from flowcraft.core.ports import Message
 from flowcraft.core.testing.faults import (
     WorkerProcesses,
@@ -102,7 +103,9 @@ async def _nothing_left(options: Options, session: Session, seconds: float = 15)
 async def test_a_worker_process_killed_mid_node(options: Options, tmp_path: Path) -> None:
     """SIGKILLed while three runs sleep in s1 (3 s): the group drops the member after its
     session timeout, another process gets its partitions, the leases have run out, s1 runs
-    again there and the runs finish."""
+    again there and the runs finish.
+    (Killed once s1's message is out: s1 runs ahead in the victim, which holds that message
+    back ``COPY_AFTER`` seconds; killed before, the run would wait for the reconciler.)"""
     blueprint = chain("sigkill", 0.1, 3.0, 0.1)
     async with _session(options, blueprint, tmp_path, lease=2.0) as (s, workers):
         victim = workers.start()
@@ -111,7 +114,7 @@ async def test_a_worker_process_killed_mid_node(options: Options, tmp_path: Path
         journal = workers.journal
         await until("s1 runs in the victim for every run", 60,
                     lambda: all(journal.steps(r, "s1") for r in runs))  # fmt: skip
-        await asyncio.sleep(0.3)  # mid-node
+        await asyncio.sleep(COPY_AFTER + 0.3)  # mid-node, s1's message sent (see the docstring)
         await workers.kill(victim)
         assert not any(journal.steps(r, "s1", "finished") for r in runs)
         rescuer = workers.start()

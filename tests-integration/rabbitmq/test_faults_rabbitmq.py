@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from flowcraft.core import RunStatus
+from flowcraft.core._distributed.sender import COPY_AFTER
 from flowcraft.core.ports import AttemptClaim, RunStore
 from flowcraft.core.testing.faults import process_session, until
 from flowcraft.core.testing.harness import Harness
@@ -81,18 +82,26 @@ async def _running(store: RunStore, run_id: str, node_id: str) -> bool:
     return isinstance(record, dict) and record.get("status") == "running"
 
 
+@pytest.mark.parametrize("copy_after", [None, 0.0])
 async def test_worker_process_killed_with_sigkill(
-    tmp_path: Path, rabbitmq_url: str, postgres_url: str, redis_url: str
+    tmp_path: Path, rabbitmq_url: str, postgres_url: str, redis_url: str, copy_after: float | None
 ) -> None:
+    """Killed in B, which it runs ahead, once B's message is out: held back ``COPY_AFTER``
+    seconds by default (killed after that), sent right after the save with ``--copy-after 0``
+    (killed 0.1 s in, long before the default would have sent it)."""
     blueprint = bp("sigkill", [n("A", "const", value=1), n("B", "sleep", seconds=2.0),
                                n("C", "inc", inputs="A")], [e("A", "B"), e("B", "C")])  # fmt: skip
     options = {"amqp_url": rabbitmq_url, "postgres_dsn": postgres_url, "redis_url": redis_url}
     async with process_session("rabbitmq", options, blueprint, tmp_path, lease=2) as (s, workers):
-        worker = workers.start()
+        if copy_after is None:
+            worker, wait = workers.start(), COPY_AFTER + 0.5
+        else:
+            worker = workers.start([*workers.command(), "--copy-after", str(copy_after)])
+            wait = 0.1
         handle = await s.start("sigkill")
         await until("the worker process runs B", 30,
                     lambda: _running(s.backend.store, handle.run_id, "B"))  # fmt: skip
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(wait)  # B's message is out
         await workers.kill(worker)
         await s.start_workers(1, lease=2.0)
         result = await handle.result(timeout=60)

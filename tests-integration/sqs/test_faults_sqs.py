@@ -38,6 +38,7 @@ from flowcraft.core import (
     load_blueprint,
 )
 from flowcraft.core import Worker as CoreWorker
+from flowcraft.core._distributed.sender import COPY_AFTER
 from flowcraft.core.backends import Backend
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.ports import Message
@@ -130,7 +131,9 @@ async def _nothing_left(backend: Backend, *, dead: int = 0, seconds: float = 10)
 
 async def test_a_worker_process_killed_mid_node(aws_endpoint_url: str, tmp_path: Path) -> None:
     """SIGKILLed while three runs sleep in s1 (3 s): the messages come back after the visibility
-    timeout, the leases run out, another worker process runs s1 again and finishes."""
+    timeout, the leases run out, another worker process runs s1 again and finishes.
+    (Killed once s1's message is out: s1 runs ahead in the victim, which holds that message
+    back ``COPY_AFTER`` seconds; killed before, the run would wait for the reconciler.)"""
     blueprint = chain("sigkill", 0.1, 3.0, 0.1)
     async with _session(aws_endpoint_url, blueprint, tmp_path, lease=2.0) as (s, workers):
         victim = workers.start()
@@ -139,7 +142,7 @@ async def test_a_worker_process_killed_mid_node(aws_endpoint_url: str, tmp_path:
         journal = workers.journal
         await until("s1 runs in the victim for every run", 30,
                     lambda: all(journal.steps(r, "s1") for r in runs))  # fmt: skip
-        await asyncio.sleep(0.3)  # mid-node: s1 sleeps 3 s
+        await asyncio.sleep(COPY_AFTER + 0.3)  # mid-node, s1's message sent (see the docstring)
         await workers.kill(victim)
         assert not any(journal.steps(r, "s1", "finished") for r in runs)
         rescuer = workers.start()
@@ -368,8 +371,9 @@ async def test_throttled_sqs_calls_are_retried(
 ) -> None:
     """The client's first two SendMessageBatch calls and the worker process's first two
     ReceiveMessage, SendMessageBatch and DeleteMessageBatch calls are throttled: botocore
-    retries them with backoff, every enqueue and receive succeeds, each step runs once."""
-    blueprint = chain("throttled", 0.1, 0.1, 0.1)
+    retries them with backoff, every enqueue and receive succeeds, each step runs once. (s1
+    outlasts ``COPY_AFTER``: the worker sends its message, held back until then.)"""
+    blueprint = chain("throttled", 0.1, COPY_AFTER + 0.2, 0.1)
     async with _session(aws_endpoint_url, blueprint, tmp_path, lease=5.0) as (s, workers):
         client_aws: Aws = s.backend.extra["aws"]
         client_hook = Throttle(shape, ["SendMessageBatch"])

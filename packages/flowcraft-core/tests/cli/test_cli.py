@@ -161,6 +161,21 @@ def test_an_unknown_backend_option_lists_the_accepted_ones() -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_a_negative_copy_after_is_a_usage_error() -> None:
+    command = Path(sys.executable).with_name("flowcraft")
+    done = subprocess.run(
+        [str(command), "worker", "--backend", "memory", "--registry", "json:loads",
+         "--copy-after", "-1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--copy-after wants seconds >= 0, got -1" in done.stderr
+    assert "Traceback" not in done.stderr
+    helped = subprocess.run([str(command), "worker", "--help"], capture_output=True, text=True,
+                            timeout=60, check=True)  # fmt: skip
+    assert "--copy-after SECONDS" in helped.stdout
+
+
 NOISY = """
 import logging
 

@@ -291,3 +291,71 @@ async def test_what_a_save_that_did_not_stand_leased_never_runs(
     b_input = dict(ran)["b"]
     assert b_input["ticket"] == 2, ran  # the second run of a: the one whose save stood
     assert b_input == result.outputs["a"]
+
+
+class _CountingQueue(MemoryJobQueue):
+    """Records the id of every message enqueued."""
+
+    def __init__(self) -> None:
+        super().__init__(visibility=5, sticky=True)
+        self.sent: list[str] = []
+
+    async def enqueue(self, message: Message, *, delay: float = 0.0, sticky: bool = False) -> None:
+        self.sent.append(message.id)
+        await super().enqueue(message, delay=delay, sticky=sticky)
+
+
+class _FailingOnceStore(MemoryRunStore):
+    """The first save that commits ``node``'s outcome fails without standing."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+        self.failed = 0
+
+    async def save_state(self, run_id: str, **fields: Any) -> bool:
+        outcomes = fields.get("outcomes", ())
+        if not self.failed and any(f":{self.node}#" in attempt for attempt, _ in outcomes):
+            self.failed += 1
+            raise TransientBackendError("save_state: connection reset")
+        return await super().save_state(run_id, **fields)
+
+
+async def _run_held(store: MemoryRunStore, queue: _CountingQueue) -> tuple[Any, list[str]]:
+    """Run a -> b -> c on one worker that holds run-ahead messages back 0.2 s."""
+    ran: list[str] = []
+
+    @node("held.step")
+    async def step(ctx: NodeContext) -> int:
+        ran.append(ctx.node_id)
+        return int(ctx.input or 0) + 1
+
+    flow = Flow("held", version="1").node("a", step).node("b", step).node("c", step)
+    blueprint = flow.edge("a", "b").edge("b", "c").build()
+    worker = Worker(queue=queue, store=store, registry={"held.step": step},
+                    blueprints=[blueprint], poll=0.02, lease=0.5, copy_after=0.2)  # fmt: skip
+    task = asyncio.ensure_future(worker.run())
+    try:
+        async with Client(queue=queue, store=store, blueprints=[blueprint]) as client:
+            result = await (await client.start("held")).result(timeout=10)
+    finally:
+        worker.stopping.set()
+        await task
+    return result, ran
+
+
+async def test_attempts_run_ahead_and_settled_soon_never_reach_the_queue() -> None:
+    queue = _CountingQueue()
+    result, ran = await _run_held(MemoryRunStore(), queue)
+    assert (result.status.value, result.output, ran) == ("completed", 3, ["a", "b", "c"])
+    assert [m.rpartition(":")[2] for m in queue.sent] == ["a#1"]  # the client's, for a
+    assert await queue.receive(10, wait=0.3) == []  # nothing sent later either
+
+
+async def test_an_attempt_run_ahead_that_failed_here_runs_from_its_held_message() -> None:
+    """b ran ahead, but the save of its outcome failed (it did not stand): b's message, held
+    back, is sent once the hold is over and runs b as usual (here: the same worker)."""
+    queue = _CountingQueue()
+    result, ran = await _run_held(_FailingOnceStore("b"), queue)
+    assert (result.status.value, result.output, ran) == ("completed", 3, ["a", "b", "b", "c"])
+    assert [m.rpartition(":")[2] for m in queue.sent] == ["a#1", "b#1"]

@@ -27,11 +27,13 @@ Three things keep a step cheap without weakening any of that:
   outcome is committed on its own (first writer wins) and the standing outcome decided.
 
 Attempts a worker runs ahead (see :class:`AheadRunner`) are leased by the save itself, and
-their messages are sent after it but not kept in the outbox: the lease, not the message, is
-what recovers them. If the process dies before sending them, the attempts stay running with a
-lease that expires, and the reconciler re-enqueues them as it does every running attempt of a
-stalled run (the same path that covers a crash between any save and its publish). A worker
-that saves no outbox for its run-ahead steps writes and removes no outbox rows for them.
+their messages are not kept in the outbox: the lease, not the message, is what recovers them.
+A message is held back ``copy_after`` seconds and sent only if its attempt is unsettled by
+then (a node that is done by then never reaches the queue). If the process dies before
+sending them, the attempts stay running with a lease that expires, and the reconciler
+re-enqueues them as it does every running attempt of a stalled run (the same path that covers
+a crash between any save and its publish). A worker that saves no outbox for its run-ahead
+steps writes and removes no outbox rows for them.
 
 Sending, and removing what was sent from the outbox (deferred and batched, or with the run's
 next save), is the :class:`~flowcraft.core._distributed.sender.Sender`'s. A save also removes
@@ -47,7 +49,6 @@ start is left to the worker that starts it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -61,7 +62,7 @@ from typing import Protocol, TypedDict, TypeVar
 from flowcraft.core._distributed import jobs as j
 from flowcraft.core._distributed.blueprints import BlueprintSet, Pinned
 from flowcraft.core._distributed.notices import notice_of
-from flowcraft.core._distributed.sender import OWED_FIRST_WAIT, OWED_MAX_WAIT, Sender
+from flowcraft.core._distributed.sender import COPY_AFTER, Sender
 from flowcraft.core._distributed.turns import Turns
 from flowcraft.core._engine import actions as act
 from flowcraft.core._engine import events as ev
@@ -182,8 +183,10 @@ class AheadRunner(Protocol):
     leases those attempts to ``owner`` for ``lease`` seconds, is in flight: the runner gets
     everything ready, and runs a node only once ``saved`` resolves to True. False (the save
     did not happen: nothing was leased, nothing may run) gives the room back. The messages are
-    sent all the same (after the save, not kept in its outbox): they reach the runner's own
-    sticky queue, and the runner settles each delivery once its run that went ahead is over.
+    not kept in the save's outbox; each is held back ``copy_after`` seconds and not sent at
+    all if a save commits its attempt's outcome by then (the lease, not the message, recovers
+    the attempt after a crash). One sent reaches the runner's own sticky queue, and the runner
+    settles that delivery once its run that went ahead is over.
     """
 
     @property
@@ -194,6 +197,15 @@ class AheadRunner(Protocol):
     @property
     def lease(self) -> float:
         """Seconds of the leases taken with the save."""
+        ...
+
+    @property
+    def copy_after(self) -> float:
+        """Seconds the message of an attempt run ahead is held back (0: sent after the save).
+
+        An attempt whose outcome a save commits by then is never sent to the queue; one still
+        unsettled then (its run failed, or is long) is, and comes back to the runner.
+        """
         ...
 
     def pick(self, messages: Sequence[Message]) -> Sequence[Message]:
@@ -270,7 +282,6 @@ class Coordinator:
         self._unsure: set[str] = set()
         self._queues: dict[str, list[_Pending]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = asyncio.Event()
         sticky = sticky and queue.capabilities.sticky
         self._ahead = ahead if sticky else None
         self.sender = Sender(
@@ -280,6 +291,7 @@ class Coordinator:
             defer=defer_outbox_removal,
             sticky=sticky,
             spawn=self._spawn,
+            copy_after=COPY_AFTER if self._ahead is None else self._ahead.copy_after,
         )
 
     async def record(self, run_id: str) -> RunRecord:
@@ -646,14 +658,16 @@ class Coordinator:
         except BaseException:
             if ahead:
                 kept = [m for m in messages if m.id in ahead]
-                self._spawn(self._send_if_stood(record.run_id, version + 1, kept))
+                self._spawn(self._send_if_stood(record.run_id, version + 1, kept, jobs))
             raise
         finally:
             if saved is not None:
                 saved.set_result(ok)
         return ok, ahead
 
-    async def _send_if_stood(self, run_id: str, version: int, messages: Sequence[Message]) -> None:
+    async def _send_if_stood(
+        self, run_id: str, version: int, messages: Sequence[Message], jobs: Mapping[str, j.Job]
+    ) -> None:
         """Send the messages of attempts run ahead by a save whose answer was lost, if it stood.
 
         ``version``: the one that save would have written. Its attempts are leased by it and
@@ -663,35 +677,30 @@ class Coordinator:
         with another input once its predecessor has run again) and a stale message would run
         it with the old input. So the stored state decides: once it is at ``version`` or
         later, a message goes only if its attempt runs there with the input it carries. Loads
-        (and sends) again on failure, backing off up to ``OWED_MAX_WAIT`` seconds, for at
-        most ``_OWED_PATIENCE`` seconds or until :meth:`close`; what is left then is the
+        (and sends) again on failure, backing off (``Sender.keep_trying``), for at most
+        ``_OWED_PATIENCE`` seconds or until :meth:`close`; what is left then is the
         reconciler's (as after a crash), with a warning.
         """
-        wait = 0.0
-        give_up = time.monotonic() + _OWED_PATIENCE
-        problem = f"the store is still at an earlier version than {version}"
-        while True:
-            if wait:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), wait)
+
+        async def send_if_stood() -> str | None:
             try:
                 _record, stored, state = await self.load_run(run_id)
-                if stored.version >= version:
-                    due = [m for m in messages if _leased_as_sent(state, m)]
-                    await asyncio.gather(*(self.sender.send(m) for m in due))
-                    return
             except RunNotFoundError:
-                return  # removed meanwhile: nothing left to run
-            except Exception as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            if self._closing.is_set() or time.monotonic() >= give_up:
-                _log.warning(
-                    "run %s: %d messages of attempts run ahead by a save whose answer was lost "
-                    "were not sent (%s); the reconciler re-enqueues what that save leased",
-                    run_id, len(messages), problem,
-                )  # fmt: skip
-                return
-            wait = min(OWED_MAX_WAIT, max(OWED_FIRST_WAIT, wait * 2))
+                return None  # removed meanwhile: nothing left to run
+            if stored.version < version:
+                return f"the store is still at an earlier version than {version}"
+            due = [m for m in messages if _leased_as_sent(state, jobs[m.id])]
+            await asyncio.gather(*(self.sender.send(m, jobs[m.id]) for m in due))
+            return None
+
+        until = time.monotonic() + _OWED_PATIENCE
+        problem = await self.sender.keep_trying(send_if_stood, run_id, first_wait=0, until=until)
+        if problem is not None:
+            _log.warning(
+                "run %s: %d messages of attempts run ahead by a save whose answer was lost "
+                "were not sent (%s); the reconciler re-enqueues what that save leased",
+                run_id, len(messages), problem,
+            )  # fmt: skip
 
     async def _refused(  # noqa: PLR0917 - the parts of a decide under way
         self,
@@ -829,7 +838,8 @@ class Coordinator:
         run_id = record.run_id
         # Their removal rides on this save: what this process sent, and the jobs of the
         # attempts whose outcomes it commits (sent or not, nobody needs them any more).
-        sent = (*self.sender.removable(run_id), *(j.node_message_id(a) for a, _ in commits))
+        settled = tuple(j.node_message_id(a) for a, _ in commits)
+        sent = (*self.sender.removable(run_id), *settled)
         header = header_of(state)
         parts: _SaveParts = {
             "expected_version": version,
@@ -861,6 +871,8 @@ class Coordinator:
                 state.changes.clear()
             if sent:
                 self.sender.removed(run_id, sent)
+            if settled:  # held messages of attempts run ahead and settled: never needed
+                self.sender.settled(settled)
         return saved
 
     def abandon(self) -> None:
@@ -871,7 +883,6 @@ class Coordinator:
 
     async def close(self) -> None:
         """Finish queued decides and deferred outbox removals (owed messages: one last try)."""
-        self._closing.set()
         self.sender.close()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -994,13 +1005,12 @@ class _Bounded(OrderedDict[str, _T]):
             self.popitem(last=False)
 
 
-def _leased_as_sent(state: RunState, message: Message) -> bool:
-    """Whether the attempt ``message`` runs is running in ``state`` with the input it carries.
+def _leased_as_sent(state: RunState, job: j.Job) -> bool:
+    """Whether the attempt ``job`` runs is running in ``state`` with the input it carries.
 
     Both sides are decoded JSON (a loaded state, a message body), so equal means the same.
     """
     try:
-        job = j.decode_job(message.body)
         action = j.run_node_action(job)
     except CodecError:  # pragma: no cover - made by this process a moment ago
         return False

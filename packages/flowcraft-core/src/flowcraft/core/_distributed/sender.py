@@ -10,17 +10,24 @@ message still in an outbox is at worst sent again (job ids are deterministic, wo
 The next save of the run also removes the ones sent by then (:meth:`Sender.removable` before
 the save, :meth:`Sender.removed` after it), so a run in progress needs no removal statement of
 its own.
+
+Messages of attempts run ahead (leased by the save, in no outbox) are *held*: sent only if
+their attempt is still unsettled ``copy_after`` seconds after the save (:meth:`Sender.settled`
+drops them once a save commits its outcome), or at once when the sender closes. An attempt
+that is done by then never costs its queue a send, a delivery and an ack; the message is a
+copy for an attempt whose run here fails, outlives the delay, or is cut short by a stop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
 from flowcraft.core._distributed import jobs as j
+from flowcraft.core.aio import wait_event
 from flowcraft.core.ports import JobQueue, Message, RunStore
 
 _log = logging.getLogger("flowcraft.coordinator")
@@ -29,6 +36,9 @@ _FLUSH_AT = 512
 #: Backoff (seconds) while sending messages owed for attempts run ahead (``Sender.later``).
 OWED_FIRST_WAIT = 0.25
 OWED_MAX_WAIT = 10.0
+#: Seconds the message of an attempt run ahead is held back by default (see the module
+#: docstring): a node done by then never needs it.
+COPY_AFTER = 0.5
 
 Spawn = Callable[[Coroutine[object, object, None]], "asyncio.Task[None]"]
 
@@ -43,6 +53,8 @@ class Sender:
             removes them right after sending. Deferring needs :meth:`flush` at the end.
         sticky: Send node attempts due now with the queue's ``sticky`` hint.
         spawn: Runs a coroutine in a task its owner waits for when it closes.
+        copy_after: Seconds the messages of attempts run ahead are held back (see the
+            module docstring; 0 sends them right after the save).
     """
 
     def __init__(
@@ -54,7 +66,10 @@ class Sender:
         defer: float | None,
         sticky: bool,
         spawn: Spawn,
+        copy_after: float = COPY_AFTER,
     ) -> None:
+        if copy_after < 0:
+            raise ValueError(f"copy_after must be >= 0, got {copy_after}")
         self.store = store
         self.queue = queue
         self.clock = clock
@@ -64,7 +79,9 @@ class Sender:
         self._sent: dict[str, list[str]] = {}  # sent, removal from the outbox deferred
         self._outgoing: dict[str, set[str]] = {}  # being sent or sent, not yet removed
         self._flush_timer: asyncio.TimerHandle | None = None
-        self._closing = asyncio.Event()
+        self._copy_after = copy_after
+        self._held: set[str] = set()  # messages of attempts run ahead, not sent (yet)
+        self.closing = asyncio.Event()
 
     # ------------------------------------------------------------------ sending
 
@@ -75,39 +92,57 @@ class Sender:
         jobs: Mapping[str, j.Job],
         ahead: AbstractSet[str],
     ) -> asyncio.Future[None] | None:
-        """Send a saved decision's messages in a task of their own (None: nothing to send).
+        """Send a saved decision's messages in a task of their own (None: nothing to send now).
 
         ``jobs``: the jobs of those messages the caller has decoded, by message id. ``ahead``:
         ids of messages of attempts run ahead, which are not in the outbox (nothing to remove
-        after sending them).
+        after sending them): they are held (see the module docstring) and are not part of
+        the returned task.
 
         The task fails if a message could not be sent; an outbox message is sent again by the
         run's next decide. A message of an attempt run ahead is in no outbox, so nothing
         would send it again: this process owes it and keeps sending it in the background
         (backing off, see :meth:`_pay`) until the queue takes it or the process closes.
         """
+        if ahead:
+            held = [m for m in messages if m.id in ahead]
+            if held:
+                self._held.update(m.id for m in held)
+                self._spawn(self._copy_if_unsettled(run_id, held, jobs))
+                messages = [m for m in messages if m.id not in ahead]
         if not messages:
             return None
-        self._outgoing.setdefault(run_id, set()).update(m.id for m in messages if m.id not in ahead)
-        task = self._spawn(self._publish_next(run_id, messages, jobs, ahead))
+        self._outgoing.setdefault(run_id, set()).update(m.id for m in messages)
+        task = self._spawn(self._publish_next(run_id, messages, jobs))
         task.add_done_callback(_observe)
         return task
 
+    def settled(self, ids: Iterable[str]) -> None:
+        """A save committed the outcomes of these messages' attempts: held ones stay unsent."""
+        self._held.difference_update(ids)
+
     async def _publish_next(
-        self,
-        run_id: str,
-        messages: Sequence[Message],
-        jobs: Mapping[str, j.Job],
-        ahead: AbstractSet[str],
+        self, run_id: str, messages: Sequence[Message], jobs: Mapping[str, j.Job]
     ) -> None:
         await asyncio.sleep(0)  # what the save woke (nodes run ahead) starts first
+        await self._publish(run_id, messages, jobs)
+
+    async def _copy_if_unsettled(
+        self, run_id: str, held: Sequence[Message], jobs: Mapping[str, j.Job]
+    ) -> None:
+        """After ``copy_after`` seconds (or at close), send the held messages still unsettled."""
+        if self._copy_after:
+            await wait_event(self.closing, self._copy_after)
+        else:
+            await asyncio.sleep(0)  # what the save woke (nodes run ahead) starts first
+        due = [m for m in held if m.id in self._held]
+        self._held.difference_update(m.id for m in held)
+        if not due:
+            return
         try:
-            await self._publish(run_id, messages, jobs)
+            await asyncio.gather(*(self.send(m, jobs.get(m.id)) for m in due))
         except Exception:
-            owed = [m for m in messages if m.id in ahead]
-            if owed:
-                self._spawn(self._pay(run_id, owed, jobs))
-            raise
+            await self._pay(run_id, due, jobs)
 
     async def _pay(self, run_id: str, owed: Sequence[Message], jobs: Mapping[str, j.Job]) -> None:
         """Send messages of attempts run ahead until the queue takes them.
@@ -118,28 +153,53 @@ class Sender:
         ``OWED_FIRST_WAIT`` to ``OWED_MAX_WAIT`` seconds; once the sender closes, one last
         try, then they are left to the reconciler (as after a crash), with a warning.
         """
-        wait = OWED_FIRST_WAIT
+
+        async def send() -> None:
+            await asyncio.gather(*(self.send(m, jobs.get(m.id)) for m in owed))
+
+        problem = await self.keep_trying(send, run_id)
+        if problem is not None:
+            _log.warning(
+                "run %s: %d messages of attempts run ahead could not be sent (%s); "
+                "the reconciler re-enqueues them once their leases expire",
+                run_id, len(owed), problem,
+            )  # fmt: skip
+
+    async def keep_trying(
+        self,
+        attempt: Callable[[], Awaitable[str | None]],
+        run_id: str,
+        *,
+        first_wait: float | None = None,
+        until: float | None = None,
+    ) -> str | None:
+        """Call ``attempt`` until it returns None (done), backing off; None, or the last problem.
+
+        A problem is what ``attempt`` returned instead (why it is not done yet) or raised.
+
+        Waits ``first_wait`` (None: ``OWED_FIRST_WAIT``) before the first try, then
+        ``OWED_FIRST_WAIT`` doubling to ``OWED_MAX_WAIT`` seconds between tries, and gives up
+        (naming the last failure) after a try made once the sender closes or past ``until``
+        (a ``time.monotonic()`` deadline).
+        """
+        wait = OWED_FIRST_WAIT if first_wait is None else first_wait
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), wait)
+            if wait:
+                await wait_event(self.closing, wait)
             try:
-                await asyncio.gather(*(self.send(m, jobs.get(m.id)) for m in owed))
+                problem = await attempt()
             except Exception as exc:
-                if self._closing.is_set():
-                    _log.warning(
-                        "run %s: %d messages of attempts run ahead could not be sent (%s); "
-                        "the reconciler re-enqueues them once their leases expire",
-                        run_id, len(owed), exc,
-                    )  # fmt: skip
-                    return
-                _log.debug("run %s: sending owed messages failed; again in %.1f s", run_id, wait)
-                wait = min(OWED_MAX_WAIT, wait * 2)
-            else:
-                return
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is None:
+                return None
+            if self.closing.is_set() or (until is not None and time.monotonic() >= until):
+                return problem
+            wait = min(OWED_MAX_WAIT, max(OWED_FIRST_WAIT, wait * 2))
+            _log.debug("run %s: %s; again in %.1f s", run_id, problem, wait)
 
     def close(self) -> None:
-        """Stop retrying owed messages (each gets one last try)."""
-        self._closing.set()
+        """Send held messages now; stop retrying owed ones (each gets one last try)."""
+        self.closing.set()
 
     async def publish(self, run_id: str, messages: Sequence[Message]) -> None:
         """Enqueue messages of the run's outbox, then drop them from it."""

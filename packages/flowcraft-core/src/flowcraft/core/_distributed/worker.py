@@ -34,6 +34,7 @@ from flowcraft.core._distributed.coordinator import (
     VersionUnavailableError,
     outcome_event,
 )
+from flowcraft.core._distributed.sender import COPY_AFTER
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.actions import RunNode
 from flowcraft.core._engine.codec import CodecError, event_from_dict, event_to_dict
@@ -84,6 +85,11 @@ class Worker:
         expression_budget: Seconds of work one expression evaluation may take (None: 0.1,
             or the budget of the ``BlueprintSet`` given as ``blueprints``); an evaluation that
             needs more fails its edge or node with ``ExpressionError``.
+        copy_after: Seconds the queue message of an attempt this worker runs ahead is held
+            back: an attempt settled by then is never sent to the queue; one unsettled then
+            (failed here, long, or cut short by a stop) is, and comes back here. A worker that
+            dies within this time of the save leaves those attempts to the reconciler (their
+            leases expire), as it does for a crash between any save and its send.
     """
 
     def __init__(
@@ -106,8 +112,10 @@ class Worker:
         outbox_removal_delay: float = 0.02,
         events: EventBus | None = None,
         expression_budget: float | None = None,
+        copy_after: float = COPY_AFTER,
     ) -> None:
         self.id = worker_id or f"worker-{uuid.uuid4().hex[:12]}"
+        self.copy_after = copy_after
         self.events = events if events is not None else EventBus()
         self.queue = queue
         self.store = store

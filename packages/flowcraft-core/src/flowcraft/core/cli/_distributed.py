@@ -29,6 +29,7 @@ from typing import Any
 
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.reconciler import Reconciler
+from flowcraft.core._distributed.sender import COPY_AFTER
 from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._model.graph import Blueprint
 from flowcraft.core._runtime.events import EventBus
@@ -65,6 +66,15 @@ def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     worker.add_argument("--registry", metavar="MODULE:ATTR", required=True)
     worker.add_argument("--concurrency", type=int, default=8)
     worker.add_argument("--lease", type=float, default=30.0)
+    worker.add_argument(
+        "--copy-after",
+        type=float,
+        default=COPY_AFTER,
+        metavar="SECONDS",
+        help="hold back the queue message of an attempt this worker runs ahead this long "
+        f"(default {COPY_AFTER:g}): one done by then is never sent; 0 sends each right away, "
+        "so a worker killed at any time is recovered without the reconciler",
+    )
     add_log_arguments(worker)
     worker.add_argument(
         "--otel",
@@ -211,6 +221,9 @@ def blueprint_set(
 
 def run_worker(args: argparse.Namespace) -> int:
     """Consume jobs until SIGTERM/SIGINT."""
+    copy_after = float(args.copy_after)
+    if not copy_after >= 0:
+        raise UsageError(f"--copy-after wants seconds >= 0, got {copy_after:g}")
     registry = import_implementations(args.registry)
     blueprints = blueprint_set(args, registry)
     settings = backend_settings(args)
@@ -232,6 +245,7 @@ def run_worker(args: argparse.Namespace) -> int:
             lease=args.lease,
             events=events,
             middleware=middleware,
+            copy_after=copy_after,
         )
         worker.install_signal_handlers()
         where = f"{settings.name}/{settings.namespace}"

@@ -45,6 +45,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from flowcraft.core._distributed.sender import COPY_AFTER
 from flowcraft.core._engine.state import RunStatus
 from flowcraft.core.backends import Backend
 from flowcraft.core.ports import Delivery, JobQueue, Message
@@ -164,10 +165,17 @@ def _refusal(adapter: MakeQueue, sticky_delay: object) -> str:
 async def check_killed_runner_recovered(
     harness: Harness, *, sticky_delay: float, left: Left
 ) -> None:
-    """A runner killed mid-attempt run ahead: the attempt comes back through its copy."""
+    """A runner killed mid-attempt run ahead: the attempt comes back through its copy.
+
+    (The runner holds B's message back ``COPY_AFTER`` seconds; the kill comes after it.)
+    """
     blueprint = bp(
         "ahead-crash",
-        [n("A", "const", value=1), n("B", "sleep", seconds=1.5), n("C", "inc", inputs="A")],
+        [
+            n("A", "const", value=1),
+            n("B", "sleep", seconds=COPY_AFTER + 1.5),
+            n("C", "inc", inputs="A"),
+        ],
         [e("A", "B"), e("B", "C")],
     )
     async with harness.session(blueprint, workers=0, lease=1.0) as s:
@@ -176,7 +184,7 @@ async def check_killed_runner_recovered(
         handle = await s.start("ahead-crash")
         await eventually(lambda: "B" in LOG[handle.run_id], "B started")
         started = time.monotonic()  # B runs ahead in the victim: its copy waits sticky_delay
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(COPY_AFTER + 0.3)
         await s.crash_worker(victim)
         await s.start_workers(1)
         await eventually(lambda: LOG[handle.run_id].count("B") == 2, "B again", timeout=15)
@@ -193,12 +201,16 @@ async def check_killed_runner_recovered(
 async def check_finished_attempts_run_once(
     harness: Harness, *, workers: int, sticky_delay: float, left: Left
 ) -> None:
-    """Runs ahead on ``workers`` workers: each node once, and no copy left behind."""
+    """Runs ahead on ``workers`` workers: each node once, and no copy left behind.
+
+    B outlasts ``COPY_AFTER``, so its message is sent (and must be settled); the others are
+    done before theirs would be.
+    """
     blueprint = bp(
         "ahead-chain",
         [
             n("A", "const", value=1),
-            n("B", "inc", inputs="A"),
+            n("B", "sleep", seconds=COPY_AFTER + 0.3),
             n("C", "inc", inputs="B"),
             n("D", "inc", inputs="C"),
         ],
@@ -211,5 +223,5 @@ async def check_finished_attempts_run_once(
         await nothing_left(s.backend, left, within=10)
     for handle, result in zip(handles, results, strict=True):
         assert result.status is RunStatus.COMPLETED
-        assert result.output == 4
+        assert result.output == 3
         assert sorted(LOG[handle.run_id]) == ["A", "B", "C", "D"]  # each ran once

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flowcraft.core._distributed import jobs
+from flowcraft.core._distributed.sender import COPY_AFTER
 from flowcraft.core._distributed.worker import Worker
 from flowcraft.core._engine import events as ev
 from flowcraft.core._engine.state import RunStatus
@@ -47,19 +48,24 @@ async def test_every_message_delivered_twice_changes_nothing(harness: Harness) -
 async def test_worker_killed_mid_node_recovers(harness: Harness) -> None:
     """Killed in the middle of B: B's job comes back to another worker, without a reconciler.
 
-    (Killed in the instant between the save that started B and the send of B's message, the
-    run waits for the reconciler instead: ``test_reconciler_revives_lost_work_only``.)
+    (B runs ahead on the worker that decided it, which holds B's message back ``COPY_AFTER``
+    seconds: killed before that message is out, the run waits for the reconciler instead,
+    ``test_reconciler_revives_lost_work_only``. So the kill comes after it.)
     """
     blueprint = bp(
         "crash",
-        [n("A", "const", value=1), n("B", "sleep", seconds=1.5), n("C", "inc", inputs="A")],
+        [
+            n("A", "const", value=1),
+            n("B", "sleep", seconds=COPY_AFTER + 1.5),
+            n("C", "inc", inputs="A"),
+        ],
         [e("A", "B"), e("B", "C")],
     )
     async with harness.session(blueprint, workers=0, lease=2.0) as s:
         (victim,) = await s.start_workers(1)
         handle = await s.start("crash")
         await eventually(lambda: "B" in LOG[handle.run_id], "B started")
-        await asyncio.sleep(0.3)  # mid-node: B sleeps 1.5 s
+        await asyncio.sleep(COPY_AFTER + 0.3)  # mid-node, B's message out
         await s.crash_worker(victim)
         await s.start_workers(1)
         result = await handle.result(timeout=30)
@@ -315,17 +321,19 @@ async def test_delays_beyond_max_delay_are_chained(harness: Harness) -> None:
         await s.start_workers(1)
         started = time.monotonic()
         result = await s.run("chain", "x")
-        elapsed = time.monotonic() - started
+        finished = time.monotonic()
+        elapsed = finished - started
     assert (result.status, result.output) == (RunStatus.COMPLETED, "x")
     assert s.recording.too_long == []
     # The sleep holds whatever the queue's lateness: the successor's job is sent 1.3 s after
     # the first hop (less the few ms between the sleep's decision and that send). How many
     # hops it took depends on the queue: three where delays are exact, fewer where each hop
     # comes late (whole-second delays on SQS or Azure, a loaded machine); a runtime that
-    # took one hop for the whole sleep sends the successor 0.4-1 s after it.
+    # took one hop for the whole sleep sends the successor 0.4-1 s after it. (A worker that
+    # runs T ahead sends no message for it: then the run's end stands for it, which is later.)
     sends = list(zip(s.recording.sent, s.recording.sent_at, strict=True))
     first = next(i for i, ((_id, delay), _at) in enumerate(sends) if delay > 0)
-    successor = next(at for (_id, delay), at in sends[first:] if delay == 0)
+    successor = next((at for (_id, delay), at in sends[first:] if delay == 0), finished)
     assert successor - sends[first][1] >= 1.2, sends
     assert len({message_id for message_id, _delay in s.recording.sent}) <= 12, s.recording.sent
     assert elapsed >= 1.3
