@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Collection
 
+import pytest
 from flowcraft.core import (
     Client,
     Flow,
@@ -16,6 +17,7 @@ from flowcraft.core import (
     Worker,
     node,
 )
+from flowcraft.core._distributed import client as client_module
 from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.ports import RunNotifier, RunRecord, StoredState
 
@@ -143,3 +145,85 @@ async def test_a_lost_notification_only_delays_the_result() -> None:
 async def test_a_notifier_that_cannot_listen_leaves_the_client_polling() -> None:
     reads, _loads, _took = await _follow(_Unreachable(), 0.5)
     assert reads >= 3
+
+
+# ------------------------------------------------------------------ runs watched from the start
+
+
+async def _quick_session(
+    store: _CountingStore, *, worker: bool = True
+) -> tuple[Client, Worker, asyncio.Future[None]]:
+    @node("quick.step")
+    async def step(ctx: NodeContext) -> str:
+        del ctx
+        return "done"
+
+    flow = Flow("quick", version="1").node("s", step).build()
+    queue = MemoryJobQueue(visibility=5, sticky=True)
+    runner = Worker(queue=queue, store=store, registry={"quick.step": step}, blueprints=[flow],
+                    poll=0.02)  # fmt: skip
+    if worker:
+        task: asyncio.Future[None] = asyncio.ensure_future(runner.run())
+    else:
+        task = asyncio.get_running_loop().create_future()
+        task.set_result(None)
+    return Client(queue=queue, store=store, blueprints=[flow]), runner, task
+
+
+async def test_a_run_this_client_started_is_waited_for_without_a_read() -> None:
+    """Watched from before the run existed: no record read before the notification, even
+    when the run ended long before ``result`` was called (the notification was kept)."""
+    store = _CountingStore()
+    client, worker, task = await _quick_session(store)
+    try:
+        handle = await client.start("quick")
+        await asyncio.sleep(0.3)  # the run ends meanwhile
+        records = store.records
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        result = await handle.result(timeout=10)
+        assert loop.time() - began < 0.5  # the kept notification, not the 1 s fallback read
+        assert store.records == records  # built from the notification's notice: nothing read
+        assert (result.status, result.output) == (RunStatus.COMPLETED, "done")
+        # Another client (or a second wait) knows nothing of the run: it reads first.
+        again = await client.result(handle.run_id, timeout=10)
+        assert again.output == "done"
+        assert store.records > records
+    finally:
+        worker.stopping.set()
+        await asyncio.wait_for(task, 10)
+        await client.close()
+
+
+async def test_a_start_that_finds_an_existing_run_keeps_no_early_watch() -> None:
+    """An idempotency key that names a finished run: its result is read at once, not after
+    the fallback poll (its end came before any watch)."""
+    store = _CountingStore()
+    client, worker, task = await _quick_session(store)
+    try:
+        first = await (await client.start("quick", idempotency_key="k")).result(timeout=10)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        handle = await client.start("quick", idempotency_key="k")
+        assert handle.run_id == first.run_id
+        assert (await handle.result(timeout=10)).output == "done"
+        assert loop.time() - began < 0.5
+        assert len(store._watchers) == 0
+    finally:
+        worker.stopping.set()
+        await asyncio.wait_for(task, 10)
+        await client.close()
+
+
+async def test_early_watches_are_bounded_and_closed_with_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_module, "_EARLY_WATCHES", 2)
+    store = _CountingStore()
+    client, _worker, _task = await _quick_session(store, worker=False)
+    handles = [await client.start("quick") for _ in range(3)]
+    assert len(store._watchers) == 2
+    with pytest.raises(TimeoutError):  # no worker: the oldest reads, the run is pending
+        await handles[0].result(timeout=0.2)
+    await client.close()
+    assert len(store._watchers) == 0

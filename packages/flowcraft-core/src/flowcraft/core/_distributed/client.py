@@ -8,7 +8,10 @@ failure is retried with the same run id (idempotent: the run is created once). `
 waits for the store's notification where the store is a ``RunNotifier`` (PostgreSQL
 ``LISTEN/NOTIFY``, the memory store), reading the record again only when woken or now and
 then as a fallback (a lost notification costs up to ``_FALLBACK_MAX`` seconds); other stores
-are polled with a bounded backoff. A settled run's result is read from the few records it is
+are polled with a bounded backoff. A run this client starts is watched from before it
+exists (``start`` subscribes first), so its first ``result`` reads nothing until the
+notification comes: no terminal save can have slipped by unwatched. A settled run's result is
+read from the few records it is
 made of where the store is a ``ResultReader``, from its whole state otherwise. ``resume``
 and ``cancel`` go through the same decide step as workers, so a wrong resume fails at once
 with a clear error. The lifecycle events of the decisions the client saves (a run started,
@@ -23,6 +26,7 @@ import random
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from flowcraft.core._distributed.blueprints import BlueprintSet, blueprint_set
 from flowcraft.core._distributed.coordinator import Coordinator
@@ -60,6 +64,11 @@ _POLL_FIRST = 0.02
 _POLL_MAX = 0.5
 _FALLBACK_FIRST = 1.0
 _FALLBACK_MAX = 5.0
+#: Watches of runs this client started and has not waited for yet (their first ``result``
+#: needs no read); past this many, the oldest are closed (that ``result`` reads first).
+_EARLY_WATCHES = 1024
+#: Seconds ``start`` waits for the notifier to listen before it starts without a watch.
+_EARLY_WATCH_WAIT = 0.5
 #: Tries of a start that meets transient backend errors, and the first pause between them.
 _START_ATTEMPTS = 4
 _START_BACKOFF = 0.05
@@ -127,9 +136,13 @@ class Client:
         self._notifier = store if isinstance(store, RunNotifier) else None
         self._starter = store if isinstance(store, RunStarter) else None
         self._reader = store if isinstance(store, ResultReader) else None
+        self._early: dict[str, _EarlyWatch] = {}  # run id -> its watch, oldest first
 
     async def close(self) -> None:
         """Finish pending decides and outbox removals (the ports stay open: they are yours)."""
+        early, self._early = self._early, {}
+        for watch in early.values():
+            await watch.stack.aclose()
         await self.coordinator.close()
 
     async def __aenter__(self) -> Client:
@@ -153,6 +166,7 @@ class Client:
         and sends what it had not sent, so a retry never makes a second run.
         """
         pinned = self.coordinator.blueprints.latest(blueprint_id)
+        made = not run_id  # a run id made here names no run yet: watched now, no end is missed
         run_id = run_id or uuid.uuid4().hex
         now = time.time()
         record = RunRecord(
@@ -171,19 +185,57 @@ class Client:
                 run_id=run_id, blueprint=blueprint_id, version=pinned.version
             )
         event = ev.RunStarted(at=now, input=input)
-        for attempt in range(_START_ATTEMPTS):
-            initial = new_run(run_id, pinned.plan)
-            initial.trace = trace
-            try:
-                created = await self._start_once(record, initial, event)
+        early = await self._watch_early(run_id) if made else None
+        try:
+            for attempt in range(_START_ATTEMPTS):
+                initial = new_run(run_id, pinned.plan)
+                initial.trace = trace
+                try:
+                    created = await self._start_once(record, initial, event)
+                except TransientBackendError:
+                    if attempt + 1 == _START_ATTEMPTS:
+                        raise
+                    self.coordinator.doubt(run_id)  # it may have stood: the retry sends its outbox
+                    pause = _START_BACKOFF * 4**attempt
+                    await asyncio.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter
+                    continue
+                if early is not None:
+                    kept, early = early, None
+                    await self._keep_early(kept, run_id, created.run_id)
                 return DistributedRunHandle(self, created.run_id)
-            except TransientBackendError:
-                if attempt + 1 == _START_ATTEMPTS:
-                    raise
-                self.coordinator.doubt(run_id)  # it may have stood: the retry sends its outbox
-                pause = _START_BACKOFF * 4**attempt
-                await asyncio.sleep(random.uniform(pause / 2, pause))  # noqa: S311 - jitter
+        finally:
+            if early is not None:  # not started: nobody waits for it
+                await early.stack.aclose()
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def _watch_early(self, run_id: str) -> _EarlyWatch | None:
+        """A watch of a run about to be created (None: no notifier, or not listening soon)."""
+        if self._notifier is None:
+            return None
+        stack = contextlib.AsyncExitStack()
+        try:
+            async with asyncio.timeout(_EARLY_WATCH_WAIT):
+                watch = await stack.enter_async_context(self._notifier.watch(run_id))
+        except (TransientBackendError, TimeoutError):
+            await stack.aclose()
+            return None
+        except BaseException:
+            await stack.aclose()
+            raise
+        return _EarlyWatch(stack, watch)
+
+    async def _keep_early(self, early: _EarlyWatch, run_id: str, started: str) -> None:
+        """Keep ``early`` (of ``run_id``) for the first ``result`` of the run ``started``.
+
+        Another run (an existing one of the idempotency key) may be over already: not kept.
+        """
+        if started != run_id:
+            await early.stack.aclose()
+            return
+        self._early[run_id] = early
+        while len(self._early) > _EARLY_WATCHES:
+            oldest = next(iter(self._early))
+            await self._early.pop(oldest).stack.aclose()
 
     async def _start_once(
         self, record: RunRecord, initial: RunState, event: ev.RunStarted
@@ -219,17 +271,26 @@ class Client:
         Woken by the store's notification where it offers one (reading the record only
         then, and every few seconds in case a notification was lost); polled otherwise.
         """
+        early = self._early.pop(run_id, None)
         async with asyncio.timeout(timeout), contextlib.AsyncExitStack() as stack:
-            watch = await self._watch(run_id, stack)
+            if early is not None:  # watched since before the run existed: nothing to read yet
+                stack.push_async_exit(early.stack)
+                watch: RunWatch | None = early.watch
+            else:
+                watch = await self._watch(run_id, stack)
             delay, ceiling = (_POLL_FIRST, _POLL_MAX) if watch is None else (
                 _FALLBACK_FIRST, _FALLBACK_MAX)  # fmt: skip
             woken = False
             while True:
-                try:
-                    notice = None if watch is None else watch.notice
-                    settled = await self._settled(run_id, woken=woken, notice=notice)
-                except TransientBackendError:  # the backend hiccuped: keep waiting
-                    settled = None
+                settled = None
+                if early is not None:
+                    early = None  # the first turn only waits: it can miss no notification
+                else:
+                    try:
+                        notice = None if watch is None else watch.notice
+                        settled = await self._settled(run_id, woken=woken, notice=notice)
+                    except TransientBackendError:  # the backend hiccuped: keep waiting
+                        settled = None
                 if settled is not None:
                     return settled
                 if watch is None:
@@ -335,6 +396,14 @@ class Client:
                 return current
             pending.extend(_children(state))
         raise RunNotFoundError(token, f"no awaiting node of run {run_id} has the token {token!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _EarlyWatch:
+    """A watch ``start`` entered before its run existed, and the stack that closes it."""
+
+    stack: contextlib.AsyncExitStack
+    watch: RunWatch
 
 
 def _result_of(run_id: str, plan: Plan, stored: StoredResult) -> RunResult | None:
