@@ -54,19 +54,27 @@ async def _run_chain(store: _LosingStore) -> tuple[Any, dict[str, int]]:
         store.log.append(f"ran {ctx.node_id}: {claim.status.value}")
         return int(ctx.input or 0) + 1
 
-    flow = Flow("ahead", version="1").node("a", step).node("b", step).node("c", step)
-    blueprint = flow.edge("a", "b").edge("b", "c").build()
     queue = MemoryJobQueue(visibility=5, sticky=True)
-    worker = Worker(queue=queue, store=store, registry={"ahead.step": step},
-                    blueprints=[blueprint], poll=0.02)  # fmt: skip
-    task = asyncio.ensure_future(worker.run())
+    return await _run_abc("ahead.step", step, store=store, queue=queue), runs
+
+
+async def _run_abc(
+    key: str, step: Any, *, store: MemoryRunStore, queue: MemoryJobQueue, **worker: Any
+) -> Any:
+    """The result of a -> b -> c, each ``step`` (registered as ``key``, the blueprint named
+    as its prefix), on one worker (``worker``: its arguments beyond these)."""
+    name = key.partition(".")[0]
+    flow = Flow(name, version="1").node("a", step).node("b", step).node("c", step)
+    blueprint = flow.edge("a", "b").edge("b", "c").build()
+    runner = Worker(queue=queue, store=store, registry={key: step}, blueprints=[blueprint],
+                    poll=0.02, **worker)  # fmt: skip
+    task = asyncio.ensure_future(runner.run())
     try:
         async with Client(queue=queue, store=store, blueprints=[blueprint]) as client:
-            result = await (await client.start("ahead")).result(timeout=10)
+            return await (await client.start(name)).result(timeout=10)
     finally:
-        worker.stopping.set()
+        runner.stopping.set()
         await task
-    return result, runs
 
 
 async def test_an_attempt_run_ahead_starts_only_after_its_lease_is_saved() -> None:
@@ -330,17 +338,8 @@ async def _run_held(store: MemoryRunStore, queue: _CountingQueue) -> tuple[Any, 
         ran.append(ctx.node_id)
         return int(ctx.input or 0) + 1
 
-    flow = Flow("held", version="1").node("a", step).node("b", step).node("c", step)
-    blueprint = flow.edge("a", "b").edge("b", "c").build()
-    worker = Worker(queue=queue, store=store, registry={"held.step": step},
-                    blueprints=[blueprint], poll=0.02, lease=0.5, copy_after=0.2)  # fmt: skip
-    task = asyncio.ensure_future(worker.run())
-    try:
-        async with Client(queue=queue, store=store, blueprints=[blueprint]) as client:
-            result = await (await client.start("held")).result(timeout=10)
-    finally:
-        worker.stopping.set()
-        await task
+    result = await _run_abc("held.step", step, store=store, queue=queue, lease=0.5,
+                            copy_after=0.2)  # fmt: skip
     return result, ran
 
 

@@ -60,9 +60,13 @@ def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sending, "OWED_FIRST_WAIT", 0.01)
 
 
-async def _settle(tasks: set[asyncio.Task[None]]) -> None:
-    while tasks:
-        await asyncio.wait(set(tasks))
+async def _settle(tasks: set[asyncio.Task[None]], sender: Sender | None = None) -> None:
+    """Until the sender's tasks are done and (``sender``) no message is held any more."""
+    while tasks or (sender is not None and sender._holds):
+        if tasks:
+            await asyncio.wait(set(tasks))
+        else:
+            await asyncio.sleep(0.01)
 
 
 async def test_a_message_run_ahead_is_sent_again_until_the_queue_takes_it() -> None:
@@ -74,7 +78,7 @@ async def test_a_message_run_ahead_is_sent_again_until_the_queue_takes_it() -> N
     assert task is not None
     with pytest.raises(TransientBackendError):
         await task  # its caller sees the failure (the outbox message is the next decide's)
-    await _settle(tasks)
+    await _settle(tasks, sender)
     assert queue.taken == [ahead.id]  # sent once the queue took messages; the plain one not
 
 
@@ -91,7 +95,7 @@ async def test_a_message_run_ahead_is_held_and_never_sent_once_settled() -> None
     await asyncio.sleep(0.05)
     sender.settled([settled.id, "node:r:other#1"])  # (ids not held are ignored)
     assert queue.taken == [plain.id]
-    await _settle(tasks)
+    await _settle(tasks, sender)
     assert queue.taken == [plain.id, unsettled.id]
     assert time.monotonic() - began >= 0.2
 
@@ -102,7 +106,7 @@ async def test_held_messages_alone_give_their_caller_nothing_to_wait_for() -> No
     ahead = _message("b")
     assert sender.later("r", [ahead], {ahead.id: _job(ahead)}, {ahead.id}) is None
     assert queue.taken == []
-    await _settle(tasks)
+    await _settle(tasks, sender)
     assert queue.taken == [ahead.id]
 
 
@@ -127,7 +131,7 @@ async def test_a_closing_sender_gives_an_owed_message_one_last_try(
     sender = _sender(queue, tasks)
     ahead = _message("b")
     assert sender.later("r", [ahead], {ahead.id: _job(ahead)}, {ahead.id}) is None
-    await asyncio.sleep(0.05)  # refused a few times
+    await asyncio.sleep(0.05)  # refused a few times (copy_after 0: sent after the save)
     refused = queue.refusals
     assert refused < 1_000
     sender.close()

@@ -280,17 +280,14 @@ class Client:
                 watch = await self._watch(run_id, stack)
             delay, ceiling = (_POLL_FIRST, _POLL_MAX) if watch is None else (
                 _FALLBACK_FIRST, _FALLBACK_MAX)  # fmt: skip
-            woken = False
+            # Watched since before the run existed, it can miss no notification: wait first.
+            woken = early is not None and await early.watch.wait(delay)
             while True:
-                settled = None
-                if early is not None:
-                    early = None  # the first turn only waits: it can miss no notification
-                else:
-                    try:
-                        notice = None if watch is None else watch.notice
-                        settled = await self._settled(run_id, woken=woken, notice=notice)
-                    except TransientBackendError:  # the backend hiccuped: keep waiting
-                        settled = None
+                try:
+                    notice = None if watch is None else watch.notice
+                    settled = await self._settled(run_id, woken=woken, notice=notice)
+                except TransientBackendError:  # the backend hiccuped: keep waiting
+                    settled = None
                 if settled is not None:
                     return settled
                 if watch is None:

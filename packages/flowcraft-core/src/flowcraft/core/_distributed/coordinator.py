@@ -693,14 +693,11 @@ class Coordinator:
             await asyncio.gather(*(self.sender.send(m, jobs[m.id]) for m in due))
             return None
 
-        until = time.monotonic() + _OWED_PATIENCE
-        problem = await self.sender.keep_trying(send_if_stood, run_id, first_wait=0, until=until)
-        if problem is not None:
-            _log.warning(
-                "run %s: %d messages of attempts run ahead by a save whose answer was lost "
-                "were not sent (%s); the reconciler re-enqueues what that save leased",
-                run_id, len(messages), problem,
-            )  # fmt: skip
+        await self.sender.keep_trying(
+            send_if_stood, run_id, first_wait=0, until=time.monotonic() + _OWED_PATIENCE,
+            unsent=f"{len(messages)} messages of attempts run ahead by a save whose answer "
+            "was lost",
+        )  # fmt: skip
 
     async def _refused(  # noqa: PLR0917 - the parts of a decide under way
         self,

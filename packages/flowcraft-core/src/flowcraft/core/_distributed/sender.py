@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
@@ -41,6 +42,8 @@ OWED_MAX_WAIT = 10.0
 COPY_AFTER = 0.5
 
 Spawn = Callable[[Coroutine[object, object, None]], "asyncio.Task[None]"]
+#: A save's held messages: when the hold ends (loop time), the run, the messages, their jobs.
+_Hold = tuple[float, str, Sequence[Message], Mapping[str, j.Job]]
 
 
 class Sender:
@@ -81,6 +84,8 @@ class Sender:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._copy_after = copy_after
         self._held: set[str] = set()  # messages of attempts run ahead, not sent (yet)
+        self._holds: deque[_Hold] = deque()  # the held messages by save, oldest first
+        self._hold_timer: asyncio.TimerHandle | None = None  # ends the oldest hold
         self.closing = asyncio.Event()
 
     # ------------------------------------------------------------------ sending
@@ -107,8 +112,7 @@ class Sender:
         if ahead:
             held = [m for m in messages if m.id in ahead]
             if held:
-                self._held.update(m.id for m in held)
-                self._spawn(self._copy_if_unsettled(run_id, held, jobs))
+                self._hold(run_id, held, jobs)
                 messages = [m for m in messages if m.id not in ahead]
         if not messages:
             return None
@@ -127,18 +131,32 @@ class Sender:
         await asyncio.sleep(0)  # what the save woke (nodes run ahead) starts first
         await self._publish(run_id, messages, jobs)
 
-    async def _copy_if_unsettled(
-        self, run_id: str, held: Sequence[Message], jobs: Mapping[str, j.Job]
-    ) -> None:
-        """After ``copy_after`` seconds (or at close), send the held messages still unsettled."""
-        if self._copy_after:
-            await wait_event(self.closing, self._copy_after)
-        else:
-            await asyncio.sleep(0)  # what the save woke (nodes run ahead) starts first
-        due = [m for m in held if m.id in self._held]
-        self._held.difference_update(m.id for m in held)
-        if not due:
-            return
+    def _hold(self, run_id: str, held: Sequence[Message], jobs: Mapping[str, j.Job]) -> None:
+        """Hold messages of attempts run ahead for ``copy_after`` seconds.
+
+        One timer for all: the holds end in the order they began.
+        """
+        self._held.update(m.id for m in held)
+        loop = asyncio.get_running_loop()
+        self._holds.append((loop.time() + self._copy_after, run_id, held, jobs))
+        if self._hold_timer is None:
+            self._hold_timer = loop.call_at(self._holds[0][0], self._end_holds)
+
+    def _end_holds(self, *, every: bool = False) -> None:
+        """Send the messages of the holds that are over (``every``: all) if still unsettled."""
+        self._hold_timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._holds and (every or self._holds[0][0] <= now):
+            _due, run_id, held, jobs = self._holds.popleft()
+            unsettled = [m for m in held if m.id in self._held]
+            self._held.difference_update(m.id for m in held)
+            if unsettled:
+                self._spawn(self._copy(run_id, unsettled, jobs))
+        if self._holds:
+            self._hold_timer = loop.call_at(self._holds[0][0], self._end_holds)
+
+    async def _copy(self, run_id: str, due: Sequence[Message], jobs: Mapping[str, j.Job]) -> None:
         try:
             await asyncio.gather(*(self.send(m, jobs.get(m.id)) for m in due))
         except Exception:
@@ -157,30 +175,28 @@ class Sender:
         async def send() -> None:
             await asyncio.gather(*(self.send(m, jobs.get(m.id)) for m in owed))
 
-        problem = await self.keep_trying(send, run_id)
-        if problem is not None:
-            _log.warning(
-                "run %s: %d messages of attempts run ahead could not be sent (%s); "
-                "the reconciler re-enqueues them once their leases expire",
-                run_id, len(owed), problem,
-            )  # fmt: skip
+        await self.keep_trying(send, run_id, unsent=f"{len(owed)} messages of attempts run ahead")
 
     async def keep_trying(
         self,
         attempt: Callable[[], Awaitable[str | None]],
         run_id: str,
         *,
+        unsent: str,
         first_wait: float | None = None,
         until: float | None = None,
-    ) -> str | None:
-        """Call ``attempt`` until it returns None (done), backing off; None, or the last problem.
+    ) -> None:
+        """Call ``attempt`` until it returns None (done), backing off, or give up with a warning.
 
-        A problem is what ``attempt`` returned instead (why it is not done yet) or raised.
+        ``attempt`` sends messages of attempts run ahead, which are in no outbox; a problem is
+        what it returned instead (why it is not done yet) or raised. ``unsent`` names those
+        messages in the warning logged on giving up (their attempts are left to the
+        reconciler, as after a crash).
 
         Waits ``first_wait`` (None: ``OWED_FIRST_WAIT``) before the first try, then
         ``OWED_FIRST_WAIT`` doubling to ``OWED_MAX_WAIT`` seconds between tries, and gives up
-        (naming the last failure) after a try made once the sender closes or past ``until``
-        (a ``time.monotonic()`` deadline).
+        after a try made once the sender closes or past ``until`` (a ``time.monotonic()``
+        deadline).
         """
         wait = OWED_FIRST_WAIT if first_wait is None else first_wait
         while True:
@@ -191,15 +207,23 @@ class Sender:
             except Exception as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if problem is None:
-                return None
+                return
             if self.closing.is_set() or (until is not None and time.monotonic() >= until):
-                return problem
+                _log.warning(
+                    "run %s: %s could not be sent (%s); the reconciler re-enqueues them "
+                    "once their leases expire", run_id, unsent, problem,
+                )  # fmt: skip
+                return
             wait = min(OWED_MAX_WAIT, max(OWED_FIRST_WAIT, wait * 2))
             _log.debug("run %s: %s; again in %.1f s", run_id, problem, wait)
 
     def close(self) -> None:
         """Send held messages now; stop retrying owed ones (each gets one last try)."""
         self.closing.set()
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        if self._holds:
+            self._end_holds(every=True)
 
     async def publish(self, run_id: str, messages: Sequence[Message]) -> None:
         """Enqueue messages of the run's outbox, then drop them from it."""
@@ -236,11 +260,14 @@ class Sender:
             )
 
     def abandon(self) -> None:
-        """Forget the deferred removals (the process is dying: nothing is finished)."""
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        """Forget deferred removals and held messages (the process dies: nothing finishes)."""
+        for timer in (self._flush_timer, self._hold_timer):
+            if timer is not None:
+                timer.cancel()
+        self._flush_timer = self._hold_timer = None
         self._sent.clear()
+        self._holds.clear()
+        self._held.clear()
 
     def unstick(self) -> None:
         """Send without the sticky hint from now on (a draining worker takes no new job)."""
