@@ -108,18 +108,22 @@ async def test_nothing_runs_ahead_of_a_save_that_did_not_happen() -> None:
 
 
 async def test_a_worker_takes_ahead_what_its_slots_get_to_soon() -> None:
-    """Short nodes: a backlog beyond the free slots (no claims needed); long or not yet seen
-    nodes: none, so other workers can take them (the leases taken ahead would keep them away)."""
+    """Quick deliveries: a backlog beyond the free slots (no claims needed), as many as the
+    slots get through in about a second, bounded; slow or not yet seen ones: none, so other
+    workers can take them (the leases taken ahead would keep them away)."""
     worker = Worker(queue=MemoryJobQueue(sticky=True), store=MemoryRunStore(), registry={},
                     blueprints=[], concurrency=4)  # fmt: skip
     worker._slots = asyncio.Semaphore(4)  # as while running
-    offered = [Message(id=f"node:{i}", body=b"{}") for i in range(40)]
-    assert len(worker.pick(offered)) == 4  # no node has run yet: no backlog on a guess
+    offered = [Message(id=f"node:{i}", body=b"{}") for i in range(400)]
+    assert len(worker.pick(offered)) == 4  # nothing has run yet: no backlog on a guess
     worker._reserved = 0
-    worker._node_time = 0.001
-    assert len(worker.pick(offered)) == 4 + 3 * 4
+    worker._slot_time = 0.1  # 4 slots get through 40 a second
+    assert len(worker.pick(offered)) == 4 + 40
     worker._reserved = 0
-    worker._node_time = 5.0
+    worker._slot_time = 0.0001  # 40,000 a second: at most 32 a slot wait
+    assert len(worker.pick(offered)) == 4 + 32 * 4
+    worker._reserved = 0
+    worker._slot_time = 5.0
     assert len(worker.pick(offered)) == 4
     assert worker.pick(offered[4:]) == []  # the free slots are reserved now
 

@@ -152,9 +152,11 @@ class Worker:
         self._slots: asyncio.Semaphore | None = None
         self._reserved = 0
         self._waiting = 0
-        # Seconds a node attempt took lately (moving average); until nodes have run, assume
-        # long ones: no backlog is taken ahead before there is evidence that it pays.
-        self._node_time = 10 * _AHEAD_HORIZON
+        # Seconds a delivery held its slot lately (moving average): its node, its commit and
+        # decide, and its waits for the servers and the event loop, so concurrency / this is
+        # what the slots get through per second (Little's law). Until deliveries have run,
+        # assume long ones: no backlog is taken ahead before there is evidence that it pays.
+        self._slot_time = 10 * _AHEAD_HORIZON
         self._killed = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -239,16 +241,18 @@ class Worker:
         process dies or dawdles, to another worker): the delivery then waits for the run that
         went ahead and is acked if it finished (handled as usual if not). Beyond free slots,
         as many may wait for a slot as the slots get through in about ``_AHEAD_HORIZON``
-        seconds at the recent node duration (at most ``3 * concurrency``): taking them here
-        costs no claim, and new jobs are received only below ``concurrency``; more would
-        keep long nodes from other workers (their leases are ours). Room is reserved until
-        ``start``. Never while stopping.
+        seconds at the recent time a delivery holds a slot (node, commit, decide and the waits
+        between: a worker whose saves take longer than its nodes gets through fewer), at most
+        ``_AHEAD_MOST`` per slot: taking them here costs no claim, and new jobs are received
+        only below ``concurrency``; more would keep nodes from other workers for longer than
+        the horizon (their leases are ours). Room is reserved until ``start``. Never while
+        stopping.
         """
         if self._slots is None or self.stopping.is_set():
             return ()
         busy = len(self._inflight) - self._waiting  # deliveries waiting for ahead runs: idle
-        through = self.concurrency * _AHEAD_HORIZON / max(self._node_time, 1e-3)
-        backlog = min(3 * self.concurrency, int(through))
+        through = self.concurrency * _AHEAD_HORIZON / max(self._slot_time, 1e-3)
+        backlog = min(_AHEAD_MOST * self.concurrency, int(through))
         room = self.concurrency + backlog - busy - self._reserved
         picked = [m for m in messages if m.id not in self._ahead][: max(0, room)]
         self._reserved += len(picked)
@@ -292,6 +296,7 @@ class Worker:
                     await delivery.ack()
                 return
         async with slots:
+            began = time.perf_counter()
             try:
                 await self._outlasting_outages(delivery)
             except asyncio.CancelledError:
@@ -312,6 +317,9 @@ class Worker:
                     )  # fmt: skip
                 with contextlib.suppress(Exception):
                     await delivery.nack(min(30.0, 0.5 * delivery.delivery_count))
+            finally:
+                took = time.perf_counter() - began
+                self._slot_time += (took - self._slot_time) * 0.2
 
     async def _outlasting_outages(self, delivery: Delivery) -> None:
         """Handle ``delivery``; while the backend is unavailable, retry here with backoff.
@@ -572,13 +580,10 @@ class Worker:
         this = asyncio.current_task()
         assert this is not None
         beat = _Heartbeat(self, job, action, delivery, this, cancelled)
-        began = time.perf_counter()
         try:  # in this task: a cancelled run cancels it (the executor returns None then)
             return await self.executor.execute(action, ctx)
         finally:
             beat.stop()
-            took = time.perf_counter() - began
-            self._node_time += (took - self._node_time) * 0.2
 
     def _started(self, job: j.Job, action: RunNode) -> None:
         """Emit the start of an attempt this worker runs now (once per execution)."""
@@ -702,6 +707,8 @@ _OUTAGE_FIRST_WAIT = 0.25
 _OUTAGE_MAX_WAIT = 10.0
 #: Attempts run ahead may wait for a slot as long as the slots need for them about this long.
 _AHEAD_HORIZON = 1.0
+#: At most this many attempts per slot wait for one (a bound on a wrong estimate).
+_AHEAD_MOST = 32
 
 
 class _Ahead:
