@@ -124,6 +124,16 @@ async def test_a_closing_sender_sends_held_messages_at_once() -> None:
     assert queue.taken == [ahead.id]
 
 
+async def test_a_closed_sender_holds_nothing() -> None:
+    queue, tasks = _RefusingQueue(refusals=0), set[asyncio.Task[None]]()
+    sender = _sender(queue, tasks, copy_after=60.0)
+    sender.close()
+    ahead = _message("b")
+    assert sender.later("r", [ahead], {ahead.id: _job(ahead)}, {ahead.id}) is None
+    await asyncio.wait_for(_settle(tasks, sender), 2)
+    assert queue.taken == [ahead.id]
+
+
 async def test_a_closing_sender_gives_an_owed_message_one_last_try(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -134,8 +134,12 @@ class Sender:
     def _hold(self, run_id: str, held: Sequence[Message], jobs: Mapping[str, j.Job]) -> None:
         """Hold messages of attempts run ahead for ``copy_after`` seconds.
 
-        One timer for all: the holds end in the order they began.
+        One timer for all: the holds end in the order they began. Once the sender closes,
+        nothing is held (no timer would be waited for).
         """
+        if self.closing.is_set():
+            self._spawn(self._copy(run_id, held, jobs))
+            return
         self._held.update(m.id for m in held)
         loop = asyncio.get_running_loop()
         self._holds.append((loop.time() + self._copy_after, run_id, held, jobs))
