@@ -707,8 +707,10 @@ _OUTAGE_FIRST_WAIT = 0.25
 _OUTAGE_MAX_WAIT = 10.0
 #: Attempts run ahead may wait for a slot as long as the slots need for them about this long.
 _AHEAD_HORIZON = 1.0
-#: At most this many attempts per slot wait for one (a bound on a wrong estimate).
-_AHEAD_MOST = 32
+#: At most this many attempts per slot wait for one: a bound on a wrong estimate. When a
+#: run's nodes turn long after quick ones, what was taken ahead on the quick estimate waits
+#: here, leased, until its lease runs out (then another worker's copy takes it over).
+_AHEAD_MOST = 8
 
 
 class _Ahead:
