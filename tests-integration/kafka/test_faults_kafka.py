@@ -24,9 +24,10 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from flowcraft.core import Blueprint
 from flowcraft.core._distributed.sender import COPY_AFTER
+from flowcraft.core.errors import TransientBackendError
 from flowcraft.core.ports import Message
 from flowcraft.core.testing.faults import (
     WorkerProcesses,
@@ -38,6 +39,7 @@ from flowcraft.core.testing.faults import (
 from flowcraft.core.testing.faults import results as final_results
 from flowcraft.core.testing.harness import Session
 from flowcraft.kafka import KafkaAdapter
+from flowcraft.kafka._errors import kafka_errors
 
 #: Worker processes and SIGKILL: runs alone, after the parallel part (see hatch.toml).
 pytestmark = pytest.mark.exclusive
@@ -70,25 +72,19 @@ async def _session(
         yield s, workers
 
 
-#: What the group's coordinator answers while it moves or loads (after a broker restart).
-_NOT_YET = frozenset({KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-                      KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT,
-                      KafkaError._TRANSPORT})  # fmt: skip
-
-
 def _lag(options: Options, queue: KafkaAdapter) -> int | None:
     """Messages of the jobs topic past the workers' group's committed offsets; ``None`` when
-    the group's coordinator cannot tell yet (:data:`_NOT_YET`)."""
+    the group's coordinator cannot tell yet (an error the adapter counts as transient: after a
+    broker restart the coordinator answers NOT_COORDINATOR or LOAD_IN_PROGRESS a while)."""
     reader = Consumer({"bootstrap.servers": str(options["bootstrap_servers"]),
                        "group.id": queue.group_id})  # fmt: skip
     try:
         parts = [TopicPartition(queue.names.jobs, p) for p in range(PARTITIONS)]
         try:
-            answer = reader.committed(parts, timeout=10)
-        except KafkaException as error:
-            if error.args[0].code() in _NOT_YET:
-                return None
-            raise
+            with kafka_errors("committed"):
+                answer = reader.committed(parts, timeout=10)
+        except TransientBackendError:
+            return None
         committed = {tp.partition: tp.offset for tp in answer}
         lag = 0
         for tp in parts:
