@@ -30,9 +30,11 @@ async def topic(kafka_bootstrap: str) -> AsyncIterator[tuple[dict[str, str], str
     await delete_topics(config, probe.names)
 
 
-def _adapter(config: dict[str, str], name: str, sticky_timeout: float | None = 2.0) -> KafkaAdapter:
+def _adapter(
+    config: dict[str, str], name: str, sticky_timeout: float | None = 2.0, sticky_limit: int = 512
+) -> KafkaAdapter:
     return KafkaAdapter(config=config, topic_name=name, group_id=f"{name}-workers",
-                        sticky_timeout=sticky_timeout)  # fmt: skip
+                        sticky_timeout=sticky_timeout, sticky_limit=sticky_limit)  # fmt: skip
 
 
 def _owned(queue: KafkaAdapter) -> list[int]:
@@ -75,6 +77,28 @@ async def test_sticky_messages_stay_in_the_process_and_move_when_it_leaves(
             (i, 2) for i in sorted(ids)
         ]
         for delivery in again:
+            await delivery.ack()
+    finally:
+        await first.close()
+        await other.close()
+
+
+async def test_beyond_the_sticky_limit_messages_go_by_key_to_any_process(
+    topic: tuple[dict[str, str], str],
+) -> None:
+    config, name = topic
+    first, other = _adapter(config, name, sticky_limit=3), _adapter(config, name)
+    try:
+        await _until_assigned(first, other)
+        ids = [f"m{i}" for i in range(43)]  # 3 routed here; 40 keys cover the 4 partitions
+        for message_id in ids:
+            await first.enqueue(Message(id=message_id, body=b"x"), sticky=True)
+        mine, theirs = await asyncio.gather(_drain(first, 3.0), _drain(other, 3.0))
+        assert sorted(d.message_id for d in [*mine, *theirs]) == sorted(ids)
+        assert {"m0", "m1", "m2"} <= {d.message_id for d in mine}
+        assert theirs, "every message stayed with the process that sent it"
+        assert {d.fetched.partition for d in theirs} <= set(_owned(other))
+        for delivery in [*mine, *theirs]:
             await delivery.ack()
     finally:
         await first.close()

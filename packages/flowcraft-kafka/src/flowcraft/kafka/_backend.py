@@ -6,7 +6,8 @@
 (``FLOWCRAFT_KAFKA_BOOTSTRAP``), ``cassandra_contact_points`` (``host[:port],...``,
 ``FLOWCRAFT_CASSANDRA_CONTACT_POINTS``), ``cassandra_local_dc`` (``FLOWCRAFT_CASSANDRA_LOCAL_DC``,
 default ``datacenter1``), ``keyspace`` (``FLOWCRAFT_CASSANDRA_KEYSPACE``, default ``flowcraft``),
-``redis_url`` (``FLOWCRAFT_REDIS_URL``) and ``partitions`` (of the topics it creates, 12).
+``redis_url`` (``FLOWCRAFT_REDIS_URL``), ``partitions`` (of the topics it creates, 12),
+``prefetch`` (64) and ``sticky_limit`` (512; see ``KafkaAdapter``).
 Redis holds the coordination keys and carries runs' ends (capability ``run_notifications``):
 the Cassandra store is wrapped in core's ``NotifyingRunStore``, which publishes terminal saves
 on the channel ``<ns>:runs-ended`` (``Backend.store.inner`` is the ``CassandraContext``).
@@ -38,6 +39,7 @@ from flowcraft.core.redis import (
 )
 from flowcraft.kafka._errors import from_cassandra
 from flowcraft.kafka._queue import KafkaAdapter
+from flowcraft.kafka._sticky import STICKY_LIMIT
 from flowcraft.kafka._store import CassandraContext
 from flowcraft.kafka._topics import delete_topics, ensure_topics
 
@@ -91,7 +93,7 @@ class KafkaBackend:
         self, *, bootstrap_servers: str | None = None,
         cassandra_contact_points: str | None = None, cassandra_local_dc: str | None = None,
         keyspace: str | None = None, redis_url: str | None = None, partitions: int | str = 12,
-        prefetch: int | str = 64,
+        prefetch: int | str = 64, sticky_limit: int | str = STICKY_LIMIT,
     ) -> None:  # fmt: skip
         self.bootstrap_servers = _option("bootstrap_servers", bootstrap_servers)
         self.contact_points = _option("cassandra_contact_points", cassandra_contact_points)
@@ -100,6 +102,7 @@ class KafkaBackend:
         self.redis_url = _option("redis_url", redis_url)
         self.partitions = _whole("partitions", partitions, 1, 10_000)
         self.prefetch = _whole("prefetch", prefetch, 1, 100_000)
+        self.sticky_limit = _whole("sticky_limit", sticky_limit, 1, 1_000_000)
         _contact_points(self.contact_points)  # a wrong option fails here, with its name
 
     @property
@@ -110,7 +113,8 @@ class KafkaBackend:
     async def create(self, namespace: str) -> Backend:
         """The ports of ``namespace`` (topics and tables created if missing)."""
         queue = KafkaAdapter(config=self.kafka_config, topic_name=f"{namespace}-jobs",
-                             group_id=f"{namespace}-workers", prefetch=self.prefetch)  # fmt: skip
+                             group_id=f"{namespace}-workers", prefetch=self.prefetch,
+                             sticky_limit=self.sticky_limit)  # fmt: skip
         cluster = None
         try:
             await ensure_topics(self.kafka_config, queue.names, partitions=self.partitions)

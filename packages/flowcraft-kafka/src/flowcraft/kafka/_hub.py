@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from flowcraft.core.aio import wait_event
 from flowcraft.kafka._errors import kafka_errors
 from flowcraft.kafka._offsets import PartitionTracker, decode
-from flowcraft.kafka._sticky import StickyRoutes
+from flowcraft.kafka._sticky import STICKY_LIMIT, StickyRoutes
 from flowcraft.kafka._wire import Wire, unpack
 
 __all__ = ["CONSUMER_FIXED", "ConsumerHub", "Fetched"]
@@ -79,6 +79,7 @@ class ConsumerHub:
     def __init__(
         self, config: Mapping[str, Any], *, topic: str, group_id: str, prefetch: int,
         poll_interval: float = 0.02, sticky_timeout: float = 2.0,
+        sticky_limit: int = STICKY_LIMIT,
     ) -> None:  # fmt: skip
         self._config = {"auto.offset.reset": "earliest", "session.timeout.ms": 10_000,
                         **config, "group.id": group_id, **CONSUMER_FIXED,
@@ -101,7 +102,7 @@ class ConsumerHub:
         self._consumer: Any = None
         self._failure: BaseException | None = None
         self.commits = 0  # commit requests (benchmarks count them)
-        self._routes = StickyRoutes(timeout=sticky_timeout, limit=prefetch)
+        self._routes = StickyRoutes(timeout=sticky_timeout, limit=sticky_limit)
 
     # ------------------------------------------------------------------ loop side
 

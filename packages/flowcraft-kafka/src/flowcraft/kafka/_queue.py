@@ -36,7 +36,8 @@ messages with the leases its save took) goes to a partition this process owns an
 that worker by the process's other queue objects for ``sticky_timeout`` seconds; it stays an
 ordinary message of the jobs topic (committed once settled, delivered again by the next owner
 if the process dies or the partition moves), so at-least-once and crash recovery are those of
-any job. At most ``prefetch`` sticky messages are kept this way at once (beyond, by key).
+any job. At most ``sticky_limit`` sticky messages are routed this way within
+``sticky_timeout`` (beyond, by key).
 
 Limits: order is not kept (the port promises none); a partition is consumed by one process at
 a time, so ``partitions`` bounds how many processes share the work (default 12); a process that
@@ -62,6 +63,7 @@ from flowcraft.kafka._errors import kafka_errors
 from flowcraft.kafka._forwarder import DUE_HEADER, DelayForwarder
 from flowcraft.kafka._hub import ConsumerHub
 from flowcraft.kafka._producer import Headers, KafkaProducer
+from flowcraft.kafka._sticky import STICKY_LIMIT
 from flowcraft.kafka._topics import TopicNames
 from flowcraft.kafka._wire import unpack
 
@@ -73,15 +75,17 @@ class _Connection:
 
     def __init__(
         self, config: Mapping[str, Any], names: TopicNames, group_id: str, prefetch: int,
-        sticky_timeout: float | None,
+        sticky: tuple[float | None, int],
     ) -> None:  # fmt: skip
+        sticky_timeout, sticky_limit = sticky
         self.config = dict(config)
         self.names = names
         self.group_id = group_id
         self.sticky_timeout = sticky_timeout
         self.producer = KafkaProducer(config)
         self.hub = ConsumerHub(config, topic=names.jobs, group_id=group_id, prefetch=prefetch,
-                               sticky_timeout=sticky_timeout or 1.0)  # fmt: skip
+                               sticky_timeout=sticky_timeout or 1.0,
+                               sticky_limit=sticky_limit)  # fmt: skip
         self.forwarder = DelayForwarder(
             config, jobs_topic=names.jobs, delay_topics=names.delays,
             group_id=f"{group_id}.delays", producer=self.producer,
@@ -120,17 +124,21 @@ class KafkaAdapter:
             assignor.
         topic_name: The jobs topic; the dead-letter and delay topics are named after it.
         group_id: The consumer group of the workers (the forwarder uses ``<group_id>.delays``).
-        prefetch: How many messages the process's consumer fetches ahead at most (and how many
-            sticky messages it keeps for its own queue objects at once).
+        prefetch: How many messages the process's consumer fetches ahead at most.
         sticky_timeout: Seconds a sticky message waits for the queue object that sent it
             before any queue object of the process takes it (see the module); None turns
             sticky enqueues off (capability ``sticky`` False).
+        sticky_limit: How many sticky messages the process routes to its own partitions
+            within ``sticky_timeout`` at most; beyond, by key (any process), so that one wide
+            fan-out is shared with other processes. Many runs at once keep their steps with
+            the process that decides them below it (no claim, load or contended save
+            elsewhere).
     """
 
     def __init__(
         self, *, config: Mapping[str, Any], topic_name: str = "flowcraft-jobs",
         group_id: str = "flowcraft-workers", prefetch: int = 64,
-        sticky_timeout: float | None = 2.0,
+        sticky_timeout: float | None = 2.0, sticky_limit: int = STICKY_LIMIT,
     ) -> None:  # fmt: skip
         if "bootstrap.servers" not in config:
             raise ValueError("KafkaAdapter: config needs 'bootstrap.servers'")
@@ -138,8 +146,10 @@ class KafkaAdapter:
             raise ValueError(f"KafkaAdapter: prefetch {prefetch} is not positive")
         if sticky_timeout is not None and sticky_timeout <= 0:
             raise ValueError(f"KafkaAdapter: sticky_timeout {sticky_timeout} is not positive")
+        if sticky_limit < 1:
+            raise ValueError(f"KafkaAdapter: sticky_limit {sticky_limit} is not positive")
         self._connection = _Connection(
-            config, TopicNames(topic_name), group_id, prefetch, sticky_timeout
+            config, TopicNames(topic_name), group_id, prefetch, (sticky_timeout, sticky_limit)
         )
         self._owner = True
         self._open: set[KafkaDelivery] = set()

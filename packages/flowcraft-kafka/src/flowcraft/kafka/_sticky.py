@@ -17,7 +17,13 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
-__all__ = ["StickyRoutes"]
+__all__ = ["STICKY_LIMIT", "StickyRoutes"]
+
+#: Sticky messages a process routes to its own partitions within the sticky timeout, at most
+#: (the adapter's default ``sticky_limit``). Below it, a hundred fan-out runs at once keep their
+#: steps with the processes that decide them; 64 (the old bound, ``prefetch``) sent a quarter of
+#: their middles to other processes at four workers: a claim, a load and a contended save each.
+STICKY_LIMIT = 512
 
 
 class StickyRoutes:
