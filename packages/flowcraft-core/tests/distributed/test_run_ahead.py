@@ -12,7 +12,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from flowcraft.core import Client, Flow, MemoryJobQueue, MemoryRunStore, NodeContext, Worker, node
+from flowcraft.core import (
+    Blueprint,
+    Client,
+    Flow,
+    MemoryJobQueue,
+    MemoryRunStore,
+    NodeContext,
+    Worker,
+    node,
+)
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.reconciler import Reconciler
 from flowcraft.core.errors import TransientBackendError
@@ -66,12 +75,20 @@ async def _run_abc(
     name = key.partition(".")[0]
     flow = Flow(name, version="1").node("a", step).node("b", step).node("c", step)
     blueprint = flow.edge("a", "b").edge("b", "c").build()
-    runner = Worker(queue=queue, store=store, registry={key: step}, blueprints=[blueprint],
+    return await _run_one(blueprint, {key: step}, store=store, queue=queue, **worker)
+
+
+async def _run_one(
+    blueprint: Blueprint, registry: dict[str, Any], *, store: MemoryRunStore, queue: MemoryJobQueue,
+    **worker: Any,
+) -> Any:  # fmt: skip
+    """The result of one run of ``blueprint`` on one worker (``worker``: its arguments)."""
+    runner = Worker(queue=queue, store=store, registry=registry, blueprints=[blueprint],
                     poll=0.02, **worker)  # fmt: skip
     task = asyncio.ensure_future(runner.run())
     try:
         async with Client(queue=queue, store=store, blueprints=[blueprint]) as client:
-            return await (await client.start(name)).result(timeout=10)
+            return await (await client.start(blueprint.id)).result(timeout=10)
     finally:
         runner.stopping.set()
         await task
@@ -178,17 +195,9 @@ async def test_a_fresh_workers_first_fan_out_runs_ahead_on_the_evidence_of_its_s
     middles = [f"m{i}" for i in range(6)]
     for middle in middles:
         flow = flow.node(middle, step).edge("a", middle).edge(middle, "z")
-    blueprint = flow.build()
     queue = MemoryJobQueue(visibility=5, sticky=True)
-    runner = Worker(queue=queue, store=store, registry={"fresh.step": step},
-                    blueprints=[blueprint], poll=0.02, concurrency=2)  # fmt: skip
-    task = asyncio.ensure_future(runner.run())
-    try:
-        async with Client(queue=queue, store=store, blueprints=[blueprint]) as client:
-            result = await (await client.start("fresh")).result(timeout=10)
-    finally:
-        runner.stopping.set()
-        await task
+    result = await _run_one(flow.build(), {"fresh.step": step}, store=store, queue=queue,
+                            concurrency=2)  # fmt: skip
     assert result.status.value == "completed"
     fan_out = next(claims for _outbox, claims in store.saves if claims)
     assert sorted(c.rsplit(":", 1)[1] for c in fan_out) == sorted(f"{m}#1" for m in middles)
