@@ -12,16 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from flowcraft.core import (
-    Blueprint,
-    Client,
-    Flow,
-    MemoryJobQueue,
-    MemoryRunStore,
-    NodeContext,
-    Worker,
-    node,
-)
+from flowcraft.core import Client, Flow, MemoryJobQueue, MemoryRunStore, NodeContext, Worker, node
 from flowcraft.core._distributed.blueprints import BlueprintSet
 from flowcraft.core._distributed.reconciler import Reconciler
 from flowcraft.core.errors import TransientBackendError
@@ -75,20 +66,12 @@ async def _run_abc(
     name = key.partition(".")[0]
     flow = Flow(name, version="1").node("a", step).node("b", step).node("c", step)
     blueprint = flow.edge("a", "b").edge("b", "c").build()
-    return await _run_one(blueprint, {key: step}, store=store, queue=queue, **worker)
-
-
-async def _run_one(
-    blueprint: Blueprint, registry: dict[str, Any], *, store: MemoryRunStore, queue: MemoryJobQueue,
-    **worker: Any,
-) -> Any:  # fmt: skip
-    """The result of one run of ``blueprint`` on one worker (``worker``: its arguments)."""
-    runner = Worker(queue=queue, store=store, registry=registry, blueprints=[blueprint],
+    runner = Worker(queue=queue, store=store, registry={key: step}, blueprints=[blueprint],
                     poll=0.02, **worker)  # fmt: skip
     task = asyncio.ensure_future(runner.run())
     try:
         async with Client(queue=queue, store=store, blueprints=[blueprint]) as client:
-            return await (await client.start(blueprint.id)).result(timeout=10)
+            return await (await client.start(name)).result(timeout=10)
     finally:
         runner.stopping.set()
         await task
@@ -127,22 +110,14 @@ async def test_nothing_runs_ahead_of_a_save_that_did_not_happen() -> None:
 async def test_a_worker_takes_ahead_what_its_slots_get_to_soon() -> None:
     """Quick deliveries: a backlog beyond the free slots (no claims needed), as many as the
     slots get through in about a second, bounded; slow or not yet seen ones: none, so other
-    workers can take them (the leases taken ahead would keep them away). Before any delivery
-    let go of its slot, how long the first has held it so far stands for its slot time."""
+    workers can take them (the leases taken ahead would keep them away)."""
     worker = Worker(queue=MemoryJobQueue(sticky=True), store=MemoryRunStore(), registry={},
                     blueprints=[], concurrency=4)  # fmt: skip
     worker._slots = asyncio.Semaphore(4)  # as while running
     offered = [Message(id=f"node:{i}", body=b"{}") for i in range(400)]
     assert len(worker.pick(offered)) == 4  # nothing has run yet: no backlog on a guess
     worker._reserved = 0
-    # The first deliveries still hold their slots: how long they have is the evidence.
-    worker._first_held = time.perf_counter() - 5.0
-    assert len(worker.pick(offered)) == 4  # held 5 s so far: no backlog
-    worker._reserved = 0
-    worker._first_held = time.perf_counter() - 0.39  # at most ~10 a second so far
-    assert len(worker.pick(offered)) == 4 + 10
-    worker._reserved = 0
-    worker._slot_samples, worker._slot_time = 1, 0.2  # one let go: 4 slots get through 20 a second
+    worker._slot_time = 0.2  # 4 slots get through 20 a second
     assert len(worker.pick(offered)) == 4 + 20
     worker._reserved = 0
     worker._slot_time = 0.0001  # 40,000 a second: at most 8 a slot wait
@@ -179,28 +154,6 @@ async def test_attempts_run_ahead_are_leased_by_the_save_not_kept_in_its_outbox(
     state = await store.load_state(result.run_id)
     assert state is not None
     assert state.outbox == ()
-
-
-async def test_a_fresh_workers_first_fan_out_runs_ahead_on_the_evidence_of_its_start() -> None:
-    """Before any delivery let go of its slot, the start's time so far sizes the backlog: a
-    fresh worker meeting a burst of fan-outs takes the first ones ahead (no claims), as it
-    does once warm (it took none: each middle then cost a claim and a load)."""
-    store = _RecordingStore()
-
-    @node("fresh.step")
-    async def step(ctx: NodeContext) -> int:
-        return 1
-
-    flow = Flow("fresh", version="1").node("a", step).node("z", step)
-    middles = [f"m{i}" for i in range(6)]
-    for middle in middles:
-        flow = flow.node(middle, step).edge("a", middle).edge(middle, "z")
-    queue = MemoryJobQueue(visibility=5, sticky=True)
-    result = await _run_one(flow.build(), {"fresh.step": step}, store=store, queue=queue,
-                            concurrency=2)  # fmt: skip
-    assert result.status.value == "completed"
-    fan_out = next(claims for _outbox, claims in store.saves if claims)
-    assert sorted(c.rsplit(":", 1)[1] for c in fan_out) == sorted(f"{m}#1" for m in middles)
 
 
 class _MuteStickyQueue(MemoryJobQueue):

@@ -19,7 +19,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import signal
 import time
 import uuid
@@ -153,16 +152,11 @@ class Worker:
         self._slots: asyncio.Semaphore | None = None
         self._reserved = 0
         self._waiting = 0
-        # Seconds a delivery held its slot lately (the mean of the first ones, then a moving
-        # average): its node, its commit and decide, and its waits for the servers and the
-        # event loop, so concurrency / this is what the slots get through per second (Little's
-        # law). Before any delivery has let go of its slot, the evidence is how long the first
-        # one has held it so far (``_first_held``; a lower bound of its slot time: a fan-out
-        # decided by the first deliveries is sized by how long they took); before any took
-        # one, none: no backlog is taken ahead on a guess.
-        self._slot_time = 0.0
-        self._slot_samples = 0
-        self._first_held: float | None = None
+        # Seconds a delivery held its slot lately (moving average): its node, its commit and
+        # decide, and its waits for the servers and the event loop, so concurrency / this is
+        # what the slots get through per second (Little's law). Until deliveries have run,
+        # assume long ones: no backlog is taken ahead before there is evidence that it pays.
+        self._slot_time = 10 * _AHEAD_HORIZON
         self._killed = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -257,20 +251,12 @@ class Worker:
         if self._slots is None or self.stopping.is_set():
             return ()
         busy = len(self._inflight) - self._waiting  # deliveries waiting for ahead runs: idle
-        through = self.concurrency * _AHEAD_HORIZON / max(self._recent_slot_time(), 1e-3)
+        through = self.concurrency * _AHEAD_HORIZON / max(self._slot_time, 1e-3)
         backlog = min(_AHEAD_MOST * self.concurrency, int(through))
         room = self.concurrency + backlog - busy - self._reserved
         picked = [m for m in messages if m.id not in self._ahead][: max(0, room)]
         self._reserved += len(picked)
         return picked
-
-    def _recent_slot_time(self) -> float:
-        """Seconds a delivery holds its slot, as far as the evidence goes (see ``__init__``)."""
-        if self._slot_samples:
-            return self._slot_time
-        if self._first_held is None:
-            return math.inf
-        return time.perf_counter() - self._first_held
 
     def start(
         self, picked: Sequence[AheadJob], state: RunState, saved: asyncio.Future[bool]
@@ -311,8 +297,6 @@ class Worker:
                 return
         async with slots:
             began = time.perf_counter()
-            if self._first_held is None:
-                self._first_held = began
             try:
                 await self._outlasting_outages(delivery)
             except asyncio.CancelledError:
@@ -335,9 +319,7 @@ class Worker:
                     await delivery.nack(min(30.0, 0.5 * delivery.delivery_count))
             finally:
                 took = time.perf_counter() - began
-                self._slot_samples += 1
-                weight = max(_SLOT_TIME_WEIGHT, 1 / self._slot_samples)
-                self._slot_time += (took - self._slot_time) * weight
+                self._slot_time += (took - self._slot_time) * 0.2
 
     async def _outlasting_outages(self, delivery: Delivery) -> None:
         """Handle ``delivery``; while the backend is unavailable, retry here with backoff.
@@ -725,8 +707,6 @@ _OUTAGE_FIRST_WAIT = 0.25
 _OUTAGE_MAX_WAIT = 10.0
 #: Attempts run ahead may wait for a slot as long as the slots need for them about this long.
 _AHEAD_HORIZON = 1.0
-#: Weight of a delivery's slot time in the moving average (after the first few: their mean).
-_SLOT_TIME_WEIGHT = 0.2
 #: At most this many attempts per slot wait for one: a bound on a wrong estimate. When a
 #: run's nodes turn long after quick ones, what was taken ahead on the quick estimate waits
 #: here, leased, until its lease runs out (then another worker's copy takes it over).
