@@ -105,14 +105,17 @@ async def test_sleep_is_durable_and_holds_no_worker(harness: Harness) -> None:
         elapsed = time.monotonic() - began
     assert [r.output for r in results] == ["a", "b"]
     assert elapsed >= 1.0
-    # Both slept at once on a single-slot worker: both timers were set before either run's
-    # next node was even sent (an order, not a clock reading).
+    # Both slept at once on a single-slot worker: the second timer was set before the first
+    # could fire (a worker held by the first sleep would set it a second later), and no next
+    # node was sent before both were set. (A next node the worker runs ahead of its message
+    # may never be sent: the order of the sends alone proves nothing then.)
     sent = [message_id for message_id, _delay in s.recording.sent]
     timers = [i for i, m in enumerate(sent) if ":TimerFired:Z" in m]
-    nexts = [i for i, m in enumerate(sent) if m.endswith(":T#1")]
     assert len(timers) >= 2
-    assert nexts
-    assert max(timers[:2]) < min(nexts)
+    set_first, set_second = (s.recording.sent_at[i] for i in timers[:2])
+    assert set_second - set_first < 1.0
+    nexts = [i for i, m in enumerate(sent) if m.endswith(":T#1")]
+    assert all(i > max(timers[:2]) for i in nexts)
 
 
 async def test_resume_by_token_and_again_is_a_no_op(harness: Harness) -> None:
